@@ -1,0 +1,1 @@
+"""export stage (see DESIGN.md)."""

@@ -1,0 +1,181 @@
+"""Artifact metadata: what a device needs to run a model correctly (DESIGN.md invariant 2).
+
+The same :class:`ModelMetadata` travels in a checkpoint, as ONNX ``metadata_props``, as OpenVINO
+``rt_info`` and as the JSON sidecar of a TensorRT engine. It is flattened to a ``str -> str``
+map by :meth:`ModelMetadata.to_props` (ONNX and OpenVINO only store strings) and read back by
+:meth:`ModelMetadata.from_props`. :func:`read_metadata` finds it for any artifact path.
+
+Torch-free by design: the benchmark and the runtime read it on a Jetson.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgefer.errors import BackendError
+from edgefer.labels import CLASS_NAMES
+from edgefer.preprocess import Preprocessing
+
+#: Bump when the meaning of a field changes; readers refuse newer major versions.
+METADATA_SCHEMA = 1
+PROPS_KEY = "edgefer.metadata"
+SIDECAR_SUFFIX = ".json"
+
+
+@dataclass
+class ModelMetadata:
+    """Everything downstream of training needs to know about a model.
+
+    ``precision`` is one of fp32, fp16, int8 (with ``quantization`` describing how, e.g.
+    ``{"method": "ptq", "engine": "nncf", "format": "qdq"}``). ``source_checkpoint_sha256`` and
+    ``source_onnx_sha256`` tie an artifact to what it was built from.
+    """
+
+    model_name: str
+    class_names: tuple[str, ...] = CLASS_NAMES
+    preprocessing: Preprocessing = field(default_factory=Preprocessing)
+    model_args: dict[str, Any] = field(default_factory=dict)
+    precision: str = "fp32"
+    quantization: dict[str, Any] = field(default_factory=dict)
+    edgefer_version: str = ""
+    source_checkpoint_sha256: str = ""
+    source_onnx_sha256: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+    schema: int = METADATA_SCHEMA
+
+    def __post_init__(self) -> None:
+        if not self.edgefer_version:
+            from edgefer import __version__
+
+            self.edgefer_version = __version__
+        self.class_names = tuple(self.class_names)
+        if isinstance(self.preprocessing, dict):
+            self.preprocessing = Preprocessing.from_dict(self.preprocessing)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": self.schema,
+            "edgefer_version": self.edgefer_version,
+            "model_name": self.model_name,
+            "model_args": self.model_args,
+            "class_names": list(self.class_names),
+            "preprocessing": self.preprocessing.to_dict(),
+            "precision": self.precision,
+            "quantization": self.quantization,
+            "source_checkpoint_sha256": self.source_checkpoint_sha256,
+            "source_onnx_sha256": self.source_onnx_sha256,
+            "extra": self.extra,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelMetadata:
+        schema = int(d.get("schema", METADATA_SCHEMA))
+        if schema > METADATA_SCHEMA:
+            raise BackendError(
+                f"artifact metadata schema {schema} is newer than this edgefer understands "
+                f"({METADATA_SCHEMA}); upgrade edgefer on this device"
+            )
+        if "model_name" not in d:
+            raise BackendError("artifact metadata has no model_name: not an edgefer artifact?")
+        return cls(
+            model_name=d["model_name"],
+            class_names=tuple(d.get("class_names", CLASS_NAMES)),
+            preprocessing=Preprocessing.from_dict(d.get("preprocessing", {})),
+            model_args=dict(d.get("model_args", {})),
+            precision=d.get("precision", "fp32"),
+            quantization=dict(d.get("quantization", {})),
+            edgefer_version=d.get("edgefer_version", ""),
+            source_checkpoint_sha256=d.get("source_checkpoint_sha256", ""),
+            source_onnx_sha256=d.get("source_onnx_sha256", ""),
+            extra=dict(d.get("extra", {})),
+            schema=schema,
+        )
+
+    def to_props(self) -> dict[str, str]:
+        """Flat string map for ONNX metadata_props / OpenVINO rt_info.
+
+        The full record is one JSON value under ``edgefer.metadata``; the most useful fields are
+        repeated as their own keys so ``netron`` or ``onnx`` users can read them at a glance.
+        """
+        pp = self.preprocessing
+        return {
+            PROPS_KEY: json.dumps(self.to_dict(), sort_keys=True),
+            "edgefer.version": self.edgefer_version,
+            "edgefer.model_name": self.model_name,
+            "edgefer.class_names": ",".join(self.class_names),
+            "edgefer.precision": self.precision,
+            "edgefer.input_size": str(pp.input_size),
+            "edgefer.color_order": pp.color_order,
+            "edgefer.mean": ",".join(f"{v:g}" for v in pp.mean),
+            "edgefer.std": ",".join(f"{v:g}" for v in pp.std),
+            "edgefer.resize": pp.resize,
+        }
+
+    @classmethod
+    def from_props(cls, props: dict[str, str]) -> ModelMetadata:
+        if PROPS_KEY not in props:
+            raise BackendError(
+                f"no '{PROPS_KEY}' entry in the artifact metadata: it was not exported by edgefer "
+                "(export it with `edgefer export`)"
+            )
+        try:
+            return cls.from_dict(json.loads(props[PROPS_KEY]))
+        except json.JSONDecodeError as exc:
+            raise BackendError(f"artifact metadata is not valid JSON: {exc}") from exc
+
+    def replace(self, **changes: Any) -> ModelMetadata:
+        d = self.to_dict()
+        for k, v in changes.items():
+            d[k] = v.to_dict() if isinstance(v, Preprocessing) else v
+        return ModelMetadata.from_dict(d)
+
+
+def sidecar_path(artifact: str | os.PathLike) -> Path:
+    """The JSON sidecar beside an artifact: ``model.engine`` -> ``model.engine.json``."""
+    p = Path(artifact)
+    return p.with_name(p.name + SIDECAR_SUFFIX)
+
+
+def read_metadata(path: str | os.PathLike) -> ModelMetadata:
+    """Metadata of any artifact: ``.onnx``, OpenVINO ``.xml``, TensorRT ``.engine``/``.plan``
+    (its JSON sidecar), or a bundle directory (``bundle.json``).
+
+    Only the package the artifact needs is imported (onnx, openvino), never torch.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise BackendError(f"artifact {p} does not exist")
+    if p.is_dir():
+        manifest = p / "bundle.json"
+        if not manifest.exists():
+            raise BackendError(f"{p} is a directory but not an edgefer bundle (no bundle.json)")
+        data = json.loads(manifest.read_text(encoding="utf-8"))
+        return ModelMetadata.from_dict(data["metadata"])
+    suffix = p.suffix.lower()
+    if suffix == ".onnx":
+        from edgefer.errors import require
+
+        onnx = require("onnx", "onnx", "reading ONNX metadata")
+        model = onnx.load(str(p), load_external_data=False)
+        return ModelMetadata.from_props({e.key: e.value for e in model.metadata_props})
+    if suffix == ".xml":
+        from edgefer.errors import require
+
+        ov = require("openvino", "openvino", "reading OpenVINO metadata")
+        model = ov.Core().read_model(str(p))
+        if not model.has_rt_info(["framework", PROPS_KEY]):
+            raise BackendError(f"{p} has no edgefer metadata in rt_info: it was not exported by edgefer")
+        return ModelMetadata.from_props({PROPS_KEY: str(model.get_rt_info(["framework", PROPS_KEY]))})
+    sidecar = sidecar_path(p)
+    if sidecar.exists():
+        data = json.loads(sidecar.read_text(encoding="utf-8"))
+        return ModelMetadata.from_dict(data.get("metadata", data))
+    raise BackendError(f"cannot find edgefer metadata for {p} (expected a sidecar {sidecar.name})")

@@ -1,0 +1,162 @@
+"""The one source of preprocessing truth (DESIGN.md invariant 1).
+
+A :class:`Preprocessing` is recorded in every checkpoint and artifact at export time and read
+back by the benchmark and the runtime; nobody downstream of training hard-codes an input size
+or ImageNet means. :func:`preprocess_batch` is *the* function from pixels to the model's input
+tensor: the training eval transform, the reference predictions, the benchmark and the runtime
+all call it, so they cannot drift apart. It is numpy + OpenCV only (no torch).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from edgefer.errors import EdgeferError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+_INTERPOLATIONS = ("linear", "area", "cubic", "nearest")
+_RESIZE_POLICIES = ("stretch", "center_crop")
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How pixels become the model input.
+
+    Attributes:
+        input_size: side of the square model input (H = W).
+        mean, std: per-channel normalisation on the [0, 1] scale, in ``color_order``.
+        color_order: channel order the model expects ("RGB" or "BGR").
+        resize: "stretch" resizes the whole (already face-cropped) image to the square;
+            "center_crop" resizes the short side then takes the centre square.
+        interpolation: OpenCV interpolation used when resizing.
+        layout: tensor layout, always "NCHW" for now.
+    """
+
+    input_size: int = 112
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    color_order: str = "RGB"
+    resize: str = "stretch"
+    interpolation: str = "linear"
+    layout: str = field(default="NCHW")
+
+    def __post_init__(self) -> None:
+        if self.input_size < 16:
+            raise EdgeferError(f"input_size {self.input_size} is too small (>= 16 expected)")
+        if self.color_order not in ("RGB", "BGR"):
+            raise EdgeferError(f"color_order must be RGB or BGR, not {self.color_order!r}")
+        if self.resize not in _RESIZE_POLICIES:
+            raise EdgeferError(f"resize must be one of {_RESIZE_POLICIES}, not {self.resize!r}")
+        if self.interpolation not in _INTERPOLATIONS:
+            raise EdgeferError(f"interpolation must be one of {_INTERPOLATIONS}")
+        if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
+            raise EdgeferError("mean and std need three values each, std > 0")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["mean"] = list(self.mean)
+        d["std"] = list(self.std)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Preprocessing:
+        known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
+        for key in ("mean", "std"):
+            if key in known:
+                known[key] = tuple(float(v) for v in known[key])
+        if "input_size" in known:
+            known["input_size"] = int(known["input_size"])
+        return cls(**known)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> Preprocessing:
+        return cls.from_dict(json.loads(text))
+
+    def with_size(self, input_size: int) -> Preprocessing:
+        d = self.to_dict()
+        d["input_size"] = int(input_size)
+        return Preprocessing.from_dict(d)
+
+
+def _cv2_interp(name: str) -> int:
+    import cv2
+
+    return {
+        "linear": cv2.INTER_LINEAR,
+        "area": cv2.INTER_AREA,
+        "cubic": cv2.INTER_CUBIC,
+        "nearest": cv2.INTER_NEAREST,
+    }[name]
+
+
+def to_three_channels(image: np.ndarray, color: str = "RGB") -> np.ndarray:
+    """Return an HxWx3 uint8 image in ``color`` order from grey, 3- or 4-channel input.
+
+    ``color`` names the channel order of the *input* when it has 3 or 4 channels.
+    Raises :class:`EdgeferError` for arrays that are not images (None, empty, wrong rank).
+    """
+    import cv2
+
+    if image is None:
+        raise EdgeferError("image is None")
+    image = np.asarray(image)
+    if image.size == 0:
+        raise EdgeferError("image is empty")
+    if image.dtype != np.uint8:
+        if np.issubdtype(image.dtype, np.floating) and image.max(initial=0) <= 1.0:
+            image = image * 255.0
+        image = np.clip(image, 0, 255).astype(np.uint8)
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
+    if image.ndim != 3:
+        raise EdgeferError(f"image must be HxW or HxWxC, got shape {image.shape}")
+    channels = image.shape[2]
+    if channels == 1:
+        return cv2.cvtColor(image[:, :, 0], cv2.COLOR_GRAY2RGB)
+    if channels == 4:
+        return np.ascontiguousarray(image[:, :, :3])
+    if channels == 3:
+        return image
+    raise EdgeferError(f"image must have 1, 3 or 4 channels, got {channels}")
+
+
+def preprocess_image(image: np.ndarray, pp: Preprocessing, input_color: str = "RGB") -> np.ndarray:
+    """One image (HxW, HxWx3 or HxWx4 uint8, channels in ``input_color``) -> CxHxW float32."""
+    import cv2
+
+    img = to_three_channels(image, input_color)
+    if input_color != pp.color_order:
+        img = img[:, :, ::-1]
+    size = pp.input_size
+    interp = _cv2_interp(pp.interpolation)
+    if pp.resize == "center_crop":
+        h, w = img.shape[:2]
+        scale = size / min(h, w)
+        nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
+        img = cv2.resize(np.ascontiguousarray(img), (nw, nh), interpolation=interp)
+        top, left = (nh - size) // 2, (nw - size) // 2
+        img = img[top : top + size, left : left + size]
+    elif img.shape[0] != size or img.shape[1] != size:
+        img = cv2.resize(np.ascontiguousarray(img), (size, size), interpolation=interp)
+    x = img.astype(np.float32) * (1.0 / 255.0)
+    x -= np.asarray(pp.mean, dtype=np.float32)
+    x /= np.asarray(pp.std, dtype=np.float32)
+    return np.ascontiguousarray(x.transpose(2, 0, 1))
+
+
+def preprocess_batch(
+    images: Sequence[np.ndarray], pp: Preprocessing, input_color: str = "RGB"
+) -> np.ndarray:
+    """A list of images -> an NxCxHxW float32 batch (see :func:`preprocess_image`)."""
+    if len(images) == 0:
+        return np.zeros((0, 3, pp.input_size, pp.input_size), dtype=np.float32)
+    return np.stack([preprocess_image(im, pp, input_color) for im in images])

@@ -1,0 +1,1 @@
+"""quantize stage (see DESIGN.md)."""
