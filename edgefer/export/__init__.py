@@ -1,1 +1,41 @@
-"""export stage (see DESIGN.md)."""
+"""Export stage: checkpoint -> FP32 ONNX (the hub) -> FP16 ONNX, OpenVINO IR, TensorRT engine.
+
+Importing this package is cheap: torch, onnx, openvino and tensorrt are imported by the
+functions that need them (so a Jetson can build engines from an ONNX without PyTorch).
+
+* :func:`export` — the one call behind ``edgefer export`` (:mod:`edgefer.export.api`)
+* :func:`torch_to_onnx`, :func:`export_onnx` — :mod:`edgefer.export.onnx`
+* :func:`make_reference` — FP32 reference predictions (:mod:`edgefer.export.reference`)
+* :func:`to_fp16_onnx` — :mod:`edgefer.export.fp16`
+* :func:`export_openvino` — :mod:`edgefer.export.openvino`
+* :func:`build_engine`, :func:`check_engine_compat`, :func:`trtexec_command` —
+  :mod:`edgefer.export.tensorrt`
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from edgefer.export.result import PRECISIONS, TARGETS, ExportResult
+
+_LAZY = {
+    "export": "edgefer.export.api",
+    "torch_to_onnx": "edgefer.export.onnx",
+    "export_onnx": "edgefer.export.onnx",
+    "make_reference": "edgefer.export.reference",
+    "to_fp16_onnx": "edgefer.export.fp16",
+    "export_openvino": "edgefer.export.openvino",
+    "build_engine": "edgefer.export.tensorrt",
+    "check_engine_compat": "edgefer.export.tensorrt",
+    "trtexec_command": "edgefer.export.tensorrt",
+    "load_profile": "edgefer.export.profiles",
+}
+
+__all__ = ["PRECISIONS", "TARGETS", "ExportResult", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'edgefer.export' has no attribute {name!r}")

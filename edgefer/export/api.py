@@ -1,0 +1,499 @@
+"""``edgefer.export.export``: one call from a checkpoint (or an FP32/FP16/Q-DQ ONNX) to a device
+artifact with its metadata, parity numbers and, optionally, the FP32 reference predictions.
+
+Everything is produced in a scratch directory inside ``out_dir`` and moved into place only when
+every step (export, parity checks, conversion, smoke inference, engine build) succeeded, so a
+failed export leaves no partial files.
+
+TensorRT on a machine without ``tensorrt``: with ``onnx_only=True`` the ONNX the device builds
+from (FP32, FP16 or Q/DQ, numerics already checked on ONNX Runtime) is written and
+``result.commands`` holds the ``trtexec`` and ``edgefer export`` commands to run on the device;
+``result.engine_built`` is False. Without ``onnx_only`` a missing ``tensorrt`` is a
+:class:`MissingDependencyError` raised before any work is done.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+from pathlib import Path
+from typing import Any
+
+from edgefer.errors import ExportError, MissingDependencyError
+from edgefer.export.profiles import DeviceProfile, load_profile
+from edgefer.export.result import PRECISIONS, TARGETS, ExportResult
+from edgefer.metadata import ModelMetadata, read_metadata
+from edgefer.utils.io import ensure_writable_dir
+
+DEFAULT_TRT_VERSION = "10.3"  # JetPack 6.1/6.2, the current Jetson release
+
+
+def _resolve_profile(device_profile: str | os.PathLike | DeviceProfile | None) -> DeviceProfile | None:
+    if device_profile is None or isinstance(device_profile, DeviceProfile):
+        return device_profile
+    return load_profile(device_profile)
+
+
+def _pick(value: Any, profile: DeviceProfile | None, attr: str, default: Any) -> Any:
+    if value is not None:
+        return value
+    if profile is not None and getattr(profile, attr) is not None:
+        return getattr(profile, attr)
+    return default
+
+
+def _move(src: Path, dst_dir: Path) -> Path:
+    dst = dst_dir / src.name
+    os.replace(src, dst)
+    return dst
+
+
+def export(
+    checkpoint: str | os.PathLike | None = None,
+    target: str = "onnx",
+    precision: str | None = None,
+    out_dir: str | os.PathLike = "runs/export",
+    batch: int | None = None,
+    dynamic: bool | None = None,
+    max_batch: int | None = None,
+    opt_batch: int | None = None,
+    img_size: int | None = None,
+    reference_data: str | os.PathLike | None = None,
+    reference_split: str = "test",
+    calib_data: str | os.PathLike | None = None,
+    calib_size: int = 300,
+    device_profile: str | os.PathLike | DeviceProfile | None = None,
+    onnx: str | os.PathLike | None = None,
+    onnx_only: bool = False,
+    workspace_mib: int | None = None,
+    dla_core: int | None = None,
+    trt_version: str | None = None,
+    fp16_mode: str = "auto",
+    int8_mode: str = "qdq",
+    timing_cache: str | os.PathLike | None = None,
+    opset: int = 17,
+    name: str | None = None,
+    progress: bool = True,
+) -> ExportResult:
+    """Export to ``target`` ("onnx", "openvino", "trt") at ``precision`` ("fp32", "fp16", "int8").
+
+    Args:
+        checkpoint: the training checkpoint; or give ``onnx`` (an edgefer FP32 ONNX, or for
+            ``trt`` also an FP16 / Q-DQ ONNX) to skip PyTorch entirely (e.g. on a Jetson).
+        batch / dynamic / max_batch / opt_batch: ``batch=N`` gives a static batch; the default
+            (or ``dynamic=True``) a dynamic batch with ``max_batch`` recorded for TensorRT's
+            optimisation profile (1, opt, max).
+        reference_data: dataset whose ``reference_split`` the FP32 ONNX predicts into
+            ``reference.npz``.
+        calib_data: dataset for INT8 calibration (required for ``int8``).
+        device_profile: a :class:`DeviceProfile` or YAML path (``export/jetson/*.yaml``); explicit
+            arguments override it.
+        onnx_only: ``trt`` only: write the ONNX and the device commands, build no engine.
+        trt_version: the device's TensorRT (for the printed ``trtexec`` flags) when not building
+            here; default: the profile's, else the installed one, else 10.3 (JetPack 6.1/6.2).
+        fp16_mode: "auto" (strongly typed FP16 ONNX where TensorRT has it), "flag" (FP16 builder
+            flag, TensorRT <= 10) or "strongly-typed".
+        int8_mode: "qdq" (Q/DQ ONNX from :func:`edgefer.quantize.quantize`, default) or "entropy"
+            (the legacy TensorRT calibrator, TensorRT <= 10).
+    """
+    prof = _resolve_profile(device_profile)
+    if target not in TARGETS:
+        raise ExportError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
+    precision = _pick(precision, prof, "precision", "fp32")
+    if precision not in PRECISIONS:
+        raise ExportError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    if int8_mode not in ("qdq", "entropy"):
+        raise ExportError(f"int8_mode must be 'qdq' or 'entropy', not {int8_mode!r}")
+    if int8_mode == "entropy" and target != "trt":
+        raise ExportError("the entropy calibrator is a TensorRT feature: use --target trt (or int8_mode='qdq')")
+    if (checkpoint is None) == (onnx is None):
+        raise ExportError("pass exactly one of a checkpoint or an ONNX model (--checkpoint / --onnx)")
+    src = Path(checkpoint if checkpoint is not None else onnx)  # type: ignore[arg-type]
+    if not src.exists():
+        from edgefer.errors import CheckpointError
+
+        raise (CheckpointError if checkpoint is not None else ExportError)(f"{src} does not exist")
+    src_meta = read_metadata(src) if onnx is not None else None
+    if src_meta is not None and src_meta.precision != "fp32" and target != "trt":
+        raise ExportError(f"{src.name} is {src_meta.precision}; {target} export starts from the FP32 ONNX")
+    needs_calib = precision == "int8" and not (src_meta is not None and src_meta.precision == "int8")
+    if needs_calib and calib_data is None:
+        raise ExportError(
+            "--precision int8 needs calibration data: pass --calib-data PATH (a dataset; 300 training "
+            "images are used to set the INT8 ranges)"
+        )
+    if calib_data is not None and not Path(calib_data).exists():
+        raise ExportError(f"calibration dataset {calib_data} does not exist")
+    if reference_data is not None and not Path(reference_data).exists():
+        raise ExportError(f"reference dataset {reference_data} does not exist")
+
+    from edgefer.export.tensorrt import tensorrt_available
+
+    build_here = target == "trt" and not onnx_only
+    if build_here and not tensorrt_available():
+        raise MissingDependencyError(
+            "tensorrt",
+            "trt",
+            "building TensorRT engines (on a machine without TensorRT, pass --onnx-only to write the ONNX "
+            "and the trtexec command for the device)",
+        )
+    dla_core = _pick(dla_core, prof, "dla_core", None)
+    workspace_mib = int(_pick(workspace_mib, prof, "workspace_mib", 1024))
+    if dynamic is None:
+        dynamic = prof.dynamic if (prof is not None and batch is None) else batch is None
+    batch = int(_pick(batch, prof, "batch", 1))
+    max_batch = _pick(max_batch, prof, "max_batch", None) if dynamic else None
+    opt_batch = _pick(opt_batch, prof, "opt_batch", None) if dynamic else None
+    img_size = _pick(img_size, prof, "img_size", None)
+
+    out = ensure_writable_dir(out_dir)
+    from edgefer.export.onnx import _tmp_dir
+
+    with _tmp_dir(out) as stage:
+        result = _export_staged(
+            src=src,
+            src_meta=src_meta,
+            from_checkpoint=checkpoint is not None,
+            target=target,
+            precision=precision,
+            stage=stage,
+            out=out,
+            batch=batch,
+            dynamic=bool(dynamic),
+            max_batch=max_batch,
+            opt_batch=opt_batch,
+            img_size=img_size,
+            reference_data=reference_data,
+            reference_split=reference_split,
+            calib_data=calib_data,
+            calib_size=calib_size,
+            prof=prof,
+            build_here=build_here,
+            workspace_mib=workspace_mib,
+            dla_core=dla_core,
+            trt_version=trt_version,
+            fp16_mode=fp16_mode,
+            int8_mode=int8_mode,
+            timing_cache=timing_cache,
+            opset=opset,
+            name=name,
+            progress=progress,
+        )
+        # every step succeeded: move the staged files into place
+        moved = {f: _move(f, out) for f in result.files if f.parent == stage}
+        result.files = [moved.get(f, f) for f in result.files]
+        result.artifact = moved.get(result.artifact, result.artifact)
+        result.onnx = moved.get(result.onnx, result.onnx) if result.onnx else None
+        result.reference = moved.get(result.reference, result.reference) if result.reference else None
+        result.commands = [c.replace(str(stage), str(out)) for c in result.commands]
+    return result
+
+
+def _export_staged(
+    *,
+    src: Path,
+    src_meta: ModelMetadata | None,
+    from_checkpoint: bool,
+    target: str,
+    precision: str,
+    stage: Path,
+    out: Path,
+    batch: int,
+    dynamic: bool,
+    max_batch: int | None,
+    opt_batch: int | None,
+    img_size: int | None,
+    reference_data: Any,
+    reference_split: str,
+    calib_data: Any,
+    calib_size: int,
+    prof: DeviceProfile | None,
+    build_here: bool,
+    workspace_mib: int,
+    dla_core: int | None,
+    trt_version: str | None,
+    fp16_mode: str,
+    int8_mode: str,
+    timing_cache: Any,
+    opset: int,
+    name: str | None,
+    progress: bool,
+) -> ExportResult:
+    from edgefer.export.onnx import export_onnx
+
+    files: list[Path] = []
+    parity: dict[str, float] = {}
+    notes: list[str] = []
+    # 1. the FP32 ONNX hub (or the ONNX we were given)
+    if from_checkpoint:
+        base = export_onnx(
+            src, stage, img_size=img_size, opset=opset, dynamic=dynamic, max_batch=max_batch, batch=batch, name=name
+        )
+        fp32_onnx: Path | None = base.artifact
+        meta = base.metadata
+        parity.update(base.parity)
+        files.append(base.artifact)
+    else:
+        assert src_meta is not None
+        meta = src_meta
+        fp32_onnx = src if src_meta.precision == "fp32" else None
+        if img_size is not None and img_size != meta.preprocessing.input_size:
+            raise ExportError(f"{src.name} was exported at {meta.preprocessing.input_size} px; drop --img-size")
+    stem = name or meta.model_name
+
+    reference = None
+    if reference_data is not None:
+        if fp32_onnx is None:
+            raise ExportError("reference predictions need the FP32 ONNX; pass it (not an FP16/Q-DQ ONNX)")
+        from edgefer.export.reference import make_reference
+
+        reference = stage / "reference.npz"
+        make_reference(fp32_onnx, reference_data, split=reference_split, out=reference, progress=progress)
+        files.append(reference)
+
+    artifact: Path
+    engine_built = False
+    commands: list[str] = []
+    if target == "onnx":
+        artifact = _onnx_precision(
+            fp32_onnx, precision, stage, stem, calib_data, calib_size, "onnx", progress, parity, files, meta
+        )
+    elif target == "openvino":
+        if precision == "int8":
+            artifact = _quantize(fp32_onnx, "openvino", stage, calib_data, calib_size, progress, parity, files)
+        else:
+            from edgefer.export.openvino import export_openvino
+
+            assert fp32_onnx is not None
+            xml, diff = export_openvino(fp32_onnx, stage, precision, name=stem)
+            parity[f"openvino_{precision}_vs_onnx"] = float(diff or 0.0)
+            artifact = xml
+            files += [xml.with_suffix(".bin"), xml]
+    else:
+        artifact, engine_built, commands = _trt(
+            src_meta=src_meta,
+            given_onnx=None if from_checkpoint else src,
+            fp32_onnx=fp32_onnx,
+            precision=precision,
+            stage=stage,
+            out=out,
+            stem=stem,
+            calib_data=calib_data,
+            calib_size=calib_size,
+            prof=prof,
+            build_here=build_here,
+            dynamic=dynamic,
+            batch=batch,
+            max_batch=max_batch,
+            opt_batch=opt_batch,
+            workspace_mib=workspace_mib,
+            dla_core=dla_core,
+            trt_version=trt_version,
+            fp16_mode=fp16_mode,
+            int8_mode=int8_mode,
+            timing_cache=timing_cache,
+            progress=progress,
+            parity=parity,
+            files=files,
+            notes=notes,
+            meta=meta,
+        )
+    final_meta = read_metadata(artifact) if artifact.suffix in (".onnx", ".xml") else meta.replace(precision=precision)
+    return ExportResult(
+        target=target,
+        precision=precision,
+        artifact=artifact,
+        onnx=fp32_onnx,
+        metadata=final_meta,
+        parity=parity,
+        files=files,
+        reference=reference,
+        engine_built=engine_built,
+        commands=commands,
+        notes=notes,
+    )
+
+
+def _quantize(
+    fp32_onnx: Path | None,
+    target: str,
+    stage: Path,
+    calib_data: Any,
+    calib_size: int,
+    progress: bool,
+    parity: dict[str, float],
+    files: list[Path],
+) -> Path:
+    if fp32_onnx is None:
+        raise ExportError("INT8 quantization starts from the FP32 ONNX")
+    from edgefer.quantize import quantize
+
+    res = quantize(
+        checkpoint=None,
+        data=calib_data,
+        target=target,
+        method="ptq",
+        calib_size=calib_size,
+        out_dir=stage,
+        onnx_path=fp32_onnx,
+        progress=progress,
+    )
+    for key in ("agreement", "delta_pts"):
+        if isinstance(res.report.get(key), (int, float)):
+            parity[f"int8_{key}"] = float(res.report[key])
+    files.extend(f for f in res.files if f not in files)
+    return Path(res.artifact)
+
+
+def _onnx_precision(
+    fp32_onnx: Path | None,
+    precision: str,
+    stage: Path,
+    stem: str,
+    calib_data: Any,
+    calib_size: int,
+    q_target: str,
+    progress: bool,
+    parity: dict[str, float],
+    files: list[Path],
+    meta: ModelMetadata,
+) -> Path:
+    """The ONNX at ``precision``: the FP32 hub, its FP16 conversion, or the Q/DQ INT8 ONNX."""
+    if fp32_onnx is None:
+        raise ExportError("this export starts from the FP32 ONNX")
+    if precision == "fp32":
+        return fp32_onnx
+    if precision == "fp16":
+        from edgefer.export.fp16 import check_fp16, to_fp16_onnx
+
+        fp16 = to_fp16_onnx(fp32_onnx, stage / f"{stem}_fp16.onnx")
+        files.append(fp16)
+        parity["onnx_fp16_vs_fp32"] = check_fp16(fp32_onnx, fp16, meta)
+        return fp16
+    return _quantize(fp32_onnx, q_target, stage, calib_data, calib_size, progress, parity, files)
+
+
+def _trt(
+    *,
+    src_meta: ModelMetadata | None,
+    given_onnx: Path | None,
+    fp32_onnx: Path | None,
+    precision: str,
+    stage: Path,
+    out: Path,
+    stem: str,
+    calib_data: Any,
+    calib_size: int,
+    prof: DeviceProfile | None,
+    build_here: bool,
+    dynamic: bool,
+    batch: int,
+    max_batch: int | None,
+    opt_batch: int | None,
+    workspace_mib: int,
+    dla_core: int | None,
+    trt_version: str | None,
+    fp16_mode: str,
+    int8_mode: str,
+    timing_cache: Any,
+    progress: bool,
+    parity: dict[str, float],
+    files: list[Path],
+    notes: list[str],
+    meta: ModelMetadata,
+) -> tuple[Path, bool, list[str]]:
+    from edgefer.export import tensorrt as trtmod
+
+    if build_here:
+        import tensorrt
+
+        version = str(tensorrt.__version__)
+    else:
+        version = trt_version or (prof.tensorrt if prof is not None else DEFAULT_TRT_VERSION)
+    # which ONNX the engine is built from
+    given_kind = trtmod.onnx_kind_of(src_meta) if src_meta is not None else "fp32"
+    calib = precision == "int8" and int8_mode == "entropy"
+    if given_kind != "fp32":
+        expected = "fp16" if given_kind == "fp16" else "int8"
+        if precision != expected:
+            raise ExportError(f"the given ONNX is {given_kind}; it builds a {expected} engine, not {precision}")
+        assert given_onnx is not None
+        source = given_onnx
+    elif precision == "fp32" or calib:
+        source = fp32_onnx  # type: ignore[assignment]
+    elif precision == "fp16":
+        # The FP16 ONNX is always made: it is what a strongly typed build (TensorRT >= 10) runs and its
+        # numerics are checked here on ORT. TensorRT 8.x builds the FP32 ONNX with the FP16 flag.
+        fp16 = _onnx_precision(fp32_onnx, "fp16", stage, stem, None, 0, "trt", progress, parity, files, meta)
+        plan = trtmod.plan_build(version, "fp16", "fp16", dla_core, fp16_mode)
+        source = fp16 if (plan.strongly_typed or trtmod.parse_trt_version(version)[0] >= 11) else fp32_onnx  # type: ignore[assignment]
+    else:
+        source = _quantize(fp32_onnx, "trt", stage, calib_data, calib_size, progress, parity, files)
+    kind = "fp32" if calib else trtmod.onnx_kind_of(read_metadata(source))
+    profile = trtmod.batch_profile(batch, dynamic, max_batch, opt_batch)
+    # a dynamic-batch ONNX needs shapes even for a static engine (min = opt = max = batch)
+    onnx_dynamic = bool(read_metadata(source).extra.get("dynamic_batch", True))
+    img = meta.preprocessing.input_size
+    engine_name = f"{stem}_{precision}" + (f"_dla{dla_core}" if dla_core is not None else "") + ".engine"
+    cache = Path(timing_cache) if timing_cache is not None else out / "trt_timing.cache"
+    calib_cache = (out / f"{stem}.calib.cache") if calib else None
+    cmd = trtmod.trtexec_command(
+        out / source.name,
+        out / engine_name,
+        precision,
+        profile if onnx_dynamic else None,
+        img,
+        workspace_mib,
+        dla_core,
+        cache,
+        version,
+        onnx_kind=kind,
+        fp16_mode=fp16_mode,
+        calib_cache=calib_cache,
+    )
+    edgefer_cmd = [
+        "edgefer",
+        "export",
+        "--onnx",
+        str(out / source.name),
+        "--target",
+        "trt",
+        "--precision",
+        precision,
+        "--out",
+        str(out),
+        "--workspace",
+        str(workspace_mib),
+    ]
+    edgefer_cmd += (
+        ["--dynamic", "--max-batch", str(profile.max), "--opt-batch", str(profile.opt)]
+        if dynamic
+        else ["--batch", str(batch)]
+    )
+    if dla_core is not None:
+        edgefer_cmd += ["--dla-core", str(dla_core)]
+    commands = [shlex.join(cmd), shlex.join(edgefer_cmd)]
+    if calib:
+        notes.append("trtexec reuses the calibration cache written by a first `edgefer export` build (--calib)")
+    if not build_here:
+        notes.append(
+            f"no TensorRT engine was built here; the device builds it from {source.name} "
+            f"(commands below assume TensorRT {version})"
+        )
+        return source, False, commands
+    build = trtmod.build_engine(
+        source,
+        stage / engine_name,
+        precision,
+        profile if onnx_dynamic else None,
+        workspace_mib,
+        dla_core,
+        cache,
+        fp16_mode,
+        calib_data=calib_data if calib else None,
+        calib_cache=calib_cache,
+        calib_size=calib_size,
+    )
+    files += [build.engine, build.sidecar]
+    notes.append(f"engine built with TensorRT {version} ({build.info['build']['mode']})")
+    return build.engine, True, commands

@@ -1,0 +1,622 @@
+"""ONNX -> TensorRT engine with the real TensorRT Python API, plus everything around it that is
+pure Python: the build plan per TensorRT version, the batch profile, the JSON sidecar, the
+"was this engine built here?" check and the equivalent ``trtexec`` command line.
+
+Versions our users have: JetPack 5 = TensorRT 8.5, JetPack 6.0 = 8.6, JetPack 6.1/6.2 = 10.3,
+x86 = 10.x or 11.x. The API differences that matter here (NVIDIA's Python API reference and
+the 8.x->10.x and 10.x->11.x migration guides):
+
+* **8.x** needs ``1 << NetworkDefinitionCreationFlag.EXPLICIT_BATCH`` for ONNX networks, has no
+  strongly typed networks, and takes precision from ``BuilderFlag.FP16`` / ``BuilderFlag.INT8``
+  (a Q/DQ ONNX still needs the INT8 flag). Implicit calibration: ``config.int8_calibrator``.
+* **10.x**: EXPLICIT_BATCH is deprecated and ignored; ``STRONGLY_TYPED`` exists, and with it the
+  precision flags must not be set (each layer runs in the type the ONNX gives it). Weak typing
+  (the flags) and the calibrator are still there, deprecated since 10.1 / 10.12. DLA builds use
+  the flags (strongly typed DLA arrived with 11.4.1).
+* **11.x**: every network is strongly typed (the flag is accepted and ignored);
+  ``BuilderFlag.FP16``/``INT8``, ``int8_calibrator`` and the calibration profile are removed.
+  FP16 comes from an FP16 ONNX, INT8 from Q/DQ nodes.
+
+Common to all: ``OnnxParser.parse_from_file`` + ``num_errors``/``get_error(i)``,
+``config.set_memory_pool_limit(MemoryPoolType.WORKSPACE, bytes)``, one optimisation profile
+(``builder.create_optimization_profile().set_shape(name, min, opt, max)``), the timing cache
+(``config.create_timing_cache(blob)`` / ``set_timing_cache(cache, ignore_mismatch=False)`` /
+``get_timing_cache().serialize()``), DLA (``default_device_type = DeviceType.DLA``,
+``DLA_core``, ``BuilderFlag.GPU_FALLBACK``; DLA needs static shapes) and
+``builder.build_serialized_network(network, config)``.
+
+Our default precision path is the portable one: **FP16 = the FP16 ONNX built strongly typed,
+INT8 = the Q/DQ ONNX**; on TensorRT 8.x (no strong typing) the same files are built with the
+precision flags. The legacy entropy calibrator (TensorRT <= 10) is there for JetPack 5 users who
+ask for it.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import re
+import shlex
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgefer.errors import BackendError, EngineMismatchError, ExportError, MissingDependencyError
+from edgefer.metadata import ModelMetadata, sidecar_path
+from edgefer.utils.io import atomic_path, sha256_file, write_json
+
+#: Oldest TensorRT we build with (JetPack 5.1): the name-based I/O API and parse_from_file.
+MIN_TRT = (8, 5)
+SIDECAR_SCHEMA = 1
+DEFAULT_WORKSPACE_MIB = 1024
+DEFAULT_MAX_BATCH = 32
+#: Default optimisation batch: a camera frame rarely holds more than a few faces.
+DEFAULT_OPT_BATCH = 4
+#: The ONNX kinds a build starts from: FP32, FP16 (FP32 I/O), or FP32 with INT8 Q/DQ nodes.
+ONNX_KINDS = ("fp32", "fp16", "qdq")
+FP16_MODES = ("auto", "strongly-typed", "flag")
+
+
+# ---------------------------------------------------------------------------------------------
+# versions and build plans (pure Python)
+# ---------------------------------------------------------------------------------------------
+
+
+def parse_trt_version(version: str) -> tuple[int, int, int]:
+    """``"10.3.0.26"`` -> ``(10, 3, 0)``; ``"8.6"`` -> ``(8, 6, 0)``."""
+    nums = re.findall(r"\d+", str(version))
+    if not nums:
+        raise ExportError(f"cannot parse TensorRT version {version!r}")
+    parts = [int(n) for n in nums[:3]] + [0, 0]
+    return parts[0], parts[1], parts[2]
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    """What a build does on one TensorRT version (decided by :func:`plan_build`).
+
+    ``builder_flags`` are ``tensorrt.BuilderFlag`` member names; ``network_flags`` are
+    ``tensorrt.NetworkDefinitionCreationFlag`` member names.
+    """
+
+    trt_major: int
+    precision: str
+    onnx_kind: str
+    network_flags: tuple[str, ...]
+    builder_flags: tuple[str, ...]
+    strongly_typed: bool
+    calibrator: bool
+    dla_core: int | None
+    mode: str  # short human description, recorded in the sidecar
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def plan_build(
+    trt_version: str,
+    precision: str,
+    onnx_kind: str,
+    dla_core: int | None = None,
+    fp16_mode: str = "auto",
+    calibrator: bool = False,
+) -> BuildPlan:
+    """Decide network and builder flags for ``precision`` on this TensorRT from this ONNX kind.
+
+    Raises :class:`ExportError` for combinations a TensorRT version cannot build (e.g. FP16 from
+    an FP32 ONNX on TensorRT 11, the calibrator on TensorRT 11, FP32 on DLA).
+    """
+    major, minor, _ = parse_trt_version(trt_version)
+    if (major, minor) < MIN_TRT:
+        raise ExportError(
+            f"TensorRT {trt_version} is too old: edgefer builds with TensorRT >= {MIN_TRT[0]}.{MIN_TRT[1]} "
+            "(JetPack 5.1 or newer)"
+        )
+    if precision not in ("fp32", "fp16", "int8"):
+        raise ExportError(f"unknown precision {precision!r} (fp32, fp16 or int8)")
+    if onnx_kind not in ONNX_KINDS:
+        raise ExportError(f"unknown ONNX kind {onnx_kind!r} ({', '.join(ONNX_KINDS)})")
+    if fp16_mode not in FP16_MODES:
+        raise ExportError(f"fp16_mode must be one of {FP16_MODES}, not {fp16_mode!r}")
+    if dla_core is not None and precision == "fp32":
+        raise ExportError("DLA runs FP16 or INT8 networks only: use --precision fp16 or int8 with a DLA core")
+    expected = {"fp32": ("fp32",), "fp16": ("fp16", "fp32"), "int8": ("qdq", "fp32") if calibrator else ("qdq",)}
+    if onnx_kind not in expected[precision]:
+        if precision == "int8" and onnx_kind == "fp32":
+            raise ExportError(
+                "INT8 needs the Q/DQ ONNX from `edgefer quantize --target trt` (or, on TensorRT <= 10, "
+                "the legacy calibrator with calibration data)"
+            )
+        raise ExportError(f"a {precision} engine cannot be built from a {onnx_kind} ONNX")
+    if calibrator and (precision != "int8" or onnx_kind != "fp32"):
+        raise ExportError("the INT8 calibrator is used with the FP32 ONNX and --precision int8 only")
+
+    net: list[str] = []
+    flags: list[str] = []
+    strongly = False
+    if major >= 11:
+        # Strong typing is always on; the creation flag is ignored, the precision flags are gone.
+        if calibrator:
+            raise ExportError(
+                f"TensorRT {trt_version} removed implicit INT8 calibration (int8_calibrator): "
+                "build from the Q/DQ ONNX instead"
+            )
+        if precision == "fp16" and onnx_kind != "fp16":
+            raise ExportError(
+                f"TensorRT {trt_version} takes FP16 from the network: build from the FP16 ONNX "
+                "(`edgefer export --target trt --precision fp16` makes it)"
+            )
+        strongly = True
+        mode = {"fp32": "fp32", "fp16": "strongly typed fp16 onnx", "int8": "strongly typed q/dq onnx"}[precision]
+    elif major >= 9:
+        weak = dla_core is not None or fp16_mode == "flag" or calibrator
+        if precision == "fp32":
+            mode = "fp32"
+        elif not weak and (onnx_kind in ("fp16", "qdq")):
+            net.append("STRONGLY_TYPED")
+            strongly = True
+            mode = "strongly typed fp16 onnx" if precision == "fp16" else "strongly typed q/dq onnx"
+        else:
+            if fp16_mode == "strongly-typed" and precision == "fp16":
+                raise ExportError("a strongly typed FP16 build needs the FP16 ONNX and no DLA core")
+            flags.append("FP16" if precision == "fp16" else "INT8")
+            mode = f"{precision} builder flag"
+            if calibrator:
+                mode = "int8 entropy calibrator"
+    else:  # 8.5 / 8.6
+        if fp16_mode == "strongly-typed" and precision == "fp16":
+            raise ExportError(f"TensorRT {trt_version} has no strongly typed networks: use fp16_mode='flag' or 'auto'")
+        net.append("EXPLICIT_BATCH")
+        if precision == "fp16":
+            flags.append("FP16")
+        elif precision == "int8":
+            flags.append("INT8")  # explicit Q/DQ quantization needs it on 8.x too
+        mode = {"fp32": "fp32", "fp16": "fp16 builder flag", "int8": "int8 builder flag"}[precision]
+        if calibrator:
+            mode = "int8 entropy calibrator"
+        elif precision == "int8":
+            mode = "q/dq onnx + int8 flag"
+    if dla_core is not None:
+        if not strongly and precision == "int8" and "FP16" not in flags:
+            flags.append("FP16")  # DLA layers without INT8 scales run in FP16
+        flags.append("GPU_FALLBACK")
+    return BuildPlan(
+        trt_major=major,
+        precision=precision,
+        onnx_kind=onnx_kind,
+        network_flags=tuple(net),
+        builder_flags=tuple(flags),
+        strongly_typed=strongly,
+        calibrator=calibrator,
+        dla_core=dla_core,
+        mode=mode,
+    )
+
+
+def onnx_kind_of(metadata: ModelMetadata) -> str:
+    """The ONNX kind of an edgefer ONNX from its metadata (fp32, fp16 or qdq)."""
+    if metadata.precision == "int8":
+        return "qdq"
+    return "fp16" if metadata.precision == "fp16" else "fp32"
+
+
+# ---------------------------------------------------------------------------------------------
+# batch profile (pure Python)
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BatchProfile:
+    """The batch range of the optimisation profile: ``min <= opt <= max``."""
+
+    min: int
+    opt: int
+    max: int
+
+    @property
+    def static(self) -> bool:
+        return self.min == self.opt == self.max
+
+    def shapes(self, img_size: int) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+        return tuple((b, 3, img_size, img_size) for b in (self.min, self.opt, self.max))  # type: ignore[return-value]
+
+
+def batch_profile(
+    batch: int = 1, dynamic: bool = False, max_batch: int | None = None, opt_batch: int | None = None
+) -> BatchProfile:
+    """``--batch N`` -> (N, N, N); ``--dynamic --max-batch M`` -> (1, opt, M) with ``opt`` =
+    ``opt_batch`` or ``min(M, 4)`` (TensorRT picks its kernels for ``opt``)."""
+    if batch < 1:
+        raise ExportError(f"batch must be >= 1, got {batch}")
+    if not dynamic:
+        if max_batch is not None and max_batch != batch:
+            raise ExportError("--max-batch needs --dynamic (a static engine has exactly --batch)")
+        return BatchProfile(batch, batch, batch)
+    hi = DEFAULT_MAX_BATCH if max_batch is None else int(max_batch)
+    if hi < 1:
+        raise ExportError(f"max batch must be >= 1, got {hi}")
+    opt = min(hi, DEFAULT_OPT_BATCH) if opt_batch is None else int(opt_batch)
+    if not 1 <= opt <= hi:
+        raise ExportError(f"opt batch {opt} must lie in [1, {hi}]")
+    return BatchProfile(1, opt, hi)
+
+
+# ---------------------------------------------------------------------------------------------
+# trtexec (pure Python)
+# ---------------------------------------------------------------------------------------------
+
+
+def _dims(shape: tuple[int, ...]) -> str:
+    return "x".join(str(d) for d in shape)
+
+
+def trtexec_command(
+    onnx: str | os.PathLike,
+    engine: str | os.PathLike,
+    precision: str,
+    profile: BatchProfile | None,
+    img_size: int,
+    workspace_mib: int = DEFAULT_WORKSPACE_MIB,
+    dla_core: int | None = None,
+    timing_cache: str | os.PathLike | None = None,
+    trt_version: str = "10.3",
+    input_name: str = "input",
+    onnx_kind: str | None = None,
+    fp16_mode: str = "auto",
+    calib_cache: str | os.PathLike | None = None,
+    trtexec: str = "trtexec",
+) -> list[str]:
+    """The ``trtexec`` command equivalent to :func:`build_engine` for the given TensorRT version.
+
+    Same plan (:func:`plan_build`): ``--stronglyTyped`` on 10.x for FP16/Q-DQ ONNX, ``--fp16`` /
+    ``--int8`` on 8.x (and 10.x weak typing), nothing on 11.x. ``--memPoolSize=workspace:<MiB>``
+    works from 8.4 on (MiB is the default unit on 8.x and 10.x). ``profile=None`` means a static
+    ONNX (no shape options).
+    """
+    kind = onnx_kind or {"fp32": "fp32", "fp16": "fp16", "int8": "qdq"}[precision]
+    if calib_cache is not None:
+        kind = "fp32"
+    plan = plan_build(trt_version, precision, kind, dla_core, fp16_mode, calibrator=calib_cache is not None)
+    cmd = [trtexec, f"--onnx={onnx}", f"--saveEngine={engine}"]
+    if profile is not None:
+        mn, op, mx = profile.shapes(img_size)
+        cmd += [
+            f"--minShapes={input_name}:{_dims(mn)}",
+            f"--optShapes={input_name}:{_dims(op)}",
+            f"--maxShapes={input_name}:{_dims(mx)}",
+        ]
+    cmd.append(f"--memPoolSize=workspace:{int(workspace_mib)}")
+    if plan.strongly_typed and plan.trt_major < 11:
+        cmd.append("--stronglyTyped")
+    if "FP16" in plan.builder_flags:
+        cmd.append("--fp16")
+    if "INT8" in plan.builder_flags:
+        cmd.append("--int8")
+    if calib_cache is not None:
+        cmd.append(f"--calib={calib_cache}")
+    if timing_cache is not None:
+        cmd.append(f"--timingCacheFile={timing_cache}")
+    if dla_core is not None:
+        cmd += [f"--useDLACore={int(dla_core)}", "--allowGPUFallback"]
+    return cmd
+
+
+def format_command(cmd: list[str]) -> str:
+    return shlex.join(cmd)
+
+
+# ---------------------------------------------------------------------------------------------
+# sidecar and compatibility check (pure Python)
+# ---------------------------------------------------------------------------------------------
+
+
+def make_sidecar(
+    metadata: ModelMetadata,
+    trt_version: str,
+    gpu_name: str | None,
+    compute_capability: str | None,
+    plan: BuildPlan,
+    profile: BatchProfile | None,
+    img_size: int,
+    source_onnx: Path,
+    workspace_mib: int,
+    input_name: str = "input",
+    output_name: str = "logits",
+    engine_sha256: str = "",
+) -> dict[str, Any]:
+    """The JSON sidecar of an engine: what it was built with, for what, and from what."""
+    shapes: dict[str, Any] = {"input": {"name": input_name}, "output": {"name": output_name}}
+    if profile is not None:
+        mn, op, mx = profile.shapes(img_size)
+        shapes["input"].update(min=list(mn), opt=list(op), max=list(mx))
+    meta = metadata.replace(precision=plan.precision)
+    return {
+        "schema": SIDECAR_SCHEMA,
+        "format": "tensorrt-engine",
+        "tensorrt_version": str(trt_version),
+        "gpu": {"name": gpu_name, "compute_capability": compute_capability},
+        "precision": plan.precision,
+        "build": {**plan.to_dict(), "workspace_mib": int(workspace_mib)},
+        "shapes": shapes,
+        "source_onnx": {"file": source_onnx.name, "sha256": sha256_file(source_onnx)},
+        "engine_sha256": engine_sha256,
+        "class_names": list(meta.class_names),
+        "preprocessing": meta.preprocessing.to_dict(),
+        "metadata": meta.to_dict(),
+        "built_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+    }
+
+
+def _cc_str(cc: Any) -> str | None:
+    if cc is None or cc == "":
+        return None
+    if isinstance(cc, (tuple, list)):
+        return ".".join(str(int(c)) for c in cc[:2])
+    return str(cc)
+
+
+def _same_trt(a: str, b: str) -> bool:
+    """Engines are tied to the exact TensorRT release (major.minor.patch)."""
+    return parse_trt_version(a) == parse_trt_version(b)
+
+
+def load_sidecar(path: str | os.PathLike) -> dict[str, Any]:
+    """The sidecar dict of an engine (``model.engine`` or ``model.engine.json``)."""
+    p = Path(path)
+    sc = p if p.suffix == ".json" else sidecar_path(p)
+    if not sc.exists():
+        raise BackendError(
+            f"{p.name} has no sidecar {sc.name}: edgefer cannot tell which TensorRT and GPU built it; "
+            "rebuild it with `edgefer export --target trt`"
+        )
+    try:
+        return json.loads(sc.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise BackendError(f"engine sidecar {sc} is not valid JSON: {exc}") from exc
+
+
+def check_engine_compat(
+    sidecar: dict[str, Any] | str | os.PathLike,
+    trt_version: str | None = None,
+    gpu_name: str | None = None,
+    compute_capability: Any = None,
+    device: int = 0,
+    strict_gpu_name: bool = True,
+) -> None:
+    """Refuse an engine built by another TensorRT release or for another GPU.
+
+    ``sidecar`` is the sidecar dict or the engine / sidecar path. ``trt_version``, ``gpu_name``
+    and ``compute_capability`` describe the running system; when omitted they are detected
+    (``tensorrt.__version__`` and :func:`gpu_info`). A compute capability mismatch always
+    refuses; a different GPU model with the same compute capability refuses when
+    ``strict_gpu_name`` (TensorRT only warns, but its tactics were timed on the other GPU). GPU
+    fields unknown on either side are not compared.
+    """
+    sc = sidecar if isinstance(sidecar, dict) else load_sidecar(sidecar)
+    if trt_version is None:
+        try:
+            import tensorrt as trt
+        except ImportError as exc:
+            raise MissingDependencyError("tensorrt", "trt", "TensorRT engines") from exc
+        trt_version = trt.__version__
+    if gpu_name is None and compute_capability is None:
+        gpu_name, compute_capability = gpu_info(device)
+    built_trt = str(sc.get("tensorrt_version", "unknown"))
+    gpu = sc.get("gpu") or {}
+    built_name, built_cc = gpu.get("name"), _cc_str(gpu.get("compute_capability"))
+    run_cc = _cc_str(compute_capability)
+    problems = []
+    if built_trt == "unknown" or not _same_trt(built_trt, trt_version):
+        problems.append("trt")
+    if built_cc and run_cc and built_cc != run_cc:
+        problems.append("cc")
+    elif strict_gpu_name and built_name and gpu_name and built_name != gpu_name:
+        problems.append("name")
+    if problems:
+        built = f"{built_name or 'an unknown GPU'}" + (f" (sm {built_cc})" if built_cc else "")
+        here = f"{gpu_name or 'an unknown GPU'}" + (f" (sm {run_cc})" if run_cc else "")
+        raise EngineMismatchError(
+            f"engine was built with TensorRT {built_trt} for GPU {built}; this is TensorRT {trt_version} "
+            f"on {here}: rebuild with `edgefer export --target trt`"
+        )
+
+
+def gpu_info(device: int = 0) -> tuple[str | None, str | None]:
+    """(name, compute capability "major.minor") of CUDA device ``device``, via pycuda or
+    cuda-python (the packages the TensorRT backend already uses); (None, None) when neither is
+    installed or no GPU answers."""
+    try:
+        import pycuda.driver as cuda
+
+        cuda.init()
+        dev = cuda.Device(device)
+        return str(dev.name()), _cc_str(dev.compute_capability())
+    except Exception:  # ImportError, or no device
+        pass
+    try:
+        try:
+            from cuda.bindings import runtime as cudart
+        except ImportError:
+            from cuda import cudart  # cuda-python < 12.6
+        err, prop = cudart.cudaGetDeviceProperties(device)
+        if int(err) == 0:
+            name = prop.name.decode() if isinstance(prop.name, bytes) else str(prop.name)
+            return name.rstrip("\x00"), f"{prop.major}.{prop.minor}"
+    except Exception:
+        pass
+    return None, None
+
+
+# ---------------------------------------------------------------------------------------------
+# the build (needs tensorrt)
+# ---------------------------------------------------------------------------------------------
+
+
+def tensorrt_available() -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("tensorrt") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+@dataclass
+class EngineBuild:
+    """A built engine: its path, sidecar path and the sidecar contents."""
+
+    engine: Path
+    sidecar: Path
+    info: dict[str, Any]
+    timing_cache: Path | None = None
+    calib_cache: Path | None = None
+    log: list[str] = field(default_factory=list)
+
+
+def _parser_errors(parser: Any) -> list[str]:
+    out = []
+    for i in range(parser.num_errors):
+        err = parser.get_error(i)
+        where = f"node {err.node()}"
+        node_name = getattr(err, "node_name", None)  # TensorRT >= 10 adds node name/operator
+        if callable(node_name) and node_name():
+            where += f" {node_name()!r}"
+        node_op = getattr(err, "node_operator", None)
+        if callable(node_op) and node_op():
+            where += f" ({node_op()})"
+        out.append(f"{err.code()}: {err.desc()} [{where}]")
+    return out
+
+
+def build_engine(
+    onnx_path: str | os.PathLike,
+    engine_path: str | os.PathLike,
+    precision: str = "fp16",
+    profile: BatchProfile | None = None,
+    workspace_mib: int = DEFAULT_WORKSPACE_MIB,
+    dla_core: int | None = None,
+    timing_cache: str | os.PathLike | None = None,
+    fp16_mode: str = "auto",
+    calib_data: Any = None,
+    calib_cache: str | os.PathLike | None = None,
+    calib_size: int = 300,
+    calib_batch: int = 8,
+    device: int = 0,
+    verbose: bool = False,
+) -> EngineBuild:
+    """Build a serialized engine from an edgefer ONNX and write it atomically with its sidecar.
+
+    The ONNX kind (FP32 / FP16 / Q-DQ) comes from its metadata; :func:`plan_build` decides the
+    flags for the installed TensorRT. ``profile`` is required for a dynamic-batch ONNX (default
+    (1, 4, 32)) and must be static for DLA. ``calib_data`` (a dataset path) or an existing
+    ``calib_cache`` selects the legacy entropy calibrator (FP32 ONNX, TensorRT <= 10); the cache
+    is written after calibration and reused on the next build.
+    """
+    from edgefer.metadata import read_metadata
+
+    try:
+        import tensorrt as trt
+    except ImportError as exc:
+        raise MissingDependencyError("tensorrt", "trt", "building TensorRT engines") from exc
+    onnx_path, engine_path = Path(onnx_path), Path(engine_path)
+    if not onnx_path.exists():
+        raise ExportError(f"ONNX model {onnx_path} does not exist")
+    meta = read_metadata(onnx_path)
+    use_calib = calib_data is not None or (calib_cache is not None and Path(calib_cache).exists())
+    plan = plan_build(trt.__version__, precision, onnx_kind_of(meta), dla_core, fp16_mode, calibrator=use_calib)
+    img = meta.preprocessing.input_size
+    logger = trt.Logger(trt.Logger.VERBOSE if verbose else trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    net_flags = 0
+    for name in plan.network_flags:
+        net_flags |= 1 << int(getattr(trt.NetworkDefinitionCreationFlag, name))
+    network = builder.create_network(net_flags)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx_path)):
+        errors = _parser_errors(parser)
+        raise ExportError(
+            f"TensorRT {trt.__version__} cannot parse {onnx_path.name} ({len(errors)} error(s)):\n  "
+            + "\n  ".join(errors or ["no error reported; rerun with verbose=True"])
+        )
+    if network.num_inputs != 1:
+        raise ExportError(f"{onnx_path.name} has {network.num_inputs} inputs; edgefer models have one")
+    inp = network.get_input(0)
+    dynamic = int(inp.shape[0]) < 0
+    if dynamic and profile is None:
+        profile = batch_profile(dynamic=True, max_batch=meta.extra.get("max_batch"))
+    if not dynamic:
+        static_b = int(inp.shape[0])
+        if profile is not None and not (profile.static and profile.min == static_b):
+            raise ExportError(
+                f"{onnx_path.name} has a static batch of {static_b}; export it with --dynamic for a range"
+            )
+        profile = None
+    if dla_core is not None and profile is not None and not profile.static:
+        raise ExportError("DLA needs static shapes: use --batch N (min = opt = max) with a DLA core")
+
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mib) << 20)
+    for name in plan.builder_flags:
+        config.set_flag(getattr(trt.BuilderFlag, name))
+    if profile is not None:
+        opt_profile = builder.create_optimization_profile()
+        opt_profile.set_shape(inp.name, *profile.shapes(img))
+        config.add_optimization_profile(opt_profile)
+    if dla_core is not None:
+        if builder.num_DLA_cores <= dla_core:
+            raise ExportError(f"DLA core {dla_core} requested but this device has {builder.num_DLA_cores} DLA core(s)")
+        config.default_device_type = trt.DeviceType.DLA
+        config.DLA_core = int(dla_core)
+
+    calibrator = None
+    calib_path = Path(calib_cache) if calib_cache is not None else engine_path.with_suffix(".calib.cache")
+    if plan.calibrator:
+        from edgefer.export.calibrator import make_entropy_calibrator
+
+        calibrator = make_entropy_calibrator(trt, meta, calib_data, calib_path, calib_size, calib_batch, device)
+        config.int8_calibrator = calibrator
+        if dynamic:
+            cal_profile = builder.create_optimization_profile()
+            shape = (calibrator.batch, 3, img, img)
+            cal_profile.set_shape(inp.name, shape, shape, shape)
+            config.set_calibration_profile(cal_profile)
+
+    cache_path = Path(timing_cache) if timing_cache is not None else None
+    cache_blob = cache_path.read_bytes() if cache_path is not None and cache_path.exists() else b""
+    cache = config.create_timing_cache(cache_blob)
+    config.set_timing_cache(cache, ignore_mismatch=False)
+
+    serialized = builder.build_serialized_network(network, config)
+    if calibrator is not None:
+        calibrator.close()
+    if serialized is None:
+        raise ExportError(f"TensorRT {trt.__version__} failed to build an engine from {onnx_path.name} (see log above)")
+    with atomic_path(engine_path, suffix=engine_path.suffix) as tmp:
+        tmp.write_bytes(bytes(serialized))
+    if cache_path is not None:
+        with atomic_path(cache_path) as tmp:
+            tmp.write_bytes(bytes(config.get_timing_cache().serialize()))
+    gpu_name, cc = gpu_info(device)
+    info = make_sidecar(
+        meta,
+        trt.__version__,
+        gpu_name,
+        cc,
+        plan,
+        profile,
+        img,
+        onnx_path,
+        workspace_mib,
+        input_name=inp.name,
+        output_name=network.get_output(0).name,
+        engine_sha256=sha256_file(engine_path),
+    )
+    sc = write_json(sidecar_path(engine_path), info)
+    return EngineBuild(
+        engine=engine_path,
+        sidecar=sc,
+        info=info,
+        timing_cache=cache_path,
+        calib_cache=calib_path if plan.calibrator else None,
+    )
