@@ -1,3 +1,3 @@
 """Imports every module that registers models (the registry's single list of model files)."""
 
-from edgefer.models import baselines  # noqa: F401
+from edgefer.models import baselines, mask_cbam, msff  # noqa: F401
