@@ -173,7 +173,7 @@ def read_metadata(path: str | os.PathLike) -> ModelMetadata:
         model = ov.Core().read_model(str(p))
         if not model.has_rt_info(["framework", PROPS_KEY]):
             raise BackendError(f"{p} has no edgefer metadata in rt_info: it was not exported by edgefer")
-        return ModelMetadata.from_props({PROPS_KEY: str(model.get_rt_info(["framework", PROPS_KEY]))})
+        return ModelMetadata.from_props({PROPS_KEY: model.get_rt_info(["framework", PROPS_KEY]).astype(str)})
     sidecar = sidecar_path(p)
     if sidecar.exists():
         data = json.loads(sidecar.read_text(encoding="utf-8"))

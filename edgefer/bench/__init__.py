@@ -1,1 +1,22 @@
-"""bench stage (see DESIGN.md)."""
+"""The benchmark harness: accuracy vs the labels and the FP32 reference, latency, size, a gate.
+
+``run_benchmark(models, data, ...)`` -> :class:`BenchReport` (JSON, Markdown, PNG plots).
+Torch-free: benchmarking ONNX / OpenVINO / TensorRT artifacts imports numpy, OpenCV and the
+backend only.
+"""
+
+from edgefer.bench.gate import GATE_EXIT_CODE, Gate
+from edgefer.bench.harness import REPORT_SCHEMA, BenchReport, ModelSpec, run_benchmark
+from edgefer.bench.metrics import compare_to_reference, latency_stats, percentile
+
+__all__ = [
+    "GATE_EXIT_CODE",
+    "REPORT_SCHEMA",
+    "BenchReport",
+    "Gate",
+    "ModelSpec",
+    "compare_to_reference",
+    "latency_stats",
+    "percentile",
+    "run_benchmark",
+]

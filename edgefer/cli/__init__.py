@@ -56,7 +56,9 @@ _register_all()
 def main() -> None:
     """Console entry point: user errors print a clear message and exit 2, not a traceback."""
     try:
-        app(standalone_mode=False)
+        rc = app(standalone_mode=False)
+        if isinstance(rc, int) and rc != 0:  # click returns typer.Exit(code) instead of raising it
+            sys.exit(rc)
     except EdgeferError as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         sys.exit(2)

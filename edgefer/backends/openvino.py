@@ -1,0 +1,126 @@
+"""OpenVINO backend: FP32, FP16 and INT8 (NNCF) IR on CPU, GPU or NPU.
+
+The IR is read once, its batch dimension made dynamic (except on the NPU, which needs static
+shapes), and compiled once with a latency hint and ``INFERENCE_NUM_THREADS``; one infer request is
+reused for every batch. Metadata comes from the model's ``rt_info`` (written by ``edgefer export``).
+
+Note on precision: ``precision`` reports what the *artifact* is (fp16 weights, int8 Q/DQ); the
+precision OpenVINO *executes* in on the chosen device is reported in :meth:`info` as
+``inference_precision``. An FP32 IR is pinned to f32 execution; FP16 and INT8 IRs run in the
+device's default (bf16 on CPUs with AVX512-BF16/AMX, f32 on plain AVX2 CPUs, f16 on GPUs).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from edgefer.backends.base import Backend, register_backend
+from edgefer.backends.devices import parse_device
+from edgefer.errors import BackendError
+from edgefer.metadata import PROPS_KEY, ModelMetadata, read_metadata
+
+
+def openvino_device_name(device: str, available: list[str]) -> str:
+    """Map an edgefer device string to an OpenVINO device name that is present.
+
+    ``cpu`` -> ``CPU``; ``gpu`` -> ``GPU`` (the first GPU); ``gpu:1`` -> ``GPU.1``; ``npu`` -> ``NPU``;
+    ``auto`` -> ``AUTO``. Pure function, tested without the hardware.
+    """
+    dev = parse_device(device)
+    if dev.kind == "auto":
+        return "AUTO"
+    if dev.kind == "tensorrt":
+        raise BackendError("openvino cannot run on the tensorrt device (use cpu, gpu[:N] or npu)")
+    base = dev.kind.upper()
+    name = base if dev.index is None else f"{base}.{dev.index}"
+    present = {d.split(".")[0] for d in available} | set(available)
+    if name not in present and not (dev.index == 0 and base in present):
+        raise BackendError(
+            f"OpenVINO device {name} is not available here (available: {', '.join(available) or 'none'})"
+        )
+    if dev.index == 0 and name not in available:
+        return base  # a single GPU is listed as "GPU", not "GPU.0"
+    return name
+
+
+@register_backend
+class OpenVinoBackend(Backend):
+    """An OpenVINO IR (``model.xml`` + ``model.bin``) compiled for one device."""
+
+    name: ClassVar[str] = "openvino"
+    extra: ClassVar[str] = "openvino"
+
+    @classmethod
+    def can_load(cls, path: Path) -> bool:
+        return path.is_file() and path.suffix.lower() == ".xml"
+
+    def _load(self, path: Path) -> None:
+        import openvino as ov
+
+        core = ov.Core()
+        self._device_name = openvino_device_name(self.device, list(core.available_devices))
+        try:
+            model = core.read_model(str(path))
+        except Exception as exc:
+            raise BackendError(f"openvino cannot read {path.name}: {str(exc).strip()[:300]}") from exc
+        if model.has_rt_info(["framework", PROPS_KEY]):
+            props = {PROPS_KEY: model.get_rt_info(["framework", PROPS_KEY]).astype(str)}
+            self.metadata = ModelMetadata.from_props(props)
+        else:
+            self.metadata = read_metadata(path)  # JSON sidecar, or a clear "not an edgefer artifact" error
+        if len(model.inputs) != 1:
+            raise BackendError(f"{path.name}: expected one image input, got {len(model.inputs)}")
+        pshape = model.input(0).get_partial_shape()
+        batch_dim = pshape[0]
+        if batch_dim.is_static and self._device_name != "NPU":
+            s = self.metadata.preprocessing.input_size
+            model.reshape([-1, 3, s, s])
+            batch_dim = model.input(0).get_partial_shape()[0]
+        self.max_batch = batch_dim.get_length() if batch_dim.is_static else None
+        config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
+        if self.metadata.precision == "fp32":
+            # An FP32 row must execute in f32: OpenVINO would otherwise pick bf16 on CPUs with
+            # AVX512-BF16/AMX and f16 on GPUs, and the "FP32" accuracy would not be FP32's.
+            config["INFERENCE_PRECISION_HINT"] = "f32"
+        if self.threads and self._device_name in ("CPU", "AUTO"):
+            config["INFERENCE_NUM_THREADS"] = int(self.threads)
+        try:
+            self._compiled = core.compile_model(model, self._device_name, config)
+        except Exception as exc:
+            raise BackendError(
+                f"openvino cannot compile {path.name} for {self._device_name}: {str(exc).strip()[:300]}"
+            ) from exc
+        self._request = self._compiled.create_infer_request()
+        self._output = self._compiled.output(0)
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        x = self.check_batch(batch)
+        try:
+            result = self._request.infer({0: x}, share_inputs=True)
+        except Exception as exc:
+            raise BackendError(f"openvino failed on {self.path.name}: {str(exc).strip()[:300]}") from exc
+        return np.array(result[self._output], dtype=np.float32, copy=True)
+
+    def _property(self, key: str) -> Any:
+        try:
+            return str(self._compiled.get_property(key))
+        except Exception:
+            return None
+
+    def info(self) -> dict[str, Any]:
+        import openvino as ov
+
+        return {
+            "backend": self.name,
+            "version": ov.get_version(),
+            "device": self.device,
+            "ov_device": self._device_name,
+            "precision": self.precision,
+            "inference_precision": self._property("INFERENCE_PRECISION_HINT"),
+            "threads": self.threads or self._property("INFERENCE_NUM_THREADS"),
+            "path": str(self.path),
+            "max_batch": self.max_batch,
+        }

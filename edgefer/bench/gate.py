@@ -1,0 +1,131 @@
+"""The benchmark gate: thresholds every row must meet, so a CI job or a device test can rely on it.
+
+``Gate.parse("max-drop=0.5,max-class-drop=1.0,min-agreement=0.98")``. Drops are in accuracy
+*points* against the FP32 reference; agreement is a fraction. The per-class gate matters: overall
+accuracy hides quantization damage to rare classes (Fear, Disgust), so ``max-class-drop`` is
+checked on the worst class. A row that failed to run breaks any gate.
+
+Keys: ``max-drop`` (overall accuracy drop, pts), ``max-class-drop`` (worst per-class drop, pts),
+``max-mean-class-drop`` (mean-class accuracy drop, pts), ``min-agreement`` (top-1 agreement with the
+reference, 0..1), ``min-accuracy`` (0..1), ``max-kl`` (mean KL(ref || model), nats),
+``max-p99-ms`` (model-only p99 latency at every measured batch size, ms).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+from typing import Any
+
+from edgefer.errors import EdgeferError
+
+#: exit status of ``edgefer benchmark`` when the gate fails (2 is a user error).
+GATE_EXIT_CODE = 3
+
+_KEYS = {
+    "max-drop": "max_drop",
+    "max-class-drop": "max_class_drop",
+    "max-mean-class-drop": "max_mean_class_drop",
+    "min-agreement": "min_agreement",
+    "min-accuracy": "min_accuracy",
+    "max-kl": "max_kl",
+    "max-p99-ms": "max_p99_ms",
+}
+
+_ATTR_TO_KEY = {v: k for k, v in _KEYS.items()}
+#: (Gate attribute, accuracy key, what it is, whether the value is a signed delta in points)
+_ACCURACY_CHECKS = (
+    ("max_drop", "delta_pts", "accuracy", True),
+    ("max_class_drop", "worst_class_delta_pts", "worst class", True),
+    ("max_mean_class_drop", "delta_mean_class_pts", "mean-class accuracy", True),
+    ("min_agreement", "agreement", "agreement", False),
+    ("min_accuracy", "accuracy", "accuracy", False),
+    ("max_kl", "mean_kl", "mean KL", False),
+)
+
+
+@dataclass(frozen=True)
+class Gate:
+    """Thresholds; ``None`` means not checked."""
+
+    max_drop: float | None = None
+    max_class_drop: float | None = None
+    max_mean_class_drop: float | None = None
+    min_agreement: float | None = None
+    min_accuracy: float | None = None
+    max_kl: float | None = None
+    max_p99_ms: float | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> Gate:
+        """Parse ``key=value,key=value``; unknown keys and bad numbers are clear errors."""
+        values: dict[str, float] = {}
+        for part in (p.strip() for p in text.split(",")):
+            if not part:
+                continue
+            key, sep, raw = part.partition("=")
+            key = key.strip().lower().replace("_", "-")
+            if not sep or key not in _KEYS:
+                raise EdgeferError(f"bad gate term {part!r}: expected key=value with key one of {', '.join(_KEYS)}")
+            try:
+                value = float(raw)
+            except ValueError:
+                raise EdgeferError(f"gate {key} needs a number, got {raw.strip()!r}") from None
+            if math.isnan(value) or value < 0:
+                raise EdgeferError(f"gate {key} must be a non-negative number, got {raw.strip()}")
+            if key in ("min-agreement", "min-accuracy") and value > 1:
+                raise EdgeferError(f"gate {key} is a fraction in [0, 1] (e.g. 0.98), got {value:g}")
+            values[_KEYS[key]] = value
+        if not values:
+            raise EdgeferError("empty gate: give at least one key=value, e.g. max-drop=0.5")
+        return cls(**values)
+
+    @classmethod
+    def from_value(cls, value: str | dict[str, Any] | Gate | None) -> Gate | None:
+        """A gate from a CLI string, a suite-file mapping or a Gate (None stays None)."""
+        if value is None or isinstance(value, Gate):
+            return value
+        if isinstance(value, dict):
+            return cls.parse(",".join(f"{k}={v}" for k, v in value.items()))
+        return cls.parse(str(value))
+
+    def to_dict(self) -> dict[str, float]:
+        return {_ATTR_TO_KEY[f.name]: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+
+    def __str__(self) -> str:
+        return ",".join(f"{k}={v:g}" for k, v in self.to_dict().items())
+
+    def check(self, row: dict[str, Any]) -> list[str]:
+        """Violations of one report row (as in ``BenchReport.rows``), each naming the number."""
+        label = row.get("label", row.get("path", "?"))
+        if row.get("status") != "ok":
+            return [f"{label}: did not run ({row.get('status')})"]
+        acc = row.get("accuracy") or {}
+        out: list[str] = []
+        for attr, key, what, is_drop in _ACCURACY_CHECKS:
+            limit = getattr(self, attr)
+            if limit is None:
+                continue
+            value = acc.get(key)
+            if value is None or (isinstance(value, float) and math.isnan(value)):
+                out.append(f"{label}: {what} is unknown (no FP32 reference to compare with)")
+                continue
+            value = float(value)
+            gate_key = _ATTR_TO_KEY[attr]
+            if is_drop and -value > limit:
+                extra = f" ({acc.get('worst_class')})" if key == "worst_class_delta_pts" else ""
+                out.append(f"{label}: {what}{extra} dropped {-value:.2f} pts > {gate_key} {limit:g}")
+            elif not is_drop and attr.startswith("min_") and value < limit:
+                out.append(f"{label}: {what} {value:.4f} < {gate_key} {limit:g}")
+            elif not is_drop and attr.startswith("max_") and value > limit:
+                out.append(f"{label}: {what} {value:.4g} > {gate_key} {limit:g}")
+        if self.max_p99_ms is not None:
+            for batch, lat in (row.get("latency") or {}).items():
+                p99 = (lat.get("model") or {}).get("p99_ms")
+                if p99 is not None and p99 > self.max_p99_ms:
+                    out.append(f"{label}: batch {batch} p99 {p99:.2f} ms > max-p99-ms {self.max_p99_ms:g}")
+        return out
+
+    def evaluate(self, rows: list[dict[str, Any]]) -> list[str]:
+        """All violations over all rows (empty list = the gate passes)."""
+        return [v for row in rows for v in self.check(row)]

@@ -1,0 +1,380 @@
+"""``run_benchmark``: every artifact on the same images, scored against the labels and the FP32
+reference, timed model-only and end-to-end, sized on disk and in memory — one report.
+
+The harness never branches on a backend's name: it opens each artifact with
+:func:`edgefer.backends.open_model` and reads what it needs from ``Backend.metadata`` /
+``Backend.info()``. A model that fails to load or run becomes a row whose status says why; the
+run goes on. Torch-free unless a ``.pt`` checkpoint is among the models.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgefer.backends import open_model
+from edgefer.bench.evalset import EvalSet, load_evalset
+from edgefer.bench.gate import Gate
+from edgefer.bench.latency import time_calls
+from edgefer.bench.metrics import accuracy_summary, compare_to_reference, latency_stats
+from edgefer.bench.system import machine_info, peak_rss_mb, reset_peak_rss, rss_mb
+from edgefer.errors import EdgeferError
+from edgefer.preprocess import preprocess_batch
+from edgefer.reference import Reference
+
+#: bump when a field of the report JSON changes meaning.
+REPORT_SCHEMA = 1
+
+
+@dataclass
+class ModelSpec:
+    """One artifact to benchmark, optionally with its own device/backend/threads/label."""
+
+    path: Path
+    device: str | None = None
+    backend: str | None = None
+    threads: int | None = None
+    label: str | None = None
+
+    @classmethod
+    def of(cls, value: str | os.PathLike | ModelSpec | dict[str, Any]) -> ModelSpec:
+        if isinstance(value, ModelSpec):
+            return value
+        if isinstance(value, dict):
+            known = {k: value[k] for k in ("device", "backend", "threads", "label") if k in value}
+            if "path" not in value:
+                raise EdgeferError(f"model entry {value} has no 'path'")
+            return cls(Path(value["path"]), **known)
+        return cls(Path(value))
+
+
+@dataclass
+class BenchReport:
+    """The outcome of a benchmark run (``rows`` are plain dicts, exactly what the JSON holds)."""
+
+    machine: dict[str, Any]
+    settings: dict[str, Any]
+    reference: dict[str, Any] | None
+    rows: list[dict[str, Any]]
+    gate: dict[str, Any] | None = None
+    gate_failures: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    created: str = field(default_factory=lambda: _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"))
+    schema: int = REPORT_SCHEMA
+    files: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        """False when a gate was given and a row broke it."""
+        return not self.gate_failures
+
+    def to_dict(self) -> dict[str, Any]:
+        from edgefer import __version__
+
+        return {
+            "schema": self.schema,
+            "kind": "edgefer-benchmark",
+            "edgefer_version": __version__,
+            "created": self.created,
+            "machine": self.machine,
+            "settings": self.settings,
+            "reference": self.reference,
+            "gate": self.gate,
+            "gate_passed": self.passed if self.gate is not None else None,
+            "gate_failures": self.gate_failures,
+            "notes": self.notes,
+            "rows": self.rows,
+        }
+
+    def save(self, out_dir: str | os.PathLike, plots: bool = True) -> dict[str, str]:
+        """Write ``report.json``, ``report.md`` and (matplotlib permitting) PNG plots to ``out_dir``."""
+        from edgefer.bench.report import save_report
+
+        self.files = save_report(self, out_dir, plots=plots)
+        return self.files
+
+    def table(self) -> str:
+        from edgefer.bench.report import markdown_table
+
+        return markdown_table(self)
+
+
+def _fp(x: float | None, nd: int = 4) -> float | None:
+    return None if x is None else round(float(x), nd)
+
+
+def _infer_all(backend: Any, x: np.ndarray, batch: int) -> np.ndarray:
+    """Logits for all of ``x`` in chunks; a short last chunk is padded for static-batch artifacts."""
+    step = min(batch, backend.max_batch) if backend.max_batch else batch
+    out = []
+    for start in range(0, len(x), step):
+        chunk = x[start : start + step]
+        n = len(chunk)
+        if backend.max_batch and n < step and backend.max_batch == step:
+            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], step - n, axis=0)])
+        logits = np.asarray(backend.infer(chunk), dtype=np.float32)
+        if logits.ndim != 2 or logits.shape[0] < n:
+            raise EdgeferError(f"the model returned logits of shape {logits.shape} for a batch of {len(chunk)}")
+        out.append(logits[:n])
+    return np.concatenate(out)
+
+
+def _latency_for_batch(
+    backend: Any, evalset: EvalSet, x_all: np.ndarray, batch: int, warmup: int, iters: int | None,
+    seconds: float | None, e2e: bool,
+) -> dict[str, Any]:
+    if backend.max_batch is not None and batch > backend.max_batch:
+        return {"status": f"skipped: the artifact's max batch is {backend.max_batch}"}
+    n = len(evalset)
+    idx = np.arange(batch) % n
+    x = np.ascontiguousarray(x_all[idx])  # preallocated, real images
+
+    def device_ms() -> float | None:
+        return getattr(backend, "last_device_ms", None)
+
+    wall, dev = time_calls(lambda _i: backend.infer(x), warmup, iters, seconds, device_ms)
+    result: dict[str, Any] = {"status": "ok", "model": latency_stats(wall, batch)}
+    if dev is not None:
+        result["device"] = latency_stats(dev, batch)
+    if e2e:
+        pp = backend.metadata.preprocessing
+
+        def one(i: int) -> None:
+            images = [evalset.decode((i * batch + k) % n) for k in range(batch)]
+            backend.infer(preprocess_batch(images, pp))
+
+        wall_e2e, _ = time_calls(one, max(1, warmup // 2), iters, seconds)
+        result["e2e"] = latency_stats(wall_e2e, batch)
+    return result
+
+
+def _row_label(spec: ModelSpec, taken: set[str], device: str) -> str:
+    label = spec.label or spec.path.name
+    if label in taken:
+        label = f"{label}@{device}"
+    k = 2
+    base = label
+    while label in taken:
+        label, k = f"{base}#{k}", k + 1
+    taken.add(label)
+    return label
+
+
+def _bench_one(
+    spec: ModelSpec, label: str, evalset: EvalSet, batches: Sequence[int], warmup: int, iters: int | None,
+    seconds: float | None, threads: int | None, device: str, e2e: bool,
+) -> tuple[dict[str, Any], np.ndarray | None, Any]:
+    """Benchmark one artifact; never raises for a model problem (the row says what went wrong)."""
+    from edgefer.bundle import artifact_size
+
+    dev = spec.device or device
+    thr = spec.threads if spec.threads is not None else threads
+    row: dict[str, Any] = {
+        "label": label, "path": str(spec.path), "model": None, "backend": spec.backend, "precision": None,
+        "device": dev, "threads": thr, "status": "ok", "size_mb": None, "input_size": None,
+        "load_s": None, "memory": {}, "info": {}, "accuracy": None, "latency": {},
+    }
+    try:
+        row["size_mb"] = _fp(artifact_size(spec.path) / 1e6, 3) if spec.path.exists() else None
+        reset_ok = reset_peak_rss()
+        rss0 = rss_mb()
+        t0 = time.perf_counter()
+        backend = open_model(spec.path, device=dev, threads=thr, backend=spec.backend)
+        row["load_s"] = _fp(time.perf_counter() - t0, 3)
+        rss_loaded = rss_mb()
+    except Exception as exc:  # a broken artifact is a row, not a crash
+        row["status"] = f"error: {_short(exc)}"
+        return row, None, None
+    with backend:
+        meta = backend.metadata
+        info = backend.info()
+        row.update(
+            model=meta.model_name, backend=info.get("backend", type(backend).__name__), precision=backend.precision,
+            input_size=meta.preprocessing.input_size, info=info, threads=info.get("threads", thr),
+        )
+        try:
+            x_all = evalset.preprocessed(meta.preprocessing)
+            logits = _infer_all(backend, x_all, max(batches))
+            if logits.shape[1] != meta.num_classes:
+                raise EdgeferError(f"model outputs {logits.shape[1]} classes but its metadata names {meta.num_classes}")
+        except Exception as exc:
+            row["status"] = f"error: {_short(exc)}"
+            return row, None, meta
+        for b in batches:
+            try:
+                row["latency"][str(b)] = _latency_for_batch(backend, evalset, x_all, b, warmup, iters, seconds, e2e)
+            except Exception as exc:
+                row["latency"][str(b)] = {"status": f"error: {_short(exc)}"}
+        peak = peak_rss_mb()
+        row["memory"] = {
+            "rss_before_mb": _fp(rss0, 1),
+            "load_delta_mb": _fp(rss_loaded - rss0, 1) if rss0 is not None and rss_loaded is not None else None,
+            "peak_delta_mb": _fp(peak - rss0, 1) if peak is not None and rss0 is not None and reset_ok else None,
+        }
+    return row, logits, meta
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if not isinstance(exc, EdgeferError):
+        text = f"{type(exc).__name__}: {text}"
+    return text[:300]
+
+
+def _align_reference(ref: Reference, evalset: EvalSet) -> Reference:
+    """Reorder the reference to the dataset's order; refuse one made on other images or labels."""
+    if list(ref.ids) == evalset.ids:
+        aligned = ref
+    else:
+        pos = {i: k for k, i in enumerate(ref.ids)}
+        missing = [i for i in evalset.ids if i not in pos]
+        if missing:
+            raise EdgeferError(
+                f"the reference has no predictions for {len(missing)} of the {len(evalset)} benchmark images "
+                f"(e.g. {missing[0]!r}): it was made on another dataset or split"
+            )
+        order = np.asarray([pos[i] for i in evalset.ids])
+        aligned = Reference(ref.ids[order], ref.labels[order], ref.logits[order], ref.class_names, ref.metadata)
+    bad = int((aligned.labels != evalset.labels).sum())
+    if bad:
+        raise EdgeferError(f"the reference's labels differ from the dataset's for {bad} images: another label file?")
+    return aligned
+
+
+def _expand_models(models: Sequence[Any], notes: list[str]) -> tuple[list[ModelSpec], list[Any], Path | None]:
+    """Replace bundles by their (verified) artifacts; returns specs, open bundles, bundle reference."""
+    from edgefer.bundle import is_bundle, open_bundle
+
+    specs: list[ModelSpec] = []
+    bundles: list[Any] = []
+    bundle_ref: Path | None = None
+    for m in models:
+        spec = ModelSpec.of(m)
+        if is_bundle(spec.path):
+            b = open_bundle(spec.path)
+            bundles.append(b)
+            verified = b.verify()
+            notes.append(f"bundle {spec.path}: {len(verified)} files verified (sha256)")
+            for art in b.artifacts:
+                specs.append(ModelSpec(art, spec.device, spec.backend, spec.threads))
+            if b.reference is not None and bundle_ref is None:
+                bundle_ref = b.reference
+        else:
+            specs.append(spec)
+    if not specs:
+        raise EdgeferError("no models to benchmark")
+    return specs, bundles, bundle_ref
+
+
+def run_benchmark(
+    models: Sequence[str | os.PathLike | ModelSpec | dict[str, Any]],
+    data: str | os.PathLike | Any,
+    split: str = "test",
+    reference: str | os.PathLike | Reference | None = None,
+    batches: Sequence[int] = (1, 8),
+    warmup: int = 10,
+    iters: int | None = 50,
+    seconds: float | None = None,
+    threads: int | None = None,
+    device: str = "cpu",
+    gate: Gate | str | None = None,
+    out_dir: str | os.PathLike | None = None,
+    e2e: bool = True,
+    max_images: int | None = None,
+    plots: bool = True,
+    progress: bool = True,
+) -> BenchReport:
+    """Benchmark ``models`` (artifacts, checkpoints or bundles) on ``split`` of ``data``.
+
+    Reference: ``reference`` (a ``reference.npz`` path or a :class:`Reference`); else a bundle's
+    ``reference.npz``; else computed from the first FP32 model that runs (the report says which).
+    ``seconds`` replaces ``iters`` by a time budget per measurement. ``out_dir`` gets
+    ``report.json``, ``report.md`` and PNG plots. The gate's verdict is in the report
+    (:attr:`BenchReport.passed`); this function never exits.
+    """
+    batches = sorted({int(b) for b in batches})
+    if not batches or batches[0] < 1:
+        raise EdgeferError(f"batch sizes must be >= 1, got {list(batches)}")
+    if seconds is not None:
+        iters = None
+    gate = Gate.from_value(gate)
+    notes: list[str] = []
+    specs, bundles, bundle_ref = _expand_models(models, notes)
+    try:
+        evalset = load_evalset(data, split, max_images=max_images, progress=progress)
+        ref: Reference | None = None
+        ref_info: dict[str, Any] | None = None
+        if reference is not None or bundle_ref is not None:
+            source = "argument" if reference is not None else "bundle"
+            ref_obj = reference if isinstance(reference, Reference) else Reference.load(reference or bundle_ref)
+            ref = _align_reference(ref_obj, evalset)
+            ref_info = {
+                "source": source,
+                "path": None if isinstance(reference, Reference) else str(reference or bundle_ref),
+                "model": ref.metadata.get("model_name"),
+                "artifact": ref.metadata.get("artifact"),
+                "n": len(ref),
+            }
+        rows: list[dict[str, Any]] = []
+        logits_by_row: dict[str, tuple[np.ndarray, Any]] = {}
+        taken: set[str] = set()
+        from rich.progress import Progress
+
+        with Progress(transient=True, disable=not progress) as prog:
+            task = prog.add_task("benchmark", total=len(specs))
+            for spec in specs:
+                label = _row_label(spec, taken, spec.device or device)
+                prog.update(task, description=f"benchmark {label}")
+                row, logits, meta = _bench_one(
+                    spec, label, evalset, batches, warmup, iters, seconds, threads, device, e2e
+                )
+                rows.append(row)
+                if logits is not None:
+                    logits_by_row[label] = (logits, meta)
+                prog.advance(task)
+        if ref is None:
+            first = next((r for r in rows if r["label"] in logits_by_row and r["precision"] == "fp32"), None)
+            if first is not None:
+                logits, meta = logits_by_row[first["label"]]
+                ref = Reference(np.asarray(evalset.ids), evalset.labels, logits, meta.class_names, meta.to_dict())
+                ref_info = {"source": "computed", "path": None, "model": meta.model_name, "artifact": first["label"],
+                            "n": len(ref)}
+                notes.append(
+                    f"no reference given: the FP32 reference is {first['label']} ({first['backend']}) run here"
+                )
+            else:
+                notes.append("no reference given and no FP32 model ran: deltas and agreement are not available")
+        for row in rows:
+            if row["label"] not in logits_by_row:
+                continue
+            logits, meta = logits_by_row[row["label"]]
+            try:
+                if ref is not None:
+                    row["accuracy"] = compare_to_reference(logits, evalset.labels, ref, meta.class_names)
+                else:
+                    row["accuracy"] = accuracy_summary(logits, evalset.labels, meta.class_names)
+            except EdgeferError as exc:
+                row["status"] = f"error: {_short(exc)}"
+                row["accuracy"] = accuracy_summary(logits, evalset.labels, meta.class_names)
+        settings = {
+            "data": evalset.source, "split": split, "images": len(evalset), "batches": batches, "warmup": warmup,
+            "iters": iters, "seconds": seconds, "threads": threads, "device": device, "e2e": e2e,
+            "max_images": max_images,
+        }
+        report = BenchReport(machine_info(), settings, ref_info, rows, notes=notes)
+        if gate is not None:
+            report.gate = gate.to_dict()
+            report.gate_failures = gate.evaluate(rows)
+        if out_dir is not None:
+            report.save(out_dir, plots=plots)
+        return report
+    finally:
+        for b in bundles:
+            b.close()

@@ -1,0 +1,160 @@
+"""Accuracy against the labels *and* against the FP32 reference, and latency statistics.
+
+A deployed model is judged twice (DESIGN.md invariant 5): against the labels (is it accurate?)
+and against the FP32 reference predictions on the same images (did INT8/FP16 change it?). The
+second view is what catches quantization damage: two models can have equal overall accuracy
+while disagreeing on 5 % of images, or while one rare class (Fear, Disgust) loses 10 points.
+
+Units: accuracies and agreement are fractions in [0, 1]; deltas are in percentage *points*
+(``*_pts``), the unit a gate is written in ("max-drop=0.5" = half a point). Torch-free.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from edgefer.errors import EdgeferError
+from edgefer.metrics import classification_report
+from edgefer.reference import Reference
+
+
+def _log_softmax(logits: np.ndarray) -> np.ndarray:
+    z = np.asarray(logits, dtype=np.float64)
+    z = z - z.max(axis=1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+
+
+def _nan_to_none(values: Sequence[float]) -> list[float | None]:
+    return [None if (v is None or math.isnan(v)) else float(v) for v in values]
+
+
+def probability_divergence(logits: np.ndarray, ref_logits: np.ndarray) -> dict[str, float]:
+    """Mean KL(ref || model) in nats and the max absolute softmax-probability deviation."""
+    logits = np.asarray(logits, dtype=np.float64)
+    ref_logits = np.asarray(ref_logits, dtype=np.float64)
+    if logits.shape != ref_logits.shape:
+        raise EdgeferError(f"logits {logits.shape} and reference logits {ref_logits.shape} differ in shape")
+    if logits.size == 0:
+        return {"mean_kl": float("nan"), "max_prob_dev": float("nan")}
+    log_p, log_q = _log_softmax(ref_logits), _log_softmax(logits)
+    p = np.exp(log_p)
+    kl = (p * (log_p - log_q)).sum(axis=1)
+    return {
+        "mean_kl": float(max(kl.mean(), 0.0)),  # clamp -1e-17 rounding to 0
+        "max_prob_dev": float(np.abs(np.exp(log_q) - p).max()),
+    }
+
+
+def accuracy_summary(logits: np.ndarray, labels: np.ndarray, class_names: Sequence[str]) -> dict[str, Any]:
+    """Accuracy of one prediction set against the labels (no reference)."""
+    preds = np.asarray(logits).argmax(axis=1)
+    rep = classification_report(labels, preds, tuple(class_names))
+    return {
+        "n": len(labels),
+        "accuracy": rep.accuracy,
+        "mean_class_accuracy": rep.mean_class_accuracy,
+        "macro_f1": rep.macro_f1,
+        "class_names": list(rep.class_names),
+        "per_class_accuracy": _nan_to_none(rep.per_class_accuracy),
+        "support": [int(s) for s in rep.support],
+        "confusion_matrix": rep.confusion.tolist(),
+    }
+
+
+def compare_to_reference(
+    logits: np.ndarray, labels: np.ndarray, ref: Reference, class_names: Sequence[str]
+) -> dict[str, Any]:
+    """Score ``logits`` against ``labels`` and against the FP32 reference ``ref``.
+
+    ``logits`` and ``labels`` must be in the reference's image order (the harness checks ids).
+    Returns :func:`accuracy_summary` plus:
+
+    * ``reference_accuracy`` / ``reference_mean_class_accuracy``: the reference's own scores on
+      these labels (so a delta is like for like even when ``ref.labels`` were relabelled);
+    * ``agreement``: fraction of images whose top-1 equals the reference's top-1;
+    * ``delta_pts``, ``delta_mean_class_pts``: accuracy minus reference accuracy, in points;
+    * ``per_class_delta_pts``: the same per class (None for classes without samples);
+    * ``worst_class_delta_pts`` and ``worst_class``: the most negative per-class delta;
+    * ``mean_kl`` (KL(ref || model), nats) and ``max_prob_dev`` (max |p - p_ref|).
+    """
+    class_names = tuple(class_names)
+    labels = np.asarray(labels, dtype=np.int64)
+    logits = np.asarray(logits, dtype=np.float32)
+    if tuple(ref.class_names) != class_names:
+        raise EdgeferError(
+            f"the reference's classes {list(ref.class_names)} differ from the model's {list(class_names)}"
+        )
+    if len(ref) != len(labels) or logits.shape[0] != len(labels):
+        raise EdgeferError(
+            f"reference has {len(ref)} images but {logits.shape[0]} predictions / {len(labels)} labels were given: "
+            "it was made on another split or dataset"
+        )
+    out = accuracy_summary(logits, labels, class_names)
+    ref_rep = classification_report(labels, ref.predictions, class_names)
+    preds = logits.argmax(axis=1)
+    per_class = np.asarray([np.nan if v is None else v for v in out["per_class_accuracy"]], dtype=np.float64)
+    per_class_delta = (per_class - ref_rep.per_class_accuracy) * 100.0
+    valid = ~np.isnan(per_class_delta)
+    if valid.any():
+        worst_idx = int(np.nanargmin(per_class_delta))
+        worst, worst_name = float(per_class_delta[worst_idx]), class_names[worst_idx]
+    else:
+        worst, worst_name = float("nan"), None
+    out.update(
+        reference_accuracy=ref_rep.accuracy,
+        reference_mean_class_accuracy=ref_rep.mean_class_accuracy,
+        reference_per_class_accuracy=_nan_to_none(ref_rep.per_class_accuracy),
+        agreement=float((preds == ref.predictions).mean()) if len(preds) else float("nan"),
+        delta_pts=(out["accuracy"] - ref_rep.accuracy) * 100.0,
+        delta_mean_class_pts=(out["mean_class_accuracy"] - ref_rep.mean_class_accuracy) * 100.0,
+        per_class_delta_pts=_nan_to_none(per_class_delta),
+        worst_class_delta_pts=worst,
+        worst_class=worst_name,
+        **probability_divergence(logits, ref.logits),
+    )
+    return out
+
+
+def percentile(samples: Sequence[float] | np.ndarray, q: float) -> float:
+    """The ``q``-th percentile (0..100) with linear interpolation between order statistics.
+
+    The same definition as ``numpy.percentile(method="linear")``: rank ``(n - 1) * q / 100``.
+    """
+    x = np.sort(np.asarray(samples, dtype=np.float64).ravel())
+    if x.size == 0:
+        raise EdgeferError("percentile of an empty sample")
+    if not 0.0 <= q <= 100.0:
+        raise EdgeferError(f"percentile q must be in [0, 100], got {q}")
+    rank = (x.size - 1) * q / 100.0
+    lo = math.floor(rank)
+    hi = min(lo + 1, x.size - 1)
+    return float(x[lo] + (x[hi] - x[lo]) * (rank - lo))
+
+
+def latency_stats(seconds: Sequence[float] | np.ndarray, batch_size: int = 1) -> dict[str, float]:
+    """Summary of per-call latencies given in seconds, reported in milliseconds.
+
+    ``fps`` is images per second at this batch size, from the mean latency
+    (``batch_size / mean``), i.e. sustained single-stream throughput.
+    """
+    x = np.asarray(seconds, dtype=np.float64).ravel()
+    if x.size == 0:
+        raise EdgeferError("no latency samples were recorded")
+    ms = x * 1000.0
+    mean = float(ms.mean())
+    return {
+        "n": int(x.size),
+        "batch": int(batch_size),
+        "mean_ms": mean,
+        "std_ms": float(ms.std(ddof=1)) if x.size > 1 else 0.0,
+        "min_ms": float(ms.min()),
+        "p50_ms": percentile(ms, 50),
+        "p90_ms": percentile(ms, 90),
+        "p99_ms": percentile(ms, 99),
+        "max_ms": float(ms.max()),
+        "fps": batch_size * 1000.0 / mean if mean > 0 else float("inf"),
+    }

@@ -1,0 +1,142 @@
+"""Benchmark reports: ``report.json`` (the record), ``report.md`` (the table), PNG plots.
+
+The Markdown table follows ``yolo benchmark``: one line per artifact and batch size with backend,
+precision, status, size, accuracy, Δ vs the FP32 reference, agreement, worst-class Δ, p50, p99 and
+FPS. Every number in it is formatted from the JSON by :func:`table_rows` (one function, so the two
+cannot disagree). Plots need matplotlib (Agg); without it they are skipped with a note.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from edgefer.utils.io import ensure_writable_dir, write_json, write_text
+
+#: (header, formatter) of the table's columns, in order.
+COLUMNS = (
+    "Model", "Backend", "Precision", "Device", "Batch", "Status", "Size (MB)", "Acc (%)", "Δ (pts)",
+    "Agree (%)", "Worst-class Δ (pts)", "p50 (ms)", "p99 (ms)", "FPS", "E2E p50 (ms)",
+)
+DASH = "—"
+
+
+def _num(value: Any, digits: int, scale: float = 1.0, signed: bool = False) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return DASH
+    v = float(value) * scale
+    return f"{v:+.{digits}f}" if signed else f"{v:.{digits}f}"
+
+
+def table_rows(report_dict: dict[str, Any]) -> list[list[str]]:
+    """The table's cells, formatted from the report JSON (a dict as in ``report.json``)."""
+    out: list[list[str]] = []
+    batches = report_dict["settings"]["batches"]
+    for row in report_dict["rows"]:
+        acc = row.get("accuracy") or {}
+        worst = _num(acc.get("worst_class_delta_pts"), 2, signed=True)
+        if worst != DASH and acc.get("worst_class"):
+            worst = f"{worst} ({acc['worst_class']})"
+        for b in batches:
+            lat = (row.get("latency") or {}).get(str(b), {})
+            status = row["status"] if row["status"] != "ok" else lat.get("status", "ok")
+            model = lat.get("model") or {}
+            e2e = lat.get("e2e") or {}
+            out.append([
+                row["label"], row.get("backend") or DASH, row.get("precision") or DASH, row.get("device") or DASH,
+                str(b), status.replace("|", "/"), _num(row.get("size_mb"), 2),
+                _num(acc.get("accuracy"), 2, 100), _num(acc.get("delta_pts"), 2, signed=True),
+                _num(acc.get("agreement"), 2, 100), worst,
+                _num(model.get("p50_ms"), 2), _num(model.get("p99_ms"), 2), _num(model.get("fps"), 1),
+                _num(e2e.get("p50_ms"), 2),
+            ])
+    return out
+
+
+def _md_table(header: list[str] | tuple[str, ...], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def markdown_table(report: Any) -> str:
+    d = report if isinstance(report, dict) else report.to_dict()
+    return _md_table(COLUMNS, table_rows(d))
+
+
+def _machine_line(m: dict[str, Any]) -> str:
+    gpus = ", ".join(m.get("gpus") or []) or "none"
+    flags = ",".join(m.get("cpu_flags") or [])
+    return (
+        f"{m.get('cpu')} ({m.get('cores_usable')}/{m.get('cores_logical')} cores usable; {flags}), "
+        f"{m.get('memory_gb')} GB RAM, GPU: {gpus}, {m.get('os')}, Python {m.get('python')}"
+    )
+
+
+def per_class_table(d: dict[str, Any]) -> str:
+    """Per-class Δ vs the reference (pts), one line per successful row."""
+    rows = [r for r in d["rows"] if r.get("accuracy") and r["accuracy"].get("per_class_delta_pts") is not None]
+    if not rows:
+        return ""
+    names = rows[0]["accuracy"]["class_names"]
+    cells = [[r["label"]] + [_num(v, 2, signed=True) for v in r["accuracy"]["per_class_delta_pts"]] for r in rows]
+    return _md_table(["Model", *names], cells)
+
+
+def to_markdown(report: Any) -> str:
+    d = report if isinstance(report, dict) else report.to_dict()
+    s = d["settings"]
+    pkgs = d["machine"].get("packages", {})
+    versions = ", ".join(f"{k} {v}" for k, v in pkgs.items() if k in ("onnxruntime", "openvino", "tensorrt", "torch"))
+    timing = f"{s['seconds']} s per measurement" if s.get("seconds") else f"{s['iters']} iterations"
+    ref = d.get("reference")
+    ref_line = (
+        f"{ref['source']}: {ref.get('path') or ref.get('artifact')} (model {ref.get('model')}, {ref.get('n')} images)"
+        if ref else "none (no deltas)"
+    )
+    parts = [
+        "# edgefer benchmark",
+        "",
+        f"- **Machine**: {_machine_line(d['machine'])}",
+        f"- **Backends**: {versions or 'n/a'}",
+        f"- **Data**: {s['data']} split `{s['split']}`, {s['images']} images",
+        f"- **FP32 reference**: {ref_line}",
+        f"- **Latency**: after {s['warmup']} warm-up calls, {timing}; threads {s.get('threads') or 'default'}, "
+        f"device {s['device']}. p50/p99/FPS are model-only (preallocated input); E2E = decode + preprocess + infer.",
+        f"- **Created**: {d['created']} (edgefer {d['edgefer_version']}, report schema {d['schema']})",
+        "",
+        markdown_table(d),
+        "",
+    ]
+    pc = per_class_table(d)
+    if pc:
+        parts += ["## Per-class Δ vs the FP32 reference (pts)", "", pc, ""]
+    if d.get("gate") is not None:
+        verdict = "PASSED" if d.get("gate_passed") else "FAILED"
+        gate = ",".join(f"{k}={v:g}" for k, v in d["gate"].items())
+        parts += [f"## Gate `{gate}`: {verdict}", ""]
+        parts += [f"- {f}" for f in d.get("gate_failures", [])]
+        parts.append("")
+    if d.get("notes"):
+        parts += ["## Notes", ""] + [f"- {n}" for n in d["notes"]] + [""]
+    return "\n".join(parts)
+
+
+def save_report(report: Any, out_dir: str | os.PathLike, plots: bool = True) -> dict[str, str]:
+    """Write report.json, report.md and plots; returns {kind: path}."""
+    out = ensure_writable_dir(out_dir)
+    files: dict[str, str] = {}
+    if plots:
+        from edgefer.bench.plots import save_plots
+
+        made, note = save_plots(report.to_dict(), out)
+        files.update(made)
+        if note:
+            report.notes.append(note)
+    d = report.to_dict()
+    d["files"] = {k: Path(v).name for k, v in files.items()}
+    files["json"] = str(write_json(out / "report.json", d))
+    files["markdown"] = str(write_text(out / "report.md", to_markdown(d)))
+    return files

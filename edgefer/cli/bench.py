@@ -1,0 +1,113 @@
+"""``edgefer benchmark`` and ``edgefer bundle``: the harness and the device bundle on the command line.
+
+Thin and torch-free: the library is imported inside the commands. Exit status: 0 = ran (and the
+gate, if any, passed), 2 = user error (bad path, bad option), 3 = the gate failed (each failing
+row and number is printed).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def _batches(text: str) -> list[int]:
+    from edgefer.errors import EdgeferError
+
+    try:
+        values = [int(x) for x in text.replace(" ", "").split(",") if x]
+    except ValueError:
+        raise EdgeferError(f"--batch takes comma-separated integers like 1,8,32, not {text!r}") from None
+    if not values or min(values) < 1:
+        raise EdgeferError(f"--batch needs positive integers, got {text!r}")
+    return values
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("benchmark")
+    def benchmark(
+        models: list[Path] = typer.Argument(None, help="Artifacts (.onnx, .xml, .engine, .pt) and/or bundles."),
+        suite: Path | None = typer.Option(None, "--suite", help="A benchmark suite YAML (benchmarks/NAME.yaml)."),
+        data: Path | None = typer.Option(None, "--data", help="Dataset root (RAF-DB, FER2013, folders, synthetic)."),
+        split: str | None = typer.Option(None, "--split", help="Split to evaluate on [default: test]."),
+        reference: Path | None = typer.Option(None, "--reference", help="FP32 reference.npz to compare against."),
+        batch: str | None = typer.Option(None, "--batch", help="Batch sizes, comma-separated [default: 1,8]."),
+        warmup: int | None = typer.Option(None, "--warmup", help="Untimed warm-up calls [default: 10]."),
+        iters: int | None = typer.Option(None, "--iters", help="Timed calls per measurement [default: 50]."),
+        seconds: float | None = typer.Option(None, "--seconds", help="Time budget per measurement instead of --iters."),
+        threads: int | None = typer.Option(None, "--threads", help="Inference threads (backend default if unset)."),
+        device: str | None = typer.Option(None, "--device", help="cpu | gpu | cuda:N | npu | tensorrt [default: cpu]."),
+        gate: str | None = typer.Option(
+            None, "--gate", help="e.g. max-drop=0.5,max-class-drop=1.0,min-agreement=0.98 (exit 3 when broken)."
+        ),
+        out: Path | None = typer.Option(None, "--out", "-o", help="Report directory (report.json, report.md, PNGs)."),
+        max_images: int | None = typer.Option(None, "--max-images", help="Use only the first N images (quick runs)."),
+        no_e2e: bool = typer.Option(False, "--no-e2e", help="Skip end-to-end (decode + preprocess) latency."),
+        no_plots: bool = typer.Option(False, "--no-plots", help="Do not draw PNG plots."),
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    ) -> None:
+        """Accuracy vs the FP32 reference, latency and size of every artifact on the same images: one table."""
+        from edgefer.bench import run_benchmark
+        from edgefer.bench.gate import GATE_EXIT_CODE
+        from edgefer.bench.suite import load_suite
+        from edgefer.errors import EdgeferError
+
+        kwargs: dict = {}
+        if suite is not None:
+            kwargs = load_suite(suite)
+            kwargs.pop("name", None)
+            if models:
+                raise EdgeferError("give either MODEL arguments or --suite, not both")
+        elif not models:
+            raise EdgeferError("nothing to benchmark: give MODEL paths (or a bundle) or --suite FILE")
+        else:
+            kwargs["models"] = list(models)
+        overrides = {
+            "data": data, "split": split, "reference": reference, "warmup": warmup, "iters": iters,
+            "seconds": seconds, "threads": threads, "device": device, "gate": gate, "out": out,
+            "max_images": max_images,
+        }
+        kwargs.update({k: v for k, v in overrides.items() if v is not None})
+        if batch is not None:
+            kwargs["batches"] = _batches(batch)
+        if seconds is not None and iters is not None:
+            raise EdgeferError("give --iters or --seconds, not both")
+        if seconds is not None:
+            kwargs["iters"] = None
+        if no_e2e:
+            kwargs["e2e"] = False
+        if no_plots:
+            kwargs["plots"] = False
+        if kwargs.get("data") is None:
+            raise EdgeferError("--data is required (the dataset whose images every model is scored on)")
+        out_dir = kwargs.pop("out", None)
+        report = run_benchmark(out_dir=out_dir, progress=not quiet, **kwargs)
+        typer.echo(report.table())
+        for note in report.notes:
+            typer.echo(f"note: {note}", err=True)
+        if out_dir is not None:
+            typer.echo(f"report: {Path(out_dir) / 'report.md'} (+ report.json, plots)", err=True)
+        if report.gate is not None:
+            if report.passed:
+                typer.secho("gate passed", fg=typer.colors.GREEN, err=True)
+            else:
+                for failure in report.gate_failures:
+                    typer.secho(f"gate failed: {failure}", fg=typer.colors.RED, err=True)
+                raise typer.Exit(GATE_EXIT_CODE)
+
+    @app.command("bundle")
+    def bundle(
+        artifacts: list[Path] = typer.Argument(..., help="Artifacts to pack (.onnx, .xml + .bin, .engine + sidecar)."),
+        out: Path = typer.Option(..., "--out", "-o", help="Bundle directory to create."),
+        reference: Path | None = typer.Option(None, "--reference", help="reference.npz to ship with the artifacts."),
+        report: Path | None = typer.Option(None, "--report", help="Benchmark report directory (or report.json)."),
+        archive: bool = typer.Option(False, "--archive", help="Also write OUT.tar.gz."),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing bundle."),
+    ) -> None:
+        """Pack artifacts + metadata + reference + report into one directory a device can re-verify."""
+        from edgefer.bundle import make_bundle
+
+        path = make_bundle(artifacts, out, reference=reference, report=report, archive=archive, overwrite=overwrite)
+        typer.echo(f"bundle: {path}")
+        typer.echo(f"verify on the device: edgefer benchmark {path} --data DATASET --out REPORT_DIR", err=True)
