@@ -1,1 +1,44 @@
-"""runtime stage (see DESIGN.md)."""
+"""The embeddable runtime: frames in, faces and expressions out, no PyTorch.
+
+Imports numpy, OpenCV and, through :func:`edgefer.backends.open_model`, one inference backend.
+
+>>> from edgefer.runtime import Predictor                      # doctest: +SKIP
+>>> with Predictor("model_int8.xml", detector="auto") as p:    # doctest: +SKIP
+...     result = p.predict(frame_bgr)
+...     [(f.box, f.label, f.score) for f in result.faces], result.timings
+"""
+
+from edgefer.runtime.detect import (
+    Detection,
+    DetectorError,
+    FaceDetector,
+    FullFrameDetector,
+    HaarDetector,
+    YuNetDetector,
+    make_detector,
+)
+from edgefer.runtime.draw import draw_result
+from edgefer.runtime.predictor import Face, FrameError, FrameResult, Predictor, as_bgr_frame
+from edgefer.runtime.stream import FrameSource, StreamError, StreamSummary, run_stream
+from edgefer.runtime.tracking import IoUTracker
+
+__all__ = [
+    "Detection",
+    "DetectorError",
+    "Face",
+    "FaceDetector",
+    "FrameError",
+    "FrameResult",
+    "FrameSource",
+    "FullFrameDetector",
+    "HaarDetector",
+    "IoUTracker",
+    "Predictor",
+    "StreamError",
+    "StreamSummary",
+    "YuNetDetector",
+    "as_bgr_frame",
+    "draw_result",
+    "make_detector",
+    "run_stream",
+]

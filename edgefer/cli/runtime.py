@@ -1,0 +1,130 @@
+"""``edgefer predict``, ``edgefer run`` and ``edgefer deepstream``: the runtime on the command line.
+
+Thin: each command builds a :class:`edgefer.runtime.Predictor` (or calls the DeepStream
+generator) and prints what it returns. Library imports live inside the commands so the CLI stays
+torch-free on a device.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import typer
+
+
+def _echo_err(msg: str) -> None:
+    typer.echo(msg, err=True)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("predict")
+    def predict(
+        inputs: list[Path] = typer.Argument(..., help="Image files and/or folders (searched recursively)."),
+        model: Path = typer.Option(..., "--model", "-m", help="Artifact (.onnx, .xml, .engine) or bundle folder."),
+        out: Path | None = typer.Option(None, "--out", "-o", help="Folder for annotated copies of the images."),
+        as_json: bool = typer.Option(False, "--json", help="Print one JSON document (a list, one record per image)."),
+        aligned: bool = typer.Option(False, "--aligned", help="Images are aligned face crops: skip detection."),
+        detector: str = typer.Option("auto", "--detector", help="auto | haar[:cascade.xml] | yunet:/path.onnx | none"),
+        device: str = typer.Option("cpu", "--device", help="Inference device (cpu, GPU, cuda:0, ...)."),
+        threads: int | None = typer.Option(None, "--threads", help="Inference threads."),
+        margin: float = typer.Option(0.15, "--margin", help="Border around a detected box without landmarks."),
+    ) -> None:
+        """Faces and expressions in still images."""
+        from edgefer.runtime import Predictor
+        from edgefer.runtime.images import predict_images
+
+        with Predictor(model, device=device, detector=detector, aligned=aligned, threads=threads,
+                       margin=margin) as predictor:
+            records = predict_images(predictor, inputs, out_dir=out)
+        if as_json:
+            json.dump(records, sys.stdout, indent=2)
+            sys.stdout.write("\n")
+            return
+        bad = 0
+        for rec in records:
+            if rec.get("error"):
+                bad += 1
+                typer.echo(f"{rec['path']}: error: {rec['error']}")
+                continue
+            if not rec["faces"]:
+                typer.echo(f"{rec['path']}: no face found")
+            for i, face in enumerate(rec["faces"]):
+                typer.echo(f"{rec['path']}: face {i} {face['label']} {face['score']:.2f} box={face['box']}")
+        n_faces = sum(len(r["faces"]) for r in records)
+        where = f"; annotated in {out}" if out else ""
+        _echo_err(f"{len(records)} images, {n_faces} faces, {bad} unreadable{where}")
+
+    @app.command("run")
+    def run(
+        model: Path = typer.Option(..., "--model", "-m", help="Artifact (.onnx, .xml, .engine) or bundle folder."),
+        source: str = typer.Option("0", "--source", "-s", help="Camera index, video file or stream URL (rtsp://...)."),
+        out: Path | None = typer.Option(None, "--out", "-o", help="Annotated output video (.mp4, mp4v codec)."),
+        jsonl: Path | None = typer.Option(None, "--jsonl", help="Events file: one JSON line per processed frame."),
+        show: bool = typer.Option(False, "--show", help="Show the annotated stream in a window (needs GUI OpenCV)."),
+        max_frames: int | None = typer.Option(None, "--max-frames", help="Stop after this many processed frames."),
+        detector: str = typer.Option("auto", "--detector", help="auto | haar[:cascade.xml] | yunet:/path.onnx | none"),
+        aligned: bool = typer.Option(False, "--aligned", help="Frames are aligned face crops: skip detection."),
+        device: str = typer.Option("cpu", "--device", help="Inference device."),
+        threads: int | None = typer.Option(None, "--threads", help="Inference threads."),
+        smoothing: float = typer.Option(0.5, "--smoothing", help="EMA weight of new probabilities (1 = off)."),
+        queue_size: int = typer.Option(1, "--queue-size", help="Frames buffered between capture and inference."),
+        realtime: bool | None = typer.Option(
+            None, "--realtime/--no-realtime",
+            help="Drop stale frames (default: on for cameras/streams, off for files, which are read at their FPS "
+                 "when on).",
+        ),
+        summary_json: Path | None = typer.Option(None, "--summary-json", help="Write the run summary as JSON."),
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="No status lines while running."),
+    ) -> None:
+        """Faces and expressions on a camera, video file or stream; FPS and latency at the end."""
+        from edgefer.runtime import Predictor
+        from edgefer.runtime.stream import run_stream
+
+        with Predictor(model, device=device, detector=detector, aligned=aligned, threads=threads,
+                       smoothing=smoothing) as predictor:
+            summary = run_stream(predictor, source, out=out, jsonl=jsonl, show=show, max_frames=max_frames,
+                                 queue_size=queue_size, realtime=realtime, log=None if quiet else _echo_err)
+        typer.echo(summary.format())
+        if summary_json is not None:
+            from edgefer.utils.io import write_json
+
+            write_json(summary_json, summary.to_dict())
+
+    @app.command("deepstream")
+    def deepstream(
+        model: Path = typer.Option(..., "--model", "-m", help="ONNX (preferred) or TensorRT engine with metadata."),
+        out: Path = typer.Option(..., "--out", "-o", help="Folder for the nvinfer config, labels and model."),
+        precision: str | None = typer.Option(None, "--precision", help="fp32 | fp16 | int8 (network-mode)."),
+        batch_size: int = typer.Option(16, "--batch-size", help="Faces per nvinfer batch."),
+        gie_unique_id: int = typer.Option(2, "--gie-unique-id"),
+        operate_on_gie_id: int = typer.Option(1, "--operate-on-gie-id", help="gie-unique-id of the face detector."),
+        operate_on_class_ids: str = typer.Option("0", "--operate-on-class-ids", help="Face class ids (a;b)."),
+        threshold: float = typer.Option(0.0, "--threshold", help="classifier-threshold on the top probability."),
+        approximate: bool = typer.Option(
+            False, "--approximate", help="Do not fold the per-channel std into the ONNX (one scale for all channels)."),
+    ) -> None:
+        """An nvinfer secondary-classifier config for DeepStream, from the artifact metadata."""
+        from edgefer.metadata import read_metadata
+        from edgefer.runtime.deepstream import deepstream_config
+        from edgefer.runtime.predictor import resolve_artifact
+
+        artifact = resolve_artifact(model)
+        try:
+            ids = tuple(int(c) for c in operate_on_class_ids.split(";") if c.strip())
+        except ValueError:
+            from edgefer.errors import EdgeferError
+
+            msg = f"--operate-on-class-ids must be integers separated by ';', got {operate_on_class_ids!r}"
+            raise EdgeferError(msg) from None
+        res = deepstream_config(
+            read_metadata(artifact), artifact, out, gie_unique_id=gie_unique_id, operate_on_gie_id=operate_on_gie_id,
+            operate_on_class_ids=ids, batch_size=batch_size, precision=precision, classifier_threshold=threshold,
+            exact_normalization=not approximate,
+        )
+        for p in res.paths:
+            typer.echo(str(p))
+        norm = "exact (per-channel scale folded into the ONNX)" if res.exact_normalization else (
+            f"approximate, max error {res.max_norm_error:.4f} in normalised units")
+        _echo_err(f"net-scale-factor={res.net_scale_factor:.6g} offsets={res.values['offsets']} normalisation {norm}")

@@ -1,0 +1,311 @@
+"""The embeddable predictor: BGR frames in, faces with expressions and per-stage timings out.
+
+Torch-free: numpy, OpenCV and one inference backend (``edgefer.backends.open_model``). The
+pixel -> tensor step is :func:`edgefer.preprocess.preprocess_batch` with the
+:class:`~edgefer.preprocess.Preprocessing` read from the artifact's own metadata, i.e. the very
+function the training eval transform calls, so a face crop gives the tensor the model was
+evaluated on. Frames are BGR (OpenCV's order); we pass ``input_color="BGR"`` and let
+``preprocess_batch`` reorder channels to the model's ``color_order``, never converting twice.
+
+Pipeline per frame (each stage timed, milliseconds):
+
+``detect``      face detection (on a downscaled copy of very large frames)
+``align``       5-point similarity warp, or square crop with margin, per face
+``preprocess``  crops -> one NCHW float32 batch (resize, scale, mean/std, colour order)
+``infer``       the backend, all faces of the frame as one batch (chunked by ``max_batch``)
+``total``       everything, including softmax and tracking
+
+Bad frames (``None``, empty arrays, wrong rank or channel count) give a :class:`FrameResult`
+with no faces and ``error`` set, so a camera loop never dies on one broken frame; pass
+``strict=True`` to get a :class:`FrameError` instead. Grey, BGRA, 16-bit and float frames are
+converted; odd sizes just work; very large frames are detected at ``detect_max_side`` and the
+boxes mapped back to full resolution, where the crops are taken.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgefer.backends.base import Backend
+from edgefer.errors import BackendError, EdgeferError
+from edgefer.metadata import ModelMetadata
+from edgefer.preprocess import preprocess_batch, to_three_channels
+from edgefer.runtime.align import align_by_landmarks, crop_square
+from edgefer.runtime.detect import Detection, FaceDetector, FullFrameDetector, detect_scaled, make_detector
+from edgefer.runtime.tracking import IoUTracker
+
+STAGES = ("detect", "align", "preprocess", "infer", "total")
+
+
+class FrameError(EdgeferError):
+    """A frame that is not an image (None, empty, wrong shape)."""
+
+
+@dataclass
+class Face:
+    """One face of a frame.
+
+    ``probs`` are softmax probabilities in the metadata's class order (smoothed over the track when
+    the predictor tracks); ``score`` is the probability of ``label``; ``det_score`` is the
+    detector's confidence; ``raw_probs`` the unsmoothed probabilities of this frame.
+    """
+
+    box: tuple[int, int, int, int]
+    label: str
+    class_index: int
+    probs: np.ndarray = field(repr=False)
+    score: float
+    det_score: float = 1.0
+    landmarks: np.ndarray | None = field(default=None, repr=False)
+    track_id: int | None = None
+    raw_probs: np.ndarray | None = field(default=None, repr=False)
+
+    def to_dict(self, class_names: tuple[str, ...] | None = None) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "box": [int(v) for v in self.box],
+            "label": self.label,
+            "class_index": int(self.class_index),
+            "score": round(float(self.score), 6),
+            "det_score": round(float(self.det_score), 6),
+        }
+        if class_names is not None:
+            d["probs"] = {n: round(float(p), 6) for n, p in zip(class_names, self.probs, strict=True)}
+        else:
+            d["probs"] = [round(float(p), 6) for p in self.probs]
+        if self.landmarks is not None:
+            d["landmarks"] = [[round(float(x), 2), round(float(y), 2)] for x, y in self.landmarks]
+        if self.track_id is not None:
+            d["track_id"] = int(self.track_id)
+        return d
+
+
+@dataclass
+class FrameResult:
+    """Faces of one frame, per-stage timings in ms, the frame size ``(w, h)`` and an error, if any."""
+
+    faces: list[Face]
+    timings: dict[str, float]
+    frame_size: tuple[int, int] | None = None
+    error: str | None = None
+
+    def to_dict(self, class_names: tuple[str, ...] | None = None) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "frame_size": list(self.frame_size) if self.frame_size else None,
+            "faces": [f.to_dict(class_names) for f in self.faces],
+            "timings_ms": {k: round(v, 3) for k, v in self.timings.items()},
+        }
+        if self.error:
+            d["error"] = self.error
+        return d
+
+
+def as_bgr_frame(frame: Any) -> np.ndarray:
+    """Any reasonable image array -> HxWx3 uint8 BGR; :class:`FrameError` for non-images.
+
+    Grey (HxW or HxWx1) is replicated, BGRA loses its alpha, uint16 is scaled by 1/257, float
+    in [0, 1] is scaled by 255.
+    """
+    if frame is None:
+        raise FrameError("frame is None (the camera or decoder returned nothing)")
+    arr = np.asarray(frame)
+    if arr.size == 0:
+        raise FrameError(f"frame is empty (shape {arr.shape})")
+    if arr.ndim not in (2, 3):
+        raise FrameError(f"frame must be HxW or HxWxC, got shape {arr.shape}")
+    if arr.dtype == np.uint16:
+        arr = (arr // 257).astype(np.uint8)
+    try:
+        return to_three_channels(arr, "BGR")
+    except EdgeferError as exc:
+        raise FrameError(str(exc)) from exc
+
+
+_PRECISION_RANK = {"int8": 0, "fp16": 1, "fp32": 2}
+
+
+def _backend_importable(name: str) -> bool:
+    import importlib.util
+
+    module = {"onnxruntime": "onnxruntime", "openvino": "openvino", "tensorrt": "tensorrt"}.get(name, name)
+    return importlib.util.find_spec(module) is not None
+
+
+def resolve_artifact(path: str | os.PathLike, backend: str | None = None) -> Path:
+    """The model file of an artifact path: the path itself, or the artifact chosen from a bundle.
+
+    From a bundle (directory with ``bundle.json``) the files are verified against their sha256
+    first; then the lowest-precision artifact (int8 < fp16 < fp32) whose backend is installed (or
+    the one for ``backend``) is chosen - a device runs the model the bundle was made for.
+    Archives (``.tar.gz``) must be extracted first (``tar xzf``) so the model outlives this call.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise BackendError(f"model {p} does not exist")
+    if not p.is_dir():
+        if p.name.endswith((".tar.gz", ".tgz")):
+            raise BackendError(f"{p} is a bundle archive: extract it (tar xzf) and pass the folder")
+        return p
+    from edgefer.bundle import open_bundle
+
+    bundle = open_bundle(p)
+    bundle.verify()
+    entries = bundle.manifest.get("artifacts", [])
+    usable = [a for a in entries if (backend is None or a.get("backend") == backend)
+              and _backend_importable(a.get("backend", ""))]
+    if not usable:
+        listed = ", ".join(f"{a.get('path')} ({a.get('backend')})" for a in entries) or "none"
+        raise BackendError(f"bundle {p} has no artifact this device can run (artifacts: {listed})")
+    usable.sort(key=lambda a: _PRECISION_RANK.get(str(a.get("precision", "fp32")), 3))
+    return bundle.root / usable[0]["path"]
+
+
+class Predictor:
+    """Faces and expressions for BGR frames, torch-free.
+
+    Args:
+        model: an artifact path (``.onnx``, OpenVINO ``.xml``, TensorRT ``.engine``), a bundle
+            directory, or an already opened :class:`~edgefer.backends.Backend`.
+        device: backend device ("cpu", "GPU", "cuda:0", ...).
+        detector: "auto"/"haar", "yunet:/path.onnx", "none", a :class:`FaceDetector`, or None.
+        aligned: input frames are already aligned face crops; skip detection.
+        threads: inference threads (backend default when None).
+        smoothing: EMA weight of new probabilities per tracked face (1.0 = none); ``None`` turns
+            the tracker off (still images).
+        margin: extra border around a landmark-less box, as a fraction of its side.
+        align: use 5-point alignment when the detector gives landmarks.
+        detect_max_side: frames larger than this are downscaled for detection only.
+        strict: raise :class:`FrameError` on bad frames instead of returning an empty result.
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike | Backend,
+        device: str = "cpu",
+        detector: str | FaceDetector | None = "auto",
+        aligned: bool = False,
+        threads: int | None = None,
+        smoothing: float | None = None,
+        margin: float = 0.15,
+        align: bool = True,
+        detect_max_side: int | None = 1280,
+        strict: bool = False,
+        backend: str | None = None,
+    ) -> None:
+        if isinstance(model, Backend):
+            self.backend = model
+        else:
+            from edgefer.backends import open_model
+
+            self.backend = open_model(resolve_artifact(model, backend), device=device, threads=threads, backend=backend)
+        if self.backend.metadata is None:
+            raise BackendError(f"{self.backend!r} has no metadata")
+        self.metadata: ModelMetadata = self.backend.metadata
+        self.preprocessing = self.metadata.preprocessing
+        self.class_names = tuple(self.metadata.class_names)
+        self.aligned = aligned
+        self.detector: FaceDetector = FullFrameDetector() if aligned else make_detector(detector)
+        if margin < 0:
+            raise EdgeferError(f"margin must be >= 0, got {margin}")
+        self.margin = margin
+        self.align = align
+        self.detect_max_side = detect_max_side
+        self.strict = strict
+        self.tracker = IoUTracker(alpha=smoothing) if smoothing is not None else None
+
+    # -- stages ---------------------------------------------------------------------------
+    def crop(self, frame_bgr: np.ndarray, det: Detection) -> np.ndarray:
+        """The face crop (BGR) the model sees for one detection, before resizing."""
+        if isinstance(self.detector, FullFrameDetector) and det.box == (0, 0, frame_bgr.shape[1], frame_bgr.shape[0]):
+            return frame_bgr
+        if self.align and det.landmarks is not None:
+            return align_by_landmarks(frame_bgr, det.landmarks, self.preprocessing.input_size)
+        return crop_square(frame_bgr, det.box, self.margin)
+
+    def preprocess(self, crops_bgr: list[np.ndarray]) -> np.ndarray:
+        """BGR crops -> the model's NCHW float32 batch (the shared preprocessing function)."""
+        return preprocess_batch(crops_bgr, self.preprocessing, input_color="BGR")
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        """Logits for a batch of any size, chunked to the backend's ``max_batch``."""
+        n = batch.shape[0]
+        if n == 0:
+            return np.zeros((0, len(self.class_names)), dtype=np.float32)
+        step = self.backend.max_batch or n
+        outs = [np.asarray(self.backend.infer(batch[i : i + step]), dtype=np.float32) for i in range(0, n, step)]
+        logits = np.concatenate(outs, axis=0).reshape(n, -1)
+        if logits.shape[1] != len(self.class_names):
+            raise BackendError(
+                f"model returned {logits.shape[1]} scores but its metadata names {len(self.class_names)} classes"
+            )
+        return logits
+
+    # -- the whole frame ------------------------------------------------------------------
+    def predict(self, frame: Any, detections: list[Detection] | None = None) -> FrameResult:
+        """Detect (unless ``detections`` are given), align, classify all faces of one BGR frame."""
+        t0 = time.perf_counter()
+        timings = dict.fromkeys(STAGES, 0.0)
+        try:
+            img = as_bgr_frame(frame)
+        except FrameError as exc:
+            if self.strict:
+                raise
+            timings["total"] = (time.perf_counter() - t0) * 1e3
+            return FrameResult(faces=[], timings=timings, frame_size=None, error=str(exc))
+        h, w = img.shape[:2]
+        dets = list(detections) if detections is not None else detect_scaled(self.detector, img, self.detect_max_side)
+        t1 = time.perf_counter()
+        crops = [self.crop(img, d) for d in dets]
+        t2 = time.perf_counter()
+        batch = self.preprocess(crops)
+        t3 = time.perf_counter()
+        logits = self.infer(batch)
+        t4 = time.perf_counter()
+        probs = _softmax(logits)
+        tracked = self.tracker.update([d.box for d in dets], probs) if self.tracker is not None else None
+        faces = []
+        for i, d in enumerate(dets):
+            track_id, p = tracked[i] if tracked is not None else (None, probs[i])
+            k = int(np.argmax(p))
+            faces.append(
+                Face(box=tuple(int(v) for v in d.box), label=self.class_names[k], class_index=k,
+                     probs=np.asarray(p, dtype=np.float32), score=float(p[k]), det_score=float(d.score),
+                     landmarks=d.landmarks, track_id=track_id, raw_probs=probs[i])
+            )
+        t5 = time.perf_counter()
+        timings.update(detect=(t1 - t0) * 1e3, align=(t2 - t1) * 1e3, preprocess=(t3 - t2) * 1e3,
+                       infer=(t4 - t3) * 1e3, total=(t5 - t0) * 1e3)
+        return FrameResult(faces=faces, timings=timings, frame_size=(w, h))
+
+    __call__ = predict
+
+    def reset(self) -> None:
+        """Forget tracks (call between unrelated videos)."""
+        if self.tracker is not None:
+            self.tracker.reset()
+
+    def info(self) -> dict[str, Any]:
+        info = dict(self.backend.info())
+        info.update(detector=getattr(self.detector, "name", type(self.detector).__name__),
+                    input_size=self.preprocessing.input_size, classes=list(self.class_names))
+        return info
+
+    def close(self) -> None:
+        self.backend.close()
+
+    def __enter__(self) -> Predictor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
