@@ -1,0 +1,70 @@
+"""``edgefer pipeline``: data -> train -> export -> quantize -> benchmark -> bundle, resumable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("pipeline")
+    def pipeline(
+        data: str = typer.Option("synthetic", "--data", help="Dataset path, or 'synthetic' for the built-in faces."),
+        model: str = typer.Option("msff_mobilenetv3", "--model", help="Registered model name (edgefer models)."),
+        targets: str = typer.Option("openvino,onnx", "--targets", help="Comma list of openvino, onnx, trt."),
+        out: Path = typer.Option(Path("runs/pipeline"), "--out", help="Run directory."),
+        checkpoint: Path | None = typer.Option(None, "--checkpoint", help="Skip training: use this checkpoint."),
+        config: str | None = typer.Option(None, "--config", help="Training recipe (name or YAML path)."),
+        epochs: int | None = typer.Option(None, "--epochs"),
+        img_size: int | None = typer.Option(None, "--img-size"),
+        batch_size: int | None = typer.Option(None, "--batch-size"),
+        lr: float | None = typer.Option(None, "--lr"),
+        pretrained: str | None = typer.Option(None, "--pretrained", help="'imagenet' loads torchvision weights."),
+        workers: int | None = typer.Option(None, "--workers", help="Data-loader worker processes."),
+        synthetic_train: int = typer.Option(3000, "--synthetic-train", help="Synthetic train images."),
+        synthetic_test: int = typer.Option(750, "--synthetic-test", help="Synthetic test images."),
+        seed: int = typer.Option(0, "--seed"),
+        calib_size: int = typer.Option(300, "--calib-size", help="INT8 calibration images."),
+        int8_method: str = typer.Option("ptq", "--int8-method", help="ptq | ptq-acc | qat"),
+        max_drop: float | None = typer.Option(None, "--max-drop", help="Accuracy budget (points) for ptq-acc."),
+        gate: str | None = typer.Option(None, "--gate", help="Benchmark gate, e.g. max-drop=0.5,min-agreement=0.98"),
+        batch: str = typer.Option("1,8", "--batch", help="Batch sizes for latency."),
+        iters: int = typer.Option(30, "--iters", help="Timed iterations per measurement."),
+        threads: int | None = typer.Option(None, "--threads"),
+        force: bool = typer.Option(False, "--force", help="Redo every stage."),
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    ) -> None:
+        """Run the whole flow; finished stages are skipped, a failed stage prints how to reproduce it."""
+        import json
+
+        from rich.console import Console
+        from rich.table import Table
+
+        from edgefer.pipeline.flow import DEFAULT_GATE, SUMMARY_COLUMNS, PipelineConfig, run_pipeline, summary_rows
+
+        console = Console()
+        cfg = PipelineConfig(
+            data=data, model=model, targets=tuple(targets.split(",")), out=str(out),
+            checkpoint=str(checkpoint) if checkpoint else None, recipe=config, epochs=epochs, img_size=img_size,
+            batch_size=batch_size, lr=lr, pretrained=pretrained, workers=workers, synthetic_train=synthetic_train,
+            synthetic_test=synthetic_test, seed=seed, calib_size=calib_size, int8_method=int8_method,
+            max_drop=max_drop, gate=gate or DEFAULT_GATE, batches=tuple(int(b) for b in batch.split(",")),
+            iters=iters, threads=threads, force=force, progress=not quiet,
+        )
+        result = run_pipeline(cfg, on_event=lambda line: console.print(line, highlight=False))
+        table = Table(title=f"edgefer pipeline: {model} on {data}", title_justify="left")
+        for col in SUMMARY_COLUMNS:
+            table.add_column(col, overflow="fold")
+        report = json.loads((result.report_dir / "report.json").read_text())
+        for row in summary_rows(report):
+            table.add_row(*row)
+        console.print(table)
+        for note in result.notes:
+            console.print(f"note: {note}", highlight=False)
+        console.print(f"report: {result.report_dir / 'report.md'}  bundle: {result.bundle}", highlight=False)
+        if not result.gate_passed:
+            for failure in result.gate_failures:
+                console.print(f"[red]gate failed:[/red] {failure}", highlight=False)
+            raise typer.Exit(3)
+        console.print("[green]gate passed[/green]")

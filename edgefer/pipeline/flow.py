@@ -1,0 +1,410 @@
+"""``edgefer pipeline``: the whole flow as one resumable command.
+
+data -> train (or ``--checkpoint``) -> ONNX + FP32 reference -> FP16 / INT8 per target ->
+benchmark with the gate -> bundle -> summary. Every stage is an ordinary library call (the same
+one its CLI command makes), declared as a :class:`~edgefer.pipeline.stages.Stage` with the files
+it reads and writes, so a re-run skips what is up to date and ``--force`` redoes everything.
+
+Each artifact stage writes ``<out>/stages/<stage>.json`` listing the files it produced; those
+files are the stage's outputs, so deleting any one of them reruns that stage and everything
+downstream of it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgefer.errors import EdgeferError
+from edgefer.pipeline.stages import Stage, StageOutcome, StageRunner
+from edgefer.utils.io import ensure_writable_dir, write_json
+
+TARGETS = ("openvino", "onnx", "trt")
+#: Default gate of the pipeline. The issue's production gate is
+#: ``max-drop=0.5,max-class-drop=1.0,min-agreement=0.98``; on the small synthetic test split one
+#: image of a rare class is worth several points, so the demo's per-class bound is looser.
+DEFAULT_GATE = "max-drop=1.0,max-class-drop=5.0,min-agreement=0.97"
+
+
+@dataclass
+class PipelineConfig:
+    """Options of ``edgefer pipeline`` (the CLI flags map one to one)."""
+
+    data: str = "synthetic"
+    model: str = "msff_mobilenetv3"
+    targets: tuple[str, ...] = ("openvino", "onnx")
+    out: str = "runs/pipeline"
+    checkpoint: str | None = None
+    recipe: str | None = None  # training recipe name or path; default: synthetic_edge for synthetic data
+    epochs: int | None = None
+    img_size: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    pretrained: str | None = None
+    workers: int | None = None
+    synthetic_train: int = 3000
+    synthetic_test: int = 750
+    seed: int = 0
+    calib_size: int = 300
+    int8_method: str = "ptq"  # ptq | ptq-acc | qat
+    max_drop: float | None = None
+    gate: str = DEFAULT_GATE
+    batches: tuple[int, ...] = (1, 8)
+    warmup: int = 5
+    iters: int = 30
+    threads: int | None = None
+    force: bool = False
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        self.targets = tuple(t.strip().lower() for t in self.targets if t.strip())
+        unknown = [t for t in self.targets if t not in TARGETS]
+        if unknown or not self.targets:
+            raise EdgeferError(f"unknown target(s) {unknown or '(none)'}; choose from {', '.join(TARGETS)}")
+        if self.int8_method not in ("ptq", "ptq-acc", "qat"):
+            raise EdgeferError(f"int8 method must be ptq, ptq-acc or qat, not {self.int8_method!r}")
+
+
+@dataclass
+class PipelineResult:
+    out: Path
+    checkpoint: Path
+    artifacts: dict[str, Path]
+    report_dir: Path
+    bundle: Path
+    gate_passed: bool
+    gate_failures: list[str]
+    table: str
+    outcomes: list[StageOutcome] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def tensorrt_available() -> bool:
+    return importlib.util.find_spec("tensorrt") is not None
+
+
+class _Flow:
+    """Builds the stage list for one :class:`PipelineConfig` and keeps the paths in one place."""
+
+    def __init__(self, cfg: PipelineConfig, on_event: Callable[[str], None]) -> None:
+        self.cfg = cfg
+        self.out = ensure_writable_dir(cfg.out)
+        self.on_event = on_event
+        self.stage_dir = self.out / "stages"
+        self.synthetic = cfg.data.lower() == "synthetic"
+        self.data = self.out / "data" / "synthetic" if self.synthetic else Path(cfg.data)
+        self.train_dir = self.out / "train"
+        self.checkpoint = Path(cfg.checkpoint) if cfg.checkpoint else self.train_dir / "best.pt"
+        self.export_dir = self.out / "export"
+        self.onnx = self.export_dir / f"{cfg.model}.onnx"
+        self.reference = self.export_dir / "reference.npz"
+        self.report_dir = self.out / "report"
+        self.bundle_dir = self.out / "bundle"
+        self.notes: list[str] = []
+
+    # -- bookkeeping -------------------------------------------------------------------------
+
+    def manifest(self, name: str) -> Path:
+        return self.stage_dir / f"{name}.json"
+
+    def produced(self, name: str) -> list[Path]:
+        """Files a finished stage wrote (from its manifest), [] when it has not run."""
+        m = self.manifest(name)
+        if not m.exists():
+            return []
+        try:
+            return [Path(p) for p in json.loads(m.read_text())["files"]]
+        except (OSError, ValueError, KeyError):
+            return []
+
+    def artifact(self, name: str) -> Path | None:
+        m = self.manifest(name)
+        if not m.exists():
+            return None
+        return Path(json.loads(m.read_text())["artifact"])
+
+    def record(self, name: str, artifact: Path, files: list[Path], **extra: Any) -> None:
+        write_json(self.manifest(name), {"artifact": str(artifact), "files": [str(f) for f in files], **extra})
+
+    def stage(self, name: str, run: Callable[[], Any], inputs: list[Path], command: list[str], **kw: Any) -> Stage:
+        """An artifact stage whose outputs are its manifest plus the files the manifest lists."""
+        return Stage(name, run, outputs=[self.manifest(name), *self.produced(name)], inputs=inputs,
+                     command=command, **kw)
+
+    # -- the flow ----------------------------------------------------------------------------
+
+    def data_label_file(self) -> Path:
+        return self.data / "basic" / "EmoLabel" / "list_patition_label.txt"
+
+    def data_stage(self) -> Stage:
+        cfg = self.cfg
+
+        def run() -> None:
+            from edgefer.data.synth import generate_synthetic
+
+            generate_synthetic(self.data, n_train=cfg.synthetic_train, n_test=cfg.synthetic_test,
+                               seed=cfg.seed, progress=cfg.progress)
+
+        return Stage("data", run, outputs=[self.data_label_file()],
+                     command=["edgefer", "data", "synth", "--out", str(self.data), "--n-train",
+                              str(cfg.synthetic_train), "--n-test", str(cfg.synthetic_test), "--seed", str(cfg.seed)])
+
+    def data_inputs(self) -> list[Path]:
+        return [self.data_label_file()] if self.synthetic else []
+
+    def train_overrides(self) -> dict[str, Any]:
+        cfg = self.cfg
+        values = {"data": str(self.data), "model": cfg.model, "out": str(self.train_dir), "seed": cfg.seed,
+                  "progress": cfg.progress}
+        for key in ("epochs", "img_size", "batch_size", "lr", "pretrained", "workers"):
+            value = getattr(cfg, key)
+            if value is not None:
+                values[key] = value
+        return values
+
+    def recipe(self) -> str | None:
+        if self.cfg.recipe:
+            return self.cfg.recipe
+        return "synthetic_edge" if self.synthetic else None
+
+    def train_stage(self) -> Stage:
+        done = self.train_dir / "complete.json"
+
+        def run() -> None:
+            from edgefer.training import load_config, train
+
+            overrides = self.train_overrides()
+            last = self.train_dir / "last.pt"
+            if last.exists() and not done.exists():
+                overrides["resume"] = str(last)
+                self.on_event(f"  resuming the interrupted training from {last}")
+            result = train(load_config(self.recipe(), overrides))
+            write_json(done, {"best": str(result.best_checkpoint), "metrics": result.metrics})
+
+        command = ["edgefer", "train"]
+        if self.recipe():
+            command += ["--config", str(self.recipe())]
+        for key, value in self.train_overrides().items():
+            if key != "progress":
+                command += [f"--{key.replace('_', '-')}", str(value)]
+        return Stage("train", run, outputs=[done, self.checkpoint], inputs=self.data_inputs(), command=command)
+
+    def export_stage(self) -> Stage:
+        def run() -> None:
+            from edgefer.export.onnx import export_onnx
+            from edgefer.export.reference import make_reference
+
+            res = export_onnx(self.checkpoint, self.export_dir, name=self.cfg.model)
+            make_reference(res.artifact, self.data, split="test", out=self.reference, progress=self.cfg.progress)
+            self.record("export", res.artifact, [res.artifact, self.reference], parity=res.parity)
+
+        return self.stage("export", run, [self.checkpoint, *self.data_inputs()],
+                          ["edgefer", "export", "--checkpoint", str(self.checkpoint), "--target", "onnx",
+                           "--out", str(self.export_dir), "--reference-data", str(self.data)])
+
+    def openvino_stage(self, precision: str) -> Stage:
+        name = f"openvino-{precision}"
+        out = self.out / "openvino"
+
+        def run() -> None:
+            from edgefer.bundle import artifact_files
+            from edgefer.export.openvino import export_openvino
+
+            xml, _ = export_openvino(self.onnx, out, precision=precision, name=self.cfg.model)
+            self.record(name, xml, artifact_files(xml))
+
+        return self.stage(name, run, [self.onnx],
+                          ["edgefer", "export", "--checkpoint", str(self.checkpoint), "--target", "openvino",
+                           "--precision", precision, "--out", str(out)])
+
+    def int8_stage(self, target: str) -> Stage:
+        name = f"{target}-int8"
+        out = self.out / target
+        cfg = self.cfg
+
+        def run() -> None:
+            from edgefer.bundle import artifact_files
+            from edgefer.quantize import quantize
+
+            res = quantize(self.checkpoint, self.data, target=target, method=cfg.int8_method,
+                           calib_size=cfg.calib_size, max_drop=cfg.max_drop, out_dir=out,
+                           onnx_path=None if cfg.int8_method == "qat" else self.onnx, progress=cfg.progress)
+            files = artifact_files(res.artifact) + ([res.report_path] if res.report_path else [])
+            self.record(name, res.artifact, files, report=res.report)
+
+        command = ["edgefer", "quantize", "--checkpoint", str(self.checkpoint), "--data", str(self.data),
+                   "--target", target, "--method", cfg.int8_method, "--calib-size", str(cfg.calib_size),
+                   "--out", str(out)]
+        if cfg.max_drop is not None:
+            command += ["--max-drop", str(cfg.max_drop)]
+        return self.stage(name, run, [self.onnx, *self.data_inputs()], command)
+
+    def onnx_fp16_stage(self) -> Stage:
+        dst = self.out / "onnx" / f"{self.cfg.model}_fp16.onnx"
+
+        def run() -> None:
+            from edgefer.export.fp16 import to_fp16_onnx
+
+            to_fp16_onnx(self.onnx, dst)
+            self.record("onnx-fp16", dst, [dst])
+
+        return self.stage("onnx-fp16", run, [self.onnx],
+                          ["edgefer", "export", "--checkpoint", str(self.checkpoint), "--target", "onnx",
+                           "--precision", "fp16", "--out", str(dst.parent)])
+
+    def trt_stage(self, precision: str, source: Callable[[], Path | None], source_stage: str) -> Stage:
+        """Build a TensorRT engine where tensorrt imports; else prepare the device's ONNX and command."""
+        name = f"trt-{precision}"
+        out = self.out / "trt"
+        build = tensorrt_available()
+
+        def run() -> None:
+            from edgefer.export import export
+
+            src = source()
+            res = export(onnx=src, target="trt", precision=precision, out_dir=out, onnx_only=not build,
+                         name=self.cfg.model, progress=self.cfg.progress)
+            files = [Path(f) for f in res.files if Path(f).exists()]
+            self.record(name, res.artifact, files or [res.artifact], engine_built=res.engine_built,
+                        commands=res.commands)
+            if not res.engine_built:
+                self.notes.append(
+                    f"TensorRT {precision}: no engine built here (tensorrt not installed); "
+                    f"on the device run: {res.commands[0] if res.commands else 'edgefer export --target trt'}"
+                )
+
+        inputs = self.produced(source_stage)[:1] or [self.onnx]
+        return self.stage(name, run, inputs,
+                          ["edgefer", "export", "--onnx", str(inputs[0]), "--target", "trt",
+                           "--precision", precision, "--out", str(out)] + ([] if build else ["--onnx-only"]))
+
+    def bench_models(self) -> list[Path]:
+        """Every artifact the benchmark compares: the checkpoint (PyTorch FP32) first, then the exports."""
+        names = ["export"]
+        if "openvino" in self.cfg.targets:
+            names += ["openvino-fp32", "openvino-fp16", "openvino-int8"]
+        if "onnx" in self.cfg.targets or "trt" in self.cfg.targets:
+            names += ["onnx-fp16", "onnx-int8"]
+        if "trt" in self.cfg.targets and tensorrt_available():
+            names += ["trt-fp16", "trt-int8"]
+        arts = [a for a in (self.artifact(n) for n in names) if a is not None]
+        return [self.checkpoint, *arts]
+
+    def bench_stage(self) -> Stage:
+        report_json = self.report_dir / "report.json"
+        cfg = self.cfg
+
+        def run() -> None:
+            from edgefer.bench.harness import run_benchmark
+
+            report = run_benchmark(self.bench_models(), self.data, split="test", reference=self.reference,
+                                   batches=cfg.batches, warmup=cfg.warmup, iters=cfg.iters, threads=cfg.threads,
+                                   gate=cfg.gate, progress=cfg.progress)
+            report.notes.extend(self.notes)
+            report.save(self.report_dir)
+
+        models = [str(p) for p in self.bench_models()]
+        command = ["edgefer", "benchmark", *models, "--data", str(self.data), "--reference", str(self.reference),
+                   "--batch", ",".join(str(b) for b in cfg.batches), "--gate", cfg.gate, "--out", str(self.report_dir)]
+        inputs = [Path(p) for p in models] + [self.reference]
+        return Stage("benchmark", run, outputs=[report_json, self.report_dir / "report.md"], inputs=inputs,
+                     command=command)
+
+    def bundle_stage(self) -> Stage:
+        def run() -> None:
+            from edgefer.bundle import make_bundle
+
+            make_bundle(self.bench_models()[1:], self.bundle_dir, reference=self.reference,
+                        report=self.report_dir, overwrite=True)
+
+        arts = [str(p) for p in self.bench_models()[1:]]
+        return Stage("bundle", run, outputs=[self.bundle_dir / "bundle.json"],
+                     inputs=[Path(a) for a in arts] + [self.report_dir / "report.json"],
+                     command=["edgefer", "bundle", *arts, "--reference", str(self.reference), "--report",
+                              str(self.report_dir), "--out", str(self.bundle_dir), "--overwrite"])
+
+
+def run_pipeline(cfg: PipelineConfig, on_event: Callable[[str], None] = print) -> PipelineResult:
+    """Run (or continue) the pipeline; raises :class:`~edgefer.pipeline.stages.StageError` naming the
+    failed stage and the command that reproduces it."""
+    flow = _Flow(cfg, on_event)
+    runner = StageRunner(force=cfg.force, on_event=on_event)
+    write_json(flow.out / "pipeline.json", asdict(cfg))
+    if flow.synthetic:
+        runner.run(flow.data_stage())
+    elif not flow.data.exists():
+        raise EdgeferError(f"dataset {flow.data} does not exist (or pass --data synthetic)")
+    if cfg.checkpoint:
+        if not flow.checkpoint.exists():
+            raise EdgeferError(f"checkpoint {flow.checkpoint} does not exist")
+        on_event(f"[skip] train: using --checkpoint {flow.checkpoint}")
+    else:
+        runner.run(flow.train_stage())
+    # Stages are built just before they run: their inputs are the outputs of the stages before.
+    runner.run(flow.export_stage())
+    if "openvino" in cfg.targets:
+        for precision in ("fp32", "fp16"):
+            runner.run(flow.openvino_stage(precision))
+        runner.run(flow.int8_stage("openvino"))
+    if "onnx" in cfg.targets or "trt" in cfg.targets:
+        runner.run(flow.onnx_fp16_stage())
+        runner.run(flow.int8_stage("onnx"))
+    if "trt" in cfg.targets:
+        runner.run(flow.trt_stage("fp16", lambda: flow.artifact("onnx-fp16"), "onnx-fp16"))
+        runner.run(flow.trt_stage("int8", lambda: flow.artifact("onnx-int8"), "onnx-int8"))
+    if not tensorrt_available() and "trt" in cfg.targets:
+        flow.notes.append("TensorRT engines were not built or benchmarked here: tensorrt is not installed. "
+                          "The FP16 and Q/DQ INT8 ONNX rows run the numerics TensorRT will execute on ONNX Runtime.")
+    runner.run(flow.bench_stage())
+    runner.run(flow.bundle_stage())
+    from edgefer.bench.report import markdown_table
+
+    report = json.loads((flow.report_dir / "report.json").read_text())
+    table = markdown_table(report)
+    return PipelineResult(
+        out=flow.out,
+        checkpoint=flow.checkpoint,
+        artifacts={p.name: p for p in flow.bench_models()},
+        report_dir=flow.report_dir,
+        bundle=flow.bundle_dir,
+        gate_passed=bool(report.get("gate_passed", True) is not False),
+        gate_failures=list(report.get("gate_failures", [])),
+        table=table,
+        outcomes=runner.outcomes,
+        notes=list(report.get("notes", [])),
+    )
+
+
+
+SUMMARY_COLUMNS = ("model", "backend", "prec", "status", "MB", "acc %", "Δ pt", "agree %", "worst Δ pt", "p50 ms",
+                   "FPS")
+
+
+def summary_rows(report: dict[str, Any]) -> list[list[str]]:
+    """One terminal line per artifact (the Markdown report has every batch size and column):
+    accuracy and its damage against the FP32 reference, batch-1 p50 latency, best throughput."""
+
+    def num(value: Any, fmt: str) -> str:
+        return "-" if value is None else format(value, fmt)
+
+    rows = []
+    for row in report["rows"]:
+        acc = row.get("accuracy") or {}
+        lat = row.get("latency") or {}
+        b1 = (lat.get("1") or {}).get("model") or {}
+        fps = max(((v.get("model") or {}).get("fps") or 0.0 for v in lat.values()), default=0.0)
+        worst = acc.get("worst_class_delta_pts")
+        rows.append([
+            row["label"], row.get("backend") or "-", row.get("precision") or "-",
+            "ok" if row["status"] == "ok" else row["status"][:60], num(row.get("size_mb"), ".1f"),
+            num(None if acc.get("accuracy") is None else 100 * acc["accuracy"], ".2f"),
+            num(acc.get("delta_pts"), "+.2f"),
+            num(None if acc.get("agreement") is None else 100 * acc["agreement"], ".2f"),
+            "-" if worst is None else f"{worst:+.2f} {acc.get('worst_class', '')}".strip(),
+            num(b1.get("p50_ms"), ".2f"), num(fps or None, ".0f"),
+        ])
+    return rows
