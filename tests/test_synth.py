@@ -169,3 +169,19 @@ def test_haar_cascade_finds_most_composed_faces() -> None:
             found += any(abs((dx + dw / 2) - (bx + bw / 2)) < bw / 3 and abs((dy + dh / 2) - (by + bh / 2)) < bh / 3
                          for dx, dy, dw, dh in dets)
     assert found / total >= 0.6, f"Haar found {found}/{total} faces"
+
+
+def test_difficulty_scales_nuisances_and_is_recorded(tmp_path) -> None:
+    import json
+
+    from edgefer.data.synth import FaceJitter, generate_synthetic, jitter_for_difficulty
+    from edgefer.errors import DatasetError
+
+    assert jitter_for_difficulty(1.0) == FaceJitter()
+    easy = jitter_for_difficulty(0.0)
+    assert easy.occlusion_prob == 0.0 and easy.rotation < FaceJitter().rotation
+    assert easy.intensity[0] > FaceJitter().intensity[0]
+    with pytest.raises(DatasetError, match="difficulty"):
+        jitter_for_difficulty(1.5)
+    root = generate_synthetic(tmp_path / "s", n_train=14, n_test=7, difficulty=0.25)
+    assert json.loads((root / "synthetic.json").read_text())["difficulty"] == 0.25

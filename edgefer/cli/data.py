@@ -23,6 +23,7 @@ def synth(
     seed: int = typer.Option(0, "--seed", help="Random seed; the same seed gives the same bytes."),
     label_noise: float = typer.Option(0.03, "--label-noise", help="Fraction of deliberately wrong labels."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing, different set in OUT."),
+    difficulty: float = typer.Option(1.0, "--difficulty", help="0 (easy: strong expressions, no nuisances) .. 1."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Draw a synthetic face-expression set in the RAF-DB official layout (no download)."""
@@ -32,7 +33,8 @@ def synth(
 
     start = time.perf_counter()
     root = generate_synthetic(out, n_train=n_train, n_test=n_test, image_size=size, seed=seed,
-                              label_noise=label_noise, progress=progress, overwrite=overwrite)
+                              label_noise=label_noise, progress=progress, overwrite=overwrite,
+                              difficulty=difficulty)
     typer.echo(f"synthetic RAF-DB-layout set at {root} ({n_train} train + {n_test} test, {size}px, "
                f"seed {seed}) in {time.perf_counter() - start:.1f}s")
 
