@@ -54,6 +54,10 @@ def register(app: typer.Typer) -> None:
         kd_alpha: float = typer.Option(None, "--kd-alpha", help="Weight of the soft (teacher) loss."),
         val_split: float = typer.Option(None, "--val-split", help="Hold out this train fraction (0 = use test)."),
         resume: str = typer.Option(None, "--resume", help="Checkpoint (or run directory) to continue."),
+        allow_missing_classes: bool = typer.Option(
+            None, "--allow-missing-classes", help="Train even if the train split lacks some class."
+        ),
+        on_error: str = typer.Option(None, "--on-error", help="Unreadable images: skip (counted) or raise."),
         seed: int = typer.Option(None, "--seed"),
         workers: int = typer.Option(None, "--workers", help="Data-loader worker processes."),
         device: str = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N."),
@@ -77,6 +81,7 @@ def register(app: typer.Typer) -> None:
             "ema_decay": ema_decay, "grad_clip": grad_clip, "dropout": dropout, "teacher": teacher,
             "kd_temperature": kd_temperature, "kd_alpha": kd_alpha, "val_split": val_split, "resume": resume,
             "seed": seed, "workers": workers, "device": device, "amp": amp, "channels_last": channels_last,
+            "allow_missing_classes": allow_missing_classes, "on_error": on_error,
         }  # fmt: skip
         if pretrained is not None:
             overrides["pretrained"] = None if pretrained.lower() in ("", "none") else pretrained

@@ -96,6 +96,7 @@ class TrainConfig:
     # data
     val_split: float = 0.0  # 0: validate on the test split (RAF-DB papers); else a train fraction
     on_error: str = "skip"  # unreadable images: skip (counted) | raise
+    allow_missing_classes: bool = False  # a train split without some class is an error unless set
 
     # runtime
     device: str = "auto"  # auto | cpu | cuda | cuda:N
