@@ -45,10 +45,9 @@ class MissingDependencyError(EdgeferError):
 
     def __init__(self, package: str, extra: str, feature: str = "") -> None:
         what = f" for {feature}" if feature else ""
-        super().__init__(
-            f"'{package}' is needed{what} but is not installed. "
-            f"Install it with: pip install 'edgefer[{extra}]'"
-        )
+        # torch is a core dependency (no extra); a device without it benchmarks exported artifacts instead
+        how = f"pip install 'edgefer[{extra}]'" if extra else f"pip install {package}"
+        super().__init__(f"'{package}' is needed{what} but is not installed. Install it with: {how}")
         self.package = package
         self.extra = extra
 

@@ -202,3 +202,13 @@ def test_onnx_export_matches_pytorch(models, tmp_path, name):
 def test_onnx_export_at_100px(models, tmp_path):
     # Odd stage sizes (13 -> 7 -> 4): the fusion's stride-2 convs and Resize must still line up.
     assert _onnx_parity(models["msff_resnet50"], tmp_path, 100) <= 1e-4
+
+
+def test_batchnorm_momentum_tracks_short_from_scratch_training() -> None:
+    """torchvision's MobileNetV3 uses BN momentum 0.01; ours must not (eval accuracy lags otherwise)."""
+    import torch
+
+    for name in list_models():
+        model = create_model(name)
+        slow = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d) and m.momentum != 0.1]
+        assert not slow, f"{name}: {len(slow)} BatchNorm layers with momentum != 0.1"

@@ -23,7 +23,7 @@ class TorchBackend(Backend):
     """An edgefer checkpoint run eagerly by PyTorch (FP32)."""
 
     name: ClassVar[str] = "torch"
-    extra: ClassVar[str] = "torch"
+    extra: ClassVar[str] = ""  # torch is a core dependency, not an extra
 
     @classmethod
     def can_load(cls, path: Path) -> bool:
