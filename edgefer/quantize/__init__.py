@@ -1,1 +1,35 @@
-"""quantize stage (see DESIGN.md)."""
+"""INT8 quantization: NNCF PTQ, accuracy-controlled PTQ, QAT and explicit Q/DQ ONNX for TensorRT.
+
+``import edgefer.quantize`` is cheap and torch-free; :func:`quantize` and friends are loaded on
+first use (PEP 562), so the CLI and ``edgefer.export`` can reference them without paying for NNCF.
+
+>>> from edgefer.quantize import quantize  # doctest: +SKIP
+>>> res = quantize("best.pt", "data/rafdb", target="trt", method="ptq", out_dir="runs/q")  # doctest: +SKIP
+>>> res.artifact, res.report["delta_pts"], res.report["agreement"]  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    "quantize": "edgefer.quantize.api",
+    "QuantizeResult": "edgefer.quantize.api",
+    "TARGETS": "edgefer.quantize.api",
+    "METHODS": "edgefer.quantize.api",
+    "DEFAULT_MAX_DROP": "edgefer.quantize.api",
+    "check_qdq": "edgefer.quantize.ptq",
+    "calibration_arrays": "edgefer.quantize.calibration",
+    "MIN_CALIB_SIZE": "edgefer.quantize.calibration",
+    "sensitivity": "edgefer.quantize.sensitivity_report",
+    "SensitivityResult": "edgefer.quantize.sensitivity_report",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'edgefer.quantize' has no attribute {name!r}")

@@ -1,0 +1,91 @@
+"""``edgefer quantize``: INT8 PTQ / accuracy-controlled PTQ / QAT / weights-only, and ``--sensitivity``.
+
+Thin: everything is :func:`edgefer.quantize.quantize` and :func:`edgefer.quantize.sensitivity`.
+Exit status: 0 = done (and within ``--max-drop`` when given), 2 = user error, 3 = the INT8 model
+was written but its accuracy drop exceeds ``--max-drop`` (the report says by how much).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+BUDGET_EXIT_CODE = 3
+
+
+def _pct(v: float | None) -> str:
+    return "n/a" if v is None else f"{100.0 * v:.2f}%"
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e6:.2f} MB"
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("quantize")
+    def quantize_cmd(
+        checkpoint: Path | None = typer.Option(None, "--checkpoint", "-c", help="FP32 checkpoint (.pt)."),
+        data: Path = typer.Option(..., "--data", help="Dataset root: calibration from --calib-split."),
+        target: str = typer.Option("openvino", "--target", help="openvino (INT8 IR) | trt | onnx (Q/DQ ONNX)."),
+        method: str = typer.Option("ptq", "--method", help="ptq | ptq-acc | qat | wc (INT8 weights only)."),
+        calib_size: int = typer.Option(300, "--calib-size", help="Calibration images (deterministic subset)."),
+        max_drop: float | None = typer.Option(
+            None, "--max-drop", help="Accuracy budget in points (ptq-acc: enforced; else checked, exit 3)."
+        ),
+        preset: str = typer.Option("performance", "--preset", help="performance (symmetric) | mixed (OpenVINO)."),
+        ignore: list[str] = typer.Option([], "--ignore", help="Regex of graph node names to keep in FP (repeat)."),
+        out: Path = typer.Option(Path("runs/quantize"), "--out", "-o", help="Output directory."),
+        onnx_path: Path | None = typer.Option(None, "--onnx", help="Start from this FP32 ONNX (no torch needed)."),
+        img_size: int | None = typer.Option(None, "--img-size", help="Export size (default: the checkpoint's)."),
+        val_size: int | None = typer.Option(None, "--val-size", help="Score on N validation images (default all)."),
+        calib_split: str = typer.Option("train", "--calib-split", help="Split the calibration images come from."),
+        val_split: str = typer.Option("test", "--val-split", help="Split INT8 is scored (and controlled) on."),
+        accurate_bias_correction: bool = typer.Option(
+            False, "--accurate-bias-correction", help="NNCF's slower, more accurate bias correction."
+        ),
+        qat_epochs: int = typer.Option(2, "--qat-epochs", help="QAT fine-tuning epochs."),
+        qat_lr: float = typer.Option(1e-4, "--qat-lr", help="QAT learning rate."),
+        sensitivity: bool = typer.Option(
+            False, "--sensitivity", help="Instead: per-block accuracy impact when only that block is INT8."
+        ),
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    ) -> None:
+        """Quantize to INT8 and print FP32 vs INT8 accuracy, agreement and size."""
+        from edgefer.quantize import quantize
+        from edgefer.quantize import sensitivity as run_sensitivity
+
+        if sensitivity:
+            res = run_sensitivity(
+                checkpoint, data, out_dir=out, onnx_path=onnx_path, img_size=img_size, calib_size=calib_size,
+                val_size=val_size if val_size is not None else 200, calib_split=calib_split, val_split=val_split,
+                progress=not quiet,
+            )
+            typer.echo(res.markdown)
+            typer.echo(f"\nwritten: {res.json_path}  {res.markdown_path}")
+            return
+        res = quantize(
+            checkpoint, data, target=target, method=method, calib_size=calib_size, max_drop=max_drop, preset=preset,
+            ignore=tuple(ignore), out_dir=out, onnx_path=onnx_path, img_size=img_size,
+            fast_bias_correction=not accurate_bias_correction, qat_epochs=qat_epochs, qat_lr=qat_lr,
+            progress=not quiet, val_size=val_size, calib_split=calib_split, val_split=val_split,
+        )
+        r = res.report
+        typer.echo(f"{r['model']} -> {res.artifact}  ({method}, {target}, {r['validation']['images']} images)")
+        typer.echo(f"  FP32 accuracy   {_pct(r['fp32_accuracy'])}")
+        typer.echo(f"  INT8 accuracy   {_pct(r['int8_accuracy'])}   delta {r['delta_pts']:+.2f} pt")
+        typer.echo(f"  worst class     {r['worst_class']} {r['worst_class_delta_pts']:+.2f} pt")
+        typer.echo(f"  agreement       {_pct(r['agreement'])} of top-1 predictions equal FP32")
+        typer.echo(f"  size            {_size(r['fp32_size_bytes'])} -> {_size(r['int8_size_bytes'])}")
+        acc = r.get("accuracy_control")
+        if acc:
+            typer.echo(f"  plain PTQ       delta {acc['plain_ptq_delta_pts']:+.2f} pt; kept in FP: "
+                       f"{', '.join(acc['kept_fp']) or 'none'}")
+        typer.echo(f"  report          {res.report_path}")
+        if r.get("budget_met") is False:
+            typer.secho(
+                f"INT8 drop {-r['delta_pts']:.2f} pt exceeds --max-drop {r['max_drop_pt']} pt"
+                + ("" if method == "ptq-acc" else " (try --method ptq-acc or qat)"),
+                fg=typer.colors.RED, err=True,
+            )
+            raise typer.Exit(BUDGET_EXIT_CODE)

@@ -1,0 +1,239 @@
+"""Quantization-aware training (QAT) with NNCF on the PyTorch model, then INT8 IR or Q/DQ ONNX.
+
+The usual answer when PTQ of the attention blocks costs too much: the fake-quantized network is
+fine-tuned for a few epochs at a low learning rate, so the weights (and NNCF's learnable
+quantizer scales) adapt to the INT8 grid.
+
+1. ``nncf.quantize`` on the ``nn.Module`` with the calibration images inserts NNCF fake-quantizers
+   (same placement and parameters as PTQ for the target) and initialises their ranges;
+2. a short fine-tune on the training split with the training stage's own pieces -- its
+   augmentation (:class:`edgefer.training.augment.TrainAugment` with the checkpoint's augmentation
+   settings), data wrapper, optimiser and warm-up/cosine schedule builders, cross-entropy with the
+   checkpoint's label smoothing. The full training loop (:func:`edgefer.training.trainer.train`)
+   builds its model from scratch and writes checkpoints, so QAT runs this ~20-line loop instead.
+   BatchNorm statistics are frozen (BN layers in eval mode): with small fine-tuning batches,
+   updating them moves the activation ranges the quantizers were calibrated for;
+3. export: OpenVINO converts the fake-quantized module directly (``ov.convert_model``) into an
+   IR with FakeQuantize ops; for TensorRT/ONNX, ``nncf.strip(..., StripFormat.NATIVE)`` turns
+   NNCF's quantizers into native ``torch.ao`` FakeQuantize modules that the TorchScript ONNX
+   exporter writes as QuantizeLinear/DequantizeLinear pairs (then made signed and checked like PTQ).
+
+NNCF's CPU fake-quantize kernels are a C++ extension compiled on first use (minutes on a small
+CPU, and it needs a compiler); edgefer uses NNCF's own pure-PyTorch reference implementation
+instead (the fallback NNCF itself uses when the build fails). Set ``EDGEFER_NNCF_CPU_EXTENSION=1``
+to let NNCF compile and use the extension.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgefer.errors import QuantizationError
+from edgefer.metadata import ModelMetadata
+from edgefer.quantize.calibration import ArrayData, open_split
+
+
+def use_reference_fake_quantize() -> None:
+    """Make NNCF's CPU fake-quantize run eagerly in PyTorch instead of compiling its C++ extension."""
+    if os.environ.get("EDGEFER_NNCF_CPU_EXTENSION") == "1":
+        return
+    from nncf.torch.quantization import extensions
+    from nncf.torch.quantization.reference import torch_executor
+
+    class _EagerReference:
+        Quantize_forward = staticmethod(torch_executor.forward)
+        Quantize_backward = staticmethod(torch_executor.backward)
+
+    if extensions.QuantizedFunctionsCPU._loaded_namespace is None:
+        extensions.QuantizedFunctionsCPU._loaded_namespace = _EagerReference
+
+
+def _freeze_bn(model: Any) -> None:
+    from torch import nn
+
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.eval()
+
+
+def fine_tune(
+    model: Any,
+    data: Any,
+    split: str,
+    pp: Any,
+    train_config: dict[str, Any],
+    epochs: int,
+    lr: float,
+    seed: int = 0,
+    max_steps: int | None = None,
+    batch_size: int = 32,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Fine-tune the fake-quantized ``model`` in place; returns loss/step statistics."""
+    import torch
+    from torch import nn
+    from torch.utils.data import DataLoader
+
+    from edgefer.training.augment import AugmentConfig, TrainAugment
+    from edgefer.training.data import AugmentedSubset
+    from edgefer.training.optim import build_optimizer, build_scheduler
+
+    if epochs < 1:
+        raise QuantizationError(f"QAT needs at least one epoch, got {epochs}")
+    if not lr > 0:
+        raise QuantizationError(f"QAT learning rate must be positive, got {lr}")
+    reader = open_split(data, split)
+    if len(reader) < batch_size:
+        raise QuantizationError(f"the {split!r} split has {len(reader)} images, less than a QAT batch ({batch_size})")
+    aug_fields = AugmentConfig.__dataclass_fields__
+    aug = AugmentConfig(**{
+        k: tuple(v) if isinstance(v, list) else v for k, v in train_config.items() if k in aug_fields
+    })
+    train_set = AugmentedSubset(reader, np.arange(len(reader)), TrainAugment(pp, aug), seed=seed)
+    gen = torch.Generator().manual_seed(seed)
+    loader = DataLoader(train_set, batch_size=batch_size, shuffle=True, drop_last=True, generator=gen)
+    steps_per_epoch = len(loader)
+    total = epochs * steps_per_epoch if max_steps is None else min(max_steps, epochs * steps_per_epoch)
+    optimizer = build_optimizer(
+        model,
+        str(train_config.get("optimizer", "sgd")),
+        lr,
+        float(train_config.get("weight_decay", 1e-4)),
+        float(train_config.get("momentum", 0.9)),
+    )
+    scheduler = build_scheduler(optimizer, total, 0)
+    criterion = nn.CrossEntropyLoss(label_smoothing=float(train_config.get("label_smoothing", 0.0)))
+    torch.manual_seed(seed)
+    step, losses, t0 = 0, [], time.perf_counter()
+    from rich.progress import Progress
+
+    with Progress(disable=not progress, transient=True) as bar:
+        task = bar.add_task("QAT fine-tuning", total=total)
+        for epoch in range(epochs):
+            train_set.set_epoch(epoch)
+            model.train()
+            _freeze_bn(model)
+            for x, y in loader:
+                loss = criterion(model(x), y)
+                if not math.isfinite(loss.item()):
+                    raise QuantizationError(f"QAT loss became {loss.item()} at step {step}; lower the QAT LR")
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                scheduler.step()
+                losses.append(loss.item())
+                step += 1
+                bar.update(task, advance=1)
+                if step >= total:
+                    break
+            if step >= total:
+                break
+    model.eval()
+    return {
+        "steps": step,
+        "epochs": epochs,
+        "lr": lr,
+        "first_loss": losses[0] if losses else None,
+        "last_loss": float(np.mean(losses[-10:])) if losses else None,
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+
+
+def quantization_aware_training(
+    checkpoint: str | os.PathLike,
+    target: str,
+    meta: ModelMetadata,
+    calib: ArrayData,
+    data: Any,
+    split: str,
+    nncf_kwargs: dict[str, Any],
+    epochs: int = 2,
+    lr: float = 1e-4,
+    seed: int = 0,
+    max_steps: int | None = None,
+    progress: bool = True,
+) -> tuple[Any, dict[str, Any]]:
+    """QAT of the checkpoint's model; returns (``openvino.Model`` or Q/DQ ``onnx.ModelProto``, info)."""
+    import nncf
+    import torch
+
+    from edgefer.training.checkpoint import build_model, load_checkpoint
+
+    ckpt = load_checkpoint(checkpoint)
+    model = build_model(ckpt)
+    pp = meta.preprocessing
+    use_reference_fake_quantize()
+    calib_ds = nncf.Dataset([torch.from_numpy(calib.x[i : i + 1]) for i in range(len(calib))])
+    from edgefer.quantize.ptq import run_nncf
+
+    qmodel = run_nncf(nncf.quantize, model, calib_ds, **nncf_kwargs)
+    info = fine_tune(
+        qmodel, data, split, pp, dict(ckpt.get("train_config") or {}), epochs, lr, seed, max_steps,
+        progress=progress,
+    )
+    example = torch.from_numpy(calib.x[:1])
+    with torch.no_grad():
+        if target == "openvino":
+            import openvino as ov
+
+            s = pp.input_size
+            ov_model = ov.convert_model(qmodel, example_input=example, input=[(-1, 3, s, s)])
+            return ov_model, info
+        return _to_qdq_onnx(qmodel, example, pp.input_size), info
+
+
+def _unshare_quantizers(model: Any) -> int:
+    """Give every hook its own quantizer module (a copy of the shared one).
+
+    NNCF shares one quantizer between the inputs of ops that need equal scales (Concat, e.g. the
+    multi-scale fusion); ``strip(NATIVE)`` walks the hooks with duplicates removed and converts
+    the shared module only once, leaving NNCF's custom FakeQuantize in the exported graph. The
+    copies hold identical parameters, so the numerics do not change.
+    """
+    import copy
+
+    from nncf.torch.function_hook.wrapper import get_hook_storage
+
+    storage = get_hook_storage(model)
+    seen: set[int] = set()
+    copied = 0
+    for name, module in list(storage.named_hooks(remove_duplicate=False)):
+        if id(module) in seen:
+            storage.set_submodule(name, copy.deepcopy(module))
+            copied += 1
+        seen.add(id(module))
+    return copied
+
+
+def _to_qdq_onnx(qmodel: Any, example: Any, img_size: int) -> Any:
+    import nncf
+    import onnx
+
+    from edgefer.export.onnx import simplify_onnx, torch_to_onnx
+    from edgefer.quantize import ptq
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer warnings about the quantizers' Python scalars
+        import copy
+
+        unshared = copy.deepcopy(qmodel)
+        _unshare_quantizers(unshared)
+        stripped = nncf.strip(unshared, do_copy=False, strip_format=nncf.StripFormat.NATIVE, example_input=example)
+        with tempfile.TemporaryDirectory(prefix="edgefer-qat-") as tmp:
+            path = torch_to_onnx(stripped.eval(), Path(tmp) / "qat.onnx", img_size, exporter="torchscript")
+            model = onnx.load(str(path))
+    # The exporter computes zero points with Cast/Round subgraphs; constant folding makes them the
+    # plain int8 constants TensorRT's parser (and check_qdq) expect.
+    model = simplify_onnx(model)
+    ptq.to_signed_int8(model)
+    ptq.fold_weight_quantizers(model)  # int8 weight initializers, as NNCF's ONNX PTQ writes them
+    ptq.check_qdq(model)
+    return model
