@@ -43,6 +43,7 @@ struct Metadata {
     float mean[3] = {0.f, 0.f, 0.f};
     float std[3] = {1.f, 1.f, 1.f};
     std::vector<std::string> class_names;
+    std::string precision = "fp32";  // fp32 artifacts are executed in f32 (see infer_openvino)
 };
 
 struct Image {  // interleaved 8-bit RGB, row-major
@@ -85,6 +86,7 @@ Metadata metadata_from_rt_info(const std::shared_ptr<ov::Model>& model) {
     set_triplet(m.mean, split(get("edgefer.mean"), ','), "mean");
     set_triplet(m.std, split(get("edgefer.std"), ','), "std");
     m.class_names = split(get("edgefer.class_names"), ',');
+    if (model->has_rt_info("framework", "edgefer.precision")) m.precision = get("edgefer.precision");
     return m;
 }
 
@@ -123,6 +125,7 @@ Metadata metadata_from_json(const std::string& path) {
     set_triplet(m.mean, split(json_value(text, "mean", pp), ','), "mean");
     set_triplet(m.std, split(json_value(text, "std", pp), ','), "std");
     for (const auto& name : split(json_value(text, "class_names"), ',')) m.class_names.push_back(trim_quotes(name));
+    if (text.find("\"precision\"") != std::string::npos) m.precision = json_value(text, "precision");
     return m;
 }
 
@@ -232,9 +235,13 @@ std::vector<float> softmax(const std::vector<float>& z) {
 }
 
 std::vector<float> infer_openvino(const std::shared_ptr<ov::Model>& model, const std::string& device,
-                                  std::vector<float>& chw, int size) {
+                                  std::vector<float>& chw, int size, const std::string& precision) {
     ov::Core core;
-    ov::CompiledModel compiled = core.compile_model(model, device);
+    ov::AnyMap config;
+    // Like the Python backend: an FP32 artifact must run in f32. OpenVINO would otherwise pick bf16 on
+    // CPUs with AVX512-BF16/AMX (and f16 on GPUs), moving probabilities by ~1e-2.
+    if (precision == "fp32") config.emplace(ov::hint::inference_precision(ov::element::f32));
+    ov::CompiledModel compiled = core.compile_model(model, device, config);
     ov::InferRequest req = compiled.create_infer_request();
     ov::Tensor input(ov::element::f32, ov::Shape{1, 3, static_cast<size_t>(size), static_cast<size_t>(size)},
                      chw.data());
@@ -328,7 +335,7 @@ int main(int argc, char** argv) {
             meta = metadata_path.empty() ? metadata_from_rt_info(model) : metadata_from_json(metadata_path);
             validate(meta);
             std::vector<float> chw = preprocess(read_image(image_path), meta);
-            logits = infer_openvino(model, device, chw, meta.input_size);
+            logits = infer_openvino(model, device, chw, meta.input_size, meta.precision);
         }
         if (logits.size() != meta.class_names.size())
             throw std::runtime_error("model returned " + std::to_string(logits.size()) + " scores for " +
