@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -44,7 +43,7 @@ from edgefer.training.data import AugmentedSubset, EpochSampler, class_counts, c
 from edgefer.training.distill import DistillationLoss, load_teacher
 from edgefer.training.history import plot_training_curves, write_metrics_csv
 from edgefer.training.optim import ModelEma, build_optimizer, build_scheduler
-from edgefer.utils.io import atomic_path, ensure_writable_dir, write_json, write_text
+from edgefer.utils.io import ensure_writable_dir, write_json, write_text
 
 #: Called after every optimiser step with (epoch, step_in_epoch, global_step).
 StepHook = Callable[[int, int, int], None]
@@ -323,9 +322,9 @@ def _train(cfg: TrainConfig, device: torch.device, info: D.DistInfo, on_step: St
             f"{', AMP' if use_amp else ''}{f', teacher {cfg.teacher}' if teacher is not None else ''}"
         )
 
-    def save(epoch: int, metrics: dict[str, Any]) -> None:
+    def save(epoch: int, metrics: dict[str, Any], path: Path = last_path) -> None:
         save_checkpoint(
-            last_path,
+            path,
             model=raw_model,
             model_name=cfg.model,
             model_args=model_args,
@@ -433,10 +432,11 @@ def _train(cfg: TrainConfig, device: torch.device, info: D.DistInfo, on_step: St
             history.append(row)
             metrics = _metrics(row, best, report)
             if info.is_main:
-                save(epoch, metrics)
+                # best.pt before last.pt: a run killed between the two writes must not resume from an
+                # epoch recorded as best whose best.pt was never written (it would never be written).
                 if improved:
-                    with atomic_path(best_path, suffix=".pt") as tmp:
-                        shutil.copyfile(last_path, tmp)
+                    save(epoch, metrics, best_path)
+                save(epoch, metrics)
                 write_metrics_csv(run_dir / "metrics.csv", history)
                 console.print(
                     f"epoch {epoch + 1}/{cfg.epochs}  loss {row['train_loss']:.4f}  train acc {row['train_acc']:.3f}  "
