@@ -15,6 +15,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 #: Small input size used by tests (models must also work at 100/112/224; tested in test_models).
 TEST_IMG_SIZE = 64
+#: Difficulty of the test synthetic set (see generate_synthetic); frames drawn for runtime tests match it.
+SYNTH_DIFFICULTY = 0.3
 #: The model trained once per run for export/quantize/bench/runtime tests.
 TEST_MODEL = "msff_resnet18"
 
@@ -30,7 +32,8 @@ def synth_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from edgefer.data.synth import generate_synthetic
 
     root = tmp_path_factory.mktemp("synth")
-    return generate_synthetic(root / "rafdb", n_train=1400, n_test=350, image_size=100, seed=0, difficulty=0.3)
+    return generate_synthetic(root / "rafdb", n_train=1400, n_test=350, image_size=100, seed=0,
+                              difficulty=SYNTH_DIFFICULTY)
 
 
 @pytest.fixture(scope="session")

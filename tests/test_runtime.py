@@ -50,9 +50,17 @@ def astronaut_bgr() -> np.ndarray:
 
 
 def _frame(expressions: list[int], seed: int, hw: tuple[int, int] = (480, 640)):
-    from edgefer.data.synth import compose_frame
+    """Faces drawn from the distribution the test model was trained on (conftest's difficulty),
+    upright and unoccluded as a camera would see them; the drawn squares are the boxes."""
+    from dataclasses import replace
 
-    return compose_frame(expressions, frame_hw=hw, rng=np.random.default_rng(seed), face_size_range=(96, 150))
+    from conftest import SYNTH_DIFFICULTY
+
+    from edgefer.data.synth import compose_frame, jitter_for_difficulty
+
+    jitter = replace(jitter_for_difficulty(SYNTH_DIFFICULTY), occlusion_prob=0.0, rotation=5.0)
+    return compose_frame(expressions, frame_hw=hw, rng=np.random.default_rng(seed), face_size_range=(96, 150),
+                         jitter=jitter)
 
 
 # -- preprocessing is the training eval transform -----------------------------------------------
