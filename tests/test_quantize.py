@@ -178,12 +178,11 @@ def test_accuracy_control_honours_max_drop(fp32_onnx: Path, synth_data: Path, tm
                     "a trained model is needed to build a case where plain PTQ exceeds the budget")
     # plain PTQ on the same images really exceeded the budget (by tens of points) ...
     assert acc["plain_ptq_delta_pts"] < -10 * max_drop, acc
-    # ... and accuracy control fixed it by keeping the outlier layers in floating point. NNCF
-    # stops as soon as *its* measurement of the in-memory model is within max_drop; the delivered
-    # IR (weights folded to int8 on save, loaded by the OpenVINO backend) is re-scored from disk
-    # and may differ by an image or two on this deliberately ill-conditioned model, so allow one
-    # more point than the budget here (the report's budget_met states the delivered truth).
-    assert res.report["delta_pts"] >= -(max_drop + 1.0), res.report
+    # ... and accuracy control fixed it by keeping the outlier layers in floating point. The delivered
+    # IR is re-scored from disk through the OpenVINO backend, which runs those layers in f32 as NNCF's
+    # validation did (in bf16 they lost 1.33 pt against the 1.0 budget).
+    assert res.report["delta_pts"] >= -max_drop, res.report
+    assert res.report["budget_met"], res.report
     assert acc["kept_fp"], acc
     assert res.metadata.quantization["kept_fp"] == acc["kept_fp"]
     assert any(v in name for v in victims for name in acc["kept_fp"]), (victims, acc["kept_fp"])

@@ -238,9 +238,9 @@ std::vector<float> infer_openvino(const std::shared_ptr<ov::Model>& model, const
                                   std::vector<float>& chw, int size, const std::string& precision) {
     ov::Core core;
     ov::AnyMap config;
-    // Like the Python backend: an FP32 artifact must run in f32. OpenVINO would otherwise pick bf16 on
-    // CPUs with AVX512-BF16/AMX (and f16 on GPUs), moving probabilities by ~1e-2.
-    if (precision == "fp32") config.emplace(ov::hint::inference_precision(ov::element::f32));
+    // Like the Python backend: FP32 artifacts, and the floating-point parts of INT8 ones, run in f32.
+    // OpenVINO would otherwise pick bf16 on CPUs with AVX512-BF16/AMX (and f16 on GPUs).
+    if (precision == "fp32" || precision == "int8") config.emplace(ov::hint::inference_precision(ov::element::f32));
     ov::CompiledModel compiled = core.compile_model(model, device, config);
     ov::InferRequest req = compiled.create_infer_request();
     ov::Tensor input(ov::element::f32, ov::Shape{1, 3, static_cast<size_t>(size), static_cast<size_t>(size)},
