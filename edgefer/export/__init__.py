@@ -14,10 +14,8 @@ functions that need them (so a Jetson can build engines from an ONNX without PyT
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
 from edgefer.export.result import PRECISIONS, TARGETS, ExportResult
+from edgefer.utils.lazy import lazy_getattr
 
 _LAZY = {
     "export": "edgefer.export.api",
@@ -35,7 +33,4 @@ _LAZY = {
 __all__ = ["PRECISIONS", "TARGETS", "ExportResult", *_LAZY]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'edgefer.export' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)

@@ -10,8 +10,7 @@ first use (PEP 562), so the CLI and ``edgefer.export`` can reference them withou
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from edgefer.utils.lazy import lazy_getattr
 
 _LAZY = {
     "quantize": "edgefer.quantize.api",
@@ -29,7 +28,4 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'edgefer.quantize' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)

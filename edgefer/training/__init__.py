@@ -12,8 +12,7 @@ is an :class:`edgefer.metrics.ClassificationReport`). Names are imported lazily 
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from edgefer.utils.lazy import lazy_getattr
 
 _EXPORTS = {
     "TrainConfig": "edgefer.training.config",
@@ -32,10 +31,7 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'edgefer.training' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _EXPORTS)
 
 
 def __dir__() -> list[str]:
