@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from edgefer.utils.io import atomic_path
+from edgefer.utils.io import save_figure
 
 
 def pareto_front(points: list[tuple[float, float]]) -> list[int]:
@@ -27,9 +27,7 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
 
 
 def _save(fig: Any, path: Path) -> str:
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-    return str(path)
+    return str(save_figure(fig, path, bbox_inches="tight"))
 
 
 def save_plots(d: dict[str, Any], out: Path) -> tuple[dict[str, str], str | None]:
@@ -67,7 +65,6 @@ def save_plots(d: dict[str, Any], out: Path) -> tuple[dict[str, str], str | None
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
         files["pareto"] = _save(fig, out / "pareto.png")
-        plt.close(fig)
 
     with_delta = [r for r in rows if r["accuracy"].get("per_class_delta_pts") is not None]
     if with_delta:
@@ -84,7 +81,6 @@ def save_plots(d: dict[str, Any], out: Path) -> tuple[dict[str, str], str | None
         ax.set_title("Per-class Δ")
         ax.legend(fontsize=7)
         files["per_class_delta"] = _save(fig, out / "per_class_delta.png")
-        plt.close(fig)
 
     n = len(rows)
     cols = min(n, 3)
@@ -109,5 +105,4 @@ def save_plots(d: dict[str, Any], out: Path) -> tuple[dict[str, str], str | None
         ax.axis("off")
     fig.tight_layout()
     files["confusion"] = _save(fig, out / "confusion.png")
-    plt.close(fig)
     return files, None

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgefer.utils.io import atomic_path, write_text
+from edgefer.utils.io import save_figure, write_text
 
 COLUMNS = (
     "epoch", "lr", "train_loss", "train_acc", "train_kl", "val_loss", "val_acc",
@@ -84,11 +84,7 @@ def plot_training_curves(path: str | os.PathLike, history: Sequence[dict], title
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_confusion_matrix(
@@ -114,8 +110,4 @@ def plot_confusion_matrix(
     if title:
         ax.set_title(title)
     fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

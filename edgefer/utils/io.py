@@ -95,3 +95,16 @@ def dir_size(path: str | os.PathLike) -> int:
     if p.is_file():
         return p.stat().st_size
     return sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
+
+
+def save_figure(fig: Any, target: str | os.PathLike, **savefig_kwargs: Any) -> Path:
+    """Write a matplotlib figure as PNG atomically, then close it (figures are not freed otherwise)."""
+    import matplotlib.pyplot as plt
+
+    target = Path(target)
+    try:
+        with atomic_path(target, suffix=".png") as tmp:
+            fig.savefig(tmp, format="png", dpi=110, **savefig_kwargs)
+    finally:
+        plt.close(fig)
+    return target
