@@ -54,6 +54,7 @@ def test_pipeline_interrupt_resume_skip_and_partial_rerun(tmp_path: Path) -> Non
     assert ckpt["epoch"] == ARGS["epochs"] - 1
     assert result.gate_passed, result.gate_failures
     report = json.loads((result.report_dir / "report.json").read_text())
+    assert result.report == report
     rows = {(r["backend"], r["precision"]) for r in report["rows"] if r["status"] == "ok"}
     assert rows >= {("torch", "fp32"), ("onnxruntime", "fp32"), ("openvino", "fp32"), ("openvino", "fp16"),
                     ("openvino", "int8"), ("onnxruntime", "fp16"), ("onnxruntime", "int8")}

@@ -36,8 +36,6 @@ def register(app: typer.Typer) -> None:
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
     ) -> None:
         """Run the whole flow; finished stages are skipped, a failed stage prints how to reproduce it."""
-        import json
-
         from rich.console import Console
         from rich.table import Table
 
@@ -56,8 +54,7 @@ def register(app: typer.Typer) -> None:
         table = Table(title=f"edgefer pipeline: {model} on {data}", title_justify="left")
         for col in SUMMARY_COLUMNS:
             table.add_column(col, overflow="fold")
-        report = json.loads((result.report_dir / "report.json").read_text())
-        for row in summary_rows(report):
+        for row in summary_rows(result.report):
             table.add_row(*row)
         console.print(table)
         for note in result.notes:

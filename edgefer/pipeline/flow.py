@@ -80,7 +80,7 @@ class PipelineResult:
     bundle: Path
     gate_passed: bool
     gate_failures: list[str]
-    table: str
+    report: dict[str, Any]  # report.json of the benchmark stage
     outcomes: list[StageOutcome] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -363,10 +363,7 @@ def run_pipeline(cfg: PipelineConfig, on_event: Callable[[str], None] = print) -
                           "The FP16 and Q/DQ INT8 ONNX rows run the numerics TensorRT will execute on ONNX Runtime.")
     runner.run(flow.bench_stage())
     runner.run(flow.bundle_stage())
-    from edgefer.bench.report import markdown_table
-
     report = json.loads((flow.report_dir / "report.json").read_text())
-    table = markdown_table(report)
     return PipelineResult(
         out=flow.out,
         checkpoint=flow.checkpoint,
@@ -375,7 +372,7 @@ def run_pipeline(cfg: PipelineConfig, on_event: Callable[[str], None] = print) -
         bundle=flow.bundle_dir,
         gate_passed=bool(report.get("gate_passed", True) is not False),
         gate_failures=list(report.get("gate_failures", [])),
-        table=table,
+        report=report,
         outcomes=runner.outcomes,
         notes=list(report.get("notes", [])),
     )
