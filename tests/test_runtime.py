@@ -119,9 +119,8 @@ def test_synthetic_frame_faces_and_labels(artifacts, torch_reference, kind: str)
             correct += face.class_index == expr
             total += 1
         assert set(result.timings) == {"detect", "align", "preprocess", "infer", "total"}
-    if val_mca < 0.6:
-        pytest.skip(f"tiny_checkpoint has not learned the synthetic classes (val mean class acc {val_mca:.2f}); "
-                    f"runtime == PyTorch checked, drawn-expression accuracy ({correct}/{total}) not judged")
+    assert val_mca >= 0.6, (f"tiny_checkpoint has not learned the synthetic classes (val mean class acc "
+                            f"{val_mca:.2f}); drawn-expression accuracy ({correct}/{total}) cannot be judged")
     assert correct / total >= 0.75, f"{kind}: only {correct}/{total} faces labelled as drawn"
 
 
