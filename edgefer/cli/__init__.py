@@ -9,7 +9,9 @@ and ``edgefer run`` work on a device without PyTorch.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
+import traceback
 
 import typer
 
@@ -27,15 +29,26 @@ app = typer.Typer(
 AREAS = ("data", "models", "train", "export", "quantize", "bench", "runtime", "pipeline")
 
 
-@app.callback()
-def _root(
-    version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True),
-) -> None:
-    if version:
+def _print_version(value: bool) -> None:
+    """Eager ``--version`` handler: prints and exits before any command is parsed."""
+    if value:
         from edgefer import __version__
 
-        typer.echo(__version__)
+        typer.echo(f"edgefer {__version__}")
         raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", help="Print the version and exit.", is_eager=True, callback=_print_version
+    ),
+    debug: bool = typer.Option(
+        False, "--debug", help="Show the full traceback of an unexpected error (or set EDGEFER_DEBUG=1)."
+    ),
+) -> None:
+    if debug:
+        os.environ["EDGEFER_DEBUG"] = "1"
 
 
 def _register_all() -> None:
@@ -53,10 +66,24 @@ def _register_all() -> None:
 _register_all()
 
 
-def main() -> None:
-    """Console entry point: user errors print a clear message and exit 2, not a traceback."""
+def _debug_enabled(argv: list[str]) -> bool:
+    return "--debug" in argv or os.environ.get("EDGEFER_DEBUG", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point with three exit paths a script can rely on.
+
+    * 0: success (or ``--help`` / ``--version``);
+    * 2: the user's mistake: a usage error (typer's own message) or an :class:`EdgeferError`
+      (bad data, a missing file, a failed check), printed as one line, never a traceback;
+    * 1: an unexpected exception, printed as one line naming its type; the traceback only with
+      ``--debug`` or ``EDGEFER_DEBUG=1`` (a bug report then has what it needs).
+
+    Command-specific codes (the benchmark gate's 3, Ctrl-C's 130) pass through unchanged.
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
     try:
-        rc = app(standalone_mode=False)
+        rc = app(args=args, prog_name="edgefer", standalone_mode=False)
         if isinstance(rc, int) and rc != 0:  # click returns typer.Exit(code) instead of raising it
             sys.exit(rc)
     except EdgeferError as exc:
@@ -68,11 +95,22 @@ def main() -> None:
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except typer.Abort:
+        typer.secho("aborted", fg=typer.colors.YELLOW, err=True)
         sys.exit(1)
-    except Exception as exc:  # click usage errors
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
+    except typer.TyperException as exc:  # usage errors (typer vendors click: no ``import click``)
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show()
+        else:
+            typer.echo(f"Error: {exc.format_message()}", err=True)
+        sys.exit(exc.exit_code)
+    except Exception as exc:
+        if _debug_enabled(args):
+            traceback.print_exc()
+        else:
+            typer.secho(
+                f"internal error: {type(exc).__name__}: {exc} (run again with --debug for the traceback)",
+                fg=typer.colors.RED,
+                err=True,
+            )
+        sys.exit(1)
