@@ -131,7 +131,7 @@ def test_changed_parameters_rerun_the_stage_and_downstream(tmp_path: Path) -> No
 
     events: list[str] = []
     assert _run_all(tmp_path, {**cfg, "size": 4}, events) == ["a", "b", "c"]
-    assert "[run] a (parameters changed (size 3 -> 4))" in events, events
+    assert "[run] a: parameters changed (size 3 -> 4)" in events, events
     assert (tmp_path / "c").read_text() == "8"
     assert _run_all(tmp_path, {**cfg, "size": 4}) == []
 
@@ -139,7 +139,7 @@ def test_changed_parameters_rerun_the_stage_and_downstream(tmp_path: Path) -> No
     assert _run_all(tmp_path, {**cfg, "size": 4, "scale": 5}, events) == ["b", "c"]  # a is upstream of b
     assert (tmp_path / "c").read_text() == "20"
     assert any(e.startswith("[up to date] a") for e in events)
-    assert "[run] b (parameters changed (scale 2 -> 5))" in events
+    assert "[run] b: parameters changed (scale 2 -> 5)" in events
 
 
 def test_params_hash_is_stable_and_order_free() -> None:

@@ -198,7 +198,7 @@ class StageRunner:
             self.on_event(f"[up to date] {stage.name}")
             self.outcomes.append(outcome)
             return outcome
-        self.on_event(f"[run] {stage.name}" + (f" ({reason})" if reason else ""))
+        self.on_event(f"[run] {stage.name}" + (f": {reason}" if reason else ""))
         self._update_record(stage, done=False)
         start = time.perf_counter()
         try:
