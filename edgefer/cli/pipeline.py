@@ -50,7 +50,7 @@ def register(app: typer.Typer) -> None:
             max_drop=max_drop, gate=gate or DEFAULT_GATE, batches=tuple(int(b) for b in batch.split(",")),
             iters=iters, threads=threads, force=force, progress=not quiet,
         )
-        result = run_pipeline(cfg, on_event=lambda line: console.print(line, highlight=False))
+        result = run_pipeline(cfg, on_event=lambda line: console.print(line, highlight=False, markup=False))
         table = Table(title=f"edgefer pipeline: {model} on {data}", title_justify="left")
         for col in SUMMARY_COLUMNS:
             table.add_column(col, overflow="fold")
