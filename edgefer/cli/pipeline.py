@@ -1,4 +1,10 @@
-"""``edgefer pipeline``: data -> train -> export -> quantize -> benchmark -> bundle, resumable."""
+"""``edgefer pipeline``: data -> train -> export -> quantize -> benchmark -> bundle, resumable.
+
+Every option is checked before a stage runs or a file is written (a bad ``--gate`` is exit 2 with
+nothing under ``--out``). A re-run skips the stages that are up to date; an option that changes
+a stage's result (``--calib-size``, ``--gate``, ``--epochs``, ...) reruns that stage and what depends
+on it, while ``--quiet``, ``--force`` and ``--workers`` never make a stage stale.
+"""
 
 from __future__ import annotations
 
@@ -21,7 +27,9 @@ def register(app: typer.Typer) -> None:
         batch_size: int | None = typer.Option(None, "--batch-size"),
         lr: float | None = typer.Option(None, "--lr"),
         pretrained: str | None = typer.Option(None, "--pretrained", help="'imagenet' loads torchvision weights."),
-        workers: int | None = typer.Option(None, "--workers", help="Data-loader worker processes."),
+        workers: int | None = typer.Option(
+            None, "--workers", help="Data-loader worker processes (speed only: changing it reruns nothing)."
+        ),
         synthetic_train: int = typer.Option(3000, "--synthetic-train", help="Synthetic train images."),
         synthetic_test: int = typer.Option(750, "--synthetic-test", help="Synthetic test images."),
         seed: int = typer.Option(0, "--seed"),
@@ -30,15 +38,21 @@ def register(app: typer.Typer) -> None:
         max_drop: float | None = typer.Option(None, "--max-drop", help="Accuracy budget (points) for ptq-acc."),
         gate: str | None = typer.Option(None, "--gate", help="Benchmark gate, e.g. max-drop=0.5,min-agreement=0.98"),
         batch: str = typer.Option("1,8", "--batch", help="Batch sizes for latency."),
+        warmup: int = typer.Option(5, "--warmup", help="Untimed iterations before each measurement."),
         iters: int = typer.Option(30, "--iters", help="Timed iterations per measurement."),
-        threads: int | None = typer.Option(None, "--threads"),
-        force: bool = typer.Option(False, "--force", help="Redo every stage."),
+        threads: int | None = typer.Option(
+            None, "--threads", help="Benchmark inference threads (latencies depend on it: reruns the benchmark)."
+        ),
+        force: bool = typer.Option(
+            False, "--force", help="Redo every stage (without it, changed options rerun only what they affect)."
+        ),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
     ) -> None:
         """Run the whole flow; finished stages are skipped, a failed stage prints how to reproduce it."""
         from rich.console import Console
         from rich.table import Table
 
+        from edgefer.cli.bench import _batches
         from edgefer.pipeline.flow import DEFAULT_GATE, SUMMARY_COLUMNS, PipelineConfig, run_pipeline, summary_rows
 
         console = Console()
@@ -47,8 +61,8 @@ def register(app: typer.Typer) -> None:
             checkpoint=str(checkpoint) if checkpoint else None, recipe=config, epochs=epochs, img_size=img_size,
             batch_size=batch_size, lr=lr, pretrained=pretrained, workers=workers, synthetic_train=synthetic_train,
             synthetic_test=synthetic_test, seed=seed, calib_size=calib_size, int8_method=int8_method,
-            max_drop=max_drop, gate=gate or DEFAULT_GATE, batches=tuple(int(b) for b in batch.split(",")),
-            iters=iters, threads=threads, force=force, progress=not quiet,
+            max_drop=max_drop, gate=gate or DEFAULT_GATE, batches=tuple(_batches(batch)),
+            warmup=warmup, iters=iters, threads=threads, force=force, progress=not quiet,
         )
         result = run_pipeline(cfg, on_event=lambda line: console.print(line, highlight=False, markup=False))
         table = Table(title=f"edgefer pipeline: {model} on {data}", title_justify="left")

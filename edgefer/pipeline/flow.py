@@ -7,7 +7,12 @@ it reads and writes, so a re-run skips what is up to date and ``--force`` redoes
 
 Each artifact stage writes ``<out>/stages/<stage>.json`` listing the files it produced; those
 files are the stage's outputs, so deleting any one of them reruns that stage and everything
-downstream of it.
+downstream of it. The runner adds to the same file (one for every stage) the stage's parameters
+and their hash: the options that determine that stage's result (``--calib-size`` for the INT8
+stages, ``--gate`` for the benchmark, the resolved training recipe for train, ...). Changing one
+reruns the stages that depend on it and, through the files they rewrite, everything downstream;
+the other stages stay skipped. Which options are parameters of which stage is listed in
+:class:`PipelineConfig`.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from edgefer.errors import EdgeferError
-from edgefer.pipeline.stages import Stage, StageOutcome, StageRunner
+from edgefer.pipeline.stages import Stage, StageOutcome, StageRunner, canonical_params
 from edgefer.utils.io import ensure_writable_dir, write_json
 
 TARGETS = ("openvino", "onnx", "trt")
@@ -34,7 +39,25 @@ DEFAULT_GATE = "max-drop=1.0,max-class-drop=5.0,min-agreement=0.95"
 
 @dataclass
 class PipelineConfig:
-    """Options of ``edgefer pipeline`` (the CLI flags map one to one)."""
+    """Options of ``edgefer pipeline`` (the CLI flags map one to one), validated on construction.
+
+    Every option that changes a result is a parameter of the stages it affects, so changing it
+    between two runs reruns them (and what depends on them):
+
+    * data (synthetic): ``synthetic_train``, ``synthetic_test``, ``seed``;
+    * train: the resolved training configuration (``recipe`` and its contents, ``model``,
+      ``epochs``, ``img_size``, ``batch_size``, ``lr``, ``pretrained``, ``seed``, ``data``);
+    * export: ``model``, ``checkpoint``, ``data`` (the FP32 reference's images);
+    * INT8 stages: ``int8_method``, ``calib_size``, ``max_drop`` (recorded in the report even for
+      ptq), ``checkpoint``, ``data``; FP16/TensorRT stages: the precision and ``model``;
+    * benchmark: the compared artifacts (``targets``), ``data``, ``gate`` (as parsed, so a
+      re-spelled equal gate is no change), ``batches``, ``warmup``, ``iters`` and ``threads`` (the
+      latencies it reports depend on the thread count); bundle: the bundled artifacts.
+
+    Not parameters: ``progress`` and ``force`` (how a run reports, not what it makes), ``workers``
+    (training augmentations are functions of (seed, epoch, sample), not of the worker count) and
+    ``out`` (the run directory itself).
+    """
 
     data: str = "synthetic"
     model: str = "msff_mobilenetv3"
@@ -64,11 +87,81 @@ class PipelineConfig:
 
     def __post_init__(self) -> None:
         self.targets = tuple(t.strip().lower() for t in self.targets if t.strip())
+        self.batches = tuple(self.batches)
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise :class:`EdgeferError` for any option that cannot work, before a stage runs or a file
+        is written (a typo in ``--gate`` must not cost a training run first)."""
+        from edgefer.bench.gate import Gate
+        from edgefer.labels import NUM_CLASSES
+        from edgefer.quantize.calibration import MIN_CALIB_SIZE
+
+        def check(ok: bool, msg: str) -> None:
+            if not ok:
+                raise EdgeferError(msg)
+
         unknown = [t for t in self.targets if t not in TARGETS]
-        if unknown or not self.targets:
-            raise EdgeferError(f"unknown target(s) {unknown or '(none)'}; choose from {', '.join(TARGETS)}")
-        if self.int8_method not in ("ptq", "ptq-acc", "qat"):
-            raise EdgeferError(f"int8 method must be ptq, ptq-acc or qat, not {self.int8_method!r}")
+        check(not unknown and bool(self.targets),
+              f"unknown target(s) {unknown or '(none)'}; choose from {', '.join(TARGETS)}")
+        check(self.int8_method in INT8_METHODS,
+              f"int8 method must be {', '.join(INT8_METHODS)}, not {self.int8_method!r}")
+        try:
+            Gate.parse(self.gate)
+        except EdgeferError as exc:
+            raise EdgeferError(f"--gate {self.gate!r}: {exc}") from None
+        check(bool(str(self.data).strip()), "data is required: a dataset path or 'synthetic'")
+        check(bool(str(self.out).strip()), "out is required: the run directory")
+        for name in ("synthetic_train", "synthetic_test"):
+            value = getattr(self, name)
+            check(value >= NUM_CLASSES, f"{name} must be >= {NUM_CLASSES} (one image per class), got {value}")
+        check(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
+        check(self.calib_size >= MIN_CALIB_SIZE, f"calib_size must be >= {MIN_CALIB_SIZE}, got {self.calib_size}")
+        if self.data.lower() == "synthetic":
+            check(self.calib_size <= self.synthetic_train,
+                  f"calib_size {self.calib_size} is more than the {self.synthetic_train} synthetic train images")
+        check(self.max_drop is None or 0.0 <= self.max_drop <= 100.0,
+              f"max_drop is in accuracy points (0..100), got {self.max_drop}")
+        check(bool(self.batches) and all(isinstance(b, int) and b >= 1 for b in self.batches),
+              f"batches must be positive integers, got {list(self.batches)}")
+        check(self.warmup >= 0, f"warmup must be >= 0, got {self.warmup}")
+        check(self.iters >= 1, f"iters must be >= 1, got {self.iters}")
+        check(self.threads is None or self.threads >= 1, f"threads must be >= 1, got {self.threads}")
+        if self.checkpoint is None:
+            from edgefer.models import get_entry
+            from edgefer.training.config import load_config
+
+            # The training options as train() will see them (recipe found and valid, epochs >= 1, ...).
+            load_config(self.training_recipe(), train_overrides(self, data="data", out="out"))
+            get_entry(self.model)
+
+    def training_recipe(self) -> str | None:
+        """The recipe train() reads: ``recipe``, else ``synthetic_edge`` for synthetic data."""
+        if self.recipe:
+            return self.recipe
+        return "synthetic_edge" if self.data.lower() == "synthetic" else None
+
+
+INT8_METHODS = ("ptq", "ptq-acc", "qat")
+#: Training options that do not change the trained weights (see PipelineConfig).
+NOT_TRAIN_PARAMS = ("out", "progress", "workers", "resume")
+
+
+def train_overrides(cfg: PipelineConfig, data: str, out: str) -> dict[str, Any]:
+    """The training options the pipeline passes over the recipe's (None: the recipe's value)."""
+    values: dict[str, Any] = {"data": data, "model": cfg.model, "out": out, "seed": cfg.seed,
+                              "progress": cfg.progress}
+    for key in ("epochs", "img_size", "batch_size", "lr", "pretrained", "workers"):
+        value = getattr(cfg, key)
+        if value is not None:
+            values[key] = value
+    return values
+
+
+def train_params(train_config: dict[str, Any]) -> dict[str, Any]:
+    """The parameters of the train stage: a resolved training configuration (``TrainConfig.to_dict()``,
+    or the one stored in a checkpoint) without the options that do not change the weights."""
+    return canonical_params({k: v for k, v in train_config.items() if k not in NOT_TRAIN_PARAMS})
 
 
 @dataclass
@@ -124,18 +217,19 @@ class _Flow:
             return []
 
     def artifact(self, name: str) -> Path | None:
-        m = self.manifest(name)
-        if not m.exists():
-            return None
-        return Path(json.loads(m.read_text())["artifact"])
+        try:
+            return Path(json.loads(self.manifest(name).read_text())["artifact"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None  # not run yet, or a failed run left only the runner's record
 
     def record(self, name: str, artifact: Path, files: list[Path], **extra: Any) -> None:
         write_json(self.manifest(name), {"artifact": str(artifact), "files": [str(f) for f in files], **extra})
 
-    def stage(self, name: str, run: Callable[[], Any], inputs: list[Path], command: list[str], **kw: Any) -> Stage:
+    def stage(self, name: str, run: Callable[[], Any], inputs: list[Path], command: list[str],
+              params: dict[str, Any], **kw: Any) -> Stage:
         """An artifact stage whose outputs are its manifest plus the files the manifest lists."""
         return Stage(name, run, outputs=[self.manifest(name), *self.produced(name)], inputs=inputs,
-                     command=command, **kw)
+                     command=command, params=params, **kw)
 
     # -- the flow ----------------------------------------------------------------------------
 
@@ -148,10 +242,13 @@ class _Flow:
         def run() -> None:
             from edgefer.data.synth import generate_synthetic
 
+            # overwrite: the set under <out>/data is the pipeline's own; a set made with other
+            # parameters is replaced (one made with the same parameters is reused as it is).
             generate_synthetic(self.data, n_train=cfg.synthetic_train, n_test=cfg.synthetic_test,
-                               seed=cfg.seed, progress=cfg.progress)
+                               seed=cfg.seed, progress=cfg.progress, overwrite=True)
 
-        return Stage("data", run, outputs=[self.data_label_file()],
+        params = {"n_train": cfg.synthetic_train, "n_test": cfg.synthetic_test, "seed": cfg.seed}
+        return Stage("data", run, outputs=[self.data_label_file()], params=params,
                      command=["edgefer", "data", "synth", "--out", str(self.data), "--n-train",
                               str(cfg.synthetic_train), "--n-test", str(cfg.synthetic_test), "--seed", str(cfg.seed)])
 
@@ -159,31 +256,48 @@ class _Flow:
         return [self.data_label_file()] if self.synthetic else []
 
     def train_overrides(self) -> dict[str, Any]:
-        cfg = self.cfg
-        values = {"data": str(self.data), "model": cfg.model, "out": str(self.train_dir), "seed": cfg.seed,
-                  "progress": cfg.progress}
-        for key in ("epochs", "img_size", "batch_size", "lr", "pretrained", "workers"):
-            value = getattr(cfg, key)
-            if value is not None:
-                values[key] = value
-        return values
+        return train_overrides(self.cfg, data=str(self.data), out=str(self.train_dir))
 
     def recipe(self) -> str | None:
-        if self.cfg.recipe:
-            return self.cfg.recipe
-        return "synthetic_edge" if self.synthetic else None
+        return self.cfg.training_recipe()
+
+    def resumable(self, last: Path, params: dict[str, Any]) -> bool:
+        """Whether ``last.pt`` of an interrupted training can be continued: it was trained with the
+        same parameters, on the data as it is now (not on a set regenerated since)."""
+        from edgefer.training.checkpoint import load_checkpoint
+
+        if not last.exists():
+            return False
+        if any(p.exists() and p.stat().st_mtime > last.stat().st_mtime for p in self.data_inputs()):
+            self.on_event(f"  not resuming {last}: the dataset changed since")
+            return False
+        try:
+            stored = load_checkpoint(last).get("train_config") or {}
+        except EdgeferError as exc:
+            self.on_event(f"  not resuming {last}: {exc}")
+            return False
+        if train_params(stored) != params:
+            self.on_event(f"  not resuming {last}: it was trained with other parameters")
+            return False
+        return True
 
     def train_stage(self) -> Stage:
+        from edgefer.training.config import load_config
+
         done = self.train_dir / "complete.json"
+        params = train_params(load_config(self.recipe(), self.train_overrides()).to_dict())
 
         def run() -> None:
-            from edgefer.training import load_config, train
+            from edgefer.training import train
 
             overrides = self.train_overrides()
             last = self.train_dir / "last.pt"
-            if last.exists() and not done.exists():
+            if not done.exists() and self.resumable(last, params):
                 overrides["resume"] = str(last)
                 self.on_event(f"  resuming the interrupted training from {last}")
+            # An earlier, complete training is being replaced: if this one is interrupted, the
+            # next run must see an interrupted training (and resume it), not a complete one.
+            done.unlink(missing_ok=True)
             result = train(load_config(self.recipe(), overrides))
             write_json(done, {"best": str(result.best_checkpoint), "metrics": result.metrics})
 
@@ -193,7 +307,8 @@ class _Flow:
         for key, value in self.train_overrides().items():
             if key != "progress":
                 command += [f"--{key.replace('_', '-')}", str(value)]
-        return Stage("train", run, outputs=[done, self.checkpoint], inputs=self.data_inputs(), command=command)
+        return Stage("train", run, outputs=[done, self.checkpoint], inputs=self.data_inputs(), command=command,
+                     params=params)
 
     def export_stage(self) -> Stage:
         def run() -> None:
@@ -204,9 +319,10 @@ class _Flow:
             make_reference(res.artifact, self.data, split="test", out=self.reference, progress=self.cfg.progress)
             self.record("export", res.artifact, [res.artifact, self.reference], parity=res.parity)
 
+        params = {"model": self.cfg.model, "checkpoint": str(self.checkpoint), "data": str(self.data)}
         return self.stage("export", run, [self.checkpoint, *self.data_inputs()],
                           ["edgefer", "export", "--checkpoint", str(self.checkpoint), "--target", "onnx",
-                           "--out", str(self.export_dir), "--reference-data", str(self.data)])
+                           "--out", str(self.export_dir), "--reference-data", str(self.data)], params)
 
     def openvino_stage(self, precision: str) -> Stage:
         name = f"openvino-{precision}"
@@ -221,7 +337,8 @@ class _Flow:
 
         return self.stage(name, run, [self.onnx],
                           ["edgefer", "export", "--checkpoint", str(self.checkpoint), "--target", "openvino",
-                           "--precision", precision, "--out", str(out)])
+                           "--precision", precision, "--out", str(out)],
+                          {"model": self.cfg.model, "precision": precision})
 
     def int8_stage(self, target: str) -> Stage:
         name = f"{target}-int8"
@@ -243,7 +360,9 @@ class _Flow:
                    "--out", str(out)]
         if cfg.max_drop is not None:
             command += ["--max-drop", str(cfg.max_drop)]
-        return self.stage(name, run, [self.onnx, *self.data_inputs()], command)
+        params = {"target": target, "method": cfg.int8_method, "calib_size": cfg.calib_size, "max_drop": cfg.max_drop,
+                  "checkpoint": str(self.checkpoint), "data": str(self.data)}
+        return self.stage(name, run, [self.onnx, *self.data_inputs()], command, params)
 
     def onnx_fp16_stage(self) -> Stage:
         dst = self.out / "onnx" / f"{self.cfg.model}_fp16.onnx"
@@ -256,7 +375,7 @@ class _Flow:
 
         return self.stage("onnx-fp16", run, [self.onnx],
                           ["edgefer", "export", "--checkpoint", str(self.checkpoint), "--target", "onnx",
-                           "--precision", "fp16", "--out", str(dst.parent)])
+                           "--precision", "fp16", "--out", str(dst.parent)], {"model": self.cfg.model})
 
     def trt_stage(self, precision: str, source: Callable[[], Path | None], source_stage: str) -> Stage:
         """Build a TensorRT engine where tensorrt imports; else prepare the device's ONNX and command."""
@@ -282,7 +401,9 @@ class _Flow:
         inputs = self.produced(source_stage)[:1] or [self.onnx]
         return self.stage(name, run, inputs,
                           ["edgefer", "export", "--onnx", str(inputs[0]), "--target", "trt",
-                           "--precision", precision, "--out", str(out)] + ([] if build else ["--onnx-only"]))
+                           "--precision", precision, "--out", str(out)] + ([] if build else ["--onnx-only"]),
+                          {"model": self.cfg.model, "precision": precision, "source": str(inputs[0]),
+                           "engine": build})
 
     def bench_models(self) -> list[Path]:
         """Every artifact the benchmark compares: the checkpoint (PyTorch FP32) first, then the exports."""
@@ -297,6 +418,8 @@ class _Flow:
         return [self.checkpoint, *arts]
 
     def bench_stage(self) -> Stage:
+        from edgefer.bench.gate import Gate
+
         report_json = self.report_dir / "report.json"
         cfg = self.cfg
 
@@ -313,8 +436,11 @@ class _Flow:
         command = ["edgefer", "benchmark", *models, "--data", str(self.data), "--reference", str(self.reference),
                    "--batch", ",".join(str(b) for b in cfg.batches), "--gate", cfg.gate, "--out", str(self.report_dir)]
         inputs = [Path(p) for p in models] + [self.reference]
+        params = {"models": models, "data": str(self.data), "reference": str(self.reference),
+                  "gate": Gate.parse(cfg.gate).to_dict(), "batches": list(cfg.batches), "warmup": cfg.warmup,
+                  "iters": cfg.iters, "threads": cfg.threads}
         return Stage("benchmark", run, outputs=[report_json, self.report_dir / "report.md"], inputs=inputs,
-                     command=command)
+                     command=command, params=params)
 
     def bundle_stage(self) -> Stage:
         def run() -> None:
@@ -327,22 +453,25 @@ class _Flow:
         return Stage("bundle", run, outputs=[self.bundle_dir / "bundle.json"],
                      inputs=[Path(a) for a in arts] + [self.report_dir / "report.json"],
                      command=["edgefer", "bundle", *arts, "--reference", str(self.reference), "--report",
-                              str(self.report_dir), "--out", str(self.bundle_dir), "--overwrite"])
+                              str(self.report_dir), "--out", str(self.bundle_dir), "--overwrite"],
+                     params={"artifacts": arts, "reference": str(self.reference)})
 
 
 def run_pipeline(cfg: PipelineConfig, on_event: Callable[[str], None] = print) -> PipelineResult:
     """Run (or continue) the pipeline; raises :class:`~edgefer.pipeline.stages.StageError` naming the
     failed stage and the command that reproduces it."""
+    cfg.validate()  # again: the fields may have been changed since construction
+    # Checked before _Flow creates the run directory: a bad option leaves nothing behind.
+    if cfg.data.lower() != "synthetic" and not Path(cfg.data).exists():
+        raise EdgeferError(f"dataset {cfg.data} does not exist (or pass --data synthetic)")
+    if cfg.checkpoint and not Path(cfg.checkpoint).exists():
+        raise EdgeferError(f"checkpoint {cfg.checkpoint} does not exist")
     flow = _Flow(cfg, on_event)
-    runner = StageRunner(force=cfg.force, on_event=on_event)
+    runner = StageRunner(force=cfg.force, on_event=on_event, state_dir=flow.stage_dir)
     write_json(flow.out / "pipeline.json", asdict(cfg))
     if flow.synthetic:
         runner.run(flow.data_stage())
-    elif not flow.data.exists():
-        raise EdgeferError(f"dataset {flow.data} does not exist (or pass --data synthetic)")
     if cfg.checkpoint:
-        if not flow.checkpoint.exists():
-            raise EdgeferError(f"checkpoint {flow.checkpoint} does not exist")
         on_event(f"[skip] train: using --checkpoint {flow.checkpoint}")
     else:
         runner.run(flow.train_stage())
