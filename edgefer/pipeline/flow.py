@@ -403,7 +403,8 @@ def summary_rows(report: dict[str, Any]) -> list[list[str]]:
             num(None if acc.get("accuracy") is None else 100 * acc["accuracy"], ".2f"),
             num(acc.get("delta_pts"), "+.2f"),
             num(None if acc.get("agreement") is None else 100 * acc["agreement"], ".2f"),
-            "-" if worst is None else f"{worst:+.2f} {acc.get('worst_class', '')}".strip(),
+            "-" if worst is None else f"{worst:+.2f} {acc.get('worst_class', '')}".strip()
+            + ("" if acc.get("worst_class_net_images") is None else f" ({acc['worst_class_net_images']:+d} img)"),
             num(b1.get("p50_ms"), ".2f"), num(fps or None, ".0f"),
         ])
     return rows
