@@ -103,11 +103,16 @@ def test_latency_stats_in_ms_and_fps():
 def test_gate_parse_and_check():
     g = Gate.parse("max-drop=0.5,max-class-drop=1.0,min-agreement=0.98")
     assert (g.max_drop, g.max_class_drop, g.min_agreement) == (0.5, 1.0, 0.98)
+    assert g.class_alpha == 0.05  # the per-class rule's default significance level
+
+    def fear(lost: int, gained: int) -> list[dict]:
+        return [{"class": "Fear", "images": 200, "lost": lost, "gained": gained}]
+
     good = {"label": "m", "status": "ok",
-            "accuracy": {"delta_pts": -0.4, "worst_class_delta_pts": -0.9, "worst_class": "Fear", "agreement": 0.99}}
+            "accuracy": {"delta_pts": -0.4, "agreement": 0.99, "per_class_changes": fear(lost=2, gained=1)}}
     assert g.check(good) == []
     bad = {"label": "int8", "status": "ok",
-           "accuracy": {"delta_pts": -0.2, "worst_class_delta_pts": -3.5, "worst_class": "Fear", "agreement": 0.99}}
+           "accuracy": {"delta_pts": -0.2, "agreement": 0.99, "per_class_changes": fear(lost=7, gained=0)}}
     (msg,) = g.check(bad)
     assert "int8" in msg and "Fear" in msg and "3.50" in msg
     assert g.check({"label": "x", "status": "error: boom"}) == ["x: did not run (error: boom)"]

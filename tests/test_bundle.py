@@ -30,10 +30,11 @@ def reference(arts, synth_data, tmp_path_factory):
 def test_bundle_roundtrip_and_benchmark(arts, reference, synth_data, tmp_path):
     report_dir = tmp_path / "workstation_report"
     run_benchmark([arts["onnx"]], synth_data, reference=reference, batches=(1,), warmup=0, iters=2, e2e=False,
-                  plots=False, progress=False, out_dir=report_dir, max_images=48)
+                  plots=False, progress=False, out_dir=report_dir, max_images=48, gate="max-drop=0.5,min-agreement=1")
     out = make_bundle([arts["onnx"], arts["xml16"]], tmp_path / "bundle", reference=reference, report=report_dir)
     manifest = json.loads((out / "bundle.json").read_text())
-    assert manifest["schema"] == 1 and manifest["kind"] == "edgefer-bundle"
+    assert manifest["schema"] == 2 and manifest["kind"] == "edgefer-bundle"
+    assert manifest["gate"] == {"rule": "max-drop=0.5,min-agreement=1", "passed": True, "failures": []}
     assert [a["precision"] for a in manifest["artifacts"]] == ["fp32", "fp16"]
     files = {f["path"] for a in manifest["artifacts"] for f in a["files"]}
     assert arts["xml16"].with_suffix(".bin").name in files  # the IR's weights travel with it
@@ -47,6 +48,7 @@ def test_bundle_roundtrip_and_benchmark(arts, reference, synth_data, tmp_path):
     assert [r["status"] for r in rep.rows] == ["ok", "ok"]
     assert rep.rows[0]["accuracy"]["agreement"] == 1.0  # the bundled reference is this ONNX's own output
     assert any("verified" in n for n in rep.notes)
+    assert f"bundle {out}: workstation gate passed (max-drop=0.5,min-agreement=1)" in rep.notes
 
     archive = make_bundle([arts["onnx"]], tmp_path / "b2", reference=reference, archive=True)
     assert archive.name == "b2.tar.gz" and tarfile.is_tarfile(archive)

@@ -262,6 +262,7 @@ def _expand_models(models: Sequence[Any], notes: list[str]) -> tuple[list[ModelS
             bundles.append(b)
             verified = b.verify()
             notes.append(f"bundle {spec.path}: {len(verified)} files verified (sha256)")
+            notes.append(b.gate_line(f"bundle {spec.path}"))
             for art in b.artifacts:
                 specs.append(ModelSpec(art, spec.device, spec.backend, spec.threads))
             if b.reference is not None and bundle_ref is None:

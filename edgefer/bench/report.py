@@ -38,7 +38,8 @@ def table_rows(report_dict: dict[str, Any]) -> list[list[str]]:
         acc = row.get("accuracy") or {}
         worst = _num(acc.get("worst_class_delta_pts"), 2, signed=True)
         if worst != DASH and acc.get("worst_class"):
-            worst = f"{worst} ({acc['worst_class']})"
+            net = acc.get("worst_class_net_images")
+            worst = f"{worst} ({acc['worst_class']}" + ("" if net is None else f", {net:+d} img") + ")"
         for b in batches:
             lat = (row.get("latency") or {}).get(str(b), {})
             status = row["status"] if row["status"] != "ok" else lat.get("status", "ok")
@@ -75,14 +76,36 @@ def _machine_line(m: dict[str, Any]) -> str:
     )
 
 
+def _change_cell(ch: dict[str, Any]) -> str:
+    """``14: -1 img (-4.55 pt, p=0.5)``: correct images, net change in images and points, and for a
+    drop the one-sided McNemar p-value the gate's ``max-class-drop`` rule judges it by."""
+    if not ch.get("images"):
+        return DASH
+    net = int(ch["net_images"])
+    p = f", p={ch['p_drop']:.2g}" if net < 0 and ch.get("p_drop") is not None else ""
+    return f"{ch['correct']}: {net:+d} img ({_num(ch['delta_pts'], 2, signed=True)} pt{p})"
+
+
 def per_class_table(d: dict[str, Any]) -> str:
-    """Per-class Δ vs the reference (pts), one line per successful row."""
+    """Per-class change vs the reference, one line per successful row.
+
+    With image counts (``per_class_changes``): a header with each class's images, a line with the
+    reference's correct images, then per row correct images, net change in images and points (a
+    point on a 22-image class is not a point on a 1000-image one). Older reports: points only.
+    """
     rows = [r for r in d["rows"] if r.get("accuracy") and r["accuracy"].get("per_class_delta_pts") is not None]
     if not rows:
         return ""
     names = rows[0]["accuracy"]["class_names"]
-    cells = [[r["label"]] + [_num(v, 2, signed=True) for v in r["accuracy"]["per_class_delta_pts"]] for r in rows]
-    return _md_table(["Model", *names], cells)
+    counted = [r for r in rows if r["accuracy"].get("per_class_changes")]
+    if not counted:
+        cells = [[r["label"]] + [_num(v, 2, signed=True) for v in r["accuracy"]["per_class_delta_pts"]] for r in rows]
+        return _md_table(["Model", *names], cells)
+    first = counted[0]["accuracy"]["per_class_changes"]
+    header = ["Model", *(f"{c['class']} ({c['images']} images)" for c in first)]
+    cells = [["FP32 reference (correct)", *(str(c["reference_correct"]) for c in first)]]
+    cells += [[r["label"], *(_change_cell(c) for c in r["accuracy"]["per_class_changes"])] for r in counted]
+    return _md_table(header, cells)
 
 
 def to_markdown(report: Any) -> str:
@@ -112,7 +135,10 @@ def to_markdown(report: Any) -> str:
     ]
     pc = per_class_table(d)
     if pc:
-        parts += ["## Per-class Δ vs the FP32 reference (pts)", "", pc, ""]
+        parts += ["## Per-class change vs the FP32 reference", "", pc, ""]
+        if "images)" in pc.splitlines()[0]:
+            parts += ["Cells: correct images: net change in images (points; for a drop, the exact one-sided "
+                      "McNemar p-value over the images whose correctness changed).", ""]
     if d.get("gate") is not None:
         verdict = "PASSED" if d.get("gate_passed") else "FAILED"
         gate = ",".join(f"{k}={v:g}" for k, v in d["gate"].items())

@@ -81,6 +81,13 @@ def register(app: typer.Typer) -> None:
             kwargs["plots"] = False
         if kwargs.get("data") is None:
             raise EdgeferError("--data is required (the dataset whose images every model is scored on)")
+        from edgefer.bench.harness import ModelSpec
+        from edgefer.bundle import gate_line, is_bundle, read_manifest
+
+        for m in kwargs.get("models") or []:
+            path = ModelSpec.of(m).path
+            if is_bundle(path):  # what the workstation decided, before the device measures anything
+                typer.echo(gate_line(read_manifest(path), f"bundle {path}"), err=True)
         out_dir = kwargs.pop("out", None)
         report = run_benchmark(out_dir=out_dir, progress=not quiet, **kwargs)
         typer.echo(report.table())
@@ -103,11 +110,16 @@ def register(app: typer.Typer) -> None:
         reference: Path | None = typer.Option(None, "--reference", help="reference.npz to ship with the artifacts."),
         report: Path | None = typer.Option(None, "--report", help="Benchmark report directory (or report.json)."),
         archive: bool = typer.Option(False, "--archive", help="Also write OUT.tar.gz."),
-        overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing bundle."),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing bundle (never another folder)."),
+        allow_failed_gate: bool = typer.Option(
+            False, "--allow-failed-gate", help="Bundle a report whose gate failed (the verdict is recorded as failed)."
+        ),
     ) -> None:
         """Pack artifacts + metadata + reference + report into one directory a device can re-verify."""
-        from edgefer.bundle import make_bundle
+        from edgefer.bundle import gate_line, make_bundle, read_manifest
 
-        path = make_bundle(artifacts, out, reference=reference, report=report, archive=archive, overwrite=overwrite)
+        path = make_bundle(artifacts, out, reference=reference, report=report, archive=archive, overwrite=overwrite,
+                           allow_failed_gate=allow_failed_gate)
         typer.echo(f"bundle: {path}")
+        typer.echo(gate_line(read_manifest(path)), err=True)
         typer.echo(f"verify on the device: edgefer benchmark {path} --data DATASET --out REPORT_DIR", err=True)
