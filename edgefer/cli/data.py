@@ -23,7 +23,9 @@ def synth(
     seed: int = typer.Option(0, "--seed", help="Random seed; the same seed gives the same bytes."),
     label_noise: float = typer.Option(0.03, "--label-noise", help="Fraction of deliberately wrong labels."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing, different set in OUT."),
-    difficulty: float = typer.Option(1.0, "--difficulty", help="0 (easy: strong expressions, no nuisances) .. 1."),
+    difficulty: float = typer.Option(
+        0.6, "--difficulty", help="0 (easy: strong expressions, no nuisances) .. 1 (hardest); 0.6 is the demo's."
+    ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Draw a synthetic face-expression set in the RAF-DB official layout (no download)."""

@@ -32,6 +32,9 @@ def register(app: typer.Typer) -> None:
         ),
         synthetic_train: int = typer.Option(3000, "--synthetic-train", help="Synthetic train images."),
         synthetic_test: int = typer.Option(750, "--synthetic-test", help="Synthetic test images."),
+        synthetic_difficulty: float = typer.Option(
+            0.6, "--synthetic-difficulty", help="Synthetic set difficulty, 0 (easy) .. 1 (hardest)."
+        ),
         seed: int = typer.Option(0, "--seed"),
         calib_size: int = typer.Option(300, "--calib-size", help="INT8 calibration images."),
         int8_method: str = typer.Option("ptq", "--int8-method", help="ptq | ptq-acc | qat"),
@@ -60,7 +63,8 @@ def register(app: typer.Typer) -> None:
             data=data, model=model, targets=tuple(targets.split(",")), out=str(out),
             checkpoint=str(checkpoint) if checkpoint else None, recipe=config, epochs=epochs, img_size=img_size,
             batch_size=batch_size, lr=lr, pretrained=pretrained, workers=workers, synthetic_train=synthetic_train,
-            synthetic_test=synthetic_test, seed=seed, calib_size=calib_size, int8_method=int8_method,
+            synthetic_test=synthetic_test, synthetic_difficulty=synthetic_difficulty, seed=seed,
+            calib_size=calib_size, int8_method=int8_method,
             max_drop=max_drop, gate=gate or DEFAULT_GATE, batches=tuple(_batches(batch)),
             warmup=warmup, iters=iters, threads=threads, force=force, progress=not quiet,
         )

@@ -44,7 +44,7 @@ class PipelineConfig:
     Every option that changes a result is a parameter of the stages it affects, so changing it
     between two runs reruns them (and what depends on them):
 
-    * data (synthetic): ``synthetic_train``, ``synthetic_test``, ``seed``;
+    * data (synthetic): ``synthetic_train``, ``synthetic_test``, ``synthetic_difficulty``, ``seed``;
     * train: the resolved training configuration (``recipe`` and its contents, ``model``,
       ``epochs``, ``img_size``, ``batch_size``, ``lr``, ``pretrained``, ``seed``, ``data``);
     * export: ``model``, ``checkpoint``, ``data`` (the FP32 reference's images);
@@ -73,6 +73,7 @@ class PipelineConfig:
     workers: int | None = None
     synthetic_train: int = 3000
     synthetic_test: int = 750
+    synthetic_difficulty: float = 0.6  # edgefer.data.synth.DEFAULT_DIFFICULTY (see there for why)
     seed: int = 0
     calib_size: int = 300
     int8_method: str = "ptq"  # ptq | ptq-acc | qat
@@ -115,6 +116,8 @@ class PipelineConfig:
         for name in ("synthetic_train", "synthetic_test"):
             value = getattr(self, name)
             check(value >= NUM_CLASSES, f"{name} must be >= {NUM_CLASSES} (one image per class), got {value}")
+        check(0.0 <= self.synthetic_difficulty <= 1.0,
+              f"synthetic_difficulty must be in [0, 1], got {self.synthetic_difficulty}")
         check(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
         check(self.calib_size >= MIN_CALIB_SIZE, f"calib_size must be >= {MIN_CALIB_SIZE}, got {self.calib_size}")
         if self.data.lower() == "synthetic":
@@ -245,12 +248,15 @@ class _Flow:
             # overwrite: the set under <out>/data is the pipeline's own; a set made with other
             # parameters is replaced (one made with the same parameters is reused as it is).
             generate_synthetic(self.data, n_train=cfg.synthetic_train, n_test=cfg.synthetic_test,
-                               seed=cfg.seed, progress=cfg.progress, overwrite=True)
+                               seed=cfg.seed, progress=cfg.progress, overwrite=True,
+                               difficulty=cfg.synthetic_difficulty)
 
-        params = {"n_train": cfg.synthetic_train, "n_test": cfg.synthetic_test, "seed": cfg.seed}
+        params = {"n_train": cfg.synthetic_train, "n_test": cfg.synthetic_test, "seed": cfg.seed,
+                  "difficulty": cfg.synthetic_difficulty}
         return Stage("data", run, outputs=[self.data_label_file()], params=params,
                      command=["edgefer", "data", "synth", "--out", str(self.data), "--n-train",
-                              str(cfg.synthetic_train), "--n-test", str(cfg.synthetic_test), "--seed", str(cfg.seed)])
+                              str(cfg.synthetic_train), "--n-test", str(cfg.synthetic_test), "--seed", str(cfg.seed),
+                              "--difficulty", f"{cfg.synthetic_difficulty:g}"])
 
     def data_inputs(self) -> list[Path]:
         return [self.data_label_file()] if self.synthetic else []
