@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -84,7 +85,8 @@ def write_markdown(results: list[dict], path: Path, argv: list[str]) -> None:
         acc = (ref or {}).get("accuracy") or {}
         if acc.get("accuracy") is not None:
             fp32_accs.append(100 * acc["accuracy"])
-        gate = {True: "passed", False: "FAILED", None: "—"}[rep.get("gate_passed")] if rep else f"no report (exit {r['rc']})"
+        verdicts = {True: "passed", False: "FAILED", None: "—"}
+        gate = verdicts[rep.get("gate_passed")] if rep else f"no report (exit {r['rc']})"
         cells = [str(r["seed"]), f"{100 * acc['accuracy']:.2f}" if acc.get("accuracy") is not None else "—",
                  f"{100 * acc['mean_class_accuracy']:.2f}" if acc.get("mean_class_accuracy") is not None else "—"]
         cells += [_fmt_int8(rows[lbl]) if lbl in rows else "—" for lbl in int8_labels]
@@ -126,6 +128,8 @@ def main() -> None:
     ap.add_argument("--seeds", default="0,1,2,3,4")
     ap.add_argument("--out", default="runs/demo-seeds")
     ap.add_argument("--md", default=str(ROOT / "benchmarks" / "demo.md"))
+    ap.add_argument("--plots", default=str(ROOT / "docs" / "demo"),
+                    help="copy the first seed's Pareto and per-class plots here (what the README shows)")
     ap.add_argument("extra", nargs="*", help="more pipeline flags (after --)")
     args = ap.parse_args()
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
@@ -137,6 +141,12 @@ def main() -> None:
         print(f"seed {seed}: exit {r['rc']}, gate {rep.get('gate_passed')}, {r['wall_s'] / 60:.1f} min", flush=True)
         results.append(r)
         write_markdown(results, Path(args.md), sys.argv[1:])
+        if len(results) == 1 and args.plots:
+            for name in ("pareto.png", "per_class_delta.png"):
+                src = out / f"seed{seed}" / "run" / "report" / name
+                if src.is_file():
+                    Path(args.plots).mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(src, Path(args.plots) / name)
     print(f"wrote {args.md}")
 
 
