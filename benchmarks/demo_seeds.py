@@ -62,7 +62,7 @@ def _fmt_int8(row: dict) -> str:
     worst_txt = "—"
     if worst is not None:
         name = acc.get("worst_class") or "?"
-        imgs = (acc.get("per_class_changes") or {}).get(name, {}).get("net_images")
+        imgs = acc.get("worst_class_net_images")
         worst_txt = f"{worst:+.2f} {name}" + (f" ({imgs:+d} img)" if isinstance(imgs, int) else "")
     return f"{acc['delta_pts']:+.2f} / {worst_txt} / {100 * acc['agreement']:.1f} %"
 
