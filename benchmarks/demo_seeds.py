@@ -38,7 +38,10 @@ def _cpu_name() -> str:
 
 
 def run_seed(seed: int, out: Path, extra: list[str]) -> dict:
-    """One pipeline run; returns the numbers of its report (and the exit code and wall time)."""
+    """One pipeline run; returns the numbers of its report (and the exit code and wall time).
+
+    The result is also written to ``<out>/seed<S>/result.json``; with ``--reuse`` a seed that has
+    one is not run again (an interrupted sweep continues where it stopped)."""
     run_dir = out / f"seed{seed}"
     run_dir.mkdir(parents=True, exist_ok=True)
     exe = Path(sys.executable).with_name("edgefer")
@@ -51,6 +54,7 @@ def run_seed(seed: int, out: Path, extra: list[str]) -> dict:
     result = {"seed": seed, "rc": rc, "wall_s": wall, "command": " ".join(["edgefer", *cmd[1:]])}
     if report_path.is_file():
         result["report"] = json.loads(report_path.read_text())
+    (run_dir / "result.json").write_text(json.dumps(result))
     return result
 
 
@@ -128,6 +132,7 @@ def main() -> None:
     ap.add_argument("--seeds", default="0,1,2,3,4")
     ap.add_argument("--out", default="runs/demo-seeds")
     ap.add_argument("--md", default=str(ROOT / "benchmarks" / "demo.md"))
+    ap.add_argument("--reuse", action="store_true", help="keep the result of a seed that already has one")
     ap.add_argument("--plots", default=str(ROOT / "docs" / "demo"),
                     help="copy the first seed's Pareto and per-class plots here (what the README shows)")
     ap.add_argument("extra", nargs="*", help="more pipeline flags (after --)")
@@ -136,7 +141,8 @@ def main() -> None:
     out = Path(args.out)
     results = []
     for seed in seeds:
-        r = run_seed(seed, out, args.extra)
+        saved = out / f"seed{seed}" / "result.json"
+        r = json.loads(saved.read_text()) if args.reuse and saved.is_file() else run_seed(seed, out, args.extra)
         rep = r.get("report") or {}
         print(f"seed {seed}: exit {r['rc']}, gate {rep.get('gate_passed')}, {r['wall_s'] / 60:.1f} min", flush=True)
         results.append(r)
