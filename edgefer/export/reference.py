@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from edgefer.data.base import batched, iter_readable
 from edgefer.errors import EdgeferError, ExportError
 from edgefer.preprocess import preprocess_batch
 from edgefer.reference import Reference
@@ -81,8 +82,8 @@ def make_reference(
         logits: list[np.ndarray] = []
         prog, task = _progress(progress, n, f"reference ({split})")
         with prog:
-            for start in range(0, n, step):
-                samples = [dataset[i] for i in range(start, min(start + step, n))]
+            # each readable image once: an unreadable one is skipped, not replaced by a neighbour
+            for samples in batched((s for _, s in iter_readable(dataset)), step):
                 x = preprocess_batch([s.image for s in samples], pp)
                 if backend.max_batch is not None and x.shape[0] != backend.max_batch:
                     x = _pad(x, backend.max_batch)
@@ -91,6 +92,9 @@ def make_reference(
                 ids.extend(str(s.id) for s in samples)
                 labels.extend(int(s.label) for s in samples)
                 prog.advance(task, len(samples))
+    if not ids:
+        raise ExportError(f"no readable image in the {split!r} split of {data}: nothing to compute reference "
+                          "predictions on")
     n_cls = meta.num_classes
     if any(not 0 <= lab < n_cls for lab in labels):
         raise EdgeferError(f"dataset labels fall outside the model's {n_cls} classes")
@@ -99,7 +103,7 @@ def make_reference(
         "path": str(getattr(dataset, "root", None) or data),
         "format": getattr(dataset, "format", None),
         "split": split,
-        "size": n,
+        "size": len(ids),
         "skipped": int(getattr(dataset, "skipped", 0) or 0),
     }
     info["artifact"] = {"file": onnx_path.name, "sha256": sha256_file(onnx_path), "backend": "onnxruntime"}
