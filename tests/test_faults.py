@@ -1,0 +1,233 @@
+"""Fault injection: bad input and interrupted work, across every command (issue 13).
+
+Two layers:
+
+* the numbered cases of issue 13, each a test that failed before its fix (mostly in-process,
+  where a subprocess would only add seconds);
+* the CLI corpus: each command run through the installed console script against bad inputs
+  (missing, empty, truncated, wrong type, wrong schema, hostile paths, hostile pickles, partial
+  data). Every run must exit 2 with one ``error:`` line, print no traceback, write nothing outside
+  its output and change no existing file. Hypothesis explores the large spaces (label files, csv
+  rows, metadata values) in-process, with few examples.
+
+Everything here runs on a tiny image-folder dataset (32 px PNGs), an untrained
+``msff_mobilenetv3`` checkpoint and a hand-built ONNX (no torch export), so the module stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edgefer.labels import CLASS_NAMES
+
+SIZE = 32
+
+
+# -- builders -------------------------------------------------------------------------------------
+
+
+def make_folders(root: Path, n_per_class: int = 3, classes: tuple[str, ...] = CLASS_NAMES,
+                 splits: tuple[str, ...] = ("train", "test"), seed: int = 0) -> Path:
+    """An image-folder dataset ``root/<split>/<class>/<k>.png`` of random 32 px RGB images."""
+    rng = np.random.default_rng(seed)
+    for split in splits:
+        for name in classes:
+            d = root / split / name.lower()
+            d.mkdir(parents=True, exist_ok=True)
+            for k in range(n_per_class):
+                img = rng.integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8)
+                cv2.imwrite(str(d / f"{k:03d}.png"), img)
+    return root
+
+
+def tiny_onnx(path: Path, class_names: tuple[str, ...] = CLASS_NAMES, *, props: dict[str, str] | None = None,
+              precision: str = "fp32") -> Path:
+    """A real, runnable edgefer-style ONNX classifier (global pooling + a linear layer) with metadata."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from edgefer.metadata import ModelMetadata
+    from edgefer.preprocess import Preprocessing
+
+    k = len(class_names)
+    rng = np.random.default_rng(1)
+    w = numpy_helper.from_array(rng.normal(size=(3, k)).astype(np.float32), "W")
+    b = numpy_helper.from_array(rng.normal(size=(k,)).astype(np.float32), "B")
+    nodes = [
+        helper.make_node("GlobalAveragePool", ["input"], ["pooled"]),
+        helper.make_node("Flatten", ["pooled"], ["flat"], axis=1),
+        helper.make_node("Gemm", ["flat", "W", "B"], ["logits"]),
+    ]
+    graph = helper.make_graph(
+        nodes, "tiny", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, SIZE, SIZE])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", k])], [w, b],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    meta = ModelMetadata(model_name="tiny", class_names=class_names, preprocessing=Preprocessing(input_size=SIZE),
+                         precision=precision)
+    all_props = {**meta.to_props(), **(props or {})}
+    for key, value in all_props.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path))
+    return path
+
+
+def untrained_checkpoint(path: Path, n_classes: int = 7) -> Path:
+    """A real (untrained) msff_mobilenetv3 checkpoint at 32 px with ``n_classes`` class names."""
+    from edgefer.models import create_model
+    from edgefer.preprocess import Preprocessing
+    from edgefer.training.checkpoint import save_checkpoint
+
+    model = create_model("msff_mobilenetv3", num_classes=n_classes, pretrained=None)
+    names = CLASS_NAMES[:n_classes] if n_classes <= 7 else tuple(f"c{i}" for i in range(n_classes))
+    return save_checkpoint(path, model=model, model_name="msff_mobilenetv3", model_args={}, class_names=names,
+                           preprocessing=Preprocessing(input_size=SIZE))
+
+
+def corrupt(path: Path) -> None:
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 20)  # a PNG signature, then garbage
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    """Every file below ``root`` with its bytes (to assert that nothing changed)."""
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+# -- the console script ---------------------------------------------------------------------------
+
+
+def edgefer(*args: str | os.PathLike, cwd: Path | None = None, timeout: int = 120) -> subprocess.CompletedProcess:
+    """Run the installed ``edgefer`` console script (PYTHONPATH preserved, no debug tracebacks)."""
+    exe = Path(sys.executable).with_name("edgefer")
+    assert exe.exists(), f"the edgefer console script is not installed next to {sys.executable}"
+    env = {k: v for k, v in os.environ.items() if k != "EDGEFER_DEBUG"}
+    env.update(COLUMNS="200", OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+    return subprocess.run([str(exe), *map(str, args)], capture_output=True, text=True, timeout=timeout, env=env,
+                          cwd=cwd)
+
+
+def assert_user_error(proc: subprocess.CompletedProcess, needle: str = "") -> str:
+    """Exit 2, one ``error:`` line on stderr, no traceback anywhere; returns the message."""
+    text = proc.stdout + proc.stderr
+    assert "Traceback" not in text, text[-3000:]
+    assert proc.returncode == 2, (proc.returncode, text[-3000:])
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, proc.stderr[-3000:]
+    assert needle.lower() in errors[0].lower(), errors[0]
+    return errors[0]
+
+
+# -- shared fixtures ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_folders(tmp_path_factory.mktemp("faults") / "data")
+
+
+@pytest.fixture(scope="module")
+def onnx_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tiny_onnx(tmp_path_factory.mktemp("onnx") / "tiny.onnx")
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return untrained_checkpoint(tmp_path_factory.mktemp("ckpt") / "model.pt")
+
+
+# == issue 13, case 3: every image scored once ====================================================
+
+
+def test_evaluate_scores_each_readable_image_once_and_reports_the_skipped(tmp_path: Path, checkpoint: Path) -> None:
+    from edgefer.training import evaluate
+
+    root = make_folders(tmp_path / "d", n_per_class=2, splits=("test",))
+    corrupt(root / "test" / "fear" / "000.png")
+    corrupt(root / "test" / "happiness" / "001.png")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        result = evaluate(checkpoint, root, split="test", out=tmp_path / "eval", batch_size=4)
+    assert len(result.ids) == 12 == len(set(result.ids)), result.ids
+    assert "fear/000" not in result.ids and "happiness/001" not in result.ids
+    assert int(result.report.support.sum()) == 12
+    assert result.skipped == 2
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["num_images"] == 12 and metrics["skipped"] == 2
+    assert sorted(metrics["skipped_ids"]) == ["fear/000", "happiness/001"]
+
+
+def test_benchmark_scores_each_readable_image_once(tmp_path: Path, onnx_model: Path) -> None:
+    from edgefer.bench import run_benchmark
+
+    root = make_folders(tmp_path / "d", n_per_class=2, splits=("test",))
+    corrupt(root / "test" / "surprise" / "000.png")
+    corrupt(root / "test" / "surprise" / "001.png")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        report = run_benchmark([onnx_model], root, batches=(1,), warmup=0, iters=1, e2e=False, progress=False)
+    assert report.settings["images"] == 12 and report.settings["skipped"] == 2
+    row = report.rows[0]
+    assert row["status"] == "ok", row["status"]
+    assert any("2 unreadable" in n for n in report.notes), report.notes
+
+
+# == case 4: a gate does not pass on part of its reference ========================================
+
+
+@pytest.fixture(scope="module")
+def partial(tmp_path_factory: pytest.TempPathFactory, onnx_model: Path) -> tuple[Path, Path]:
+    """A reference made on 21 test images, and the same data with 5 of them deleted."""
+    from edgefer.export.reference import make_reference
+
+    root = make_folders(tmp_path_factory.mktemp("partial") / "d", splits=("test",))
+    ref = make_reference(onnx_model, root, split="test", out=root.parent / "reference.npz", progress=False)
+    assert len(ref) == 21
+    for name in ("fear/000.png", "fear/001.png", "anger/002.png", "neutral/000.png", "sadness/001.png"):
+        (root / "test" / name).unlink()
+    return root, root.parent / "reference.npz"
+
+
+def test_benchmark_on_part_of_the_reference_says_so_and_fails_a_gate(partial, onnx_model: Path, tmp_path: Path):
+    root, ref = partial
+    args = ["benchmark", onnx_model, "--data", root, "--reference", ref, "--batch", "1", "--warmup", "0",
+            "--iters", "1", "--no-e2e", "--no-plots", "-q"]
+    gated = edgefer(*args, "--gate", "min-agreement=0.0", "--out", tmp_path / "r")
+    assert gated.returncode == 3, gated.stderr[-2000:]
+    assert "5 of the 21 reference images were not found" in gated.stderr
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert report["reference"]["not_found"] == 5 and report["reference"]["total"] == 21
+    assert "5 of its 21 images were not found" in (tmp_path / "r" / "report.md").read_text()
+    allowed = edgefer(*args, "--gate", "min-agreement=0.0", "--allow-partial")
+    assert allowed.returncode == 0, allowed.stderr[-2000:]
+    assert "5 of the 21 reference images were not found" in allowed.stderr
+    # --max-images leaves images out on purpose: that is not a partial reference
+    from edgefer.bench import run_benchmark
+
+    full = make_folders(tmp_path / "full", splits=("test",))
+    rep = run_benchmark([onnx_model], full, reference=ref, max_images=4, batches=(1,), warmup=0, iters=1, e2e=False,
+                        progress=False, gate="min-agreement=0.0")
+    assert rep.reference["not_found"] == 0 and rep.passed, rep.gate_failures
+
+
+# == case 6: no row succeeded is not success ======================================================
+
+
+def test_benchmark_exits_non_zero_when_every_row_failed(tmp_path: Path, data: Path) -> None:
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"not a model")
+    proc = edgefer("benchmark", broken, "--data", data, "--batch", "1", "--warmup", "0", "--iters", "1",
+                   "--no-e2e", "--no-plots", "-q")
+    assert_user_error(proc, "no model ran")
+    assert "broken.onnx" in proc.stdout  # the table still shows the failed row and why
