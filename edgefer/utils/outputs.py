@@ -112,8 +112,12 @@ def _rel(root: Path, target: Path) -> str:
         raise OutputError(f"{target} is not inside {root}") from None
 
 
-def record_outputs(root: str | os.PathLike, names: Sequence[str | os.PathLike], kind: str) -> None:
-    """Add ``names`` (paths relative to ``root``) to ``root``'s manifest as one output group."""
+def record_outputs(
+    root: str | os.PathLike, names: Sequence[str | os.PathLike], kind: str, *, grouped: bool = True
+) -> None:
+    """Add ``names`` (paths relative to ``root``) to ``root``'s manifest as one output group
+    (``grouped=False``: each file its own group, e.g. the files of a training run, which is
+    complete at every epoch)."""
     from edgefer.utils.io import write_json
 
     root_p = Path(root)
@@ -129,14 +133,15 @@ def record_outputs(root: str | os.PathLike, names: Sequence[str | os.PathLike], 
             groups[old] = [r for r in groups[old] if r != rel]
             if not groups[old]:
                 del groups[old]
-    group = rels[0]
-    k = 2
-    while group in groups:
-        group, k = f"{rels[0]}#{k}", k + 1
     when = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
-    groups[group] = rels
-    for rel in rels:
-        files[rel] = {"group": group, "kind": kind, "written": when}
+    for members in ([rels] if grouped else [[r] for r in rels]):
+        group = members[0]
+        k = 2
+        while group in groups:
+            group, k = f"{members[0]}#{k}", k + 1
+        groups[group] = members
+        for rel in members:
+            files[rel] = {"group": group, "kind": kind, "written": when}
     manifest["schema"] = MANIFEST_SCHEMA
     manifest["about"] = "files edgefer wrote here; edgefer replaces only these (and only with --overwrite)"
     write_json(root_p / MANIFEST_NAME, manifest)
@@ -148,13 +153,15 @@ def check_outputs(
     *,
     overwrite: bool = False,
     flag: str = "--overwrite",
+    hint: str | None = None,
 ) -> None:
     """Refuse (:class:`OutputError`) when writing ``names`` under ``root`` would lose something.
 
     For every name that already exists: a folder where a file goes, or a file the manifest does
     not list, is always refused; a file of a complete earlier output is refused unless
     ``overwrite``; a file of an incomplete earlier output (part of it deleted) may be replaced.
-    ``flag`` is how the caller spells the overwrite switch in the message.
+    ``flag`` is how the caller spells the overwrite switch in the message (``hint`` replaces the
+    whole "pass --overwrite" advice).
     """
     root_p = Path(root)
     if root_p.exists() and not root_p.is_dir():
@@ -179,8 +186,9 @@ def check_outputs(
             continue
         group = manifest["groups"].get(entry.get("group"), [rel])
         if all((root_p / g).exists() for g in group):
+            advice = hint or f"pass {flag} to replace it, or choose another output"
             raise OutputError(f"{target} already holds an earlier edgefer {entry.get('kind', 'output')} output; "
-                              f"pass {flag} to replace it, or choose another output")
+                              f"{advice}")
 
 
 def remove_outputs(root: str | os.PathLike, names: Iterable[str | os.PathLike]) -> list[Path]:
