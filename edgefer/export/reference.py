@@ -22,7 +22,7 @@ from edgefer.reference import Reference
 from edgefer.utils.io import sha256_file
 
 
-def _open_split(data: Any, split: str) -> Any:
+def _open_split(data: Any, split: str, allow_missing_classes: bool = False) -> Any:
     if not isinstance(data, (str, os.PathLike)):
         return data  # an already opened dataset
     from edgefer.data import open_dataset
@@ -30,7 +30,7 @@ def _open_split(data: Any, split: str) -> Any:
     path = Path(data)
     if not path.exists():
         raise ExportError(f"reference dataset {path} does not exist")
-    return open_dataset(path, split)
+    return open_dataset(path, split, allow_missing_classes=allow_missing_classes)
 
 
 def _progress(enabled: bool, total: int, label: str):
@@ -54,6 +54,7 @@ def make_reference(
     out: str | os.PathLike | None = None,
     batch_size: int = 32,
     progress: bool = True,
+    allow_missing_classes: bool = False,
 ) -> Reference:
     """Run the FP32 ONNX over ``split`` of ``data`` (a dataset path or an open dataset) and return
     the :class:`Reference`; saved atomically to ``out`` when given (usually ``reference.npz``).
@@ -66,7 +67,7 @@ def make_reference(
     onnx_path = Path(onnx_path)
     if batch_size < 1:
         raise ExportError(f"batch_size must be >= 1, got {batch_size}")
-    dataset = _open_split(data, split)
+    dataset = _open_split(data, split, allow_missing_classes)
     n = len(dataset)
     if n == 0:
         raise ExportError(f"the {split!r} split of {data} is empty: nothing to compute reference predictions on")
