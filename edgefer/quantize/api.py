@@ -42,7 +42,7 @@ from edgefer.quantize.calibration import (
 )
 from edgefer.quantize.evaluate import compare, predict
 from edgefer.utils.io import atomic_path, dir_size, sha256_file, write_json
-from edgefer.utils.outputs import check_outputs, staged_output, staging_dir
+from edgefer.utils.outputs import check_outputs, safe_name, staged_output, staging_dir
 
 TARGETS = ("openvino", "trt", "onnx")
 METHODS = ("ptq", "ptq-acc", "qat", "wc")
@@ -137,7 +137,8 @@ def _fp32_onnx(
 def _stem(meta: ModelMetadata, target: str, method: str) -> str:
     fmt = "int8" if target == "openvino" else "int8_qdq"
     suffix = {"ptq": "", "ptq-acc": "_acc", "qat": "_qat", "wc": "_wc"}[method]
-    return f"{meta.model_name}_{fmt}{suffix}" if method != "wc" else f"{meta.model_name}_int8w"
+    name = safe_name(meta.model_name, "the model name in the artifact metadata")
+    return f"{name}_{fmt}{suffix}" if method != "wc" else f"{name}_int8w"
 
 
 def save_ir(model: Any, xml: Path, meta: ModelMetadata) -> Path:

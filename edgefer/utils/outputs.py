@@ -234,9 +234,10 @@ def _stale(name: str) -> bool:
 def clean_stale_staging(root: str | os.PathLike) -> list[Path]:
     """Remove staging folders and temporary files in ``root`` left by processes that no longer run.
 
-    Recognised: :data:`STAGE_PREFIX` folders, the older ``.edgefer-export-*`` style folders, and
-    the ``.<name>.pid<N>.*.tmp`` files of :func:`edgefer.utils.io.atomic_path`. Those of live
-    processes (a concurrent run) are kept.
+    Recognised: :data:`STAGE_PREFIX` folders, the older ``.edgefer-export-*`` style folders, the
+    ``.<name>.pid<N>.*.tmp`` files of :func:`edgefer.utils.io.atomic_path` and the
+    ``.<name>.pid<N>.partial.*`` files of a video being written. Those of live processes (a
+    concurrent run) are kept.
     """
     root_p = Path(root)
     if not root_p.is_dir():
@@ -247,7 +248,7 @@ def clean_stale_staging(root: str | os.PathLike) -> list[Path]:
         if not name.startswith("."):
             continue
         is_stage = name.startswith((STAGE_PREFIX, *_LEGACY_STAGING)) and entry.is_dir() and not entry.is_symlink()
-        is_tmp = name.endswith(".tmp") and entry.is_file() and ".pid" in name
+        is_tmp = (name.endswith(".tmp") or ".partial." in name) and entry.is_file() and ".pid" in name
         if (is_stage or is_tmp) and _stale(name):
             if is_stage:
                 shutil.rmtree(entry, ignore_errors=True)
@@ -288,6 +289,8 @@ class StagedOutput:
     kind: str
     overwrite: bool
     flag: str
+    #: False: each file is its own output (annotated images), so each existing one needs ``overwrite``
+    grouped: bool = True
     #: files moved last (the primary artifact: a reader sees it only once its companions are in place)
     last: list[Path] = field(default_factory=list)
     committed: list[Path] = field(default_factory=list)
@@ -311,13 +314,13 @@ class StagedOutput:
             dst.parent.mkdir(parents=True, exist_ok=True)
             os.replace(src, dst)
             self.committed.append(dst)
-        record_outputs(self.root, rels, self.kind)
+        record_outputs(self.root, rels, self.kind, grouped=self.grouped)
         return self.committed
 
 
 @contextlib.contextmanager
 def staged_output(
-    out: str | os.PathLike, kind: str, *, overwrite: bool = False, flag: str = "--overwrite"
+    out: str | os.PathLike, kind: str, *, overwrite: bool = False, flag: str = "--overwrite", grouped: bool = True
 ) -> Iterator[StagedOutput]:
     """Stage the files of one output inside ``out`` and move them into place when the block succeeds.
 
@@ -335,7 +338,7 @@ def staged_output(
     ensure_writable_dir(root)
     try:
         with staging_dir(root, kind) as d:
-            stage = StagedOutput(root, d, kind, overwrite, flag)
+            stage = StagedOutput(root, d, kind, overwrite, flag, grouped)
             yield stage
             stage.commit()
     except BaseException:
