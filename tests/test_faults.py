@@ -231,3 +231,47 @@ def test_benchmark_exits_non_zero_when_every_row_failed(tmp_path: Path, data: Pa
                    "--no-e2e", "--no-plots", "-q")
     assert_user_error(proc, "no model ran")
     assert "broken.onnx" in proc.stdout  # the table still shows the failed row and why
+
+
+# == case 9: one decoding rule for 16-bit images ==================================================
+
+
+def test_a_16_bit_png_gives_the_same_pixels_to_training_and_to_the_runtime(tmp_path: Path) -> None:
+    from edgefer.data.base import read_image as data_read
+    from edgefer.runtime.images import read_image as runtime_read
+    from edgefer.runtime.predictor import as_bgr_frame
+
+    rng = np.random.default_rng(3)
+    grey = rng.integers(0, 30000, (24, 24), dtype=np.uint16)  # far below 65535: a max-stretch would show
+    colour = rng.integers(0, 65536, (24, 24, 3), dtype=np.uint16)
+    cv2.imwrite(str(tmp_path / "grey16.png"), grey)
+    cv2.imwrite(str(tmp_path / "colour16.png"), colour)
+    expected_grey = np.rint(grey / 257.0).astype(np.uint8)
+    expected_colour = np.rint(colour[:, :, ::-1] / 257.0).astype(np.uint8)  # BGR on disk -> RGB
+    for name, expected in (("grey16.png", np.repeat(expected_grey[:, :, None], 3, 2)),
+                           ("colour16.png", expected_colour)):
+        training = data_read(tmp_path / name)
+        runtime = as_bgr_frame(runtime_read(tmp_path / name))[:, :, ::-1]
+        np.testing.assert_array_equal(training, expected, err_msg=name)
+        np.testing.assert_array_equal(runtime, expected, err_msg=name)
+
+
+def test_to_uint8_scales_by_the_dtype_range_never_by_the_image() -> None:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+    from hypothesis.extra.numpy import arrays
+
+    from edgefer.preprocess import to_uint8
+
+    @settings(max_examples=40, deadline=None)
+    @given(arrays(np.uint16, st.tuples(st.integers(1, 6), st.integers(1, 6))))
+    def check(a: np.ndarray) -> None:
+        out = to_uint8(a)
+        assert out.dtype == np.uint8 and out.shape == a.shape
+        np.testing.assert_array_equal(out, np.rint(a / 257.0).astype(np.uint8))
+        # the same pixel value maps to the same output whatever else is in the image
+        np.testing.assert_array_equal(to_uint8(a[:1, :1]), out[:1, :1])
+
+    check()
+    assert to_uint8(np.array([[0, 257, 65535]], np.uint16)).tolist() == [[0, 1, 255]]
+    assert to_uint8(np.array([[True, False]])).tolist() == [[255, 0]]

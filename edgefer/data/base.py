@@ -57,21 +57,44 @@ def canonical_split(split: str) -> str:
     return SPLIT_ALIASES[key]
 
 
+def _deep(im: Any) -> bool:
+    """True for images with more than 8 bits per channel (16-bit grey or colour PNG/TIFF, int32, float)."""
+    if im.mode in ("I", "F") or im.mode.startswith("I;16"):
+        return True
+    return any("16" in str(tile[3]) for tile in (im.tile or []) if len(tile) > 3)
+
+
+def _read_deep(path: str | Path) -> np.ndarray:
+    """A >8-bit image decoded at full depth by OpenCV (as the runtime does), then :func:`to_uint8`."""
+    import cv2
+
+    from edgefer.preprocess import to_three_channels
+
+    data = np.fromfile(str(path), dtype=np.uint8)
+    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    if image is None:
+        raise DatasetError(f"cannot read image {path}: OpenCV cannot decode it")
+    color = "BGR" if image.ndim == 3 else "RGB"
+    rgb = to_three_channels(image, color)  # the shared depth rule (edgefer.preprocess.to_uint8)
+    return np.ascontiguousarray(rgb[:, :, ::-1] if color == "BGR" else rgb)
+
+
 def read_image(path: str | Path) -> np.ndarray:
     """Decode an image file to HxWx3 uint8 RGB (grey, palette, 16-bit and RGBA are converted).
 
     Truncated or corrupt files raise :class:`DatasetError` naming the file (Pillow refuses
-    truncated JPEGs, unlike OpenCV which returns a half-grey picture).
+    truncated JPEGs, unlike OpenCV which returns a half-grey picture). Images deeper than 8 bits
+    are decoded by OpenCV at full depth and reduced by :func:`edgefer.preprocess.to_uint8`
+    (uint16: ``round(v / 257)``), exactly as the runtime reads the same file.
     """
     from PIL import Image
 
     try:
         with Image.open(path) as im:
+            deep = _deep(im)
             im.load()
-            if im.mode == "I;16" or im.mode == "I":
-                arr = np.asarray(im, dtype=np.float64)
-                arr = (arr * (255.0 / max(arr.max(), 1.0))).astype(np.uint8)
-                return np.ascontiguousarray(np.repeat(arr[:, :, None], 3, axis=2))
+            if deep:
+                return _read_deep(path)
             rgb = im.convert("RGB")
             arr = np.asarray(rgb, dtype=np.uint8)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
