@@ -10,6 +10,8 @@ all call it, so they cannot drift apart. It is numpy + OpenCV only (no torch).
 from __future__ import annotations
 
 import json
+import math
+import numbers
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
@@ -20,6 +22,8 @@ from edgefer.errors import EdgeferError
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
+#: Largest model input side accepted (metadata asking for more is damaged, not a model).
+MAX_INPUT_SIZE = 4096
 _INTERPOLATIONS = ("linear", "area", "cubic", "nearest")
 _RESIZE_POLICIES = ("stretch", "center_crop")
 
@@ -47,16 +51,20 @@ class Preprocessing:
     layout: str = field(default="NCHW")
 
     def __post_init__(self) -> None:
-        if self.input_size < 16:
-            raise EdgeferError(f"input_size {self.input_size} is too small (>= 16 expected)")
+        if not isinstance(self.input_size, numbers.Integral) or isinstance(self.input_size, bool):
+            raise EdgeferError(f"input_size must be an integer, not {self.input_size!r}")
+        if not 16 <= self.input_size <= MAX_INPUT_SIZE:
+            raise EdgeferError(f"input_size {self.input_size} is outside 16..{MAX_INPUT_SIZE}")
         if self.color_order not in ("RGB", "BGR"):
             raise EdgeferError(f"color_order must be RGB or BGR, not {self.color_order!r}")
         if self.resize not in _RESIZE_POLICIES:
             raise EdgeferError(f"resize must be one of {_RESIZE_POLICIES}, not {self.resize!r}")
         if self.interpolation not in _INTERPOLATIONS:
             raise EdgeferError(f"interpolation must be one of {_INTERPOLATIONS}")
-        if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
+        if len(self.mean) != 3 or len(self.std) != 3 or not min(self.std) > 0:
             raise EdgeferError("mean and std need three values each, std > 0")
+        if not all(math.isfinite(v) for v in (*self.mean, *self.std)):
+            raise EdgeferError("mean and std must be finite numbers")
 
     def to_dict(self) -> dict:
         d = asdict(self)
