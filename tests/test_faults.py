@@ -275,3 +275,24 @@ def test_to_uint8_scales_by_the_dtype_range_never_by_the_image() -> None:
     check()
     assert to_uint8(np.array([[0, 257, 65535]], np.uint16)).tolist() == [[0, 1, 255]]
     assert to_uint8(np.array([[True, False]])).tolist() == [[255, 0]]
+
+
+# == data synth: never replace a dataset edgefer did not make; bounded sizes =====================
+
+
+def test_synth_never_replaces_a_basic_folder_it_did_not_write(tmp_path: Path) -> None:
+    from edgefer.data.synth import generate_synthetic
+    from edgefer.errors import DatasetError
+
+    real = tmp_path / "rafdb"
+    (real / "basic" / "EmoLabel").mkdir(parents=True)
+    (real / "basic" / "EmoLabel" / "list_patition_label.txt").write_text("train_00001.jpg 1\n")
+    before = snapshot(real)
+    with pytest.raises(DatasetError, match="not written by edgefer"):
+        generate_synthetic(real, n_train=7, n_test=7, image_size=32, overwrite=True)
+    assert snapshot(real) == before
+    for kwargs, needle in ((dict(image_size=100_000), "image_size"), (dict(seed=-1), "seed"),
+                           (dict(n_train=10**7), "n_train")):
+        with pytest.raises(DatasetError, match=needle):
+            generate_synthetic(tmp_path / "x", **{"n_train": 7, "n_test": 7, **kwargs})
+    assert not (tmp_path / "x").exists() or not any((tmp_path / "x").iterdir())
