@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import warnings
@@ -296,3 +297,84 @@ def test_synth_never_replaces_a_basic_folder_it_did_not_write(tmp_path: Path) ->
         with pytest.raises(DatasetError, match=needle):
             generate_synthetic(tmp_path / "x", **{"n_train": 7, "n_test": 7, **kwargs})
     assert not (tmp_path / "x").exists() or not any((tmp_path / "x").iterdir())
+
+
+# == case 11: every flag an error suggests exists on the command that raised it ===================
+
+_FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9_-]*[a-z0-9]")
+
+
+def _cli(args: list[str]) -> tuple[int, str, BaseException | None]:
+    """Run a command in-process (typer's runner) -> (exit code, output, exception)."""
+    from typer.testing import CliRunner
+
+    from edgefer.cli import app
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = CliRunner().invoke(app, [str(a) for a in args])
+    return res.exit_code, res.output, res.exception
+
+
+def _help_flags(command: list[str]) -> set[str]:
+    """Every option string ``edgefer COMMAND`` accepts (read from the command itself, as --help lists them)."""
+    import typer
+
+    from edgefer.cli import app
+
+    cmd = typer.main.get_command(app)
+    for part in command:
+        cmd = cmd.commands[part]  # type: ignore[attr-defined]
+    return {opt for param in cmd.params for opt in (*param.opts, *param.secondary_opts) if opt.startswith("--")}
+
+
+def test_every_flag_a_data_error_names_exists_on_that_command(tmp_path: Path, onnx_model: Path,
+                                                             checkpoint: Path) -> None:
+    """A 6-class set (like CK+): each data-reading command that refuses it must offer the flag it names."""
+    from edgefer.errors import EdgeferError
+
+    six = make_folders(tmp_path / "six", classes=CLASS_NAMES[:6])
+    commands = {
+        "train": ["train", "--data", six, "--model", "msff_mobilenetv3", "--out", tmp_path / "t", "--epochs", "1",
+                  "--img-size", "32", "--no-progress"],
+        "evaluate": ["evaluate", "--checkpoint", checkpoint, "--data", six, "--split", "train", "--no-progress"],
+        "quantize": ["quantize", "--onnx", onnx_model, "--data", six, "--out", tmp_path / "q", "-q"],
+        "export": ["export", "--onnx", onnx_model, "--target", "onnx", "--precision", "int8", "--calib-data", six,
+                   "--out", tmp_path / "e", "-q"],
+        "benchmark": ["benchmark", onnx_model, "--data", six, "--split", "train", "--batch", "1", "--warmup", "0",
+                      "--iters", "1", "--no-e2e", "-q"],
+    }
+    for name, args in commands.items():
+        code, out, exc = _cli(args)
+        assert isinstance(exc, EdgeferError), (name, code, out, exc)
+        named = set(_FLAG.findall(str(exc)))
+        assert "--allow-missing-classes" in named, (name, str(exc))
+        missing = named - _help_flags([args[0]])
+        assert not missing, f"`edgefer {name}` error names {sorted(missing)}, which it does not accept: {exc}"
+    # and the flag does what it says (the cheap commands; the others share the same reader argument)
+    code, out, exc = _cli([*commands["benchmark"], "--allow-missing-classes"])
+    assert code == 0 and exc is None, (out, exc)
+    code, out, exc = _cli([*commands["evaluate"], "--allow-missing-classes"])
+    assert code == 0 and exc is None, (out, exc)
+    assert not (tmp_path / "q").exists() and not (tmp_path / "e").exists() and not (tmp_path / "t").exists()
+
+
+def test_flags_named_in_library_errors_exist_on_some_command() -> None:
+    """Static check: every ``--flag`` in an error or hint string of the library is a real CLI flag."""
+    import edgefer
+
+    root = Path(edgefer.__file__).parent
+    known: set[str] = set()
+    for command in (["train"], ["evaluate"], ["export"], ["quantize"], ["benchmark"], ["bundle"], ["predict"],
+                    ["run"], ["deepstream"], ["pipeline"], ["data", "synth"], ["data", "info"], ["models"]):
+        known |= _help_flags(command)
+    # torchrun, nvidia-smi and trtexec flags that appear in hints: not edgefer's
+    device_side = {"--nproc_per_node", "--query-gpu", "--format", "--calib"}
+    unknown: dict[str, set[str]] = {}
+    for path in root.rglob("*.py"):
+        if path.parent.name == "cli" or path.name in ("tensorrt.py", "calibrator.py", "speed.py"):
+            continue  # the CLI defines flags; trtexec command lines and the speed script have their own
+        for flag in _FLAG.findall(path.read_text(encoding="utf-8")):
+            if flag not in known and flag not in device_side:
+                unknown.setdefault(flag, set()).add(path.relative_to(root).as_posix())
+    assert not unknown, unknown
