@@ -378,3 +378,304 @@ def test_flags_named_in_library_errors_exist_on_some_command() -> None:
             if flag not in known and flag not in device_side:
                 unknown.setdefault(flag, set()).add(path.relative_to(root).as_posix())
     assert not unknown, unknown
+
+
+# == hypothesis: label files, csv rows and metadata values never crash a reader ==================
+
+
+def _rafdb_root(root: Path, label_text: str) -> Path:
+    (root / "basic" / "EmoLabel").mkdir(parents=True, exist_ok=True)
+    (root / "basic" / "Image" / "aligned").mkdir(parents=True, exist_ok=True)
+    (root / "basic" / "EmoLabel" / "list_patition_label.txt").write_text(label_text, encoding="utf-8",
+                                                                         errors="surrogatepass")
+    return root
+
+
+def test_any_rafdb_label_file_is_read_or_refused_with_a_dataset_error(tmp_path: Path) -> None:
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from edgefer.data import open_dataset
+    from edgefer.errors import DatasetError
+
+    token = st.sampled_from(["train_00001.jpg", "test_00001.jpg", "train_00002.jpg", "x.jpg", "1", "7", "0", "8",
+                             "-1", "3.5", "", " ", "\t", "Training", "happy", "../../etc/passwd", "\x00", "é"])
+    line = st.lists(token, max_size=4).map(" ".join)
+    text = st.lists(line, max_size=6).map("\n".join) | st.text(max_size=40)
+    img = np.zeros((8, 8, 3), np.uint8)
+    counter = iter(range(10**6))
+
+    @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(text=text, split=st.sampled_from(["train", "test"]))
+    def check(text: str, split: str) -> None:
+        root = _rafdb_root(tmp_path / f"r{next(counter)}", text)
+        for name in ("train_00001", "test_00001"):
+            cv2.imwrite(str(root / "basic" / "Image" / "aligned" / f"{name}_aligned.jpg"), img)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                ds = open_dataset(root, split)
+        except DatasetError:
+            return
+        assert len(ds) >= 1 and all(0 <= int(y) < 7 for y in ds.labels)
+
+    check()
+
+
+def test_any_fer2013_csv_is_read_or_refused_with_a_dataset_error(tmp_path: Path) -> None:
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from edgefer.data import open_dataset
+    from edgefer.errors import DatasetError
+
+    pixels = st.sampled_from([" ".join(["0"] * 2304), " ".join(["255"] * 2304), "1 2 3", "", "a b c",
+                              " ".join(["300"] * 2304), " ".join(["-1"] * 2304), " ".join(["0"] * 2305)])
+    cell = st.sampled_from(["0", "6", "7", "-1", "x", "", "Training", "PublicTest", "PrivateTest", "nan"])
+    row = st.tuples(cell, pixels, cell).map(lambda r: ",".join(r))
+    header = st.sampled_from(["emotion,pixels,Usage", "pixels,emotion,Usage", "emotion,pixels", "a,b,c", ""])
+    text = st.tuples(header, st.lists(row, max_size=5)).map(lambda hr: "\n".join([hr[0], *hr[1]]) + "\n")
+    counter = iter(range(10**6))
+
+    @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(text=text, split=st.sampled_from(["train", "val", "test"]))
+    def check(text: str, split: str) -> None:
+        path = tmp_path / f"f{next(counter)}" / "fer2013.csv"
+        path.parent.mkdir()
+        path.write_text(text)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                ds = open_dataset(path, split)
+                samples = [s for _, s in ds.iter_readable()]
+        except DatasetError:
+            return
+        assert all(s.image.shape == (48, 48, 3) and s.image.dtype == np.uint8 for s in samples)
+
+    check()
+
+
+def test_any_metadata_value_is_read_or_refused_with_a_backend_error() -> None:
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from edgefer.errors import BackendError
+    from edgefer.metadata import PROPS_KEY, ModelMetadata
+
+    scalar = st.none() | st.booleans() | st.integers(-10, 10**6) | st.floats(allow_nan=True) | st.text(max_size=6)
+    value = st.recursive(scalar, lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=4), c,
+                                                                                     max_size=3), max_leaves=6)
+    fields = st.fixed_dictionaries({}, optional={
+        "model_name": value | st.just("tiny"), "class_names": value | st.just(list(CLASS_NAMES)),
+        "preprocessing": value | st.fixed_dictionaries({}, optional={
+            "input_size": value | st.just(32), "mean": value, "std": value, "color_order": value,
+            "resize": value, "interpolation": value}),
+        "precision": value, "schema": value, "model_args": value, "quantization": value, "extra": value,
+    })
+
+    @settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(record=fields | value)
+    def check(record: object) -> None:
+        try:
+            meta = ModelMetadata.from_props({PROPS_KEY: json.dumps(record)})
+        except BackendError:
+            return
+        assert 16 <= meta.preprocessing.input_size <= 4096 and meta.num_classes >= 1
+
+    check()
+
+
+# == case 5: train never replaces an earlier run silently =========================================
+
+
+def test_train_refuses_to_replace_an_earlier_run(tmp_path: Path, data: Path) -> None:
+    from edgefer.training import TrainConfig, train
+    from edgefer.utils.outputs import OutputError
+
+    run = tmp_path / "run"
+    cfg = dict(data=str(data), model="msff_mobilenetv3", out=str(run), epochs=1, batch_size=7, img_size=SIZE,
+               workers=0, progress=False, random_erasing=0.0)
+    train(TrainConfig(**cfg))
+    before = snapshot(run)
+    assert {"last.pt", "best.pt", "config.yaml", "metrics.csv", "summary.json"} <= before.keys()
+    with pytest.raises(OutputError, match=r"--resume .*--overwrite"):
+        train(TrainConfig(**{**cfg, "model": "resnet18"}))  # another model, same --out
+    assert snapshot(run) == before
+    proc = edgefer("train", "--data", data, "--model", "resnet18", "--out", run, "--epochs", "1", "--img-size", SIZE,
+                   "--no-progress")
+    assert_user_error(proc, "--overwrite")
+    assert snapshot(run) == before
+    # beside files edgefer did not write (--out . in a project folder): refused even with --overwrite
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "config.yaml").write_text("the user's own config\n")
+    with pytest.raises(OutputError, match="not written by edgefer"):
+        train(TrainConfig(**{**cfg, "out": str(project), "overwrite": True}))
+    assert (project / "config.yaml").read_text() == "the user's own config\n"
+    # --overwrite starts afresh: the earlier run's files are removed first, then rewritten
+    (run / "best.pt").unlink()
+    (run / "notes.txt").write_text("mine")
+    train(TrainConfig(**{**cfg, "overwrite": True}))
+    assert (run / "best.pt").exists() and (run / "notes.txt").read_text() == "mine"
+
+
+# == case 7: outputs never escape --out or collide ================================================
+
+
+def test_export_name_and_metadata_names_cannot_leave_the_output(tmp_path: Path, onnx_model: Path) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    before = snapshot(tmp_path)
+    proc = edgefer("export", "--onnx", onnx_model, "--target", "openvino", "--out", work / "o", "--name",
+                   "../../x", "-q", cwd=work)
+    assert_user_error(proc, "--name")
+    assert snapshot(tmp_path) == before and not (work / "o").exists()
+    hostile = tiny_onnx(tmp_path / "evil.onnx", props=None)
+    import onnx
+
+    from edgefer.metadata import PROPS_KEY
+
+    model = onnx.load(str(hostile))
+    for p in model.metadata_props:
+        if p.key == PROPS_KEY:
+            d = json.loads(p.value)
+            d["model_name"] = "../../evil"
+            p.value = json.dumps(d)
+    onnx.save(model, str(hostile))
+    from edgefer.export import export
+    from edgefer.utils.outputs import OutputError
+
+    with pytest.raises(OutputError, match="model name"):
+        export(onnx=hostile, target="onnx", precision="int8", calib_data=tmp_path, out_dir=work / "o2", progress=False)
+    assert not list(tmp_path.rglob("evil*int8*")) and not (work / "o2").exists()
+
+
+def test_predict_keeps_sub_paths_and_refuses_collisions(tmp_path: Path, onnx_model: Path) -> None:
+    from edgefer.errors import EdgeferError
+    from edgefer.runtime import Predictor
+    from edgefer.runtime.images import predict_images
+    from edgefer.utils.outputs import OutputError
+
+    src = tmp_path / "imgs"
+    rng = np.random.default_rng(0)
+    for sub in ("a", "b"):
+        (src / sub).mkdir(parents=True)
+        cv2.imwrite(str(src / sub / "x.png"), rng.integers(0, 256, (40, 40, 3), dtype=np.uint8))
+    out = tmp_path / "out"
+    with Predictor(onnx_model, detector="none", aligned=True) as predictor:
+        records = predict_images(predictor, [src], out_dir=out)
+        assert {Path(r["annotated"]).relative_to(out).as_posix() for r in records} == {"a/x.png", "b/x.png"}
+        assert (out / "a" / "x.png").read_bytes() != (out / "b" / "x.png").read_bytes()
+        before = snapshot(out)
+        with pytest.raises(OutputError, match="--overwrite"):
+            predict_images(predictor, [src], out_dir=out)  # an earlier run's images: not replaced silently
+        assert snapshot(out) == before
+        predict_images(predictor, [src], out_dir=out, overwrite=True)
+        with pytest.raises(EdgeferError, match="would both be annotated"):
+            predict_images(predictor, [src / "a" / "x.png", src / "b" / "x.png"], out_dir=tmp_path / "flat")
+    assert not (tmp_path / "flat").exists()
+
+
+# == case 8: no partial artifacts ==================================================================
+
+
+def test_quantize_validates_classes_before_any_work_and_stages_its_files(tmp_path: Path, data: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from edgefer.errors import QuantizationError
+    from edgefer.quantize import quantize
+
+    six = tiny_onnx(tmp_path / "six.onnx", class_names=CLASS_NAMES[:6])
+    out = tmp_path / "q"
+    with pytest.raises(QuantizationError, match="6 classes"):
+        quantize(None, data, target="onnx", onnx_path=six, out_dir=out, calib_size=10, progress=False)
+    assert not out.exists()
+    # a failure after the INT8 model is saved (here: while scoring it) leaves nothing behind either
+    import edgefer.quantize.api as qapi
+
+    def boom(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("scoring failed")
+
+    seven = tiny_onnx(tmp_path / "seven.onnx")
+    monkeypatch.setattr(qapi, "_report", boom)
+    with pytest.raises(RuntimeError, match="scoring failed"):
+        quantize(None, data, target="onnx", onnx_path=seven, out_dir=out, calib_size=10, progress=False)
+    assert not out.exists()
+    monkeypatch.undo()
+    res = quantize(None, data, target="onnx", onnx_path=seven, out_dir=out, calib_size=10, progress=False)
+    assert res.artifact.exists() and res.report_path.exists() and res.artifact.parent == out
+    assert not [p for p in out.iterdir() if p.name.startswith(".edgefer-stage")]
+
+
+def test_export_removes_the_staging_folder_a_killed_export_left(tmp_path: Path, onnx_model: Path) -> None:
+    out = tmp_path / "export"
+    legacy = out / ".edgefer-export-k3j4h5x"  # what kill -9 left before staging folders carried the pid
+    legacy.mkdir(parents=True)
+    (legacy / "model.onnx").write_bytes(b"\0" * 1_000_000)
+    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = out / f".edgefer-stage-export-pid{int(proc.stdout)}-0a1b"
+    dead.mkdir()
+    done = edgefer("export", "--onnx", onnx_model, "--target", "openvino", "--out", out, "-q")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert not legacy.exists()
+    assert {p.name for p in out.iterdir()} == {"tiny_fp32.xml", "tiny_fp32.bin", ".edgefer-manifest.json"}
+
+
+# == case 10: one-line errors where tracebacks were ================================================
+
+
+def test_damaged_metadata_and_sidecars_are_one_line_errors(tmp_path: Path) -> None:
+    bad = tiny_onnx(tmp_path / "bad.onnx")
+    import onnx
+
+    from edgefer.metadata import PROPS_KEY
+
+    model = onnx.load(str(bad))
+    for p in model.metadata_props:
+        if p.key == PROPS_KEY:
+            d = json.loads(p.value)
+            d["preprocessing"]["input_size"] = "abc"
+            p.value = json.dumps(d)
+    onnx.save(model, str(bad))
+    img = tmp_path / "face.png"
+    cv2.imwrite(str(img), np.zeros((40, 40, 3), np.uint8))
+    assert_user_error(edgefer("predict", img, "--model", bad, "--aligned"), "metadata")
+    engine = tmp_path / "model.engine"
+    engine.write_bytes(b"\0" * 64)
+    (tmp_path / "model.engine.json").write_text("{not json")
+    assert_user_error(edgefer("deepstream", "--model", engine, "--out", tmp_path / "ds"), "not valid JSON")
+    assert not (tmp_path / "ds").exists()
+
+
+def test_run_refuses_an_existing_folder_before_reading_a_frame(tmp_path: Path, onnx_model: Path) -> None:
+    video = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (40, 40))
+    for _ in range(5):
+        writer.write(np.zeros((40, 40, 3), np.uint8))
+    writer.release()
+    (tmp_path / "annotated.mp4").mkdir()
+    before = snapshot(tmp_path)
+    proc = edgefer("run", "--model", onnx_model, "--source", video, "--out", tmp_path / "annotated.mp4",
+                   "--aligned", "-q")
+    assert_user_error(proc, "is a folder")
+    assert "frames processed" not in proc.stdout and snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["benchmark", "{onnx}", "--data", "{data}", "--max-images", "-3"], "--max-images"),
+    (["run", "--model", "{onnx}", "--source", "0", "--max-frames", "-1"], "--max-frames"),
+    (["data", "synth", "--out", "{tmp}/s", "--size", "100000"], "image_size"),
+    (["export", "--onnx", "{onnx}", "--batch", "0", "--out", "{tmp}/e"], "--batch"),
+    (["quantize", "--onnx", "{onnx}", "--data", "{data}", "--val-size", "-1", "--out", "{tmp}/q"], "val_size"),
+])
+def test_bad_numbers_are_errors(args: list[str], needle: str, tmp_path: Path, onnx_model: Path, data: Path):
+    from edgefer.errors import EdgeferError
+
+    filled = [a.format(onnx=onnx_model, data=data, tmp=tmp_path) for a in args]
+    code, out, exc = _cli(filled)
+    assert isinstance(exc, EdgeferError) and needle in str(exc), (code, out, exc)
+    assert not any(tmp_path.iterdir())
+
+
+def test_evaluate_batch_size_zero_is_a_one_line_error(tmp_path: Path, checkpoint: Path, data: Path) -> None:
+    assert_user_error(edgefer("evaluate", "--checkpoint", checkpoint, "--data", data, "--batch-size", "0"),
+                      "batch size")
