@@ -189,13 +189,20 @@ def read_metadata(path: str | os.PathLike) -> ModelMetadata:
         from edgefer.errors import require
 
         onnx = require("onnx", "onnx", "reading ONNX metadata")
-        model = onnx.load(str(p), load_external_data=False)
+        try:
+            model = onnx.load(str(p), load_external_data=False)
+        except Exception as exc:  # protobuf raises DecodeError, RuntimeWarning-ish types, OSError...
+            raise BackendError(f"{p} is not a readable ONNX model ({type(exc).__name__}: {str(exc)[:200]})") from None
         return ModelMetadata.from_props({e.key: e.value for e in model.metadata_props})
     if suffix == ".xml":
         from edgefer.errors import require
 
         ov = require("openvino", "openvino", "reading OpenVINO metadata")
-        model = ov.Core().read_model(str(p))
+        try:
+            model = ov.Core().read_model(str(p))
+        except Exception as exc:  # OpenVINO raises RuntimeError for a bad .xml or a missing .bin
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            raise BackendError(f"{p} is not a readable OpenVINO IR ({first})") from None
         if not model.has_rt_info(["framework", PROPS_KEY]):
             raise BackendError(f"{p} has no edgefer metadata in rt_info: it was not exported by edgefer")
         return ModelMetadata.from_props({PROPS_KEY: model.get_rt_info(["framework", PROPS_KEY]).astype(str)})

@@ -679,3 +679,109 @@ def test_bad_numbers_are_errors(args: list[str], needle: str, tmp_path: Path, on
 def test_evaluate_batch_size_zero_is_a_one_line_error(tmp_path: Path, checkpoint: Path, data: Path) -> None:
     assert_user_error(edgefer("evaluate", "--checkpoint", checkpoint, "--data", data, "--batch-size", "0"),
                       "batch size")
+
+
+# == the CLI corpus ================================================================================
+
+
+class _Payload:
+    """A pickle that runs a shell command when unpickled: what a hostile .pt file carries."""
+
+    def __init__(self, cmd: str) -> None:
+        self.cmd = cmd
+
+    def __reduce__(self):
+        return (os.system, (self.cmd,))
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory, onnx_model: Path, checkpoint: Path) -> Path:
+    """A workspace of bad inputs: missing, empty, truncated, wrong type, wrong schema, hostile, partial."""
+    import onnx
+    import torch
+
+    ws = tmp_path_factory.mktemp("corpus")
+    (ws / "empty").mkdir()
+    (ws / "empty.onnx").write_bytes(b"")
+    (ws / "photo.onnx").write_bytes(cv2.imencode(".png", np.zeros((8, 8, 3), np.uint8))[1].tobytes())
+    plain = onnx.load(str(onnx_model))
+    del plain.metadata_props[:]
+    onnx.save(plain, str(ws / "plain.onnx"))
+    six = tiny_onnx(ws / "six.onnx", class_names=CLASS_NAMES[:6])
+    assert six.exists()
+    torch.save({"model": _Payload(f"touch {ws / 'pwned'}")}, ws / "evil.pt")
+    (ws / "trunc.pt").write_bytes(checkpoint.read_bytes()[:4096])
+    np.savez(ws / "ref.npz", ids=np.array(["a"]), labels=np.array([0]))
+    (ws / "ref_trunc.npz").write_bytes((ws / "ref.npz").read_bytes()[:40])
+    _rafdb_root(ws / "labels_bad", "train_00001.jpg 9\ntest_00001.jpg 1\n")
+    _rafdb_root(ws / "partial", "train_00001.jpg 1\ntest_00001.jpg 2\n")  # images listed, none on disk
+    (ws / "suite.yaml").write_text("- just\n- a list\n")
+    (ws / "hostile_suite.yaml").write_text("models: [../../../etc/passwd]\ndata: ../../nowhere\n")
+    cv2.imwrite(str(ws / "face.png"), np.zeros((40, 40, 3), np.uint8))
+    return ws
+
+
+_CORPUS = [
+    # (command, what is wrong with the input, expected words in the one-line error)
+    (["train", "--data", "{ws}/empty", "--model", "msff_mobilenetv3", "--out", "{ws}/o"], "no known dataset layout"),
+    (["train", "--data", "{ws}/labels_bad", "--model", "msff_mobilenetv3", "--out", "{ws}/o"], "label"),
+    (["train", "--data", "{ws}/partial", "--model", "nosuchmodel", "--out", "{ws}/o"], ""),
+    (["evaluate", "--checkpoint", "{ws}/evil.pt", "--data", "{data}"], "not a readable edgefer checkpoint"),
+    (["evaluate", "--checkpoint", "{ws}/trunc.pt", "--data", "{data}"], "not a readable edgefer checkpoint"),
+    (["evaluate", "--checkpoint", "{ws}/missing.pt", "--data", "{data}"], "does not exist"),
+    (["export", "--checkpoint", "{ws}/evil.pt", "--out", "{ws}/o"], "checkpoint"),
+    (["export", "--onnx", "{ws}/photo.onnx", "--target", "openvino", "--out", "{ws}/o"], ""),
+    (["export", "--onnx", "{ws}/empty.onnx", "--target", "openvino", "--out", "{ws}/o"], ""),
+    (["export", "--onnx", "{ws}/plain.onnx", "--target", "openvino", "--out", "{ws}/o"], "metadata"),
+    (["quantize", "--onnx", "{ws}/six.onnx", "--data", "{data}", "--out", "{ws}/o"], "6 classes"),
+    (["quantize", "--onnx", "{onnx}", "--data", "{ws}/partial", "--out", "{ws}/o"], ""),
+    (["benchmark", "{onnx}", "--data", "{ws}/partial"], ""),
+    (["benchmark", "{onnx}", "--data", "{data}", "--reference", "{ws}/ref_trunc.npz"], "reference"),
+    (["benchmark", "{onnx}", "--data", "{data}", "--reference", "{ws}/ref.npz"], "reference"),
+    (["benchmark", "--suite", "{ws}/suite.yaml"], "mapping"),
+    (["benchmark", "--suite", "{ws}/hostile_suite.yaml"], ""),
+    (["predict", "{ws}/face.png", "--model", "{ws}/plain.onnx"], "metadata"),
+    (["predict", "{ws}/face.png", "--model", "{ws}/photo.onnx"], ""),
+    (["run", "--model", "{onnx}", "--source", "{ws}/missing.mp4", "--aligned"], ""),
+    (["deepstream", "--model", "{ws}/plain.onnx", "--out", "{ws}/o"], "metadata"),
+    (["bundle", "{ws}/photo.onnx", "--out", "{ws}/o"], ""),
+    (["data", "info", "{ws}/empty"], "no known dataset layout"),
+    (["data", "synth", "--out", "{ws}/labels_bad", "--overwrite", "--n-train", "7", "--n-test", "7"],
+     "not written by edgefer"),
+    (["pipeline", "--targets", "onnx,coreml", "--out", "{ws}/o"], "coreml"),
+]
+
+
+@pytest.mark.parametrize(("args", "needle"), _CORPUS, ids=[f"{a[0]}-{i}" for i, (a, _) in enumerate(_CORPUS)])
+def test_bad_input_is_a_clear_error_and_changes_nothing(args: list[str], needle: str, corpus: Path, data: Path,
+                                                        onnx_model: Path) -> None:
+    """In-process (the CLI layer maps EdgeferError to exit 2; the console-script tests check that mapping)."""
+    from edgefer.errors import EdgeferError
+
+    before, data_before = snapshot(corpus), snapshot(data)
+    filled = [a.format(ws=corpus, data=data, onnx=onnx_model) for a in args]
+    code, out, exc = _cli(filled)
+    assert isinstance(exc, EdgeferError), (code, out, repr(exc))
+    message = str(exc)
+    assert needle.lower() in message.lower(), message
+    assert snapshot(corpus) == before and snapshot(data) == data_before
+    assert not (corpus / "pwned").exists()
+
+
+@pytest.mark.parametrize("args", [
+    ["data", "info", "{ws}/empty"],
+    ["data", "synth", "--out", "{ws}/labels_bad", "--overwrite"],
+    ["models", "--img-size", "0"],
+    ["quantize", "--onnx", "{ws}/six.onnx", "--data", "{data}", "--out", "{ws}/o"],
+    ["bundle", "{ws}/missing.onnx", "--out", "{ws}/o"],
+    ["pipeline", "--targets", "coreml", "--out", "{ws}/o"],
+], ids=lambda a: "-".join(a[:2]) if a[0] == "data" else a[0])
+def test_console_script_bad_input_exits_2_with_one_line(args: list[str], corpus: Path, data: Path) -> None:
+    """Through the installed console script: exit 2, one ``error:`` line, nothing written anywhere.
+
+    With the console-script cases of the numbered tests above (train, evaluate, export, predict,
+    run, deepstream, benchmark) every command has one such representative."""
+    before = snapshot(corpus.parent)
+    proc = edgefer(*[a.format(ws=corpus, data=data) for a in args], cwd=corpus)
+    assert_user_error(proc)
+    assert snapshot(corpus.parent) == before
