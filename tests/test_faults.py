@@ -489,8 +489,8 @@ def test_any_metadata_value_is_read_or_refused_with_a_backend_error() -> None:
 
 
 def test_train_refuses_to_replace_an_earlier_run(tmp_path: Path, data: Path) -> None:
+    from edgefer.errors import EdgeferError as OutputError  # utils.outputs.OutputError is one
     from edgefer.training import TrainConfig, train
-    from edgefer.utils.outputs import OutputError
 
     run = tmp_path / "run"
     cfg = dict(data=str(data), model="msff_mobilenetv3", out=str(run), epochs=1, batch_size=7, img_size=SIZE,
@@ -542,10 +542,10 @@ def test_export_name_and_metadata_names_cannot_leave_the_output(tmp_path: Path, 
             d["model_name"] = "../../evil"
             p.value = json.dumps(d)
     onnx.save(model, str(hostile))
+    from edgefer.errors import EdgeferError
     from edgefer.export import export
-    from edgefer.utils.outputs import OutputError
 
-    with pytest.raises(OutputError, match="model name"):
+    with pytest.raises(EdgeferError, match="model name"):
         export(onnx=hostile, target="onnx", precision="int8", calib_data=tmp_path, out_dir=work / "o2", progress=False)
     assert not list(tmp_path.rglob("evil*int8*")) and not (work / "o2").exists()
 
@@ -554,7 +554,6 @@ def test_predict_keeps_sub_paths_and_refuses_collisions(tmp_path: Path, onnx_mod
     from edgefer.errors import EdgeferError
     from edgefer.runtime import Predictor
     from edgefer.runtime.images import predict_images
-    from edgefer.utils.outputs import OutputError
 
     src = tmp_path / "imgs"
     rng = np.random.default_rng(0)
@@ -567,7 +566,7 @@ def test_predict_keeps_sub_paths_and_refuses_collisions(tmp_path: Path, onnx_mod
         assert {Path(r["annotated"]).relative_to(out).as_posix() for r in records} == {"a/x.png", "b/x.png"}
         assert (out / "a" / "x.png").read_bytes() != (out / "b" / "x.png").read_bytes()
         before = snapshot(out)
-        with pytest.raises(OutputError, match="--overwrite"):
+        with pytest.raises(EdgeferError, match="--overwrite"):
             predict_images(predictor, [src], out_dir=out)  # an earlier run's images: not replaced silently
         assert snapshot(out) == before
         predict_images(predictor, [src], out_dir=out, overwrite=True)
