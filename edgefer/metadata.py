@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgefer.errors import BackendError
+from edgefer.errors import BackendError, EdgeferError
 from edgefer.labels import CLASS_NAMES
 from edgefer.preprocess import Preprocessing
 
@@ -77,6 +77,21 @@ class ModelMetadata:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelMetadata:
+        """Parse a metadata record; anything malformed is a :class:`BackendError` naming the field."""
+        if not isinstance(d, dict):
+            raise BackendError(f"artifact metadata must be a JSON object, not {type(d).__name__}")
+        try:
+            return cls._from_dict(d)
+        except BackendError:
+            raise
+        except EdgeferError as exc:
+            raise BackendError(f"invalid artifact metadata: {exc}") from None
+        except (TypeError, ValueError, AttributeError, KeyError) as exc:
+            raise BackendError(f"invalid artifact metadata ({type(exc).__name__}: {exc}): "
+                               "the artifact's edgefer metadata was edited or is damaged") from None
+
+    @classmethod
+    def _from_dict(cls, d: dict[str, Any]) -> ModelMetadata:
         schema = int(d.get("schema", METADATA_SCHEMA))
         if schema > METADATA_SCHEMA:
             raise BackendError(
@@ -85,6 +100,14 @@ class ModelMetadata:
             )
         if "model_name" not in d:
             raise BackendError("artifact metadata has no model_name: not an edgefer artifact?")
+        if not isinstance(d["model_name"], str) or not d["model_name"]:
+            raise BackendError(f"artifact metadata model_name must be a non-empty string, not {d['model_name']!r}")
+        names = d.get("class_names", CLASS_NAMES)
+        if isinstance(names, str) or not names or not all(isinstance(n, str) and n for n in names):
+            raise BackendError(f"artifact metadata class_names must be a list of names, not {names!r}")
+        for key in ("preprocessing", "model_args", "quantization", "extra"):
+            if not isinstance(d.get(key, {}), dict):
+                raise BackendError(f"artifact metadata field {key} must be an object, not {d[key]!r}")
         return cls(
             model_name=d["model_name"],
             class_names=tuple(d.get("class_names", CLASS_NAMES)),
@@ -157,25 +180,45 @@ def read_metadata(path: str | os.PathLike) -> ModelMetadata:
         manifest = p / "bundle.json"
         if not manifest.exists():
             raise BackendError(f"{p} is a directory but not an edgefer bundle (no bundle.json)")
-        data = json.loads(manifest.read_text(encoding="utf-8"))
+        data = _load_json(manifest, "bundle manifest")
+        if not isinstance(data.get("metadata"), dict):
+            raise BackendError(f"bundle manifest {manifest} has no metadata object")
         return ModelMetadata.from_dict(data["metadata"])
     suffix = p.suffix.lower()
     if suffix == ".onnx":
         from edgefer.errors import require
 
         onnx = require("onnx", "onnx", "reading ONNX metadata")
-        model = onnx.load(str(p), load_external_data=False)
+        try:
+            model = onnx.load(str(p), load_external_data=False)
+        except Exception as exc:  # protobuf raises DecodeError, RuntimeWarning-ish types, OSError...
+            raise BackendError(f"{p} is not a readable ONNX model ({type(exc).__name__}: {str(exc)[:200]})") from None
         return ModelMetadata.from_props({e.key: e.value for e in model.metadata_props})
     if suffix == ".xml":
         from edgefer.errors import require
 
         ov = require("openvino", "openvino", "reading OpenVINO metadata")
-        model = ov.Core().read_model(str(p))
+        try:
+            model = ov.Core().read_model(str(p))
+        except Exception as exc:  # OpenVINO raises RuntimeError for a bad .xml or a missing .bin
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            raise BackendError(f"{p} is not a readable OpenVINO IR ({first})") from None
         if not model.has_rt_info(["framework", PROPS_KEY]):
             raise BackendError(f"{p} has no edgefer metadata in rt_info: it was not exported by edgefer")
         return ModelMetadata.from_props({PROPS_KEY: model.get_rt_info(["framework", PROPS_KEY]).astype(str)})
     sidecar = sidecar_path(p)
     if sidecar.exists():
-        data = json.loads(sidecar.read_text(encoding="utf-8"))
+        data = _load_json(sidecar, "metadata sidecar")
         return ModelMetadata.from_dict(data.get("metadata", data))
     raise BackendError(f"cannot find edgefer metadata for {p} (expected a sidecar {sidecar.name})")
+
+
+def _load_json(path: Path, what: str) -> dict[str, Any]:
+    """A JSON object from ``path``; invalid JSON or another type is a :class:`BackendError`."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise BackendError(f"{what} {path} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise BackendError(f"{what} {path} must hold a JSON object, not {type(data).__name__}")
+    return data

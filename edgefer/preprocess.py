@@ -10,6 +10,8 @@ all call it, so they cannot drift apart. It is numpy + OpenCV only (no torch).
 from __future__ import annotations
 
 import json
+import math
+import numbers
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
@@ -20,6 +22,8 @@ from edgefer.errors import EdgeferError
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
+#: Largest model input side accepted (metadata asking for more is damaged, not a model).
+MAX_INPUT_SIZE = 4096
 _INTERPOLATIONS = ("linear", "area", "cubic", "nearest")
 _RESIZE_POLICIES = ("stretch", "center_crop")
 
@@ -47,16 +51,20 @@ class Preprocessing:
     layout: str = field(default="NCHW")
 
     def __post_init__(self) -> None:
-        if self.input_size < 16:
-            raise EdgeferError(f"input_size {self.input_size} is too small (>= 16 expected)")
+        if not isinstance(self.input_size, numbers.Integral) or isinstance(self.input_size, bool):
+            raise EdgeferError(f"input_size must be an integer, not {self.input_size!r}")
+        if not 16 <= self.input_size <= MAX_INPUT_SIZE:
+            raise EdgeferError(f"input_size {self.input_size} is outside 16..{MAX_INPUT_SIZE}")
         if self.color_order not in ("RGB", "BGR"):
             raise EdgeferError(f"color_order must be RGB or BGR, not {self.color_order!r}")
         if self.resize not in _RESIZE_POLICIES:
             raise EdgeferError(f"resize must be one of {_RESIZE_POLICIES}, not {self.resize!r}")
         if self.interpolation not in _INTERPOLATIONS:
             raise EdgeferError(f"interpolation must be one of {_INTERPOLATIONS}")
-        if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
+        if len(self.mean) != 3 or len(self.std) != 3 or not min(self.std) > 0:
             raise EdgeferError("mean and std need three values each, std > 0")
+        if not all(math.isfinite(v) for v in (*self.mean, *self.std)):
+            raise EdgeferError("mean and std must be finite numbers")
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -98,11 +106,41 @@ def _cv2_interp(name: str) -> int:
     }[name]
 
 
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """The one rule that turns pixels of any depth into uint8, used by every path.
+
+    Data readers (training, evaluation, benchmark), the torch dataset and the runtime all go
+    through this function, so the same file gives the same input everywhere. Integers are scaled
+    by their *dtype's* range, never by the image's own maximum: uint16 ``v -> round(v / 257)``
+    (65535 -> 255, 257 -> 1), other integer types ``v * 255 / dtype max`` (negatives clipped to 0).
+    Booleans are 0/255. Floats in [0, 1] are scaled by 255; other floats are taken as 0..255 and
+    clipped.
+    """
+    arr = np.asarray(image)
+    if arr.dtype == np.uint8:
+        return arr
+    if arr.dtype == np.bool_:
+        return arr.astype(np.uint8) * np.uint8(255)
+    if arr.dtype == np.uint16:
+        return ((arr.astype(np.uint32) + 128) // 257).astype(np.uint8)
+    if np.issubdtype(arr.dtype, np.integer):
+        top = float(np.iinfo(arr.dtype).max)
+        return np.rint(np.clip(arr.astype(np.float64), 0.0, top) * (255.0 / top)).astype(np.uint8)
+    if np.issubdtype(arr.dtype, np.floating):
+        if arr.size and not np.isfinite(arr).all():
+            arr = np.nan_to_num(arr, nan=0.0, posinf=255.0, neginf=0.0)
+        if arr.max(initial=0) <= 1.0:
+            arr = arr * 255.0
+        return np.clip(arr, 0, 255).astype(np.uint8)
+    raise EdgeferError(f"unsupported image dtype {arr.dtype}")
+
+
 def to_three_channels(image: np.ndarray, color: str = "RGB") -> np.ndarray:
     """Return an HxWx3 uint8 image in ``color`` order from grey, 3- or 4-channel input.
 
-    ``color`` names the channel order of the *input* when it has 3 or 4 channels.
-    Raises :class:`EdgeferError` for arrays that are not images (None, empty, wrong rank).
+    ``color`` names the channel order of the *input* when it has 3 or 4 channels; other depths
+    than uint8 are converted by :func:`to_uint8`. Raises :class:`EdgeferError` for arrays that
+    are not images (None, empty, wrong rank).
     """
     import cv2
 
@@ -111,10 +149,7 @@ def to_three_channels(image: np.ndarray, color: str = "RGB") -> np.ndarray:
     image = np.asarray(image)
     if image.size == 0:
         raise EdgeferError("image is empty")
-    if image.dtype != np.uint8:
-        if np.issubdtype(image.dtype, np.floating) and image.max(initial=0) <= 1.0:
-            image = image * 255.0
-        image = np.clip(image, 0, 255).astype(np.uint8)
+    image = to_uint8(image)
     if image.ndim == 2:
         return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
     if image.ndim != 3:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -82,5 +83,5 @@ class Reference:
                     class_names=tuple(str(c) for c in z["class_names"]),
                     metadata=json.loads(str(z["metadata"])),
                 )
-        except (OSError, KeyError, ValueError) as exc:
+        except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:
             raise EdgeferError(f"{path} is not a valid edgefer reference file: {exc}") from exc

@@ -125,8 +125,10 @@ def test_missing_and_corrupt_images_skip_or_raise(tmp_path: Path) -> None:
         i = ds.ids.index("train_00005")
         sample = ds[i]
         assert sample.id == "train_00007" and sample.label == int(ds.labels[ds.ids.index("train_00007")])
-        seen = [s.id for s in ds]  # a full epoch
-    assert len(seen) == 20 and "train_00005" not in seen and "train_00006" not in seen
+        epoch = [ds[i].id for i in range(len(ds))]  # a training epoch keeps its length (replacements)
+        seen = [s.id for s in ds]  # iteration: each readable image once, never a replacement
+    assert len(epoch) == 20 and "train_00005" not in epoch and "train_00006" not in epoch
+    assert len(seen) == 18 == len(set(seen)) and "train_00005" not in seen and "train_00006" not in seen
     assert ds.skipped == 3 and set(ds.skipped_ids) == {"train_00003", "train_00005", "train_00006"}
 
     with warnings.catch_warnings():

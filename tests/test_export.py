@@ -3,6 +3,7 @@ through the quantization API, the CLI, and clear errors with no partial files.""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -64,7 +65,10 @@ def test_onnx_export_metadata_and_parity(exported, tiny_checkpoint: Path) -> Non
     sess = ort_session(res.artifact)
     for b in (1, 5):  # dynamic batch really works
         assert sess.run(["logits"], {"input": np.zeros((b, 3, 64, 64), np.float32)})[0].shape == (b, 7)
-    assert sorted(p.name for p in res.artifact.parent.iterdir()) == ["msff_resnet18.onnx", "reference.npz"]
+    files = sorted(p.name for p in res.artifact.parent.iterdir())
+    assert files == [".edgefer-manifest.json", "msff_resnet18.onnx", "reference.npz"]
+    manifest = json.loads((res.artifact.parent / ".edgefer-manifest.json").read_text())
+    assert set(manifest["files"]) == {"msff_resnet18.onnx", "reference.npz"}  # what edgefer wrote (output policy)
 
 
 def test_reference_matches_direct_evaluation(exported, test_split) -> None:
@@ -161,7 +165,7 @@ def test_int8_through_quantization_api(exported, synth_data: Path, tmp_path: Pat
     assert meta.precision == "int8" and meta.quantization.get("format") == "onnx-qdq"
     ops = {n.op_type for n in __import__("onnx").load(str(res.artifact)).graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no scratch left
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".edgefer-stage")]  # no scratch left
 
 
 def test_bad_inputs_are_clear_errors(tiny_checkpoint: Path, tmp_path: Path) -> None:

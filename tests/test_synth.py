@@ -40,7 +40,7 @@ def test_writes_rafdb_official_layout(small_set: Path) -> None:
     assert lines[0].startswith("train_00001.jpg ") and lines[70].startswith("test_00001.jpg ")
     assert (small_set / ALIGNED_DIR / "train_00070_aligned.jpg").is_file()
     assert (small_set / ALIGNED_DIR / "test_00021_aligned.jpg").is_file()
-    assert not list(small_set.glob(".basic.tmp-*"))
+    assert not list(small_set.glob(".edgefer-stage-*"))
     img = cv2.imread(str(small_set / ALIGNED_DIR / "train_00001_aligned.jpg"))
     assert img.shape == (48, 48, 3)
     ds = open_dataset(small_set, "train")  # the real RAF-DB reader reads it
@@ -87,7 +87,7 @@ def test_reuse_overwrite_and_bad_arguments(tmp_path: Path) -> None:
     stamp = (root / LABEL_FILE).stat().st_mtime_ns
     assert generate_synthetic(root, n_train=14, n_test=7, image_size=32, seed=0) == root  # same spec: reused
     assert (root / LABEL_FILE).stat().st_mtime_ns == stamp
-    with pytest.raises(DatasetError, match="already exists"):
+    with pytest.raises(DatasetError, match="different synthetic set"):
         generate_synthetic(root, n_train=14, n_test=7, image_size=32, seed=1)
     generate_synthetic(root, n_train=21, n_test=7, image_size=32, seed=1, overwrite=True)
     assert len((root / LABEL_FILE).read_text().splitlines()) == 28

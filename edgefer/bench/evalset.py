@@ -30,8 +30,11 @@ CACHE_BYTES = 1 << 30
 class EvalSet:
     """Decoded images, labels and ids of one split, plus the open dataset for re-decoding.
 
-    ``dataset`` is kept so end-to-end latency can time the real decode path (``dataset[i]`` reads
-    and decodes the file again).
+    ``dataset`` is kept so end-to-end latency can time the real decode path (``dataset.load``
+    reads and decodes the file again); ``indices[k]`` is the dataset index of image ``k``.
+    Unreadable images are not in the set (each readable image is scored once): ``skipped_ids``
+    names them (and files missing at open time); ``unvisited_ids`` are the images ``max_images``
+    left out on purpose.
     """
 
     images: list[np.ndarray]
@@ -40,10 +43,17 @@ class EvalSet:
     split: str
     source: str
     dataset: Any = None
+    indices: list[int] | None = None
+    skipped_ids: list[str] = field(default_factory=list)
+    unvisited_ids: list[str] = field(default_factory=list)
     _cache: OrderedDict = field(default_factory=OrderedDict, repr=False)
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    @property
+    def skipped(self) -> int:
+        return len(self.skipped_ids)
 
     def preprocessed(self, pp: Preprocessing) -> np.ndarray:
         """All images as one (N, 3, S, S) float32 tensor for ``pp`` (cached)."""
@@ -68,21 +78,34 @@ class EvalSet:
         cached image when the set was built from arrays."""
         if self.dataset is None:
             return self.images[index]
-        return self.dataset[index].image
+        k = self.indices[index] if self.indices is not None else index
+        if hasattr(self.dataset, "load"):
+            try:
+                return self.dataset.load(k)
+            except DatasetError:
+                return self.images[index]  # became unreadable since: time the cached copy
+        return self.dataset[k].image
 
 
 def load_evalset(
-    data: str | os.PathLike | Any, split: str = "test", max_images: int | None = None, progress: bool = False
+    data: str | os.PathLike | Any, split: str = "test", max_images: int | None = None, progress: bool = False,
+    *, allow_missing_classes: bool = False, on_error: str = "skip",
 ) -> EvalSet:
     """Open ``split`` of a dataset path (any layout :func:`edgefer.data.open_dataset` knows) and
-    decode its images once. ``max_images`` keeps the first N (for quick runs), in dataset order."""
+    decode its images once. ``max_images`` keeps the first N readable images (for quick runs), in
+    dataset order. Unreadable images are skipped and named in ``skipped_ids`` (``on_error="skip"``)
+    or stop the run (``"raise"``); none is replaced by another image."""
+    from edgefer.data.base import iter_readable
+
+    if max_images is not None and max_images < 1:
+        raise DatasetError(f"max_images must be >= 1, got {max_images}")
     if isinstance(data, (str, os.PathLike)):
         from edgefer.data import open_dataset
 
         path = Path(data)
         if not path.exists():
             raise DatasetError(f"benchmark dataset {path} does not exist")
-        dataset = open_dataset(path, split)
+        dataset = open_dataset(path, split, on_error=on_error, allow_missing_classes=allow_missing_classes)
         source = str(path)
     else:
         dataset, source = data, getattr(data, "root", type(data).__name__)
@@ -96,12 +119,19 @@ def load_evalset(
     images: list[np.ndarray] = []
     labels: list[int] = []
     ids: list[str] = []
+    indices: list[int] = []
     with Progress(transient=True, disable=not progress) as prog:
         task = prog.add_task(f"decoding {split}", total=n)
-        for i in range(n):
-            sample = dataset[i]
+        for k, sample in iter_readable(dataset, limit=max_images):
             images.append(sample.image)
             labels.append(int(sample.label))
             ids.append(str(sample.id))
+            indices.append(k)
             prog.advance(task)
-    return EvalSet(images, np.asarray(labels, dtype=np.int64), ids, split, str(source), dataset)
+    skipped = list(getattr(dataset, "skipped_ids", []) or [])
+    if not ids:
+        raise DatasetError(f"no readable image in the {split!r} split of {source} ({len(skipped)} unreadable)")
+    all_ids = [str(i) for i in getattr(dataset, "ids", [])]
+    unvisited = all_ids[indices[-1] + 1 :] if max_images is not None and len(ids) >= max_images else []
+    return EvalSet(images, np.asarray(labels, dtype=np.int64), ids, split, str(source), dataset, indices, skipped,
+                   unvisited)

@@ -75,6 +75,11 @@ class BenchReport:
         """False when a gate was given and a row broke it."""
         return not self.gate_failures
 
+    @property
+    def ok_rows(self) -> list[dict[str, Any]]:
+        """The rows whose model loaded, ran and was scored (status ``ok``)."""
+        return [r for r in self.rows if r.get("status") == "ok"]
+
     def to_dict(self) -> dict[str, Any]:
         from edgefer import __version__
 
@@ -228,8 +233,13 @@ def _short(exc: BaseException) -> str:
     return text[:300]
 
 
-def _align_reference(ref: Reference, evalset: EvalSet) -> Reference:
-    """Reorder the reference to the dataset's order; refuse one made on other images or labels."""
+def _align_reference(ref: Reference, evalset: EvalSet) -> tuple[Reference, dict[str, Any]]:
+    """Reorder the reference to the dataset's order; refuse one made on other images or labels.
+
+    Returns the aligned reference (the scored images only) and what is known about the reference
+    images that were *not* scored: ``not_found`` (absent from the data or unreadable there, with
+    ``unreadable`` of them unreadable) — images ``max_images`` left out on purpose do not count.
+    """
     if list(ref.ids) == evalset.ids:
         aligned = ref
     else:
@@ -245,7 +255,17 @@ def _align_reference(ref: Reference, evalset: EvalSet) -> Reference:
     bad = int((aligned.labels != evalset.labels).sum())
     if bad:
         raise EdgeferError(f"the reference's labels differ from the dataset's for {bad} images: another label file?")
-    return aligned
+    scored = set(evalset.ids) | set(evalset.unvisited_ids)
+    not_found = [str(i) for i in ref.ids if str(i) not in scored]
+    skipped = set(evalset.skipped_ids)
+    coverage = {
+        "total": len(ref),
+        "scored": len(aligned),
+        "not_found": len(not_found),
+        "unreadable": sum(1 for i in not_found if i in skipped),
+        "not_found_ids": not_found[:20],
+    }
+    return aligned, coverage
 
 
 def _expand_models(models: Sequence[Any], notes: list[str]) -> tuple[list[ModelSpec], list[Any], Path | None]:
@@ -291,6 +311,8 @@ def run_benchmark(
     max_images: int | None = None,
     plots: bool = True,
     progress: bool = True,
+    allow_partial: bool = False,
+    allow_missing_classes: bool = False,
 ) -> BenchReport:
     """Benchmark ``models`` (artifacts, checkpoints or bundles) on ``split`` of ``data``.
 
@@ -299,6 +321,10 @@ def run_benchmark(
     ``seconds`` replaces ``iters`` by a time budget per measurement. ``out_dir`` gets
     ``report.json``, ``report.md`` and PNG plots. The gate's verdict is in the report
     (:attr:`BenchReport.passed`); this function never exits.
+
+    Unreadable images are skipped and counted (``settings["skipped"]``), never replaced. Reference
+    images that are not in the data are counted (``reference["not_found"]``, and a note); with a
+    gate they fail it unless ``allow_partial``: a gate must not pass on part of its reference.
     """
     batches = sorted({int(b) for b in batches})
     if not batches or batches[0] < 1:
@@ -309,20 +335,28 @@ def run_benchmark(
     notes: list[str] = []
     specs, bundles, bundle_ref = _expand_models(models, notes)
     try:
-        evalset = load_evalset(data, split, max_images=max_images, progress=progress)
+        evalset = load_evalset(data, split, max_images=max_images, progress=progress,
+                               allow_missing_classes=allow_missing_classes)
         ref: Reference | None = None
         ref_info: dict[str, Any] | None = None
         if reference is not None or bundle_ref is not None:
             source = "argument" if reference is not None else "bundle"
             ref_obj = reference if isinstance(reference, Reference) else Reference.load(reference or bundle_ref)
-            ref = _align_reference(ref_obj, evalset)
+            ref, coverage = _align_reference(ref_obj, evalset)
             ref_info = {
                 "source": source,
                 "path": None if isinstance(reference, Reference) else str(reference or bundle_ref),
                 "model": ref.metadata.get("model_name"),
                 "artifact": ref.metadata.get("artifact"),
                 "n": len(ref),
+                **coverage,
             }
+            if coverage["not_found"]:
+                partial = (
+                    f"{coverage['not_found']} of the {coverage['total']} reference images were not found in the data "
+                    f"({coverage['unreadable']} of them unreadable): every number is over the {len(ref)} found"
+                )
+                notes.append(partial)
         rows: list[dict[str, Any]] = []
         logits_by_row: dict[str, tuple[np.ndarray, Any]] = {}
         taken: set[str] = set()
@@ -364,15 +398,25 @@ def run_benchmark(
             except EdgeferError as exc:
                 row["status"] = f"error: {_short(exc)}"
                 row["accuracy"] = accuracy_summary(logits, evalset.labels, meta.class_names)
+        if evalset.skipped:
+            notes.append(f"{evalset.skipped} unreadable or missing images of the {split} split were skipped "
+                         f"(e.g. {evalset.skipped_ids[0]!r}); each readable image is scored once")
         settings = {
-            "data": evalset.source, "split": split, "images": len(evalset), "batches": batches, "warmup": warmup,
+            "data": evalset.source, "split": split, "images": len(evalset), "skipped": evalset.skipped,
+            "skipped_ids": evalset.skipped_ids[:50], "batches": batches, "warmup": warmup,
             "iters": iters, "seconds": seconds, "threads": threads, "device": device, "e2e": e2e,
-            "max_images": max_images,
+            "max_images": max_images, "allow_partial": allow_partial,
         }
         report = BenchReport(machine_info(), settings, ref_info, rows, notes=notes)
         if gate is not None:
             report.gate = gate.to_dict()
             report.gate_failures = gate.evaluate(rows)
+            not_found = (ref_info or {}).get("not_found", 0)
+            if not_found and not allow_partial:
+                report.gate_failures.append(
+                    f"partial reference: {not_found} of the {ref_info['total']} reference images were not found "
+                    "in the data, so the gate cannot vouch for them (pass --allow-partial to gate on the rest)"
+                )
         if out_dir is not None:
             report.save(out_dir, plots=plots)
         return report

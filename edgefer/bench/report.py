@@ -119,12 +119,16 @@ def to_markdown(report: Any) -> str:
         f"{ref['source']}: {ref.get('path') or ref.get('artifact')} (model {ref.get('model')}, {ref.get('n')} images)"
         if ref else "none (no deltas)"
     )
+    if ref and ref.get("not_found"):
+        ref_line += (f"; **{ref['not_found']} of its {ref.get('total')} images were not found in the data** "
+                     f"({ref.get('unreadable', 0)} unreadable)")
+    skipped = f", {s['skipped']} unreadable or missing skipped" if s.get("skipped") else ""
     parts = [
         "# edgefer benchmark",
         "",
         f"- **Machine**: {_machine_line(d['machine'])}",
         f"- **Backends**: {versions or 'n/a'}",
-        f"- **Data**: {s['data']} split `{s['split']}`, {s['images']} images",
+        f"- **Data**: {s['data']} split `{s['split']}`, {s['images']} images{skipped}",
         f"- **FP32 reference**: {ref_line}",
         f"- **Latency**: after {s['warmup']} warm-up calls, {timing}; threads {s.get('threads') or 'default'}, "
         f"device {s['device']}. p50/p99/FPS are model-only (preallocated input); E2E = decode + preprocess + infer.",

@@ -14,6 +14,7 @@ environment; relative paths are relative to the current directory, like the CLI)
     device: cpu                            # default device of every model
     max_images: null
     gate: {max-drop: 1.0, max-class-drop: 3.0, min-agreement: 0.97}   # or "max-drop=1.0,..."
+    allow_partial: false                   # true: the gate may pass when reference images are missing
     out: runs/bench/synthetic_cpu
     models:
       - path: runs/export/model.onnx
@@ -40,7 +41,7 @@ from edgefer.errors import EdgeferError
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _TOP_KEYS = {
     "name", "description", "data", "split", "reference", "batches", "warmup", "iters", "seconds", "threads",
-    "device", "gate", "out", "models", "max_images", "e2e", "plots",
+    "device", "gate", "out", "models", "max_images", "e2e", "plots", "allow_partial",
 }
 _MODEL_KEYS = {"path", "backend", "backends", "device", "devices", "threads", "label"}
 
@@ -123,7 +124,7 @@ def load_suite(path: str | os.PathLike) -> dict[str, Any]:
         raise EdgeferError(f"suite file {p} lists no models")
     kwargs: dict[str, Any] = {"name": suite.get("name", p.stem), "models": expand_models(suite["models"])}
     for key in ("data", "split", "reference", "warmup", "iters", "seconds", "threads", "device", "gate", "out",
-                "max_images", "e2e", "plots"):
+                "max_images", "e2e", "plots", "allow_partial"):
         if suite.get(key) is not None:
             kwargs[key] = suite[key]
     if "batches" in suite:

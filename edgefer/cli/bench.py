@@ -1,8 +1,13 @@
 """``edgefer benchmark`` and ``edgefer bundle``: the harness and the device bundle on the command line.
 
-Thin and torch-free: the library is imported inside the commands. Exit status: 0 = ran (and the
-gate, if any, passed), 2 = user error (bad path, bad option), 3 = the gate failed (each failing
-row and number is printed).
+Thin and torch-free: the library is imported inside the commands. Exit status of ``benchmark``:
+
+* 0: at least one model ran (and the gate, if any, passed);
+* 2: a user error (bad path, bad option), or no model ran at all (every row failed: the table and
+  report still say why for each);
+* 3: the gate failed (each failing row and number is printed). A gate run on a reference some of
+  whose images are not in the data fails the gate too (exit 3), unless ``--allow-partial``:
+  a gate must not pass on part of what it was asked to check.
 """
 
 from __future__ import annotations
@@ -46,6 +51,12 @@ def register(app: typer.Typer) -> None:
         no_e2e: bool = typer.Option(False, "--no-e2e", help="Skip end-to-end (decode + preprocess) latency."),
         no_plots: bool = typer.Option(False, "--no-plots", help="Do not draw PNG plots."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+        allow_partial: bool = typer.Option(
+            False, "--allow-partial", help="Let a gate pass although some reference images are not in the data."
+        ),
+        allow_missing_classes: bool = typer.Option(
+            False, "--allow-missing-classes", help="Benchmark on a train split that lacks some class."
+        ),
     ) -> None:
         """Accuracy vs the FP32 reference, latency and size of every artifact on the same images: one table."""
         from edgefer.bench import run_benchmark
@@ -69,6 +80,16 @@ def register(app: typer.Typer) -> None:
             "max_images": max_images,
         }
         kwargs.update({k: v for k, v in overrides.items() if v is not None})
+        if allow_partial:
+            kwargs["allow_partial"] = True
+        if allow_missing_classes:
+            kwargs["allow_missing_classes"] = True
+        for flag, value in (("--max-images", kwargs.get("max_images")), ("--warmup", kwargs.get("warmup")),
+                            ("--iters", kwargs.get("iters")), ("--threads", kwargs.get("threads"))):
+            if value is not None and int(value) < (0 if flag == "--warmup" else 1):
+                raise EdgeferError(f"{flag} must be {'>= 0' if flag == '--warmup' else 'positive'}, got {value}")
+        if kwargs.get("seconds") is not None and float(kwargs["seconds"]) <= 0:
+            raise EdgeferError(f"--seconds must be positive, got {kwargs['seconds']}")
         if batch is not None:
             kwargs["batches"] = _batches(batch)
         if seconds is not None and iters is not None:
@@ -95,6 +116,9 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"note: {note}", err=True)
         if out_dir is not None:
             typer.echo(f"report: {Path(out_dir) / 'report.md'} (+ report.json, plots)", err=True)
+        if not report.ok_rows and report.gate is None:
+            first = report.rows[0]["status"] if report.rows else "no rows"
+            raise EdgeferError(f"no model ran: all {len(report.rows)} rows failed (first: {first})")
         if report.gate is not None:
             if report.passed:
                 typer.secho("gate passed", fg=typer.colors.GREEN, err=True)

@@ -45,6 +45,10 @@ def register(app: typer.Typer) -> None:
         name: str = typer.Option(None, "--name", help="File stem (default: the model name)."),
         as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+        allow_missing_classes: bool = typer.Option(
+            False, "--allow-missing-classes", help="Calibrate/reference on a split that lacks some class."
+        ),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Replace earlier artifacts of the same name."),
     ) -> None:
         """Export a checkpoint to ONNX, OpenVINO IR or a TensorRT engine, with metadata and parity checks."""
         from edgefer.export import export
@@ -78,6 +82,8 @@ def register(app: typer.Typer) -> None:
             opset=opset,
             name=name,
             progress=not quiet and not as_json,
+            allow_missing_classes=allow_missing_classes,
+            overwrite=overwrite,
         )
         if as_json:
             typer.echo(json.dumps(res.to_dict(), indent=2))

@@ -50,6 +50,10 @@ def register(app: typer.Typer) -> None:
             False, "--sensitivity", help="Instead: per-block accuracy impact when only that block is INT8."
         ),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+        allow_missing_classes: bool = typer.Option(
+            False, "--allow-missing-classes", help="Calibrate on a split that lacks some class (model trained so)."
+        ),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier INT8 model of the same name."),
     ) -> None:
         """Quantize to INT8 and print FP32 vs INT8 accuracy, agreement and size."""
         from edgefer.quantize import quantize
@@ -59,7 +63,7 @@ def register(app: typer.Typer) -> None:
             res = run_sensitivity(
                 checkpoint, data, out_dir=out, onnx_path=onnx_path, img_size=img_size, calib_size=calib_size,
                 val_size=val_size if val_size is not None else 200, calib_split=calib_split, val_split=val_split,
-                progress=not quiet,
+                progress=not quiet, allow_missing_classes=allow_missing_classes, overwrite=overwrite,
             )
             typer.echo(res.markdown)
             typer.echo(f"\nwritten: {res.json_path}  {res.markdown_path}")
@@ -69,6 +73,7 @@ def register(app: typer.Typer) -> None:
             ignore=tuple(ignore), out_dir=out, onnx_path=onnx_path, img_size=img_size,
             fast_bias_correction=not accurate_bias_correction, qat_epochs=qat_epochs, qat_lr=qat_lr,
             progress=not quiet, val_size=val_size, calib_split=calib_split, val_split=val_split,
+            allow_missing_classes=allow_missing_classes, overwrite=overwrite,
         )
         r = res.report
         typer.echo(f"{r['model']} -> {res.artifact}  ({method}, {target}, {r['validation']['images']} images)")

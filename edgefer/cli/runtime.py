@@ -30,14 +30,18 @@ def register(app: typer.Typer) -> None:
         device: str = typer.Option("cpu", "--device", help="Inference device (cpu, GPU, cuda:0, ...)."),
         threads: int | None = typer.Option(None, "--threads", help="Inference threads."),
         margin: float = typer.Option(0.15, "--margin", help="Border around a detected box without landmarks."),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Replace annotated images of an earlier run."),
     ) -> None:
-        """Faces and expressions in still images."""
+        """Faces and expressions in still images (annotated copies keep their sub-folders under --out)."""
         from edgefer.runtime import Predictor
-        from edgefer.runtime.images import predict_images
+        from edgefer.runtime.images import annotated_targets, predict_images
+        from edgefer.utils.outputs import check_outputs
 
+        if out is not None:  # before the model is loaded: a refusal costs nothing
+            check_outputs(out, [rel for _, rel in annotated_targets(inputs, out)], overwrite=overwrite)
         with Predictor(model, device=device, detector=detector, aligned=aligned, threads=threads,
                        margin=margin) as predictor:
-            records = predict_images(predictor, inputs, out_dir=out)
+            records = predict_images(predictor, inputs, out_dir=out, overwrite=overwrite)
         if as_json:
             json.dump(records, sys.stdout, indent=2)
             sys.stdout.write("\n")
@@ -77,20 +81,25 @@ def register(app: typer.Typer) -> None:
         ),
         summary_json: Path | None = typer.Option(None, "--summary-json", help="Write the run summary as JSON."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No status lines while running."),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Replace the outputs of an earlier run."),
     ) -> None:
         """Faces and expressions on a camera, video file or stream; FPS and latency at the end."""
+        from edgefer.errors import EdgeferError
         from edgefer.runtime import Predictor
-        from edgefer.runtime.stream import run_stream
+        from edgefer.runtime.stream import check_stream_outputs, run_stream, save_summary
 
+        if max_frames is not None and max_frames < 1:
+            raise EdgeferError(f"--max-frames must be positive, got {max_frames}")
+        # every output is checked before the model is loaded and the first frame read
+        check_stream_outputs(out, jsonl, summary_json, overwrite=overwrite)
         with Predictor(model, device=device, detector=detector, aligned=aligned, threads=threads,
                        smoothing=smoothing) as predictor:
             summary = run_stream(predictor, source, out=out, jsonl=jsonl, show=show, max_frames=max_frames,
-                                 queue_size=queue_size, realtime=realtime, log=None if quiet else _echo_err)
+                                 queue_size=queue_size, realtime=realtime, log=None if quiet else _echo_err,
+                                 overwrite=overwrite)
         typer.echo(summary.format())
         if summary_json is not None:
-            from edgefer.utils.io import write_json
-
-            write_json(summary_json, summary.to_dict())
+            save_summary(summary, summary_json, overwrite=overwrite)
 
     @app.command("deepstream")
     def deepstream(

@@ -54,6 +54,9 @@ def register(app: typer.Typer) -> None:
         kd_alpha: float = typer.Option(None, "--kd-alpha", help="Weight of the soft (teacher) loss."),
         val_split: float = typer.Option(None, "--val-split", help="Hold out this train fraction (0 = use test)."),
         resume: str = typer.Option(None, "--resume", help="Checkpoint (or run directory) to continue."),
+        overwrite: bool = typer.Option(
+            None, "--overwrite", help="Start afresh in an --out that holds an earlier run (its files are removed)."
+        ),
         allow_missing_classes: bool = typer.Option(
             None, "--allow-missing-classes", help="Train even if the train split lacks some class."
         ),
@@ -81,7 +84,7 @@ def register(app: typer.Typer) -> None:
             "ema_decay": ema_decay, "grad_clip": grad_clip, "dropout": dropout, "teacher": teacher,
             "kd_temperature": kd_temperature, "kd_alpha": kd_alpha, "val_split": val_split, "resume": resume,
             "seed": seed, "workers": workers, "device": device, "amp": amp, "channels_last": channels_last,
-            "allow_missing_classes": allow_missing_classes, "on_error": on_error,
+            "allow_missing_classes": allow_missing_classes, "on_error": on_error, "overwrite": overwrite,
         }  # fmt: skip
         if pretrained is not None:
             overrides["pretrained"] = None if pretrained.lower() in ("", "none") else pretrained
@@ -117,14 +120,23 @@ def register(app: typer.Typer) -> None:
         device: str = typer.Option("auto", "--device"),
         as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
         no_progress: bool = typer.Option(False, "--no-progress"),
+        on_error: str = typer.Option("skip", "--on-error", help="Unreadable images: skip (counted) or raise."),
+        allow_missing_classes: bool = typer.Option(
+            False, "--allow-missing-classes", help="Evaluate a train split that lacks some class."
+        ),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier evaluation in --out."),
     ) -> None:
         """Overall and mean class accuracy, per-class precision/recall/F1, confusion matrix."""
         from edgefer.training.evaluation import evaluate, format_report
 
         result = evaluate(
             checkpoint, data, split=split, flip_tta=tta_flip, out=out, batch_size=batch_size,
-            progress=not no_progress, device=device,
+            progress=not no_progress, device=device, on_error=on_error, allow_missing_classes=allow_missing_classes,
+            overwrite=overwrite,
         )  # fmt: skip
+        if result.skipped:
+            typer.echo(f"note: {result.skipped} unreadable images skipped (each readable image scored once)",
+                       err=True)
         if as_json:
             typer.echo(json.dumps(result.to_dict(), indent=2))
         else:

@@ -12,12 +12,16 @@ Unreadable images are a fact of life in scraped FER sets. The policy is chosen o
   decodes everything once and drops what fails; an image that fails later, at read time, is
   counted and replaced by the next readable sample (its own id and label travel with it), so an
   epoch never crashes halfway. ``skipped`` / ``skipped_ids`` say what was dropped.
+
+Replacement is for training only. Everything that *scores* images (evaluation, the benchmark,
+reference predictions, quantization's validation) walks :meth:`FERDataset.iter_readable`, which
+yields each readable image exactly once and skips the rest, so no image is counted twice.
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -53,21 +57,44 @@ def canonical_split(split: str) -> str:
     return SPLIT_ALIASES[key]
 
 
+def _deep(im: Any) -> bool:
+    """True for images with more than 8 bits per channel (16-bit grey or colour PNG/TIFF, int32, float)."""
+    if im.mode in ("I", "F") or im.mode.startswith("I;16"):
+        return True
+    return any("16" in str(tile[3]) for tile in (im.tile or []) if len(tile) > 3)
+
+
+def _read_deep(path: str | Path) -> np.ndarray:
+    """A >8-bit image decoded at full depth by OpenCV (as the runtime does), then :func:`to_uint8`."""
+    import cv2
+
+    from edgefer.preprocess import to_three_channels
+
+    data = np.fromfile(str(path), dtype=np.uint8)
+    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    if image is None:
+        raise DatasetError(f"cannot read image {path}: OpenCV cannot decode it")
+    color = "BGR" if image.ndim == 3 else "RGB"
+    rgb = to_three_channels(image, color)  # the shared depth rule (edgefer.preprocess.to_uint8)
+    return np.ascontiguousarray(rgb[:, :, ::-1] if color == "BGR" else rgb)
+
+
 def read_image(path: str | Path) -> np.ndarray:
     """Decode an image file to HxWx3 uint8 RGB (grey, palette, 16-bit and RGBA are converted).
 
     Truncated or corrupt files raise :class:`DatasetError` naming the file (Pillow refuses
-    truncated JPEGs, unlike OpenCV which returns a half-grey picture).
+    truncated JPEGs, unlike OpenCV which returns a half-grey picture). Images deeper than 8 bits
+    are decoded by OpenCV at full depth and reduced by :func:`edgefer.preprocess.to_uint8`
+    (uint16: ``round(v / 257)``), exactly as the runtime reads the same file.
     """
     from PIL import Image
 
     try:
         with Image.open(path) as im:
+            deep = _deep(im)
             im.load()
-            if im.mode == "I;16" or im.mode == "I":
-                arr = np.asarray(im, dtype=np.float64)
-                arr = (arr * (255.0 / max(arr.max(), 1.0))).astype(np.uint8)
-                return np.ascontiguousarray(np.repeat(arr[:, :, None], 3, axis=2))
+            if deep:
+                return _read_deep(path)
             rgb = im.convert("RGB")
             arr = np.asarray(rgb, dtype=np.uint8)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
@@ -200,8 +227,39 @@ class FERDataset:
         raise DatasetError(f"no readable image in {self.format} {self.split} split at {self.root}")
 
     def __iter__(self) -> Iterator[Sample]:
-        for i in range(len(self)):
-            yield self[i]
+        """Every readable sample once, in order (unreadable ones are skipped and counted, not replaced)."""
+        for _, sample in self.iter_readable():
+            yield sample
+
+    def iter_readable(
+        self, indices: Sequence[int] | None = None, limit: int | None = None
+    ) -> Iterator[tuple[int, Sample]]:
+        """``(index, sample)`` of every readable image once, in order; unreadable ones are skipped.
+
+        This is what evaluation must use: ``self[i]`` hands back a *replacement* sample for an
+        unreadable image (so a training epoch keeps its length), which would score the replacement
+        twice. Skipped images are counted in :attr:`skipped`; with ``on_error="raise"`` the first
+        one raises. ``indices`` restricts the walk to those samples; ``limit`` stops after that
+        many readable ones.
+        """
+        if limit is not None and limit < 0:
+            raise DatasetError(f"limit must be >= 0, got {limit}")
+        found = 0
+        for j in (range(len(self)) if indices is None else (int(i) for i in indices)):
+            if limit is not None and found >= limit:
+                return
+            if j in self._bad:
+                continue
+            try:
+                image = self.load(j)
+            except DatasetError as exc:
+                if self.on_error == "raise":
+                    raise
+                self._bad.add(j)
+                self._note_skip(self.ids[j], str(exc))
+                continue
+            found += 1
+            yield j, Sample(self.ids[j], image, int(self.labels[j]))
 
     def validate(self, progress: bool = False) -> int:
         """Decode every image once and drop the unreadable ones; returns how many were dropped.
@@ -268,3 +326,36 @@ class FERDataset:
                                "(CLI: --allow-missing-classes) if that is intended")
         warnings.warn(msg, RuntimeWarning, stacklevel=3)
         return missing
+
+
+def iter_readable(
+    dataset: Any, indices: Sequence[int] | None = None, limit: int | None = None
+) -> Iterator[tuple[int, Any]]:
+    """``(index, sample)`` of each readable sample of any dataset, once (see :meth:`FERDataset.iter_readable`).
+
+    A :class:`FERDataset` skips and counts unreadable images; any other indexable dataset (an
+    in-memory list of samples in tests) is read with ``dataset[i]``.
+    """
+    if isinstance(dataset, FERDataset):
+        yield from dataset.iter_readable(indices, limit)
+        return
+    if limit is not None and limit < 0:
+        raise DatasetError(f"limit must be >= 0, got {limit}")
+    for n, i in enumerate(range(len(dataset)) if indices is None else indices):
+        if limit is not None and n >= limit:
+            return
+        yield int(i), dataset[int(i)]
+
+
+def batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    """Consecutive lists of ``size`` items (the last one shorter); ``size`` must be >= 1."""
+    if size < 1:
+        raise DatasetError(f"batch size must be >= 1, got {size}")
+    chunk: list[Any] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk

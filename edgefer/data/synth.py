@@ -50,6 +50,9 @@ RAFDB_TEST_COUNTS: tuple[int, ...] = (329, 74, 160, 1185, 478, 162, 680)
 LABEL_FILE = Path("basic") / "EmoLabel" / "list_patition_label.txt"
 ALIGNED_DIR = Path("basic") / "Image" / "aligned"
 MARKER = "synthetic.json"
+#: Bounds of generate_synthetic: a 100000 px side would ask for ~120 GB of memory per image batch.
+MAX_IMAGE_SIZE = 1024
+MAX_IMAGES = 2_000_000
 _FORMAT_VERSION = 1  # bump when the drawing changes: a cached set of another version is not reused
 
 # Expression parameters: brow_raise, brow_tilt (+ = inner ends up), eye_open, mouth_curve
@@ -574,17 +577,24 @@ def generate_synthetic(
     in canonical order) and ``out/basic/Image/aligned/train_00001_aligned.jpg`` (``image_size``
     square JPEGs), plus ``out/synthetic.json`` with the parameters. Class counts follow RAF-DB's
     train/test proportions. If ``out`` already holds a set made with the same parameters it is
-    reused; a different set (or any other ``basic/``) is replaced only with ``overwrite=True``.
+    reused; a different synthetic set is replaced only with ``overwrite=True``, and a ``basic/``
+    this function did not write (no ``synthetic.json``: perhaps the real RAF-DB) never.
     Files are written to a temporary folder and renamed into place, so an interrupted run
     leaves no half-written dataset. Returns ``out`` as a :class:`Path`.
     """
-    from edgefer.utils.io import ensure_writable_dir, write_json
+    from edgefer.utils.io import ensure_writable_dir
+    from edgefer.utils.outputs import staging_dir
 
     if n_train < NUM_CLASSES or n_test < NUM_CLASSES:
         raise DatasetError(f"n_train and n_test must be >= {NUM_CLASSES} (one image per class), "
                            f"got {n_train} and {n_test}")
-    if image_size < 32:
-        raise DatasetError(f"image_size must be >= 32, got {image_size}")
+    if not 32 <= image_size <= MAX_IMAGE_SIZE:
+        raise DatasetError(f"image_size must be in 32..{MAX_IMAGE_SIZE} px, got {image_size} (RAF-DB aligned is 100; "
+                           "larger faces only cost memory and disk)")
+    if seed < 0:
+        raise DatasetError(f"seed must be >= 0, got {seed}")
+    if n_train + n_test > MAX_IMAGES:
+        raise DatasetError(f"n_train + n_test must be <= {MAX_IMAGES:,}, got {n_train + n_test:,}")
     if not 0.0 <= label_noise < 1.0:
         raise DatasetError(f"label_noise must be in [0, 1), got {label_noise}")
     jitter_for_difficulty(difficulty)  # validates the range
@@ -593,14 +603,25 @@ def generate_synthetic(
     out = ensure_writable_dir(out)
     basic = out / "basic"
     if basic.exists():
-        if _existing_spec(out) == spec and (out / LABEL_FILE).is_file():
+        existing = _existing_spec(out)
+        if existing == spec and (out / LABEL_FILE).is_file():
             return out
+        if existing is None:  # not made by this function: maybe a real RAF-DB; never replaced
+            raise DatasetError(f"{basic} exists and was not written by edgefer data synth (no {MARKER}); "
+                               "refusing to replace it: choose another --out")
         if not overwrite:
-            raise DatasetError(f"{basic} already exists (a different dataset); pass overwrite=True "
+            raise DatasetError(f"{basic} already holds a different synthetic set; pass overwrite=True "
                                "(CLI: --overwrite) to replace it")
+    with staging_dir(out, "synth") as stage:  # removed whatever happens; a killed run's is removed next time
+        _write_set(spec, out, basic, stage / "basic", progress)
+    return out
 
-    tmp = out / f".basic.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
+
+def _write_set(spec: SynthSpec, out: Path, basic: Path, tmp: Path, progress: bool) -> None:
+    """Render every image into ``tmp`` and swap it in for ``basic``; the marker is written last."""
+    from edgefer.utils.io import write_json
+
+    n_train, n_test, seed = spec.n_train, spec.n_test, spec.seed
     img_dir = tmp / "Image" / "aligned"
     img_dir.mkdir(parents=True)
     jobs = [("train", 0, i, int(y)) for i, y in enumerate(_split_labels(n_train, RAFDB_TRAIN_COUNTS, seed, 0))]
@@ -624,7 +645,6 @@ def generate_synthetic(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     write_json(out / MARKER, asdict(spec))
-    return out
 
 
 class _progress:

@@ -3,7 +3,10 @@ artifact with its metadata, parity numbers and, optionally, the FP32 reference p
 
 Everything is produced in a scratch directory inside ``out_dir`` and moved into place only when
 every step (export, parity checks, conversion, smoke inference, engine build) succeeded, so a
-failed export leaves no partial files.
+failed export leaves no partial files; a scratch directory left by a killed export is removed at
+the next start. The output policy of :mod:`edgefer.utils.outputs` applies: an earlier artifact of
+the same name is replaced only with ``overwrite=True`` (CLI ``--overwrite``), a file edgefer did
+not write never, and ``name`` must be a plain file name.
 
 TensorRT on a machine without ``tensorrt``: with ``onnx_only=True`` the ONNX the device builds
 from (FP32, FP16 or Q/DQ, numerics already checked on ONNX Runtime) is written and
@@ -14,6 +17,7 @@ from (FP32, FP16 or Q/DQ, numerics already checked on ONNX Runtime) is written a
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 from pathlib import Path
@@ -24,6 +28,7 @@ from edgefer.export.profiles import DeviceProfile, load_profile
 from edgefer.export.result import PRECISIONS, TARGETS, ExportResult
 from edgefer.metadata import ModelMetadata, read_metadata
 from edgefer.utils.io import ensure_writable_dir
+from edgefer.utils.outputs import check_outputs, record_outputs, safe_name
 
 DEFAULT_TRT_VERSION = "10.3"  # JetPack 6.1/6.2, the current Jetson release
 
@@ -74,6 +79,8 @@ def export(
     opset: int = 17,
     name: str | None = None,
     progress: bool = True,
+    allow_missing_classes: bool = False,
+    overwrite: bool = False,
 ) -> ExportResult:
     """Export to ``target`` ("onnx", "openvino", "trt") at ``precision`` ("fp32", "fp16", "int8").
 
@@ -96,6 +103,12 @@ def export(
         int8_mode: "qdq" (Q/DQ ONNX from :func:`edgefer.quantize.quantize`, default) or "entropy"
             (the legacy TensorRT calibrator, TensorRT <= 10).
     """
+    if name is not None:
+        safe_name(name, "--name")
+    for flag, value in (("--batch", batch), ("--max-batch", max_batch), ("--opt-batch", opt_batch),
+                        ("--calib-size", calib_size), ("--img-size", img_size)):
+        if value is not None and value < 1:
+            raise ExportError(f"{flag} must be positive, got {value}")
     prof = _resolve_profile(device_profile)
     if target not in TARGETS:
         raise ExportError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
@@ -146,17 +159,18 @@ def export(
     opt_batch = _pick(opt_batch, prof, "opt_batch", None) if dynamic else None
     img_size = _pick(img_size, prof, "img_size", None)
 
-    out = ensure_writable_dir(out_dir)
-    from edgefer.export.onnx import _tmp_dir
-
-    with _tmp_dir(out) as stage:
-        result = _export_staged(
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ExportError(f"output folder {out} exists and is not a folder")
+    created = not out.exists()
+    out = ensure_writable_dir(out)
+    try:
+        result = _export_in(out, overwrite, dict(
             src=src,
             src_meta=src_meta,
             from_checkpoint=checkpoint is not None,
             target=target,
             precision=precision,
-            stage=stage,
             out=out,
             batch=batch,
             dynamic=bool(dynamic),
@@ -178,9 +192,29 @@ def export(
             opset=opset,
             name=name,
             progress=progress,
-        )
-        # every step succeeded: move the staged files into place
-        moved = {f: _move(f, out) for f in result.files if f.parent == stage}
+            allow_missing_classes=allow_missing_classes,
+        ))
+    except BaseException:
+        if created:
+            with contextlib.suppress(OSError):
+                out.rmdir()  # only when still empty: a failed export into a new folder leaves nothing
+        raise
+    return result
+
+
+def _export_in(out: Path, overwrite: bool, kwargs: dict[str, Any]) -> ExportResult:
+    """Run the export in a staging folder inside ``out``; move its files in only when all succeeded."""
+    from edgefer.export.onnx import _tmp_dir
+
+    with _tmp_dir(out) as stage:
+        result = _export_staged(stage=stage, **kwargs)
+        # every step succeeded: check the output policy, then move the staged files into place
+        staged = [f for f in result.files if f.parent == stage]
+        check_outputs(out, [f.name for f in staged], overwrite=overwrite)
+        primary = [f for f in staged if f in (result.artifact, result.artifact.with_suffix(".xml"))]
+        order = [f for f in staged if f not in primary] + primary  # the artifact last: complete once visible
+        moved = {f: _move(f, out) for f in order}
+        record_outputs(out, [f.name for f in order], "export")
         result.files = [moved.get(f, f) for f in result.files]
         result.artifact = moved.get(result.artifact, result.artifact)
         result.onnx = moved.get(result.onnx, result.onnx) if result.onnx else None
@@ -218,6 +252,7 @@ def _export_staged(
     opset: int,
     name: str | None,
     progress: bool,
+    allow_missing_classes: bool = False,
 ) -> ExportResult:
     from edgefer.export.onnx import export_onnx
 
@@ -239,7 +274,7 @@ def _export_staged(
         fp32_onnx = src if src_meta.precision == "fp32" else None
         if img_size is not None and img_size != meta.preprocessing.input_size:
             raise ExportError(f"{src.name} was exported at {meta.preprocessing.input_size} px; drop --img-size")
-    stem = name or meta.model_name
+    stem = safe_name(name or meta.model_name, "--name" if name else "the model name in the metadata")
 
     reference = None
     if reference_data is not None:
@@ -248,7 +283,8 @@ def _export_staged(
         from edgefer.export.reference import make_reference
 
         reference = stage / "reference.npz"
-        make_reference(fp32_onnx, reference_data, split=reference_split, out=reference, progress=progress)
+        make_reference(fp32_onnx, reference_data, split=reference_split, out=reference, progress=progress,
+                       allow_missing_classes=allow_missing_classes)
         files.append(reference)
 
     artifact: Path
@@ -256,11 +292,13 @@ def _export_staged(
     commands: list[str] = []
     if target == "onnx":
         artifact = _onnx_precision(
-            fp32_onnx, precision, stage, stem, calib_data, calib_size, "onnx", progress, parity, files, meta
+            fp32_onnx, precision, stage, stem, calib_data, calib_size, "onnx", progress, parity, files, meta,
+            allow_missing_classes,
         )
     elif target == "openvino":
         if precision == "int8":
-            artifact = _quantize(fp32_onnx, "openvino", stage, calib_data, calib_size, progress, parity, files)
+            artifact = _quantize(fp32_onnx, "openvino", stage, calib_data, calib_size, progress, parity, files,
+                                 allow_missing_classes)
         else:
             from edgefer.export.openvino import export_openvino
 
@@ -297,6 +335,7 @@ def _export_staged(
             files=files,
             notes=notes,
             meta=meta,
+            allow_missing_classes=allow_missing_classes,
         )
     final_meta = read_metadata(artifact) if artifact.suffix in (".onnx", ".xml") else meta.replace(precision=precision)
     return ExportResult(
@@ -323,6 +362,7 @@ def _quantize(
     progress: bool,
     parity: dict[str, float],
     files: list[Path],
+    allow_missing_classes: bool = False,
 ) -> Path:
     if fp32_onnx is None:
         raise ExportError("INT8 quantization starts from the FP32 ONNX")
@@ -337,6 +377,7 @@ def _quantize(
         out_dir=stage,
         onnx_path=fp32_onnx,
         progress=progress,
+        allow_missing_classes=allow_missing_classes,
     )
     for key in ("agreement", "delta_pts"):
         if isinstance(res.report.get(key), (int, float)):
@@ -357,6 +398,7 @@ def _onnx_precision(
     parity: dict[str, float],
     files: list[Path],
     meta: ModelMetadata,
+    allow_missing_classes: bool = False,
 ) -> Path:
     """The ONNX at ``precision``: the FP32 hub, its FP16 conversion, or the Q/DQ INT8 ONNX."""
     if fp32_onnx is None:
@@ -370,7 +412,8 @@ def _onnx_precision(
         files.append(fp16)
         parity["onnx_fp16_vs_fp32"] = check_fp16(fp32_onnx, fp16, meta)
         return fp16
-    return _quantize(fp32_onnx, q_target, stage, calib_data, calib_size, progress, parity, files)
+    return _quantize(fp32_onnx, q_target, stage, calib_data, calib_size, progress, parity, files,
+                     allow_missing_classes)
 
 
 def _trt(
@@ -401,6 +444,7 @@ def _trt(
     files: list[Path],
     notes: list[str],
     meta: ModelMetadata,
+    allow_missing_classes: bool = False,
 ) -> tuple[Path, bool, list[str]]:
     from edgefer.export import tensorrt as trtmod
 
@@ -428,7 +472,8 @@ def _trt(
         plan = trtmod.plan_build(version, "fp16", "fp16", dla_core, fp16_mode)
         source = fp16 if (plan.strongly_typed or trtmod.parse_trt_version(version)[0] >= 11) else fp32_onnx  # type: ignore[assignment]
     else:
-        source = _quantize(fp32_onnx, "trt", stage, calib_data, calib_size, progress, parity, files)
+        source = _quantize(fp32_onnx, "trt", stage, calib_data, calib_size, progress, parity, files,
+                           allow_missing_classes)
     kind = "fp32" if calib else trtmod.onnx_kind_of(read_metadata(source))
     profile = trtmod.batch_profile(batch, dynamic, max_batch, opt_batch)
     # a dynamic-batch ONNX needs shapes even for a static engine (min = opt = max = batch)

@@ -19,8 +19,6 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import shutil
-import tempfile
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,6 +30,7 @@ from edgefer.errors import EdgeferError, ExportError, require
 from edgefer.export.result import ExportResult
 from edgefer.metadata import ModelMetadata
 from edgefer.utils.io import ensure_writable_dir, sha256_file
+from edgefer.utils.outputs import safe_name
 
 if TYPE_CHECKING:  # pragma: no cover
     import onnx as onnx_t
@@ -134,13 +133,12 @@ def torch_to_onnx(
 
 @contextlib.contextmanager
 def _tmp_dir(parent: Path) -> Iterator[Path]:
-    """A scratch directory inside ``parent`` (same file system, so ``os.replace`` is atomic)."""
-    ensure_writable_dir(parent)
-    d = Path(tempfile.mkdtemp(prefix=".edgefer-export-", dir=parent))
-    try:
+    """A scratch directory inside ``parent`` (same file system, so ``os.replace`` is atomic); its
+    name carries the pid, so one left by a killed run is removed at the next start."""
+    from edgefer.utils.outputs import staging_dir
+
+    with staging_dir(parent, "export") as d:
         yield d
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
 
 
 def simplify_onnx(model: onnx_t.ModelProto) -> onnx_t.ModelProto:
@@ -260,7 +258,7 @@ def export_onnx(
             "output_name": OUTPUT_NAME,
         }
     )
-    target = out / f"{name or meta.model_name}.onnx"
+    target = out / f"{safe_name(name or meta.model_name, 'model name' if name is None else '--name')}.onnx"
     parity: dict[str, float] = {}
     with _tmp_dir(out) as tmp_dir:
         raw = torch_to_onnx(model, tmp_dir / "raw.onnx", size, opset, dynamic, batch, exporter)

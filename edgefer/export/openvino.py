@@ -20,6 +20,7 @@ from edgefer.errors import ExportError, require
 from edgefer.export.onnx import INPUT_NAME, OUTPUT_NAME, _tmp_dir, ort_session
 from edgefer.metadata import ModelMetadata, read_metadata
 from edgefer.utils.io import sha256_file
+from edgefer.utils.outputs import safe_name
 
 #: Max abs logit difference of the OpenVINO IR to the ONNX on ORT, relative to the logit scale
 #: (``tol * max(1, max |logit|)``). FP32 IRs agree to ~1e-5; FP16-weight IRs to ~1e-3.
@@ -56,7 +57,7 @@ def export_openvino(
     if meta.precision != "fp32":
         raise ExportError(f"{onnx_path.name} is {meta.precision}; OpenVINO conversion starts from the FP32 ONNX")
     out = Path(out_dir)
-    stem = f"{name or onnx_path.stem}_{precision}"
+    stem = f"{safe_name(name, '--name') if name else onnx_path.stem}_{precision}"
     xml, bin_ = out / f"{stem}.xml", out / f"{stem}.bin"
     ir_meta = meta.replace(precision=precision, source_onnx_sha256=sha256_file(onnx_path))
     try:

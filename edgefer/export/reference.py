@@ -15,13 +15,14 @@ from typing import Any
 
 import numpy as np
 
+from edgefer.data.base import batched, iter_readable
 from edgefer.errors import EdgeferError, ExportError
 from edgefer.preprocess import preprocess_batch
 from edgefer.reference import Reference
 from edgefer.utils.io import sha256_file
 
 
-def _open_split(data: Any, split: str) -> Any:
+def _open_split(data: Any, split: str, allow_missing_classes: bool = False) -> Any:
     if not isinstance(data, (str, os.PathLike)):
         return data  # an already opened dataset
     from edgefer.data import open_dataset
@@ -29,7 +30,7 @@ def _open_split(data: Any, split: str) -> Any:
     path = Path(data)
     if not path.exists():
         raise ExportError(f"reference dataset {path} does not exist")
-    return open_dataset(path, split)
+    return open_dataset(path, split, allow_missing_classes=allow_missing_classes)
 
 
 def _progress(enabled: bool, total: int, label: str):
@@ -53,6 +54,7 @@ def make_reference(
     out: str | os.PathLike | None = None,
     batch_size: int = 32,
     progress: bool = True,
+    allow_missing_classes: bool = False,
 ) -> Reference:
     """Run the FP32 ONNX over ``split`` of ``data`` (a dataset path or an open dataset) and return
     the :class:`Reference`; saved atomically to ``out`` when given (usually ``reference.npz``).
@@ -65,7 +67,7 @@ def make_reference(
     onnx_path = Path(onnx_path)
     if batch_size < 1:
         raise ExportError(f"batch_size must be >= 1, got {batch_size}")
-    dataset = _open_split(data, split)
+    dataset = _open_split(data, split, allow_missing_classes)
     n = len(dataset)
     if n == 0:
         raise ExportError(f"the {split!r} split of {data} is empty: nothing to compute reference predictions on")
@@ -81,8 +83,8 @@ def make_reference(
         logits: list[np.ndarray] = []
         prog, task = _progress(progress, n, f"reference ({split})")
         with prog:
-            for start in range(0, n, step):
-                samples = [dataset[i] for i in range(start, min(start + step, n))]
+            # each readable image once: an unreadable one is skipped, not replaced by a neighbour
+            for samples in batched((s for _, s in iter_readable(dataset)), step):
                 x = preprocess_batch([s.image for s in samples], pp)
                 if backend.max_batch is not None and x.shape[0] != backend.max_batch:
                     x = _pad(x, backend.max_batch)
@@ -91,6 +93,9 @@ def make_reference(
                 ids.extend(str(s.id) for s in samples)
                 labels.extend(int(s.label) for s in samples)
                 prog.advance(task, len(samples))
+    if not ids:
+        raise ExportError(f"no readable image in the {split!r} split of {data}: nothing to compute reference "
+                          "predictions on")
     n_cls = meta.num_classes
     if any(not 0 <= lab < n_cls for lab in labels):
         raise EdgeferError(f"dataset labels fall outside the model's {n_cls} classes")
@@ -99,7 +104,7 @@ def make_reference(
         "path": str(getattr(dataset, "root", None) or data),
         "format": getattr(dataset, "format", None),
         "split": split,
-        "size": n,
+        "size": len(ids),
         "skipped": int(getattr(dataset, "skipped", 0) or 0),
     }
     info["artifact"] = {"file": onnx_path.name, "sha256": sha256_file(onnx_path), "backend": "onnxruntime"}

@@ -371,9 +371,12 @@ def load_sidecar(path: str | os.PathLike) -> dict[str, Any]:
             "rebuild it with `edgefer export --target trt`"
         )
     try:
-        return json.loads(sc.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise BackendError(f"engine sidecar {sc} is not valid JSON: {exc}") from exc
+        data = json.loads(sc.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise BackendError(f"engine sidecar {sc} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise BackendError(f"engine sidecar {sc} must hold a JSON object, not {type(data).__name__}")
+    return data
 
 
 def check_engine_compat(
@@ -403,7 +406,7 @@ def check_engine_compat(
     if gpu_name is None and compute_capability is None:
         gpu_name, compute_capability = gpu_info(device)
     built_trt = str(sc.get("tensorrt_version", "unknown"))
-    gpu = sc.get("gpu") or {}
+    gpu = sc.get("gpu") if isinstance(sc.get("gpu"), dict) else {}
     built_name, built_cc = gpu.get("name"), _cc_str(gpu.get("compute_capability"))
     run_cc = _cc_str(compute_capability)
     problems = []

@@ -23,8 +23,6 @@ import contextlib
 import io
 import logging
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -43,7 +41,8 @@ from edgefer.quantize.calibration import (
     validation_arrays,
 )
 from edgefer.quantize.evaluate import compare, predict
-from edgefer.utils.io import atomic_path, dir_size, ensure_writable_dir, sha256_file, write_json
+from edgefer.utils.io import atomic_path, dir_size, sha256_file, write_json
+from edgefer.utils.outputs import check_outputs, safe_name, staged_output, staging_dir
 
 TARGETS = ("openvino", "trt", "onnx")
 METHODS = ("ptq", "ptq-acc", "qat", "wc")
@@ -138,7 +137,8 @@ def _fp32_onnx(
 def _stem(meta: ModelMetadata, target: str, method: str) -> str:
     fmt = "int8" if target == "openvino" else "int8_qdq"
     suffix = {"ptq": "", "ptq-acc": "_acc", "qat": "_qat", "wc": "_wc"}[method]
-    return f"{meta.model_name}_{fmt}{suffix}" if method != "wc" else f"{meta.model_name}_int8w"
+    name = safe_name(meta.model_name, "the model name in the artifact metadata")
+    return f"{name}_{fmt}{suffix}" if method != "wc" else f"{name}_int8w"
 
 
 def save_ir(model: Any, xml: Path, meta: ModelMetadata) -> Path:
@@ -148,16 +148,12 @@ def save_ir(model: Any, xml: Path, meta: ModelMetadata) -> Path:
     from edgefer.export.openvino import set_ov_metadata
 
     set_ov_metadata(model, meta)
-    ensure_writable_dir(xml.parent)
-    tmp = Path(tempfile.mkdtemp(prefix=".edgefer-quantize-", dir=xml.parent))
-    try:
+    with staging_dir(xml.parent, "ir") as tmp:
         staged = tmp / xml.name
         # INT8 weights are stored as int8 anyway; keep what stays floating point exact (no FP16).
         ov.save_model(model, str(staged), compress_to_fp16=False)
         os.replace(staged.with_suffix(".bin"), xml.with_suffix(".bin"))  # weights first, then the .xml
         os.replace(staged, xml)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return xml
 
 
@@ -203,6 +199,8 @@ def quantize(
     val_split: str = "test",
     seed: int = 0,
     qat_max_steps: int | None = None,
+    allow_missing_classes: bool = False,
+    overwrite: bool = False,
 ) -> QuantizeResult:
     """Quantize a model to INT8 for ``target`` with ``method`` and measure what it cost.
 
@@ -221,26 +219,44 @@ def quantize(
         onnx_path: the FP32 ONNX to start from (skips the export; torch-free for ptq/ptq-acc/wc).
         val_size: validation images scored (None = the whole ``val_split``).
         val_data: dataset for validation when it differs from ``data``.
+        allow_missing_classes: accept a calibration/validation split that lacks some class (a
+            model trained with ``--allow-missing-classes``).
+        overwrite: replace an earlier INT8 model of the same name in ``out_dir`` (refused
+            otherwise, before any work). Nothing is written unless everything succeeded.
 
     The report holds ``fp32``/``int8`` accuracies (on the labels), ``delta_pts`` (INT8 - FP32,
     negative = worse), ``worst_class_delta_pts``, ``agreement`` (top-1 equal to FP32), sizes,
     timings, and for ``ptq-acc`` the plain-PTQ numbers and ``kept_fp`` (layers left in FP).
     """
     _check_args(target, method, max_drop, calib_size)
+    if val_size is not None and val_size < 1:
+        raise QuantizationError(f"val_size must be positive, got {val_size}")
     if method == "ptq-acc" and max_drop is None:
         max_drop = DEFAULT_MAX_DROP
+    for what, value in (("dataset", data), ("validation dataset", val_data)):
+        if isinstance(value, (str, os.PathLike)) and not Path(value).exists():
+            raise QuantizationError(f"{what} {value} does not exist")
     require("nncf", "openvino", "INT8 quantization")
-    out = ensure_writable_dir(out_dir)
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise QuantizationError(f"output folder {out} exists and is not a folder")
     t0 = time.perf_counter()
-    scratch = Path(tempfile.mkdtemp(prefix=".edgefer-fp32-", dir=out))
-    try:
+    # every file is staged and moved into ``out`` only when everything succeeded (utils.outputs)
+    with staged_output(out, "quantize", overwrite=overwrite) as stage, staging_dir(out, "fp32") as scratch:
         fp32_path, meta = _fp32_onnx(checkpoint, onnx_path, img_size, scratch)
-        pp = meta.preprocessing
-        calib = calibration_arrays(data, pp, calib_size, split=calib_split, seed=seed)
-        val = validation_arrays(val_data if val_data is not None else data, pp, val_size, split=val_split, seed=seed)
-        fp32_logits = predict(fp32_path, val.x)
+        _check_classes(meta, val_data if val_data is not None else data)
         stem = _stem(meta, target, method)
-        artifact = out / (f"{stem}.xml" if target == "openvino" else f"{stem}.onnx")
+        names = [f"{stem}.xml", f"{stem}.bin"] if target == "openvino" else [f"{stem}.onnx"]
+        check_outputs(out, [*names, f"{stem}.report.json"], overwrite=overwrite)  # before the expensive part
+        pp = meta.preprocessing
+        calib = calibration_arrays(data, pp, calib_size, split=calib_split, seed=seed,
+                                   allow_missing_classes=allow_missing_classes)
+        val = validation_arrays(val_data if val_data is not None else data, pp, val_size, split=val_split, seed=seed,
+                                allow_missing_classes=allow_missing_classes)
+        fp32_logits = predict(fp32_path, val.x)
+        staged = stage.path(names[0])
+        artifact = stage.final(staged)
+        stage.last.append(staged)  # the .xml / .onnx appears only once its weights are in place
         qinfo: dict[str, Any] = {
             "method": method,
             "engine": "nncf",
@@ -266,17 +282,29 @@ def quantize(
             precision="int8", quantization=qinfo, source_onnx_sha256=meta.source_onnx_sha256 or sha256_file(fp32_path)
         )
         if target == "openvino":
-            save_ir(model, artifact, qmeta)
+            save_ir(model, staged, qmeta)
         else:
-            save_onnx(model, artifact, qmeta)
-        int8_logits = predict(artifact, val.x)
-        report = _report(meta, qmeta, val, fp32_logits, int8_logits, fp32_path, artifact, max_drop, extra)
+            save_onnx(model, staged, qmeta)
+        int8_logits = predict(staged, val.x)
+        report = _report(meta, qmeta, val, fp32_logits, int8_logits, fp32_path, staged, max_drop, extra)
+        report["artifact"] = str(artifact)
         report["seconds"] = round(time.perf_counter() - t0, 1)
         files = [artifact] + ([artifact.with_suffix(".bin")] if target == "openvino" else [])
-        report_path = write_json(out / f"{stem}.report.json", report)
-        return QuantizeResult(artifact, qmeta, report, report_path, [*files, report_path])
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        report_path = stage.final(write_json(stage.path(f"{stem}.report.json"), report))
+    return QuantizeResult(artifact, qmeta, report, report_path, [*files, report_path])
+
+
+def _check_classes(meta: ModelMetadata, data: Any) -> None:
+    """The model must predict the dataset's classes, in its order: checked before any work."""
+    from edgefer.labels import CLASS_NAMES
+
+    data_classes = tuple(getattr(data, "class_names", CLASS_NAMES)) if not isinstance(data, (str, os.PathLike)) \
+        else CLASS_NAMES
+    if tuple(meta.class_names) != data_classes:
+        raise QuantizationError(
+            f"the model predicts {len(meta.class_names)} classes {list(meta.class_names)} but the dataset has "
+            f"{len(data_classes)} {list(data_classes)}: quantize it on data with its own classes"
+        )
 
 
 def _nncf_version() -> str:

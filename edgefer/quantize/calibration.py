@@ -53,13 +53,14 @@ class ArrayData:
         return len(self.labels)
 
 
-def open_split(data: str | os.PathLike | DatasetLike, split: str) -> DatasetLike:
+def open_split(data: str | os.PathLike | DatasetLike, split: str, allow_missing_classes: bool = False) -> DatasetLike:
     """``data`` is a dataset path (opened with :func:`edgefer.data.open_dataset`) or an open dataset."""
     if not isinstance(data, (str, os.PathLike)):
         return data
     from edgefer.data import open_dataset
 
-    return open_dataset(Path(data), split)  # raises DatasetError naming the expected layouts
+    # raises DatasetError naming the expected layouts
+    return open_dataset(Path(data), split, allow_missing_classes=allow_missing_classes)
 
 
 def select_subset(n_available: int, size: int | None, seed: int = 0) -> np.ndarray:
@@ -74,13 +75,17 @@ def select_subset(n_available: int, size: int | None, seed: int = 0) -> np.ndarr
 def load_arrays(
     dataset: DatasetLike, indices: Sequence[int], pp: Preprocessing, split: str, chunk: int = 256
 ) -> ArrayData:
-    """Read and preprocess ``dataset[indices]`` in chunks (bounded memory for the raw images)."""
+    """Read and preprocess ``dataset[indices]`` in chunks (bounded memory for the raw images).
+
+    Unreadable images are skipped (each readable one is used once), not replaced by a neighbour.
+    """
+    from edgefer.data.base import batched, iter_readable
+
     xs: list[np.ndarray] = []
     labels: list[int] = []
     ids: list[str] = []
     idx = [int(i) for i in indices]
-    for start in range(0, len(idx), chunk):
-        samples = [dataset[i] for i in idx[start : start + chunk]]
+    for samples in batched((s for _, s in iter_readable(dataset, idx)), chunk):
         xs.append(preprocess_batch([s.image for s in samples], pp))
         labels.extend(int(s.label) for s in samples)
         ids.extend(str(s.id) for s in samples)
@@ -95,6 +100,7 @@ def calibration_arrays(
     split: str = "train",
     seed: int = 0,
     min_size: int = MIN_CALIB_SIZE,
+    allow_missing_classes: bool = False,
 ) -> ArrayData:
     """The calibration subset of ``split``: ``calib_size`` images chosen deterministically.
 
@@ -106,7 +112,7 @@ def calibration_arrays(
             f"calibration subset of {calib_size} images is too small: at least {min_size} are needed "
             "for meaningful activation ranges (300 is the usual choice)"
         )
-    dataset = open_split(data, split)
+    dataset = open_split(data, split, allow_missing_classes)
     n = len(dataset)
     if n == 0:
         raise QuantizationError(f"the {split!r} split is empty: no images to calibrate the INT8 ranges on")
@@ -124,9 +130,10 @@ def validation_arrays(
     size: int | None = None,
     split: str = "test",
     seed: int = 0,
+    allow_missing_classes: bool = False,
 ) -> ArrayData:
     """The validation images (all, or a deterministic subset of ``size``) used to score FP32 vs INT8."""
-    dataset = open_split(data, split)
+    dataset = open_split(data, split, allow_missing_classes)
     if len(dataset) == 0:
         raise QuantizationError(f"the {split!r} split is empty: nothing to measure the INT8 accuracy on")
     return load_arrays(dataset, select_subset(len(dataset), size, seed), pp, split)

@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import ast
 import os
-import shutil
-import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +26,8 @@ from typing import Any
 
 from edgefer.errors import QuantizationError
 from edgefer.quantize.calibration import calibration_arrays, nncf_dataset, validation_arrays
-from edgefer.utils.io import ensure_writable_dir, write_json, write_text
+from edgefer.utils.io import write_json, write_text
+from edgefer.utils.outputs import check_outputs, staged_output, staging_dir
 
 #: Op types NNCF puts quantizers on (inputs/weights); the others follow their producer's quantizer.
 QUANTIZABLE = ("Conv", "ConvTranspose", "Gemm", "MatMul", "Add", "Mul", "Sub", "Div", "Concat",
@@ -108,22 +107,30 @@ def sensitivity(
     seed: int = 0,
     progress: bool = True,
     max_groups: int = 8,
+    allow_missing_classes: bool = False,
+    overwrite: bool = False,
 ) -> SensitivityResult:
-    """Per-block-group INT8 sensitivity table, written as ``sensitivity.json`` and ``sensitivity.md``."""
+    """Per-block-group INT8 sensitivity table, written as ``sensitivity.json`` and ``sensitivity.md``.
+
+    The two files follow the output policy of :mod:`edgefer.utils.outputs` (an earlier table is
+    replaced only with ``overwrite``; both appear together, only on success).
+    """
     import nncf
     import onnx
 
     from edgefer.quantize import ptq
-    from edgefer.quantize.api import _fp32_onnx, input_name, quiet
+    from edgefer.quantize.api import _check_classes, _fp32_onnx, input_name, quiet
     from edgefer.quantize.evaluate import compare, predict
 
-    out = ensure_writable_dir(out_dir)
-    scratch = Path(tempfile.mkdtemp(prefix=".edgefer-fp32-", dir=out))
-    try:
+    check_outputs(out_dir, ["sensitivity.json", "sensitivity.md"], overwrite=overwrite)
+    with staged_output(out_dir, "sensitivity", overwrite=overwrite) as stage, staging_dir(out_dir, "fp32") as scratch:
         fp32_path, meta = _fp32_onnx(checkpoint, onnx_path, img_size, scratch)
+        _check_classes(meta, data)
         pp = meta.preprocessing
-        calib = calibration_arrays(data, pp, calib_size, split=calib_split, seed=seed)
-        val = validation_arrays(data, pp, val_size, split=val_split, seed=seed)
+        calib = calibration_arrays(data, pp, calib_size, split=calib_split, seed=seed,
+                                   allow_missing_classes=allow_missing_classes)
+        val = validation_arrays(data, pp, val_size, split=val_split, seed=seed,
+                                allow_missing_classes=allow_missing_classes)
         fp32 = onnx.load(str(fp32_path))
         ref = predict(fp32, val.x)
         groups = block_groups(fp32, max_groups=max_groups)
@@ -168,11 +175,9 @@ def sensitivity(
                "calib_size": len(calib), "numerics": "onnx-qdq (TensorRT-style) on ONNX Runtime CPU", "rows": rows,
                "groups": groups}
         md = _markdown(meta.model_name, fp32_acc, len(val), rows)
-        json_path = write_json(out / "sensitivity.json", doc)
-        md_path = write_text(out / "sensitivity.md", md)
-        return SensitivityResult(rows, json_path, md_path, md, groups)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        json_path = stage.final(write_json(stage.path("sensitivity.json"), doc))
+        md_path = stage.final(write_text(stage.path("sensitivity.md"), md))
+    return SensitivityResult(rows, json_path, md_path, md, groups)
 
 
 def _markdown(model: str, fp32_acc: float, n: int, rows: list[dict[str, Any]]) -> str:

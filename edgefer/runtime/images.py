@@ -43,34 +43,83 @@ def read_image(path: str | os.PathLike) -> np.ndarray | None:
     return cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
 
 
+def annotated_targets(
+    inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLike | None = None
+) -> list[tuple[Path, str]]:
+    """Every image of ``inputs`` with the path (relative to ``out_dir``) of its annotated copy.
+
+    A file inside a folder input keeps its sub-path (``DIR/a/x.jpg`` -> ``a/x.jpg``), a file given
+    directly its name; formats OpenCV cannot write back become ``.png``. Two images that would get
+    the same annotated path are an error (nothing is overwritten silently), and files below
+    ``out_dir`` itself (an output inside an input folder) are not inputs.
+    """
+    from edgefer.utils.outputs import safe_child
+
+    out = Path(out_dir).resolve() if out_dir is not None else None
+    pairs: list[tuple[Path, str]] = []
+    taken: dict[str, Path] = {}
+    for item in inputs:
+        base = Path(item)
+        for path in iter_images([item]):
+            if out is not None and path.resolve().is_relative_to(out):
+                continue
+            rel = path.relative_to(base) if base.is_dir() else Path(path.name)
+            if rel.suffix.lower() not in (".jpg", ".jpeg", ".png"):
+                rel = rel.with_suffix(".png")
+            key = rel.as_posix()
+            if out_dir is not None:
+                safe_child(out_dir, key, subdirs=True)
+                if key.lower() in taken:
+                    raise EdgeferError(
+                        f"{taken[key.lower()]} and {path} would both be annotated as {Path(out_dir) / key}; "
+                        "pass their common folder instead, or predict them in separate runs"
+                    )
+                taken[key.lower()] = path
+            pairs.append((path, key))
+    return pairs
+
+
 def predict_images(
-    predictor: Predictor, inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLike | None = None
+    predictor: Predictor, inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLike | None = None,
+    *, overwrite: bool = False,
 ) -> list[dict[str, Any]]:
     """Predict every image of ``inputs``; one record per image (``path``, ``faces``, ``timings_ms``,
-    ``error``). With ``out_dir``, annotated copies are written there (atomically) under the same name."""
+    ``error``). With ``out_dir``, annotated copies are written there under their relative path
+    (see :func:`annotated_targets`), all at the end of the run (staged), following the output
+    policy of :mod:`edgefer.utils.outputs`: an earlier annotated image is replaced only with
+    ``overwrite``, a file edgefer did not write never. The targets are checked before any work."""
     from edgefer.runtime.draw import draw_result
-    from edgefer.utils.io import atomic_path, ensure_writable_dir
+    from edgefer.utils.outputs import check_outputs, staged_output
 
-    out = ensure_writable_dir(out_dir) if out_dir is not None else None
-    records = []
-    for path in iter_images(inputs):
-        image = read_image(path)
-        if image is None:
-            records.append({"path": str(path), "faces": [], "error": "unreadable image"})
-            continue
-        result = predictor.predict(image)
-        record = {"path": str(path), **result.to_dict(predictor.class_names)}
-        if out is not None and result.error is None:
-            annotated = draw_result(image if image.ndim == 3 and image.shape[2] == 3 else _bgr(image), result)
-            target = out / (path.stem + (path.suffix if path.suffix.lower() in (".jpg", ".jpeg", ".png") else ".png"))
-            with atomic_path(target, suffix=target.suffix) as tmp:
-                ok, buf = cv2.imencode(target.suffix, annotated)
+    inputs = list(inputs)
+    pairs = annotated_targets(inputs, out_dir)
+    records: list[dict[str, Any]] = []
+    if out_dir is None:
+        for path, _ in pairs:
+            records.append(_predict_one(predictor, path)[0])
+        return records
+    check_outputs(out_dir, [rel for _, rel in pairs], overwrite=overwrite)
+    with staged_output(out_dir, "predict", overwrite=overwrite, grouped=False) as stage:
+        for path, rel in pairs:
+            record, image, result = _predict_one(predictor, path)
+            if image is not None and result is not None and result.error is None:
+                annotated = draw_result(image if image.ndim == 3 and image.shape[2] == 3 else _bgr(image), result)
+                staged = stage.path(rel, subdirs=True)
+                ok, buf = cv2.imencode(staged.suffix, annotated)
                 if not ok:
-                    raise EdgeferError(f"cannot encode annotated image {target}")
-                tmp.write_bytes(buf.tobytes())
-            record["annotated"] = str(target)
-        records.append(record)
+                    raise EdgeferError(f"cannot encode annotated image {rel}")
+                staged.write_bytes(buf.tobytes())
+                record["annotated"] = str(stage.final(staged))
+            records.append(record)
     return records
+
+
+def _predict_one(predictor: Predictor, path: Path) -> tuple[dict[str, Any], np.ndarray | None, Any]:
+    image = read_image(path)
+    if image is None:
+        return {"path": str(path), "faces": [], "error": "unreadable image"}, None, None
+    result = predictor.predict(image)
+    return {"path": str(path), **result.to_dict(predictor.class_names)}, image, result
 
 
 def _bgr(image: np.ndarray) -> np.ndarray:

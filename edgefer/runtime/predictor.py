@@ -108,8 +108,9 @@ class FrameResult:
 def as_bgr_frame(frame: Any) -> np.ndarray:
     """Any reasonable image array -> HxWx3 uint8 BGR; :class:`FrameError` for non-images.
 
-    Grey (HxW or HxWx1) is replicated, BGRA loses its alpha, uint16 is scaled by 1/257, float
-    in [0, 1] is scaled by 255.
+    Grey (HxW or HxWx1) is replicated, BGRA loses its alpha; other depths than uint8 follow
+    :func:`edgefer.preprocess.to_uint8` (uint16 scaled by 1/257, rounded), the rule the training
+    data readers use too.
     """
     if frame is None:
         raise FrameError("frame is None (the camera or decoder returned nothing)")
@@ -118,8 +119,6 @@ def as_bgr_frame(frame: Any) -> np.ndarray:
         raise FrameError(f"frame is empty (shape {arr.shape})")
     if arr.ndim not in (2, 3):
         raise FrameError(f"frame must be HxW or HxWxC, got shape {arr.shape}")
-    if arr.dtype == np.uint16:
-        arr = (arr // 257).astype(np.uint8)
     try:
         return to_three_channels(arr, "BGR")
     except EdgeferError as exc:

@@ -223,6 +223,37 @@ def check_gui() -> None:
         ) from exc
 
 
+def check_stream_outputs(*paths: str | os.PathLike | None, overwrite: bool = False) -> None:
+    """Check the files a stream run will write (video, events, summary) before anything runs.
+
+    Each follows the output policy of :mod:`edgefer.utils.outputs`: an existing folder of that
+    name, or a file edgefer did not write, is refused; an earlier edgefer output needs
+    ``overwrite``. Called by :func:`run_stream` and, earlier still, by ``edgefer run`` (before the
+    model is even loaded).
+    """
+    from edgefer.utils.outputs import check_outputs
+
+    given = [Path(p) for p in paths if p is not None]
+    if len({p.resolve() for p in given}) != len(given):
+        raise StreamError("--out, --jsonl and --summary-json must be different files")
+    for p in given:
+        if not p.name or p.name in (".", ".."):
+            raise StreamError(f"{p} is not a file name")
+        check_outputs(p.parent, [p.name], overwrite=overwrite)
+
+
+def save_summary(summary: StreamSummary, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """Write the run summary as JSON (atomically; the output policy applies)."""
+    from edgefer.utils.io import write_json
+    from edgefer.utils.outputs import check_outputs, record_outputs
+
+    p = Path(path)
+    check_outputs(p.parent, [p.name], overwrite=overwrite)
+    write_json(p, summary.to_dict())
+    record_outputs(p.parent, [p.name], "run")
+    return p
+
+
 def run_stream(
     predictor: Predictor,
     source: str | int,
@@ -234,24 +265,43 @@ def run_stream(
     realtime: bool | None = None,
     log: Callable[[str], None] | None = None,
     status_every_s: float = 1.0,
+    overwrite: bool = False,
 ) -> StreamSummary:
-    """Run ``predictor`` on a camera, file or stream until it ends, ``max_frames`` or Ctrl-C."""
+    """Run ``predictor`` on a camera, file or stream until it ends, ``max_frames`` or Ctrl-C.
+
+    ``out`` (video) and ``jsonl`` (events) are checked before the first frame (see
+    :func:`check_stream_outputs`) and written under temporary names, renamed into place when the
+    run ends (Ctrl-C included) and removed when it fails.
+    """
+    from edgefer.utils.outputs import clean_stale_staging, record_outputs
+
+    if max_frames is not None and max_frames < 1:
+        raise StreamError(f"--max-frames must be positive, got {max_frames}")
+    if queue_size < 1:
+        raise StreamError(f"--queue-size must be positive, got {queue_size}")
+    check_stream_outputs(out, jsonl, overwrite=overwrite)
     if show:
         check_gui()
+    out_path = Path(out) if out is not None else None
+    jsonl_path = Path(jsonl) if jsonl is not None else None
+    for p in (out_path, jsonl_path):
+        if p is not None:
+            clean_stale_staging(p.parent)
     src = FrameSource(source, queue_size=queue_size, realtime=realtime)
     summary = StreamSummary(source=str(source))
-    out_path = Path(out) if out is not None else None
-    partial = out_path.with_name(f".{out_path.stem}.partial{out_path.suffix or '.mp4'}") if out_path else None
+    pid = os.getpid()
+    partial = out_path.with_name(f".{out_path.stem}.pid{pid}.partial{out_path.suffix or '.mp4'}") if out_path else None
+    events_partial = jsonl_path.with_name(f".{jsonl_path.name}.pid{pid}.partial.jsonl") if jsonl_path else None
     writer: cv2.VideoWriter | None = None
     writer_size = (0, 0)
     events = None
     latencies: list[float] = []
     stages: dict[str, list[float]] = {k: [] for k in STAGES}
-    if jsonl is not None:
+    if events_partial is not None:
         from edgefer.utils.io import ensure_writable_dir
 
-        ensure_writable_dir(Path(jsonl).parent)
-        events = open(jsonl, "w", encoding="utf-8", buffering=1)  # noqa: SIM115 - closed in finally
+        ensure_writable_dir(events_partial.parent)
+        events = open(events_partial, "w", encoding="utf-8", buffering=1)  # noqa: SIM115 - closed in finally
     if out_path is not None:
         from edgefer.utils.io import ensure_writable_dir
 
@@ -314,10 +364,17 @@ def run_stream(
         src.stop()
         if events is not None:
             events.close()
+            if completed and jsonl_path is not None and events_partial is not None:
+                os.replace(events_partial, jsonl_path)
+                record_outputs(jsonl_path.parent, [jsonl_path.name], "run")
+            elif events_partial is not None:
+                with contextlib.suppress(OSError):
+                    events_partial.unlink()
         if writer is not None:
             writer.release()
             if completed and out_path is not None:
                 os.replace(partial, out_path)
+                record_outputs(out_path.parent, [out_path.name], "run")
             elif partial is not None:
                 with contextlib.suppress(OSError):
                     partial.unlink()

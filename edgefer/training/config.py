@@ -105,6 +105,7 @@ class TrainConfig:
     sync_bn: bool = False  # SyncBatchNorm under DDP on CUDA
     deterministic: bool = True
     resume: str | None = None
+    overwrite: bool = False  # start afresh in an ``out`` that holds an earlier run (its files are removed)
 
     def __post_init__(self) -> None:
         for name in ("crop_scale", "crop_ratio", "mean", "std"):
@@ -152,6 +153,8 @@ class TrainConfig:
         check(self.pretrained in (None, "", "none", "imagenet"), "pretrained must be none or imagenet")
         check(0.0 <= self.dropout < 1.0, "dropout must be in [0, 1)")
         check(self.on_error in ("raise", "skip"), "on_error must be raise or skip")
+        check(not (self.resume and self.overwrite),
+              "give resume (continue the run) or overwrite (start it afresh), not both")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (tuples become lists) for YAML, JSON and the checkpoint."""
@@ -273,7 +276,7 @@ def config_from_checkpoint(checkpoint: str | os.PathLike, overrides: dict[str, A
     stored = dict(load_checkpoint(path).get("train_config") or {})
     if not stored:
         raise ConfigError(f"{path} stores no training configuration; pass --config or the options to resume with")
-    values = {k: v for k, v in stored.items() if k in FIELD_NAMES}
+    values = {k: v for k, v in stored.items() if k in FIELD_NAMES and k != "overwrite"}
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})
     values["resume"] = str(path)
     return config_from_dict(values)

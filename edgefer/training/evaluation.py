@@ -15,19 +15,20 @@ from __future__ import annotations
 import csv
 import io
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from edgefer.errors import CheckpointError
+from edgefer.errors import CheckpointError, EdgeferError
 from edgefer.metrics import ClassificationReport, classification_report, softmax
 from edgefer.preprocess import Preprocessing, preprocess_batch
 from edgefer.training.checkpoint import build_model, load_checkpoint
 from edgefer.training.history import plot_confusion_matrix
-from edgefer.utils.io import ensure_writable_dir, write_json, write_text
+from edgefer.utils.io import write_json, write_text
+from edgefer.utils.outputs import check_outputs, staged_output
 
 
 @dataclass
@@ -43,6 +44,12 @@ class EvalResult:
     split: str
     flip_tta: bool
     out: Path | None = None
+    #: unreadable images of the split, left out of every metric (each readable image counts once)
+    skipped_ids: list[str] = field(default_factory=list)
+
+    @property
+    def skipped(self) -> int:
+        return len(self.skipped_ids)
 
     @property
     def accuracy(self) -> float:
@@ -58,6 +65,8 @@ class EvalResult:
             "split": self.split,
             "flip_tta": self.flip_tta,
             "num_images": len(self.labels),
+            "skipped": self.skipped,
+            "skipped_ids": list(self.skipped_ids),
             **self.report.to_dict(),
         }
 
@@ -92,18 +101,24 @@ def _predict(
 ) -> tuple[np.ndarray, list[Any]]:
     """(logits, (id, label) of each sample read when ``images`` is a dataset reader).
 
-    A reader with ``on_error="skip"`` may hand back a replacement sample for an unreadable image,
-    so labels and ids are taken from the samples actually read, not from ``reader.labels``.
+    A dataset reader is walked with :func:`edgefer.data.base.iter_readable`: every readable image
+    once, unreadable ones skipped (and counted by the reader), never replaced by a neighbour, so
+    no image is scored twice. A plain sequence of arrays is scored as given.
     """
     from rich.progress import Progress
 
+    from edgefer.data.base import batched, iter_readable
+
+    if batch_size < 1:
+        raise EdgeferError(f"batch size must be >= 1, got {batch_size}")
     n = len(images)
+    is_dataset = hasattr(images, "iter_readable") or (n > 0 and hasattr(images[0], "image"))
+    stream = (s for _, s in iter_readable(images)) if is_dataset else iter(images)
     outs: list[np.ndarray] = []
     items: list[Any] = []
     with torch.inference_mode(), Progress(transient=True, disable=not progress) as bar:
         task = bar.add_task("evaluating", total=n)
-        for start in range(0, n, batch_size):
-            batch = [images[i] for i in range(start, min(n, start + batch_size))]
+        for batch in batched(stream, batch_size):
             items.extend((b.id, int(b.label)) if hasattr(b, "image") else None for b in batch)
             pixels = [b.image if hasattr(b, "image") else b for b in batch]
             x = torch.from_numpy(preprocess_batch(pixels, pp)).to(device)
@@ -129,12 +144,24 @@ def evaluate(
     *,
     device: str = "auto",
     on_error: str = "skip",
+    allow_missing_classes: bool = False,
+    overwrite: bool = False,
 ) -> EvalResult:
-    """Evaluate a checkpoint on a dataset split (see the module docstring)."""
+    """Evaluate a checkpoint on a dataset split (see the module docstring).
+
+    Unreadable images are skipped (``on_error="skip"``, counted in ``result.skipped``) or stop the
+    run (``"raise"``); every metric is over the readable images, each counted once. ``out`` follows
+    the output policy of :mod:`edgefer.utils.outputs`: an earlier evaluation there is replaced only
+    with ``overwrite``, and the files appear together or not at all.
+    """
     from edgefer.data import open_dataset
 
+    if batch_size < 1:
+        raise EdgeferError(f"batch size must be >= 1, got {batch_size}")
+    if out is not None:
+        check_outputs(out, EVAL_FILES, overwrite=overwrite)  # before any work
     ckpt = load_checkpoint(checkpoint)
-    reader = open_dataset(str(data), split, on_error=on_error)
+    reader = open_dataset(str(data), split, on_error=on_error, allow_missing_classes=allow_missing_classes)
     ckpt_classes = tuple(ckpt["class_names"])
     data_classes = tuple(reader.class_names)
     if ckpt_classes != data_classes:
@@ -149,51 +176,60 @@ def evaluate(
     model.to(dev)
     pp = Preprocessing.from_dict(ckpt["preprocessing"])
     logits, samples = _predict(model, reader, pp, batch_size, flip_tta, dev, progress)
+    if not samples:
+        raise EdgeferError(f"no readable image in the {split} split of {data} ({reader.skipped} unreadable)")
     labels = np.asarray([s[1] for s in samples], dtype=np.int64)
     preds = logits.argmax(1) if len(logits) else np.zeros(0, dtype=np.int64)
     report = classification_report(labels, preds, data_classes)
-    result = EvalResult(report, logits, labels, preds, [str(s[0]) for s in samples], str(checkpoint), split, flip_tta)
+    result = EvalResult(report, logits, labels, preds, [str(s[0]) for s in samples], str(checkpoint), split, flip_tta,
+                        skipped_ids=list(reader.skipped_ids))
     if out is not None:
-        write_eval_outputs(result, out)
+        write_eval_outputs(result, out, overwrite=overwrite)
     return result
 
 
-def write_eval_outputs(result: EvalResult, out: str | os.PathLike) -> Path:
-    """Write metrics.json, confusion_matrix.{json,png} and predictions.csv into ``out``."""
-    out_dir = ensure_writable_dir(out)
+#: the files :func:`write_eval_outputs` writes (one output: they are replaced together)
+EVAL_FILES = ("metrics.json", "confusion_matrix.json", "confusion_matrix.png", "predictions.csv")
+
+
+def write_eval_outputs(result: EvalResult, out: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """Write metrics.json, confusion_matrix.{json,png} and predictions.csv into ``out`` (staged, all or none)."""
     rep = result.report
-    write_json(out_dir / "metrics.json", result.to_dict())
-    write_json(
-        out_dir / "confusion_matrix.json",
-        {
-            "class_names": list(rep.class_names),
-            "rows": "true class",
-            "columns": "predicted class",
-            "matrix": rep.confusion.tolist(),
-        },
-    )
-    title = f"{Path(result.checkpoint).name} on {result.split}: "
-    title += f"acc {rep.accuracy:.4f}, mean class acc {rep.mean_class_accuracy:.4f}"
-    plot_confusion_matrix(out_dir / "confusion_matrix.png", rep.confusion, rep.class_names, title=title)
-    probs = softmax(result.logits, axis=1) if len(result.logits) else result.logits
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["id", "label", "pred", *[f"p_{c}" for c in rep.class_names]])
-    for i, sid in enumerate(result.ids):
-        w.writerow(
-            [sid, rep.class_names[result.labels[i]], rep.class_names[result.preds[i]], *[f"{v:.6f}" for v in probs[i]]]
+    with staged_output(out, "evaluate", overwrite=overwrite) as stage:
+        write_json(stage.path("metrics.json"), result.to_dict())
+        write_json(
+            stage.path("confusion_matrix.json"),
+            {
+                "class_names": list(rep.class_names),
+                "rows": "true class",
+                "columns": "predicted class",
+                "matrix": rep.confusion.tolist(),
+            },
         )
-    write_text(out_dir / "predictions.csv", buf.getvalue())
-    result.out = out_dir
-    return out_dir
+        title = f"{Path(result.checkpoint).name} on {result.split}: "
+        title += f"acc {rep.accuracy:.4f}, mean class acc {rep.mean_class_accuracy:.4f}"
+        plot_confusion_matrix(stage.path("confusion_matrix.png"), rep.confusion, rep.class_names, title=title)
+        probs = softmax(result.logits, axis=1) if len(result.logits) else result.logits
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(["id", "label", "pred", *[f"p_{c}" for c in rep.class_names]])
+        for i, sid in enumerate(result.ids):
+            w.writerow(
+                [sid, rep.class_names[result.labels[i]], rep.class_names[result.preds[i]],
+                 *[f"{v:.6f}" for v in probs[i]]]
+            )
+        write_text(stage.path("predictions.csv"), buf.getvalue())
+    result.out = Path(out)
+    return result.out
 
 
 def format_report(result: EvalResult) -> str:
     """A plain-text table: overall and mean class accuracy, then per-class precision/recall/F1."""
     rep = result.report
+    skipped = f", {result.skipped} unreadable skipped" if result.skipped else ""
     lines = [
         f"checkpoint  {result.checkpoint}",
-        f"split       {result.split} ({len(result.labels)} images){'  flip TTA' if result.flip_tta else ''}",
+        f"split       {result.split} ({len(result.labels)} images{skipped}){'  flip TTA' if result.flip_tta else ''}",
         f"accuracy             {rep.accuracy:.4f}",
         f"mean class accuracy  {rep.mean_class_accuracy:.4f}",
         f"macro F1             {rep.macro_f1:.4f}",

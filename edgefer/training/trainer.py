@@ -44,6 +44,7 @@ from edgefer.training.distill import DistillationLoss, load_teacher
 from edgefer.training.history import plot_training_curves, write_metrics_csv
 from edgefer.training.optim import ModelEma, build_optimizer, build_scheduler
 from edgefer.utils.io import ensure_writable_dir, write_json, write_text
+from edgefer.utils.outputs import check_outputs, record_outputs, remove_outputs
 
 #: Called after every optimiser step with (epoch, step_in_epoch, global_step).
 StepHook = Callable[[int, int, int], None]
@@ -117,6 +118,27 @@ def _console(enabled: bool):
     from rich.console import Console
 
     return Console(stderr=True, quiet=not enabled)
+
+
+#: the files a training run writes into its directory
+RUN_FILES = ("last.pt", "best.pt", "metrics.csv", "training_curves.png", "config.yaml", "summary.json")
+_CHECKPOINTS = ("last.pt", "best.pt")
+
+
+def _claim_run_dir(run_dir: Path, cfg: TrainConfig) -> bool:
+    """Check ``run_dir`` before any work; True when an earlier run there is to be replaced.
+
+    Continuing (``resume`` from this directory) is always fine. Otherwise a checkpoint of an
+    earlier run is refused unless ``overwrite``, and a file of the same name that edgefer did not
+    write (``--out .`` beside the user's own ``config.yaml``) is refused always; the output policy
+    of :mod:`edgefer.utils.outputs`.
+    """
+    if cfg.resume and _resolve_resume(cfg.resume).resolve().parent == run_dir.resolve():
+        return False
+    hint = f"pass --resume {run_dir / 'last.pt'} to continue it, --overwrite to start afresh, or another --out"
+    check_outputs(run_dir, _CHECKPOINTS, overwrite=cfg.overwrite, hint=hint)
+    check_outputs(run_dir, [n for n in RUN_FILES if n not in _CHECKPOINTS], overwrite=True)
+    return cfg.overwrite and any((run_dir / n).exists() for n in RUN_FILES)
 
 
 def _resolve_resume(path: str) -> Path:
@@ -216,6 +238,9 @@ def _train(cfg: TrainConfig, device: torch.device, info: D.DistInfo, on_step: St
     use_amp = cfg.amp and cuda
     channels_last = cfg.channels_last and cuda
 
+    # ---- the run directory: never replace an earlier run (or a file edgefer did not write) silently
+    replacing = _claim_run_dir(run_dir, cfg)
+
     # ---- data
     train_reader, train_idx, val_reader, val_idx, class_names, val_what = _open_splits(cfg)
     if info.is_main:  # after the data checks: a typo in --data leaves no empty run directory behind
@@ -312,9 +337,11 @@ def _train(cfg: TrainConfig, device: torch.device, info: D.DistInfo, on_step: St
             console.print(f"resuming from {_resolve_resume(cfg.resume)} at epoch {start_epoch + 1}/{cfg.epochs}")
 
     if info.is_main:
-        if resume_ckpt is None and last_path.exists():
-            console.print(f"[yellow]{run_dir} holds an earlier run; starting afresh (use --resume to continue it)[/]")
+        if replacing:
+            remove_outputs(run_dir, RUN_FILES)
+            console.print(f"[yellow]{run_dir} held an earlier run; its files were removed (--overwrite)[/]")
         _write_config(run_dir / "config.yaml", cfg)
+        record_outputs(run_dir, ["config.yaml"], "train", grouped=False)
         console.print(
             f"[bold]{cfg.model}[/] on {cfg.data}: {len(train_set)} train images, validation on {val_what}; "
             f"{cfg.epochs} epochs x {steps_per_epoch} steps, batch {cfg.batch_size}"
@@ -438,6 +465,7 @@ def _train(cfg: TrainConfig, device: torch.device, info: D.DistInfo, on_step: St
                     save(epoch, metrics, best_path)
                 save(epoch, metrics)
                 write_metrics_csv(run_dir / "metrics.csv", history)
+                record_outputs(run_dir, [n for n in RUN_FILES if (run_dir / n).exists()], "train", grouped=False)
                 console.print(
                     f"epoch {epoch + 1}/{cfg.epochs}  loss {row['train_loss']:.4f}  train acc {row['train_acc']:.3f}  "
                     f"val acc {row['val_acc']:.4f}  mean class acc {row['val_mean_class_acc']:.4f}  "
@@ -455,6 +483,7 @@ def _train(cfg: TrainConfig, device: torch.device, info: D.DistInfo, on_step: St
     if info.is_main:
         plot_training_curves(run_dir / "training_curves.png", history, title=f"{cfg.model} on {Path(cfg.data).name}")
         write_json(run_dir / "summary.json", {"metrics": final, "config": cfg.to_dict(), "class_names": class_names})
+        record_outputs(run_dir, [n for n in RUN_FILES if (run_dir / n).exists()], "train", grouped=False)
     D.barrier(info)
     return TrainResult(run_dir, best_path, last_path, final, history)
 
