@@ -147,7 +147,7 @@ class PipelineConfig:
 
 INT8_METHODS = ("ptq", "ptq-acc", "qat")
 #: Training options that do not change the trained weights (see PipelineConfig).
-NOT_TRAIN_PARAMS = ("out", "progress", "workers", "resume")
+NOT_TRAIN_PARAMS = ("out", "progress", "workers", "resume", "overwrite")
 
 
 def train_overrides(cfg: PipelineConfig, data: str, out: str) -> dict[str, Any]:
@@ -301,6 +301,8 @@ class _Flow:
             if not done.exists() and self.resumable(last, params):
                 overrides["resume"] = str(last)
                 self.on_event(f"  resuming the interrupted training from {last}")
+            else:  # the run directory is the pipeline's own: a training with other parameters replaces it
+                overrides["overwrite"] = True
             # An earlier, complete training is being replaced: if this one is interrupted, the
             # next run must see an interrupted training (and resume it), not a complete one.
             done.unlink(missing_ok=True)
