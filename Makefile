@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint install clean
+.PHONY: demo test test-reverse lint install clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,9 +19,16 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/edgefer pipeline --data synthetic --model msff_mobilenetv3 --targets openvino,onnx,trt --out runs/demo
 
+PYTEST_OPTS := -q -x --durations=15
+
 test: $(STAMP)
 	$(VENV)/bin/ruff check edgefer tests
-	$(PY) -m pytest -q -x --durations=15
+	$(PY) -m pytest $(PYTEST_OPTS)
+
+# The same suite with the test files in reverse order (and no cache from an earlier run): a test
+# whose outcome depends on what ran before it (shared state, session fixtures) fails here.
+test-reverse: $(STAMP)
+	$(PY) -m pytest $(PYTEST_OPTS) -p no:cacheprovider $$(ls tests/test_*.py | sort -r)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check edgefer tests

@@ -6,8 +6,10 @@ Both are session-scoped so the whole suite pays for them once (seconds, on 2 CPU
 from __future__ import annotations
 
 import os
+import random
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 # Two cores on CI: keep torch/OpenVINO/ORT from oversubscribing them.
@@ -19,6 +21,63 @@ TEST_IMG_SIZE = 64
 SYNTH_DIFFICULTY = 0.3
 #: The model trained once per run for export/quantize/bench/runtime tests.
 TEST_MODEL = "msff_resnet18"
+
+
+#: Environment variables that change what later tests compute or load; a test must not leave them changed
+#: (use ``monkeypatch``). Every ``EDGEFER_*`` variable is guarded too.
+_GUARDED_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "TORCH_HOME", "CUDA_VISIBLE_DEVICES", "CUBLAS_WORKSPACE_CONFIG")
+
+
+def _process_state() -> dict[str, object]:
+    """The process-wide settings one test could leave behind for the next (torch's, the cwd, some env)."""
+    import torch
+
+    env = {k: v for k, v in os.environ.items() if k in _GUARDED_ENV or k.startswith("EDGEFER_")}
+    return {
+        "torch.get_num_threads()": torch.get_num_threads(),
+        "torch.are_deterministic_algorithms_enabled()": torch.are_deterministic_algorithms_enabled(),
+        "torch.is_deterministic_algorithms_warn_only_enabled()": torch.is_deterministic_algorithms_warn_only_enabled(),
+        "torch.get_default_dtype()": torch.get_default_dtype(),
+        "torch.is_grad_enabled()": torch.is_grad_enabled(),
+        "os.getcwd()": os.getcwd(),
+        "os.environ": env,
+    }
+
+
+@pytest.fixture(autouse=True)
+def _same_start_no_leaks():
+    """Every test starts from the same global RNG state and must leave process-wide state as it found it.
+
+    Seeding: a test that draws from the global torch/numpy/random generators gets the same numbers
+    whatever ran before it (in any order, alone or in the full suite); ``EDGEFER_TEST_SEED=k`` draws
+    other numbers, to measure how much an assertion's value varies with them. The check after the test: a
+    changed torch thread count, deterministic-algorithms flag, default dtype, grad mode, cwd or guarded
+    environment variable fails that test by name (and is undone), because it changes what every later
+    test computes - the cause of an order-dependent failure is then reported where it happens.
+    """
+    import torch
+
+    seed = int(os.environ.get("EDGEFER_TEST_SEED", "0"))
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    random.seed(seed)
+    before = _process_state()
+    yield
+    after = _process_state()
+    leaked = {k: (before[k], after[k]) for k in before if before[k] != after[k]}
+    if leaked:
+        torch.set_num_threads(before["torch.get_num_threads()"])
+        torch.use_deterministic_algorithms(before["torch.are_deterministic_algorithms_enabled()"],
+                                           warn_only=before["torch.is_deterministic_algorithms_warn_only_enabled()"])
+        torch.set_default_dtype(before["torch.get_default_dtype()"])
+        torch.set_grad_enabled(before["torch.is_grad_enabled()"])
+        os.chdir(before["os.getcwd()"])
+        for k in set(before["os.environ"]) | set(after["os.environ"]):
+            if k in before["os.environ"]:
+                os.environ[k] = before["os.environ"][k]
+            else:
+                os.environ.pop(k, None)
+        pytest.fail(f"the test left process-wide state changed (before, after): {leaked}", pytrace=False)
 
 
 @pytest.fixture(scope="session")

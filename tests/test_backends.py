@@ -101,6 +101,27 @@ def test_wrong_input_and_bad_files(arts, tmp_path):
         open_model(arts["onnx"], device="cuda")
 
 
+def test_torch_backend_puts_the_thread_count_back(tmp_path):
+    """``threads`` is process-wide in torch: closing the backend restores the count it found, or every
+    later torch computation in the process (a test run, a pipeline) runs on the benchmark's count."""
+    import torch
+
+    from edgefer.labels import CLASS_NAMES
+    from edgefer.models import create_model
+    from edgefer.preprocess import Preprocessing
+    from edgefer.training.checkpoint import save_checkpoint
+
+    ckpt = save_checkpoint(tmp_path / "m.pt", model=create_model("resnet18", num_classes=7), model_name="resnet18",
+                           model_args={}, class_names=CLASS_NAMES, preprocessing=Preprocessing(input_size=32))
+    before = torch.get_num_threads()
+    other = 1 if before != 1 else 2
+    with open_model(ckpt, threads=other) as b:
+        assert torch.get_num_threads() == other and b.info()["threads"] == other
+    assert torch.get_num_threads() == before
+    b.close()  # a second close changes nothing
+    assert torch.get_num_threads() == before
+
+
 def test_openvino_runs_an_onnx_file_when_asked(arts):
     with open_model(arts["onnx"], backend="openvino") as b:
         assert b.info()["backend"] == "openvino" and b.metadata.model_name == "msff_resnet18"

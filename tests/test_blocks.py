@@ -23,7 +23,6 @@ from edgefer.models.blocks import (
     pyconv_groups,
 )
 
-torch.manual_seed(0)
 SHAPES = [(1, 32, 7, 7), (3, 64, 13, 11), (2, 16, 28, 28)]
 
 

@@ -385,11 +385,18 @@ def test_slow_model_drops_stale_frames_and_latency_stays_bounded(artifacts, tmp_
                          queue_size=1)
     assert bounded.frames_dropped > n // 3
     assert bounded.frames_processed + bounded.frames_dropped == bounded.frames_captured == n
-    assert bounded.latency_ms["max"] < 1000 * (2 * delay + 2 / fps) + 150, bounded.latency_ms
+    # A frame waits at most for the inference in progress, then for its own: about two inferences, as
+    # measured in this run (a loaded machine slows inference and latency alike; a fixed number of ms
+    # fails there). Measured under load ~9 on 2 cores, 5 runs (/tmp script replicating this test):
+    # max latency / max predict time 1.01-1.56, predict max 171-203 ms; the bound below leaves >= 1.8x.
+    bound_ms = 2 * bounded.stage_ms["total"]["max"] + 1000 * 2 / fps + 100
+    assert bounded.latency_ms["max"] < bound_ms, (bounded.latency_ms, bounded.stage_ms["total"])
     piled = run_stream(Predictor(_CountingBackend(inner, delay), detector="none"), str(video), realtime=True,
                        queue_size=n)
     assert piled.frames_dropped == 0
+    # Same runs: piled max 4.8-5.3 s, 18-26x the bounded max (and far over its bound).
     assert piled.latency_ms["max"] > 3 * bounded.latency_ms["max"], (piled.latency_ms, bounded.latency_ms)
+    assert piled.latency_ms["max"] > 2 * bound_ms, (piled.latency_ms, bound_ms)
 
 
 def test_show_without_gui_says_so(artifacts, tmp_path: Path) -> None:
@@ -477,7 +484,9 @@ def test_ctrl_c_stops_the_stream_cleanly(artifacts, tmp_path: Path) -> None:
     import signal
 
     video = tmp_path / "long.mp4"
-    _write_video(video, 120, 20.0, hw=(96, 128))
+    # 120 frames at 5 FPS: played in real time the file lasts 24 s, so Ctrl-C (sent ~0.6 s after the
+    # first result) lands well before its end even on a loaded machine (at 20 FPS only 6 s were left).
+    _write_video(video, 120, 5.0, hw=(96, 128))
     out, events = tmp_path / "out.mp4", tmp_path / "events.jsonl"
     proc = subprocess.Popen(
         [sys.executable, "-c", "from edgefer.cli import main; main()", "run", "--model", str(artifacts["onnx"]),

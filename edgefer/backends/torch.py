@@ -2,7 +2,9 @@
 
 Rebuilt with :func:`edgefer.training.checkpoint.build_model` (EMA weights when present), run under
 ``torch.inference_mode`` on the CPU or a CUDA device. ``threads`` sets ``torch.set_num_threads``,
-which is process-wide in PyTorch: it is recorded in :meth:`info` so the report shows it.
+which is process-wide in PyTorch: it is recorded in :meth:`info` so the report shows it, and
+:meth:`close` puts the previous count back, so opening a model does not change the speed (or the
+float summation order) of every later torch computation in the process.
 This is the only backend that imports torch, and it does so only when a checkpoint is loaded.
 """
 
@@ -43,12 +45,14 @@ class TorchBackend(Backend):
             self._torch_device = torch.device("cuda", dev.ordinal)
         else:
             raise BackendError(f"torch cannot run on device {self.device!r} (use cpu or cuda[:N])")
-        if self.threads:
-            torch.set_num_threads(int(self.threads))
         ckpt = load_checkpoint(path)
         self.metadata = checkpoint_metadata(ckpt, path)
         self._model = build_model(ckpt).to(self._torch_device).eval()
         self._torch = torch
+        self._prev_threads: int | None = None
+        if self.threads:  # last: a checkpoint that fails to load leaves the thread count alone
+            self._prev_threads = torch.get_num_threads()
+            torch.set_num_threads(int(self.threads))
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         torch = self._torch
@@ -56,6 +60,12 @@ class TorchBackend(Backend):
         with torch.inference_mode():
             out = self._model(x)
         return out.float().cpu().numpy()
+
+    def close(self) -> None:
+        """Put back the process-wide torch thread count this backend changed (idempotent)."""
+        if getattr(self, "_prev_threads", None) is not None:
+            self._torch.set_num_threads(self._prev_threads)
+            self._prev_threads = None
 
     def info(self) -> dict[str, Any]:
         torch = self._torch

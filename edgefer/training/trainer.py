@@ -212,6 +212,7 @@ def train(cfg: TrainConfig, *, on_step: StepHook | None = None) -> TrainResult:
     if info.enabled and device.type == "cuda":
         device = torch.device("cuda", info.local_rank)
     prev_det = torch.are_deterministic_algorithms_enabled()
+    prev_warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
     prev_bench = torch.backends.cudnn.benchmark
     try:
         if cfg.deterministic:
@@ -223,7 +224,7 @@ def train(cfg: TrainConfig, *, on_step: StepHook | None = None) -> TrainResult:
             torch.backends.cudnn.benchmark = device.type == "cuda"
         return _train(cfg, device, info, on_step)
     finally:
-        torch.use_deterministic_algorithms(prev_det, warn_only=True)
+        torch.use_deterministic_algorithms(prev_det, warn_only=prev_warn_only)
         torch.backends.cudnn.benchmark = prev_bench
         D.cleanup(info)
 
