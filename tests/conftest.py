@@ -44,6 +44,20 @@ def _process_state() -> dict[str, object]:
     }
 
 
+def _test_seed() -> int:
+    return int(os.environ.get("EDGEFER_TEST_SEED", "0"))
+
+
+@pytest.fixture
+def test_seed() -> int:
+    """``EDGEFER_TEST_SEED`` (default 0): the seed of tests whose margin was measured over seeds.
+
+    Such a test prints what it measured; the spread in its comment comes from, e.g.,
+    ``for s in 0 1 2 3 4; do EDGEFER_TEST_SEED=$s pytest -s tests/test_x.py -k name; done``.
+    """
+    return _test_seed()
+
+
 @pytest.fixture(autouse=True)
 def _same_start_no_leaks():
     """Every test starts from the same global RNG state and must leave process-wide state as it found it.
@@ -57,7 +71,7 @@ def _same_start_no_leaks():
     """
     import torch
 
-    seed = int(os.environ.get("EDGEFER_TEST_SEED", "0"))
+    seed = _test_seed()
     torch.manual_seed(seed)
     np.random.seed(seed)
     random.seed(seed)
