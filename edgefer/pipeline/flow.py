@@ -359,13 +359,14 @@ class _Flow:
 
             res = quantize(self.checkpoint, self.data, target=target, method=cfg.int8_method,
                            calib_size=cfg.calib_size, max_drop=cfg.max_drop, out_dir=out,
-                           onnx_path=None if cfg.int8_method == "qat" else self.onnx, progress=cfg.progress)
+                           onnx_path=None if cfg.int8_method == "qat" else self.onnx, progress=cfg.progress,
+                           overwrite=True)  # the stage's folder is the pipeline's own
             files = artifact_files(res.artifact) + ([res.report_path] if res.report_path else [])
             self.record(name, res.artifact, files, report=res.report)
 
         command = ["edgefer", "quantize", "--checkpoint", str(self.checkpoint), "--data", str(self.data),
                    "--target", target, "--method", cfg.int8_method, "--calib-size", str(cfg.calib_size),
-                   "--out", str(out)]
+                   "--out", str(out), "--overwrite"]
         if cfg.max_drop is not None:
             command += ["--max-drop", str(cfg.max_drop)]
         params = {"target": target, "method": cfg.int8_method, "calib_size": cfg.calib_size, "max_drop": cfg.max_drop,
@@ -396,7 +397,7 @@ class _Flow:
 
             src = source()
             res = export(onnx=src, target="trt", precision=precision, out_dir=out, onnx_only=not build,
-                         name=self.cfg.model, progress=self.cfg.progress)
+                         name=self.cfg.model, progress=self.cfg.progress, overwrite=True)
             files = [Path(f) for f in res.files if Path(f).exists()]
             self.record(name, res.artifact, files or [res.artifact], engine_built=res.engine_built,
                         commands=res.commands)
