@@ -497,6 +497,7 @@ def test_ctrl_c_stops_the_stream_cleanly(artifacts, tmp_path: Path) -> None:
     deadline = time.time() + 60
     while time.time() < deadline and (not events.exists() or events.stat().st_size == 0):
         time.sleep(0.1)
+    assert events.exists() and events.stat().st_size > 0, "events must be written live, while the stream runs"
     time.sleep(0.5)
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=60)

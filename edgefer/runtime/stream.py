@@ -10,8 +10,10 @@ as fast as inference allows); ``realtime=True`` paces a file at its own frame ra
 camera does, which is also how the drop policy is tested.
 
 :func:`run_stream` ties it together: optional annotated video (``mp4v``, written to a partial
-file and renamed at the end), optional JSONL events (one complete line per processed frame,
-flushed as it goes, so ``tail -f`` works and a crash leaves only whole lines), optional
+file and renamed at the end), optional JSONL events (written under their own name from the first
+frame, one complete line per processed frame, flushed as it goes: a camera stream never ends, so a
+consumer must be able to ``tail -f`` the file while it runs, and a crash leaves only whole lines of
+events that really happened), optional
 ``cv2.imshow`` window, a status line about once a second, and a :class:`StreamSummary` with FPS,
 drops, capture-to-result latency and per-stage latency. Ctrl-C or the end of the stream stops the
 loop cleanly: the capture thread is joined and every output is closed.
@@ -270,8 +272,9 @@ def run_stream(
     """Run ``predictor`` on a camera, file or stream until it ends, ``max_frames`` or Ctrl-C.
 
     ``out`` (video) and ``jsonl`` (events) are checked before the first frame (see
-    :func:`check_stream_outputs`) and written under temporary names, renamed into place when the
-    run ends (Ctrl-C included) and removed when it fails.
+    :func:`check_stream_outputs`). The video is written under a temporary name, renamed into place
+    when the run ends (Ctrl-C included) and removed when it fails; the events file is live (see the
+    module docstring) and keeps the lines written before a failure.
     """
     from edgefer.utils.outputs import clean_stale_staging, record_outputs
 
@@ -291,17 +294,17 @@ def run_stream(
     summary = StreamSummary(source=str(source))
     pid = os.getpid()
     partial = out_path.with_name(f".{out_path.stem}.pid{pid}.partial{out_path.suffix or '.mp4'}") if out_path else None
-    events_partial = jsonl_path.with_name(f".{jsonl_path.name}.pid{pid}.partial.jsonl") if jsonl_path else None
     writer: cv2.VideoWriter | None = None
     writer_size = (0, 0)
     events = None
     latencies: list[float] = []
     stages: dict[str, list[float]] = {k: [] for k in STAGES}
-    if events_partial is not None:
+    if jsonl_path is not None:
         from edgefer.utils.io import ensure_writable_dir
 
-        ensure_writable_dir(events_partial.parent)
-        events = open(events_partial, "w", encoding="utf-8", buffering=1)  # noqa: SIM115 - closed in finally
+        ensure_writable_dir(jsonl_path.parent)
+        events = open(jsonl_path, "w", encoding="utf-8", buffering=1)  # noqa: SIM115 - closed in finally
+        record_outputs(jsonl_path.parent, [jsonl_path.name], "run")
     if out_path is not None:
         from edgefer.utils.io import ensure_writable_dir
 
@@ -364,12 +367,6 @@ def run_stream(
         src.stop()
         if events is not None:
             events.close()
-            if completed and jsonl_path is not None and events_partial is not None:
-                os.replace(events_partial, jsonl_path)
-                record_outputs(jsonl_path.parent, [jsonl_path.name], "run")
-            elif events_partial is not None:
-                with contextlib.suppress(OSError):
-                    events_partial.unlink()
         if writer is not None:
             writer.release()
             if completed and out_path is not None:
