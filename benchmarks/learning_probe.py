@@ -4,7 +4,7 @@ Trains a registry model for ``steps`` optimiser steps on a synthetic set held in
 augmentation, one thread, AdamW with the trainer's parameter groups and a linear warm-up), then
 scores the test split three ways: eval mode, batch statistics, and eval mode after recomputing the
 BatchNorm statistics with the weights frozen ("precise BN"). Used to find why the demo's
-msff_mobilenetv3 sat at the prior (benchmarks/demo.md, "Why difficulty 0.6"):
+msff_mobilenetv3 sat at the prior (benchmarks/learning_probe.md):
 
     .venv/bin/python -c "from edgefer.data.synth import generate_synthetic as g; g('/tmp/s10', difficulty=1.0)"
     DATA=/tmp/s10 .venv/bin/python benchmarks/learning_probe.py "base,lr=0.001" "zerobn,lr=0.001,zero_bn=True"

@@ -32,7 +32,15 @@ def test_every_model_exports_with_parity(name: str, tmp_path) -> None:
     assert inp.name == INPUT_NAME and proto.graph.output[0].name == OUTPUT_NAME
     assert inp.type.tensor_type.shape.dim[0].dim_param  # dynamic batch symbol
     diff = torch_onnx_parity(model, path, IMG, (1, 3))
-    assert diff <= FP32_TOLERANCE, f"{name}: max abs diff {diff}"
+    # Relative to the logit scale: float32 rounding grows with it, and other CPUs' kernels (AVX2,
+    # AVX-512, AMX) sum in other orders. Measured (AVX-512 Xeon; this seed and weight seeds 1, 2):
+    # max abs diff up to 5.1e-5 for mask_cbam_resnet (logits 7.4) and 2.1e-5 for resnet50 (logits 25):
+    # 2x and 5x under an absolute 1e-4, >= 14x under 1e-4 x scale.
+    rng = np.random.default_rng(0)  # the inputs torch_onnx_parity draws
+    with torch.no_grad():
+        scale = max(float(model(torch.from_numpy(rng.standard_normal((b, 3, IMG, IMG), dtype=np.float32))).abs().max())
+                    for b in (1, 3))
+    assert diff <= FP32_TOLERANCE * max(1.0, scale), f"{name}: max abs diff {diff} at logit scale {scale}"
     out = ort_session(path).run([OUTPUT_NAME], {INPUT_NAME: np.zeros((2, 3, IMG, IMG), np.float32)})[0]
     assert out.shape == (2, 7)
     assert [p.name for p in tmp_path.iterdir()] == [f"{name}.onnx"]  # no scratch left behind

@@ -171,6 +171,13 @@ STANDARD_OPS = {
 
 
 def _onnx_parity(model: nn.Module, tmp_path, img: int) -> float:
+    """Worst |ORT - PyTorch| over two batches of random inputs, relative to the logit scale (max(1, max|logit|)).
+
+    Float32 rounding grows with the magnitude of what is summed, and the CPU's kernels (AVX2,
+    AVX-512, AMX) sum in other orders: an absolute 1e-4 left mask_cbam_resnet (logits up to 7.5)
+    only 2x room (max abs diff 2.3e-5 to 5.1e-5 over EDGEFER_TEST_SEED 0-4 on an AVX-512 Xeon). Relative
+    to the scale, the worst of all models over those seeds is 6.8e-6 (resnet50 1.2e-6), >= 14x under 1e-4.
+    """
     ort = pytest.importorskip("onnxruntime", reason="onnxruntime not installed")
     onnx = pytest.importorskip("onnx", reason="onnx not installed")
     from edgefer.export.onnx import torch_to_onnx
@@ -190,7 +197,7 @@ def _onnx_parity(model: nn.Module, tmp_path, img: int) -> float:
             ref = model(x).numpy()
         got = sess.run(["logits"], {"input": x.numpy()})[0]
         assert got.shape == ref.shape
-        worst = max(worst, float(np.abs(got - ref).max()))
+        worst = max(worst, float(np.abs(got - ref).max()) / max(1.0, float(np.abs(ref).max())))
     return worst
 
 

@@ -114,7 +114,7 @@ _EASY_JITTER = FaceJitter(intensity=(0.9, 1.0), param_noise=0.3, rotation=3.0, s
 
 
 #: Difficulty of the default set (``edgefer data synth``, the demo, ``edgefer pipeline``). Measured
-#: (benchmarks/demo.md, "Why 0.6"): at 1.0 the expression cues are so faint at 64 px that a
+#: (benchmarks/learning_probe.md): at 1.0 the expression cues are so faint at 64 px that a
 #: MobileNetV3 trained from scratch fits the training images without learning them for several
 #: epochs (test accuracy at the class prior after 200 steps with every learning rate, init and
 #: activation we tried, while ResNet-18 reached 54 %), so whether the demo learned depended on the
