@@ -21,8 +21,7 @@ demo: $(STAMP)
 
 PYTEST_OPTS := -q -x --durations=15
 
-test: $(STAMP)
-	$(VENV)/bin/ruff check edgefer tests
+test: lint
 	$(PY) -m pytest $(PYTEST_OPTS)
 
 # The same suite with the test files in reverse order (and no cache from an earlier run): a test
@@ -30,9 +29,11 @@ test: $(STAMP)
 test-reverse: $(STAMP)
 	$(PY) -m pytest $(PYTEST_OPTS) -p no:cacheprovider $$(ls tests/test_*.py | sort -r)
 
+# Lint and formatting: `make test` runs this first, so CI fails on an unformatted file.
+# `ruff format edgefer tests benchmarks` fixes the formatting.
 lint: $(STAMP)
-	$(VENV)/bin/ruff check edgefer tests
-	$(VENV)/bin/ruff format --check edgefer tests
+	$(VENV)/bin/ruff check edgefer tests benchmarks
+	$(VENV)/bin/ruff format --check edgefer tests benchmarks
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

@@ -84,15 +84,24 @@ def write_markdown(results: list[dict], path: Path, argv: list[str]) -> None:
     for r in results:
         rep = r.get("report") or {}
         rows = {row["label"]: row for row in rep.get("rows", [])}
-        ref = next((row for row in rep.get("rows", []) if row.get("backend") == "onnxruntime"
-                    and row.get("precision") == "fp32"), None)
+        ref = next(
+            (
+                row
+                for row in rep.get("rows", [])
+                if row.get("backend") == "onnxruntime" and row.get("precision") == "fp32"
+            ),
+            None,
+        )
         acc = (ref or {}).get("accuracy") or {}
         if acc.get("accuracy") is not None:
             fp32_accs.append(100 * acc["accuracy"])
         verdicts = {True: "passed", False: "FAILED", None: "—"}
         gate = verdicts[rep.get("gate_passed")] if rep else f"no report (exit {r['rc']})"
-        cells = [str(r["seed"]), f"{100 * acc['accuracy']:.2f}" if acc.get("accuracy") is not None else "—",
-                 f"{100 * acc['mean_class_accuracy']:.2f}" if acc.get("mean_class_accuracy") is not None else "—"]
+        cells = [
+            str(r["seed"]),
+            f"{100 * acc['accuracy']:.2f}" if acc.get("accuracy") is not None else "—",
+            f"{100 * acc['mean_class_accuracy']:.2f}" if acc.get("mean_class_accuracy") is not None else "—",
+        ]
         cells += [_fmt_int8(rows[lbl]) if lbl in rows else "—" for lbl in int8_labels]
         cells += [gate, f"{r['wall_s'] / 60:.1f}"]
         lines.append("| " + " | ".join(cells) + " |")
@@ -124,7 +133,9 @@ def write_markdown(results: list[dict], path: Path, argv: list[str]) -> None:
         "",
         f"**{n_pass} of {len(results)} seeds pass the gate**; FP32 accuracy: worst seed "
         f"{min(fp32_accs):.2f} %, best {max(fp32_accs):.2f} % (chance on this imbalanced split: always "
-        "'Happiness', about 37 %)." if fp32_accs else "No run produced a report.",
+        "'Happiness', about 37 %)."
+        if fp32_accs
+        else "No run produced a report.",
         "",
     ]
     path.write_text("\n".join(text))
@@ -136,8 +147,9 @@ def main() -> None:
     ap.add_argument("--out", default="runs/demo-seeds")
     ap.add_argument("--md", default=str(ROOT / "benchmarks" / "demo.md"))
     ap.add_argument("--reuse", action="store_true", help="keep the result of a seed that already has one")
-    ap.add_argument("--plots", default="",
-                    help="copy the first seed's Pareto and per-class plots to this folder (default: none)")
+    ap.add_argument(
+        "--plots", default="", help="copy the first seed's Pareto and per-class plots to this folder (default: none)"
+    )
     ap.add_argument("extra", nargs="*", help="more pipeline flags (after --)")
     args = ap.parse_args()
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]

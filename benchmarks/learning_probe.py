@@ -65,8 +65,24 @@ def plainify(m: nn.Module, act: bool = True, se: bool = True) -> None:
                 setattr(mod, cn, nn.Identity())
 
 
-def run(name: str, xtr, ytr, xte, yte, lr=3e-3, wd=0.05, steps=200, bs=32, seed=0, ls=0.1, zero_bn=False,
-        warm=47, noact=False, nose=False, stem1=False) -> None:
+def run(
+    name: str,
+    xtr,
+    ytr,
+    xte,
+    yte,
+    lr=3e-3,
+    wd=0.05,
+    steps=200,
+    bs=32,
+    seed=0,
+    ls=0.1,
+    zero_bn=False,
+    warm=47,
+    noact=False,
+    nose=False,
+    stem1=False,
+) -> None:
     torch.manual_seed(seed)
     m = create_model(MODEL, num_classes=7)
     if zero_bn:
@@ -111,9 +127,12 @@ def run(name: str, xtr, ytr, xte, yte, lr=3e-3, wd=0.05, steps=200, bs=32, seed=
         for _ in range(20):
             m(xtr[torch.randint(0, len(ytr), (64,), generator=g)])
     p_acc, p_mc = score()
-    print(f"{name:40s} loss first/last 50 {np.mean(losses[:50]):.3f}/{np.mean(losses[-50:]):.3f} "
-          f"train acc {np.mean(accs[-50:]):.3f} test {acc:.3f} (mean-class {mc:.3f}) batch-stat {batch_acc:.3f} "
-          f"precise-BN {p_acc:.3f}/{p_mc:.3f} {time.time() - t:.0f}s", flush=True)
+    print(
+        f"{name:40s} loss first/last 50 {np.mean(losses[:50]):.3f}/{np.mean(losses[-50:]):.3f} "
+        f"train acc {np.mean(accs[-50:]):.3f} test {acc:.3f} (mean-class {mc:.3f}) batch-stat {batch_acc:.3f} "
+        f"precise-BN {p_acc:.3f}/{p_mc:.3f} {time.time() - t:.0f}s",
+        flush=True,
+    )
 
 
 def _value(key: str, v: str):

@@ -26,16 +26,34 @@ TARGETS = {"delta_pts": -0.5, "worst_class_delta_pts": -1.0, "agreement": 0.98}
 def _train(model: str, data: Path, out: Path, epochs: int, img_size: int, seed: int) -> Path:
     from edgefer.training import TrainConfig, train
 
-    cfg = TrainConfig(data=str(data), model=model, out=str(out / f"train_{model}"), epochs=epochs, batch_size=32,
-                      img_size=img_size, lr=2e-3, seed=seed, workers=0, progress=False)
+    cfg = TrainConfig(
+        data=str(data),
+        model=model,
+        out=str(out / f"train_{model}"),
+        epochs=epochs,
+        batch_size=32,
+        img_size=img_size,
+        lr=2e-3,
+        seed=seed,
+        workers=0,
+        progress=False,
+    )
     return Path(train(cfg).best_checkpoint)
 
 
 def _row(name: str, variant: str, cmd: str, report: dict[str, Any], size: int, seconds: float) -> dict[str, Any]:
-    return {"model": name, "variant": variant, "command": cmd, "accuracy": report["accuracy"],
-            "delta_pts": report["delta_pts"], "worst_class": report["worst_class"],
-            "worst_class_delta_pts": report["worst_class_delta_pts"], "agreement": report["agreement"],
-            "size_bytes": size, "seconds": round(seconds, 1)}
+    return {
+        "model": name,
+        "variant": variant,
+        "command": cmd,
+        "accuracy": report["accuracy"],
+        "delta_pts": report["delta_pts"],
+        "worst_class": report["worst_class"],
+        "worst_class_delta_pts": report["worst_class_delta_pts"],
+        "agreement": report["agreement"],
+        "size_bytes": size,
+        "seconds": round(seconds, 1),
+    }
 
 
 def bench_model(name: str, ckpt: Path, data: Path, out: Path, args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -55,23 +73,55 @@ def bench_model(name: str, ckpt: Path, data: Path, out: Path, args: argparse.Nam
     ref = predict(fp32, val.x)
     rows = []
     fp32_rep = compare(ref, ref, val.labels, val.ids, meta.class_names)
-    rows.append(_row(name, "FP32 ONNX (ORT)", f"edgefer export --checkpoint {ckpt.name} --target onnx", fp32_rep,
-                     dir_size(fp32), 0.0))
+    rows.append(
+        _row(
+            name,
+            "FP32 ONNX (ORT)",
+            f"edgefer export --checkpoint {ckpt.name} --target onnx",
+            fp32_rep,
+            dir_size(fp32),
+            0.0,
+        )
+    )
     t = time.perf_counter()
     xml16, _ = export_openvino(fp32, mdir, precision="fp16")
     rep16 = compare(ref, predict(xml16, val.x), val.labels, val.ids, meta.class_names)
-    rows.append(_row(name, "FP16 OpenVINO IR", "edgefer export --target openvino --precision fp16", rep16,
-                     dir_size(xml16) + dir_size(xml16.with_suffix(".bin")), time.perf_counter() - t))
-    common = {"calib_size": args.calib_size, "onnx_path": fp32, "out_dir": mdir, "progress": False,
-              "val_size": args.val_size}
+    rows.append(
+        _row(
+            name,
+            "FP16 OpenVINO IR",
+            "edgefer export --target openvino --precision fp16",
+            rep16,
+            dir_size(xml16) + dir_size(xml16.with_suffix(".bin")),
+            time.perf_counter() - t,
+        )
+    )
+    common = {
+        "calib_size": args.calib_size,
+        "onnx_path": fp32,
+        "out_dir": mdir,
+        "progress": False,
+        "val_size": args.val_size,
+    }
     variants = [
         ("INT8 PTQ OpenVINO", {"target": "openvino", "method": "ptq"}, "--target openvino --method ptq"),
         ("INT8 PTQ Q/DQ ONNX (TensorRT)", {"target": "trt", "method": "ptq"}, "--target trt --method ptq"),
-        ("INT8 accuracy-controlled OpenVINO", {"target": "openvino", "method": "ptq-acc", "max_drop": 0.5},
-         "--target openvino --method ptq-acc --max-drop 0.5"),
-        ("INT8 QAT OpenVINO", {"target": "openvino", "method": "qat", "qat_epochs": args.qat_epochs,
-                               "qat_max_steps": args.qat_steps, "qat_lr": 1e-4},
-         f"--target openvino --method qat --qat-epochs {args.qat_epochs}"),
+        (
+            "INT8 accuracy-controlled OpenVINO",
+            {"target": "openvino", "method": "ptq-acc", "max_drop": 0.5},
+            "--target openvino --method ptq-acc --max-drop 0.5",
+        ),
+        (
+            "INT8 QAT OpenVINO",
+            {
+                "target": "openvino",
+                "method": "qat",
+                "qat_epochs": args.qat_epochs,
+                "qat_max_steps": args.qat_steps,
+                "qat_lr": 1e-4,
+            },
+            f"--target openvino --method qat --qat-epochs {args.qat_epochs}",
+        ),
         ("INT8 weights-only OpenVINO", {"target": "openvino", "method": "wc"}, "--target openvino --method wc"),
     ]
     for label, kw, cli in variants:
@@ -83,10 +133,21 @@ def bench_model(name: str, ckpt: Path, data: Path, out: Path, args: argparse.Nam
             rows.append({"model": name, "variant": label, "error": f"{type(exc).__name__}: {exc}"[:300]})
             continue
         r = res.report
-        rep = {"accuracy": r["int8_accuracy"], "delta_pts": r["delta_pts"], "worst_class": r["worst_class"],
-               "worst_class_delta_pts": r["worst_class_delta_pts"], "agreement": r["agreement"]}
-        row = _row(name, label, f"edgefer quantize --checkpoint {ckpt.name} --data DATA {cli} "
-                   f"--calib-size {args.calib_size}", rep, r["int8_size_bytes"], time.perf_counter() - t)
+        rep = {
+            "accuracy": r["int8_accuracy"],
+            "delta_pts": r["delta_pts"],
+            "worst_class": r["worst_class"],
+            "worst_class_delta_pts": r["worst_class_delta_pts"],
+            "agreement": r["agreement"],
+        }
+        row = _row(
+            name,
+            label,
+            f"edgefer quantize --checkpoint {ckpt.name} --data DATA {cli} --calib-size {args.calib_size}",
+            rep,
+            r["int8_size_bytes"],
+            time.perf_counter() - t,
+        )
         if "accuracy_control" in r:
             row["kept_fp"] = r["accuracy_control"]["kept_fp"]
             row["plain_ptq_delta_pts"] = r["accuracy_control"]["plain_ptq_delta_pts"]
@@ -97,8 +158,11 @@ def bench_model(name: str, ckpt: Path, data: Path, out: Path, args: argparse.Nam
 
 def markdown(rows: list[dict[str, Any]], info: dict[str, Any]) -> str:
     def ok(row: dict[str, Any]) -> str:
-        good = (row["delta_pts"] >= TARGETS["delta_pts"] and row["worst_class_delta_pts"] >= TARGETS[
-            "worst_class_delta_pts"] and row["agreement"] >= TARGETS["agreement"])
+        good = (
+            row["delta_pts"] >= TARGETS["delta_pts"]
+            and row["worst_class_delta_pts"] >= TARGETS["worst_class_delta_pts"]
+            and row["agreement"] >= TARGETS["agreement"]
+        )
         return "yes" if good else "**no**"
 
     lines = [
@@ -142,8 +206,9 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     for name in [m for m in args.models.split(",") if m]:
         t = time.perf_counter()
-        ckpt = Path(ckpts[name]) if name in ckpts else _train(name, data, args.out, args.epochs, args.img_size,
-                                                               args.seed)
+        ckpt = (
+            Path(ckpts[name]) if name in ckpts else _train(name, data, args.out, args.epochs, args.img_size, args.seed)
+        )
         print(f"{name}: checkpoint {ckpt} ({time.perf_counter() - t:.0f} s)", flush=True)
         rows.extend(bench_model(name, ckpt, data, args.out, args))
     info = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs", "args": vars(args)}

@@ -49,29 +49,51 @@ def make_artifacts(name: str, data: Path, out: Path, img_size: int, train_epochs
     if train_epochs > 0:
         from edgefer.training import TrainConfig, train
 
-        res = train(TrainConfig(data=str(data), model=name, out=str(out / "train"), epochs=train_epochs,
-                                batch_size=32, img_size=img_size, seed=0, workers=0, progress=False))
+        res = train(
+            TrainConfig(
+                data=str(data),
+                model=name,
+                out=str(out / "train"),
+                epochs=train_epochs,
+                batch_size=32,
+                img_size=img_size,
+                seed=0,
+                workers=0,
+                progress=False,
+            )
+        )
         shutil.copy2(res.best_checkpoint, ckpt)
     else:
         from edgefer.models import create_model
         from edgefer.training.checkpoint import save_checkpoint
 
         model = create_model(name, num_classes=len(CLASS_NAMES), pretrained=None)
-        save_checkpoint(ckpt, model=model, model_name=name, model_args={}, class_names=CLASS_NAMES,
-                        preprocessing=Preprocessing(input_size=img_size))
+        save_checkpoint(
+            ckpt,
+            model=model,
+            model_name=name,
+            model_args={},
+            class_names=CLASS_NAMES,
+            preprocessing=Preprocessing(input_size=img_size),
+        )
     onnx = export_onnx(ckpt, out, img_size=img_size, name="model", max_batch=32).artifact
     make_reference(onnx, data, "test", out=out / "reference.npz", progress=False)
     fp32, _ = export_openvino(onnx, out, precision="fp32", name="model")
     fp16, _ = export_openvino(onnx, out, precision="fp16", name="model")
-    q_ov = quantize(None, data, target="openvino", onnx_path=onnx, out_dir=out / "q_ov", calib_size=calib_size,
-                    progress=False)
-    q_qdq = quantize(None, data, target="onnx", onnx_path=onnx, out_dir=out / "q_qdq", calib_size=calib_size,
-                     progress=False)
+    q_ov = quantize(
+        None, data, target="openvino", onnx_path=onnx, out_dir=out / "q_ov", calib_size=calib_size, progress=False
+    )
+    q_qdq = quantize(
+        None, data, target="onnx", onnx_path=onnx, out_dir=out / "q_qdq", calib_size=calib_size, progress=False
+    )
     int8 = _copy_ir(Path(q_ov.artifact), out / "model_int8.xml")
     qdq = out / "model_qdq_int8.onnx"
     shutil.copy2(q_qdq.artifact, qdq)
-    return {"paths": [ckpt, onnx, fp32, fp16, int8, qdq], "trained": train_epochs > 0,
-            "reference": out / "reference.npz"}
+    return {
+        "paths": [ckpt, onnx, fp32, fp16, int8, qdq],
+        "trained": train_epochs > 0,
+        "reference": out / "reference.npz",
+    }
 
 
 def _p50(row: dict, batch: int) -> float | None:
@@ -92,18 +114,24 @@ def goals(results: dict[str, dict]) -> list[str]:
             pt, ov8 = row(edge, "pytorch-fp32"), row(edge, "ov-int8")
             if pt and ov8 and _p50(pt, b) and _p50(ov8, b):
                 x = _p50(pt, b) / _p50(ov8, b)
-                lines.append(f"| {edge}: OV INT8 vs PyTorch FP32 eager speed-up | {b} | {x:.2f}x | >= 4x | "
-                             f"{'yes' if x >= 4 else 'NO'} |")
+                lines.append(
+                    f"| {edge}: OV INT8 vs PyTorch FP32 eager speed-up | {b} | {x:.2f}x | >= 4x | "
+                    f"{'yes' if x >= 4 else 'NO'} |"
+                )
         m50_32, m50_8 = row("msff_resnet50", "ov-fp32"), row("msff_resnet50", "ov-int8")
         r50_8 = row("resnet50", "ov-int8")
         if m50_32 and m50_8 and _p50(m50_8, b):
             x = _p50(m50_32, b) / _p50(m50_8, b)
-            lines.append(f"| msff_resnet50: OV INT8 vs its OV FP32 speed-up | {b} | {x:.2f}x | >= 2x | "
-                         f"{'yes' if x >= 2 else 'NO'} |")
+            lines.append(
+                f"| msff_resnet50: OV INT8 vs its OV FP32 speed-up | {b} | {x:.2f}x | >= 2x | "
+                f"{'yes' if x >= 2 else 'NO'} |"
+            )
         if m50_8 and r50_8 and _p50(r50_8, b):
             x = _p50(m50_8, b) / _p50(r50_8, b)
-            lines.append(f"| msff_resnet50 OV INT8 latency / resnet50 OV INT8 | {b} | {x:.2f}x | <= 1.25x | "
-                         f"{'yes' if x <= 1.25 else 'NO'} |")
+            lines.append(
+                f"| msff_resnet50 OV INT8 latency / resnet50 OV INT8 | {b} | {x:.2f}x | <= 1.25x | "
+                f"{'yes' if x <= 1.25 else 'NO'} |"
+            )
     return lines
 
 
@@ -118,8 +146,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--calib-size", type=int, default=300)
     ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--iters", type=int, default=50)
-    ap.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)),
-                    help="inference threads for every backend, PyTorch included (default: all usable cores)")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=len(os.sched_getaffinity(0)),
+        help="inference threads for every backend, PyTorch included (default: all usable cores)",
+    )
     ap.add_argument("--results", default="benchmarks/RESULTS.md")
     args = ap.parse_args(argv)
 
@@ -143,17 +175,29 @@ def main(argv: list[str] | None = None) -> int:
         arts = make_artifacts(name, data, out / "artifacts" / name, args.img_size, args.train_epochs, args.calib_size)
         trained[name] = arts["trained"]
         specs = [{"path": str(p), "label": lab} for p, lab in zip(arts["paths"], LABELS, strict=True)]
-        rep = run_benchmark(specs, data, reference=arts["reference"], batches=(1, 8), warmup=args.warmup,
-                            iters=args.iters, threads=args.threads, out_dir=out / "reports" / name, progress=False)
+        rep = run_benchmark(
+            specs,
+            data,
+            reference=arts["reference"],
+            batches=(1, 8),
+            warmup=args.warmup,
+            iters=args.iters,
+            threads=args.threads,
+            out_dir=out / "reports" / name,
+            progress=False,
+        )
         results[name] = rep.to_dict()
         print(rep.table(), flush=True)
     machine = machine_info()
     cmd = ".venv/bin/python benchmarks/run_results.py " + " ".join(
         a for a in (argv if argv is not None else sys.argv[1:])
     )
-    weights = (f"**trained** for {args.train_epochs} epochs on the synthetic train split" if args.train_epochs
-               else "**randomly initialised (untrained)**: the latency, size and agreement rows are meaningful, "
-                    "the accuracy columns are not (chance level)")
+    weights = (
+        f"**trained** for {args.train_epochs} epochs on the synthetic train split"
+        if args.train_epochs
+        else "**randomly initialised (untrained)**: the latency, size and agreement rows are meaningful, "
+        "the accuracy columns are not (chance level)"
+    )
     md = [
         "# Benchmark results (synthetic test split, this machine's CPU)",
         "",
@@ -175,8 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
     ]
     for name, rep in results.items():
-        md += [f"## {name} ({'trained' if trained[name] else 'untrained: latency only'})", "",
-               markdown_table(rep), ""]
+        md += [f"## {name} ({'trained' if trained[name] else 'untrained: latency only'})", "", markdown_table(rep), ""]
         pc = per_class_table(rep)
         if pc and trained[name]:
             md += ["Per-class Δ vs FP32 (pts):", "", pc, ""]

@@ -56,13 +56,27 @@ def build_artifacts(work: Path, model: str, size: int) -> dict[str, Path]:
     from edgefer.training.checkpoint import save_checkpoint
 
     net = create_model(model, num_classes=len(CLASS_NAMES), pretrained=None).eval()
-    ckpt = save_checkpoint(work / "ckpt.pt", model=net, model_name=model, model_args={}, class_names=CLASS_NAMES,
-                           preprocessing=Preprocessing(input_size=size))
+    ckpt = save_checkpoint(
+        work / "ckpt.pt",
+        model=net,
+        model_name=model,
+        model_args={},
+        class_names=CLASS_NAMES,
+        preprocessing=Preprocessing(input_size=size),
+    )
     onnx_path = Path(export_onnx(ckpt, work).artifact)
     xml_fp32, _ = export_openvino(onnx_path, work)
     data = generate_synthetic(work / "synth", n_train=140, n_test=70, image_size=100, seed=0, progress=False)
-    q = quantize(None, data, target="openvino", method="ptq", calib_size=100, onnx_path=onnx_path,
-                 out_dir=work / "int8", progress=False)
+    q = quantize(
+        None,
+        data,
+        target="openvino",
+        method="ptq",
+        calib_size=100,
+        onnx_path=onnx_path,
+        out_dir=work / "int8",
+        progress=False,
+    )
     return {"onnx": onnx_path, "ov_fp32": Path(xml_fp32), "ov_int8": Path(q.artifact)}
 
 
@@ -76,8 +90,10 @@ def time_predictor(predictor, frame: np.ndarray, iters: int, warmup: int) -> dic
         n_faces = len(r.faces)
         for k, v in r.timings.items():
             rows.setdefault(k, []).append(v)
-    out = {k: {"mean": float(np.mean(v)), "p50": float(np.median(v)), "p95": float(np.percentile(v, 95))}
-           for k, v in rows.items()}
+    out = {
+        k: {"mean": float(np.mean(v)), "p50": float(np.median(v)), "p95": float(np.percentile(v, 95))}
+        for k, v in rows.items()
+    }
     out["faces"] = {"n": n_faces}
     return out
 
@@ -99,8 +115,9 @@ def main() -> None:
         arts = build_artifacts(Path(tmp), args.model, args.size)
         scenes = []
         for n in (1, 4):
-            frame, boxes = compose_frame(list(range(n)), frame_hw=(480, 640), rng=np.random.default_rng(n),
-                                         face_size_range=(100, 140))
+            frame, boxes = compose_frame(
+                list(range(n)), frame_hw=(480, 640), rng=np.random.default_rng(n), face_size_range=(100, 140)
+            )
             scenes.append((f"synthetic 640x480, {n} face{'s' if n > 1 else ''}", frame, boxes))
         try:
             from skimage.data import astronaut
@@ -132,10 +149,12 @@ def main() -> None:
         )
     import openvino
 
-    machine = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python "
-               f"{platform.python_version()}, OpenVINO {openvino.__version__}, OpenCV {cv2.__version__}, "
-               f"threads={args.threads or 'backend default'}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}, "
-               f"load average at the end {os.getloadavg()[0]:.1f} (other jobs share the cores)")
+    machine = (
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python "
+        f"{platform.python_version()}, OpenVINO {openvino.__version__}, OpenCV {cv2.__version__}, "
+        f"threads={args.threads or 'backend default'}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}, "
+        f"load average at the end {os.getloadavg()[0]:.1f} (other jobs share the cores)"
+    )
     table = "\n".join(lines)
     print(table)
     if args.out:

@@ -107,21 +107,29 @@ def _confined(root: Path, rel: Any, what: str) -> Path:
     bad = not isinstance(rel, str) or not rel.strip() or "\\" in rel or "\x00" in rel
     if not bad:
         pp = PurePosixPath(rel)
-        bad = pp.is_absolute() or PureWindowsPath(rel).is_absolute() or bool(PureWindowsPath(rel).drive) \
+        bad = (
+            pp.is_absolute()
+            or PureWindowsPath(rel).is_absolute()
+            or bool(PureWindowsPath(rel).drive)
             or ".." in pp.parts
+        )
     if not bad:
         bad = not (root / rel).resolve().is_relative_to(root.resolve())
     if bad:
-        raise BundleError(f"{MANIFEST} names {what} {rel!r} outside the bundle: refused (a bundle only holds files "
-                          "inside its own folder)")
+        raise BundleError(
+            f"{MANIFEST} names {what} {rel!r} outside the bundle: refused (a bundle only holds files "
+            "inside its own folder)"
+        )
     return root / rel
 
 
 def _manifest_from_bytes(raw: bytes, sha_text: bytes | None, where: str) -> dict[str, Any]:
     """Parse a manifest after checking it against its ``bundle.json.sha256``."""
     if sha_text is None:
-        raise BundleError(f"{where} has no {MANIFEST_SHA}: the manifest cannot be checked (a bundle from an older "
-                          "edgefer, or an incomplete copy); make the bundle again")
+        raise BundleError(
+            f"{where} has no {MANIFEST_SHA}: the manifest cannot be checked (a bundle from an older "
+            "edgefer, or an incomplete copy); make the bundle again"
+        )
     recorded = sha_text.decode("ascii", "replace").split()[:1]
     if not recorded or recorded[0].lower() != hashlib.sha256(raw).hexdigest():
         raise BundleError(f"{where}: {MANIFEST} does not match {MANIFEST_SHA} (corrupted or modified)")
@@ -145,8 +153,9 @@ def _read_dir_manifest(root: Path) -> dict[str, Any]:
     if not manifest_path.is_file():
         raise BundleError(f"{root} is not an edgefer bundle (no {MANIFEST})")
     sha_path = root / MANIFEST_SHA
-    return _manifest_from_bytes(manifest_path.read_bytes(), sha_path.read_bytes() if sha_path.is_file() else None,
-                                str(root))
+    return _manifest_from_bytes(
+        manifest_path.read_bytes(), sha_path.read_bytes() if sha_path.is_file() else None, str(root)
+    )
 
 
 def _check_member(archive: Path, m: tarfile.TarInfo) -> None:
@@ -154,8 +163,14 @@ def _check_member(archive: Path, m: tarfile.TarInfo) -> None:
     file or folder (links, devices): a bundle archive written by :func:`make_bundle` has neither."""
     name = m.name
     pp = PurePosixPath(name)
-    if (not name or pp.is_absolute() or PureWindowsPath(name).is_absolute() or PureWindowsPath(name).drive
-            or ".." in pp.parts or "\\" in name):
+    if (
+        not name
+        or pp.is_absolute()
+        or PureWindowsPath(name).is_absolute()
+        or PureWindowsPath(name).drive
+        or ".." in pp.parts
+        or "\\" in name
+    ):
         raise BundleError(f"{archive}: archive member {name!r} escapes the bundle: refused")
     if not (m.isfile() or m.isdir()):
         raise BundleError(f"{archive}: archive member {name!r} is a link or special file: refused")
@@ -321,8 +336,10 @@ def _check_target(target: Path, shown: Path, overwrite: bool) -> None:
     if not overwrite:
         raise BundleError(f"{shown} already exists (pass overwrite=True / --overwrite to replace it)")
     if not _is_bundle_dir(target) and any(target.iterdir()):
-        raise BundleError(f"refusing to replace {shown}: it is not an edgefer bundle (no {MANIFEST} of kind "
-                          f"{BUNDLE_KIND}), and --overwrite only ever replaces a bundle; choose a new --out folder")
+        raise BundleError(
+            f"refusing to replace {shown}: it is not an edgefer bundle (no {MANIFEST} of kind "
+            f"{BUNDLE_KIND}), and --overwrite only ever replaces a bundle; choose a new --out folder"
+        )
     if Path.cwd().resolve().is_relative_to(target.resolve()):
         raise BundleError(f"refusing to replace {shown}: it holds the current folder; choose another --out")
 
@@ -370,9 +387,11 @@ def _report_verdict(report: Path, allow_failed_gate: bool) -> tuple[Path, bytes,
     if not verdict["passed"] and not allow_failed_gate:
         first = failures[0] if failures else "no failure recorded"
         more = f" (+{len(failures) - 1} more)" if len(failures) > 1 else ""
-        raise BundleError(f"the report {main} records a FAILED gate ({verdict['rule']}): {first}{more}; refusing to "
-                          "bundle it (pass allow_failed_gate=True / --allow-failed-gate to bundle it anyway, "
-                          "recorded as failed)")
+        raise BundleError(
+            f"the report {main} records a FAILED gate ({verdict['rule']}): {first}{more}; refusing to "
+            "bundle it (pass allow_failed_gate=True / --allow-failed-gate to bundle it anyway, "
+            "recorded as failed)"
+        )
     return main, raw, verdict
 
 
@@ -428,8 +447,10 @@ def make_bundle(
         if not p.is_file() or p.suffix.lower() not in ARTIFACT_SUFFIXES:
             raise BundleError(f"{p} is not an artifact file (expected one of {', '.join(ARTIFACT_SUFFIXES)})")
         if p.suffix.lower() == ".xml" and not p.with_suffix(".bin").is_file():
-            raise BundleError(f"{p} is an OpenVINO IR without its weights: {p.with_suffix('.bin')} does not exist "
-                              "(the .xml and .bin are made and shipped together)")
+            raise BundleError(
+                f"{p} is an OpenVINO IR without its weights: {p.with_suffix('.bin')} does not exist "
+                "(the .xml and .bin are made and shipped together)"
+            )
         try:
             metas.append((p, read_metadata(p)))
         except EdgeferError:
@@ -460,10 +481,16 @@ def make_bundle(
                 names.add(f.name)
                 shutil.copy2(f, staging / f.name)
                 files.append({"path": f.name, "sha256": sha256_file(staging / f.name), "bytes": f.stat().st_size})
-            entries.append({
-                "path": p.name, "backend": _backend_for(p), "precision": meta.precision,
-                "model_name": meta.model_name, "input_size": meta.preprocessing.input_size, "files": files,
-            })
+            entries.append(
+                {
+                    "path": p.name,
+                    "backend": _backend_for(p),
+                    "precision": meta.precision,
+                    "model_name": meta.model_name,
+                    "input_size": meta.preprocessing.input_size,
+                    "files": files,
+                }
+            )
         manifest: dict[str, Any] = {
             "schema": BUNDLE_SCHEMA,
             "kind": BUNDLE_KIND,

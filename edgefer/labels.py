@@ -17,19 +17,28 @@ NUM_CLASSES = len(CLASS_NAMES)
 FER2013_NAMES: tuple[str, ...] = ("Angry", "Disgust", "Fear", "Happy", "Sad", "Surprise", "Neutral")
 
 _ALIASES: dict[str, str] = {
-    "surprise": "Surprise", "surprised": "Surprise", "surprising": "Surprise",
-    "fear": "Fear", "fearful": "Fear", "afraid": "Fear", "scared": "Fear",
-    "disgust": "Disgust", "disgusted": "Disgust",
-    "happiness": "Happiness", "happy": "Happiness", "joy": "Happiness",
-    "sadness": "Sadness", "sad": "Sadness",
-    "anger": "Anger", "angry": "Anger",
-    "neutral": "Neutral", "calm": "Neutral",
+    "surprise": "Surprise",
+    "surprised": "Surprise",
+    "surprising": "Surprise",
+    "fear": "Fear",
+    "fearful": "Fear",
+    "afraid": "Fear",
+    "scared": "Fear",
+    "disgust": "Disgust",
+    "disgusted": "Disgust",
+    "happiness": "Happiness",
+    "happy": "Happiness",
+    "joy": "Happiness",
+    "sadness": "Sadness",
+    "sad": "Sadness",
+    "anger": "Anger",
+    "angry": "Anger",
+    "neutral": "Neutral",
+    "calm": "Neutral",
 }
 
 #: FER2013 index -> canonical index.
-FER2013_TO_CANONICAL: tuple[int, ...] = tuple(
-    CLASS_NAMES.index(_ALIASES[n.lower()]) for n in FER2013_NAMES
-)
+FER2013_TO_CANONICAL: tuple[int, ...] = tuple(CLASS_NAMES.index(_ALIASES[n.lower()]) for n in FER2013_NAMES)
 
 
 def class_index(name: str) -> int:

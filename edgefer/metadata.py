@@ -87,8 +87,10 @@ class ModelMetadata:
         except EdgeferError as exc:
             raise BackendError(f"invalid artifact metadata: {exc}") from None
         except (TypeError, ValueError, AttributeError, KeyError) as exc:
-            raise BackendError(f"invalid artifact metadata ({type(exc).__name__}: {exc}): "
-                               "the artifact's edgefer metadata was edited or is damaged") from None
+            raise BackendError(
+                f"invalid artifact metadata ({type(exc).__name__}: {exc}): "
+                "the artifact's edgefer metadata was edited or is damaged"
+            ) from None
 
     @classmethod
     def _from_dict(cls, d: dict[str, Any]) -> ModelMetadata:

@@ -188,9 +188,7 @@ def preprocess_image(image: np.ndarray, pp: Preprocessing, input_color: str = "R
     return np.ascontiguousarray(x.transpose(2, 0, 1))
 
 
-def preprocess_batch(
-    images: Sequence[np.ndarray], pp: Preprocessing, input_color: str = "RGB"
-) -> np.ndarray:
+def preprocess_batch(images: Sequence[np.ndarray], pp: Preprocessing, input_color: str = "RGB") -> np.ndarray:
     """A list of images -> an NxCxHxW float32 batch (see :func:`preprocess_image`)."""
     if len(images) == 0:
         return np.zeros((0, 3, pp.input_size, pp.input_size), dtype=np.float32)

@@ -81,8 +81,10 @@ def _same_start_no_leaks():
     leaked = {k: (before[k], after[k]) for k in before if before[k] != after[k]}
     if leaked:
         torch.set_num_threads(before["torch.get_num_threads()"])
-        torch.use_deterministic_algorithms(before["torch.are_deterministic_algorithms_enabled()"],
-                                           warn_only=before["torch.is_deterministic_algorithms_warn_only_enabled()"])
+        torch.use_deterministic_algorithms(
+            before["torch.are_deterministic_algorithms_enabled()"],
+            warn_only=before["torch.is_deterministic_algorithms_warn_only_enabled()"],
+        )
         torch.set_default_dtype(before["torch.get_default_dtype()"])
         torch.set_grad_enabled(before["torch.is_grad_enabled()"])
         os.chdir(before["os.getcwd()"])
@@ -105,8 +107,9 @@ def synth_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from edgefer.data.synth import generate_synthetic
 
     root = tmp_path_factory.mktemp("synth")
-    return generate_synthetic(root / "rafdb", n_train=1400, n_test=350, image_size=100, seed=0,
-                              difficulty=SYNTH_DIFFICULTY)
+    return generate_synthetic(
+        root / "rafdb", n_train=1400, n_test=350, image_size=100, seed=0, difficulty=SYNTH_DIFFICULTY
+    )
 
 
 @pytest.fixture(scope="session")

@@ -111,8 +111,14 @@ def test_torch_backend_puts_the_thread_count_back(tmp_path):
     from edgefer.preprocess import Preprocessing
     from edgefer.training.checkpoint import save_checkpoint
 
-    ckpt = save_checkpoint(tmp_path / "m.pt", model=create_model("resnet18", num_classes=7), model_name="resnet18",
-                           model_args={}, class_names=CLASS_NAMES, preprocessing=Preprocessing(input_size=32))
+    ckpt = save_checkpoint(
+        tmp_path / "m.pt",
+        model=create_model("resnet18", num_classes=7),
+        model_name="resnet18",
+        model_args={},
+        class_names=CLASS_NAMES,
+        preprocessing=Preprocessing(input_size=32),
+    )
     before = torch.get_num_threads()
     other = 1 if before != 1 else 2
     with open_model(ckpt, threads=other) as b:

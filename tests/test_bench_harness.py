@@ -52,7 +52,7 @@ def _check_cell(cell: str, value, scale: float = 1.0, digits: int = 2):
     if value is None:
         assert cell == DASH
     else:
-        assert float(cell.split()[0]) == pytest.approx(round(value * scale, digits), abs=10 ** -digits)
+        assert float(cell.split()[0]) == pytest.approx(round(value * scale, digits), abs=10**-digits)
 
 
 def test_suite_two_backends_writes_consistent_reports(arts, broken, synth_data, tmp_path):
@@ -167,8 +167,24 @@ def _cli(argv: list[str]) -> int:
 
 
 def test_cli_gate_exit_codes(arts, synth_data, tmp_path, capsys):
-    common = ["benchmark", str(arts["onnx"]), str(arts["xml16"]), "--data", str(synth_data), "--batch", "1",
-              "--warmup", "0", "--iters", "2", "--max-images", "32", "--no-e2e", "--no-plots", "-q"]
+    common = [
+        "benchmark",
+        str(arts["onnx"]),
+        str(arts["xml16"]),
+        "--data",
+        str(synth_data),
+        "--batch",
+        "1",
+        "--warmup",
+        "0",
+        "--iters",
+        "2",
+        "--max-images",
+        "32",
+        "--no-e2e",
+        "--no-plots",
+        "-q",
+    ]
     assert _cli([*common, "--gate", "max-drop=100,min-agreement=0", "--out", str(tmp_path / "ok")]) == 0
     assert (tmp_path / "ok" / "report.json").exists()
     assert _cli([*common, "--gate", "min-agreement=1.0,max-kl=0"]) == GATE_EXIT_CODE
@@ -182,8 +198,10 @@ def test_cli_gate_exit_codes(arts, synth_data, tmp_path, capsys):
 def test_suite_validation(tmp_path, monkeypatch):
     monkeypatch.setenv("EDGEFER_TEST_ROOT", "/x")
     f = tmp_path / "s.yaml"
-    f.write_text("data: ${EDGEFER_TEST_ROOT}/d\nbatches: 1,8\nmodels:\n  - ${EDGEFER_TEST_ROOT}/m.onnx\n"
-                 "  - {path: m.xml, devices: [cpu, gpu]}\n")
+    f.write_text(
+        "data: ${EDGEFER_TEST_ROOT}/d\nbatches: 1,8\nmodels:\n  - ${EDGEFER_TEST_ROOT}/m.onnx\n"
+        "  - {path: m.xml, devices: [cpu, gpu]}\n"
+    )
     s = load_suite(f)
     assert s["data"] == "/x/d" and s["batches"] == [1, 8]
     assert [m["device"] for m in s["models"]] == [None, "cpu", "gpu"]

@@ -39,8 +39,9 @@ def test_accuracy_with_a_class_never_predicted():
 
 def test_compare_to_fabricated_reference():
     labels = np.array([0, 0, 1, 1, 2, 2])
-    ref = Reference(ids=[f"i{k}" for k in range(6)], labels=labels, logits=_logits_for([0, 0, 1, 1, 2, 0]),
-                    class_names=NAMES)
+    ref = Reference(
+        ids=[f"i{k}" for k in range(6)], labels=labels, logits=_logits_for([0, 0, 1, 1, 2, 0]), class_names=NAMES
+    )
     c = compare_to_reference(_logits_for([0, 1, 1, 1, 0, 0]), labels, ref, NAMES)
     assert c["reference_accuracy"] == pytest.approx(5 / 6)
     assert c["agreement"] == pytest.approx(4 / 6)
@@ -108,11 +109,17 @@ def test_gate_parse_and_check():
     def fear(lost: int, gained: int) -> list[dict]:
         return [{"class": "Fear", "images": 200, "lost": lost, "gained": gained}]
 
-    good = {"label": "m", "status": "ok",
-            "accuracy": {"delta_pts": -0.4, "agreement": 0.99, "per_class_changes": fear(lost=2, gained=1)}}
+    good = {
+        "label": "m",
+        "status": "ok",
+        "accuracy": {"delta_pts": -0.4, "agreement": 0.99, "per_class_changes": fear(lost=2, gained=1)},
+    }
     assert g.check(good) == []
-    bad = {"label": "int8", "status": "ok",
-           "accuracy": {"delta_pts": -0.2, "agreement": 0.99, "per_class_changes": fear(lost=7, gained=0)}}
+    bad = {
+        "label": "int8",
+        "status": "ok",
+        "accuracy": {"delta_pts": -0.2, "agreement": 0.99, "per_class_changes": fear(lost=7, gained=0)},
+    }
     (msg,) = g.check(bad)
     assert "int8" in msg and "Fear" in msg and "3.50" in msg
     assert g.check({"label": "x", "status": "error: boom"}) == ["x: did not run (error: boom)"]

@@ -29,8 +29,20 @@ def reference(arts, synth_data, tmp_path_factory):
 
 def test_bundle_roundtrip_and_benchmark(arts, reference, synth_data, tmp_path):
     report_dir = tmp_path / "workstation_report"
-    run_benchmark([arts["onnx"]], synth_data, reference=reference, batches=(1,), warmup=0, iters=2, e2e=False,
-                  plots=False, progress=False, out_dir=report_dir, max_images=48, gate="max-drop=0.5,min-agreement=1")
+    run_benchmark(
+        [arts["onnx"]],
+        synth_data,
+        reference=reference,
+        batches=(1,),
+        warmup=0,
+        iters=2,
+        e2e=False,
+        plots=False,
+        progress=False,
+        out_dir=report_dir,
+        max_images=48,
+        gate="max-drop=0.5,min-agreement=1",
+    )
     out = make_bundle([arts["onnx"], arts["xml16"]], tmp_path / "bundle", reference=reference, report=report_dir)
     manifest = json.loads((out / "bundle.json").read_text())
     assert manifest["schema"] == 2 and manifest["kind"] == "edgefer-bundle"
@@ -42,8 +54,9 @@ def test_bundle_roundtrip_and_benchmark(arts, reference, synth_data, tmp_path):
     assert read_metadata(out).model_name == "msff_resnet18"
     assert read_metadata(out).to_dict() == manifest["metadata"]
 
-    rep = run_benchmark([out], synth_data, batches=(1,), warmup=0, iters=2, e2e=False, plots=False, progress=False,
-                        max_images=48)
+    rep = run_benchmark(
+        [out], synth_data, batches=(1,), warmup=0, iters=2, e2e=False, plots=False, progress=False, max_images=48
+    )
     assert rep.reference["source"] == "bundle"
     assert [r["status"] for r in rep.rows] == ["ok", "ok"]
     assert rep.rows[0]["accuracy"]["agreement"] == 1.0  # the bundled reference is this ONNX's own output

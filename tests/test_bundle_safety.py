@@ -34,8 +34,14 @@ def _engine(folder: Path, name: str = "model_int8.engine", precision: str = "int
 def _report(folder: Path, gate: dict | None, failures: list[str] | None = None) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     failures = failures or []
-    data = {"schema": 1, "kind": "edgefer-benchmark", "gate": gate,
-            "gate_passed": None if gate is None else not failures, "gate_failures": failures, "rows": []}
+    data = {
+        "schema": 1,
+        "kind": "edgefer-benchmark",
+        "gate": gate,
+        "gate_passed": None if gate is None else not failures,
+        "gate_failures": failures,
+        "rows": [],
+    }
     (folder / "report.json").write_text(json.dumps(data))
     (folder / "report.md").write_text("# edgefer benchmark\n")
     return folder
@@ -254,6 +260,8 @@ def test_cli_bundle_refuses_a_failed_gate_and_benchmark_prints_the_verdict(tmp_p
         with pytest.raises(SystemExit):  # the dataset is missing: the verdict comes before that error
             main(["benchmark", str(target), "--data", str(tmp_path / "no_such_data"), "--quiet"])
         lines = capsys.readouterr().err.splitlines()
-        assert lines[0] == f"bundle {target}: workstation gate passed (max-drop=0.5,max-class-drop=1," \
-                           "class-alpha=0.05,min-agreement=0.98)"
+        assert (
+            lines[0] == f"bundle {target}: workstation gate passed (max-drop=0.5,max-class-drop=1,"
+            "class-alpha=0.05,min-agreement=0.98)"
+        )
         assert lines[-1].startswith("error:")

@@ -22,9 +22,28 @@ def _folder_set(root: Path, classes: list[str], per_class: int = 3) -> Path:
 
 
 def _train(data: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "edgefer.cli", "train", "--data", str(data), "--model", "resnet18", "--out",
-           str(out), "--epochs", "1", "--img-size", "32", "--batch-size", "8", "--workers", "0", "--no-progress",
-           *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "edgefer.cli",
+        "train",
+        "--data",
+        str(data),
+        "--model",
+        "resnet18",
+        "--out",
+        str(out),
+        "--epochs",
+        "1",
+        "--img-size",
+        "32",
+        "--batch-size",
+        "8",
+        "--workers",
+        "0",
+        "--no-progress",
+        *extra,
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
 
 

@@ -22,8 +22,13 @@ from edgefer.utils.io import atomic_open, atomic_path, sha256_file, write_json
 
 def test_metadata_props_round_trip() -> None:
     pp = Preprocessing(input_size=100, mean=(0.5, 0.5, 0.5), std=(0.25, 0.5, 0.75), color_order="BGR")
-    md = ModelMetadata(model_name="msff_resnet18", preprocessing=pp, precision="int8",
-                       quantization={"method": "ptq"}, source_checkpoint_sha256="ab" * 32)
+    md = ModelMetadata(
+        model_name="msff_resnet18",
+        preprocessing=pp,
+        precision="int8",
+        quantization={"method": "ptq"},
+        source_checkpoint_sha256="ab" * 32,
+    )
     props = md.to_props()
     assert all(isinstance(v, str) for v in props.values())
     assert props["edgefer.input_size"] == "100"
@@ -54,8 +59,13 @@ def test_read_metadata_sidecar_and_missing(tmp_path: Path) -> None:
 
 def test_reference_round_trip_and_validation(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
-    ref = Reference(ids=[f"test_{i:04d}" for i in range(5)], labels=[0, 1, 2, 3, 4],
-                    logits=rng.normal(size=(5, 7)), class_names=CLASS_NAMES, metadata={"model_name": "m"})
+    ref = Reference(
+        ids=[f"test_{i:04d}" for i in range(5)],
+        labels=[0, 1, 2, 3, 4],
+        logits=rng.normal(size=(5, 7)),
+        class_names=CLASS_NAMES,
+        metadata={"model_name": "m"},
+    )
     path = ref.save(tmp_path / "reference.npz")
     back = Reference.load(path)
     assert list(back.ids) == list(ref.ids)
@@ -90,8 +100,16 @@ def test_checkpoint_round_trip_and_errors(tmp_path: Path) -> None:
 
     model = create_model("resnet18", num_classes=7)
     pp = Preprocessing(input_size=64)
-    path = save_checkpoint(tmp_path / "c.pt", model=model, model_name="resnet18", model_args={"dropout": 0.0},
-                           class_names=CLASS_NAMES, preprocessing=pp, epoch=3, metrics={"acc": 0.5})
+    path = save_checkpoint(
+        tmp_path / "c.pt",
+        model=model,
+        model_name="resnet18",
+        model_args={"dropout": 0.0},
+        class_names=CLASS_NAMES,
+        preprocessing=pp,
+        epoch=3,
+        metrics={"acc": 0.5},
+    )
     ckpt = load_checkpoint(path)
     assert ckpt["epoch"] == 3 and ckpt["metrics"] == {"acc": 0.5}
     rebuilt = build_model(ckpt)

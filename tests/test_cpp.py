@@ -34,8 +34,12 @@ def classify_exe(tmp_path_factory: pytest.TempPathFactory) -> Path:
             pytest.skip(f"{tool} not installed")
     ov_dir = _openvino_cmake_dir()
     build = tmp_path_factory.mktemp("cpp_build")
-    cfg = subprocess.run(["cmake", "-S", str(SRC), "-B", str(build), f"-DOpenVINO_DIR={ov_dir}",
-                          "-DCMAKE_BUILD_TYPE=Release"], capture_output=True, text=True, timeout=300)
+    cfg = subprocess.run(
+        ["cmake", "-S", str(SRC), "-B", str(build), f"-DOpenVINO_DIR={ov_dir}", "-DCMAKE_BUILD_TYPE=Release"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert cfg.returncode == 0, cfg.stdout[-2000:] + cfg.stderr[-2000:]
     make = subprocess.run(["cmake", "--build", str(build), "-j", "2"], capture_output=True, text=True, timeout=600)
     assert make.returncode == 0, make.stdout[-3000:] + make.stderr[-3000:]
@@ -78,8 +82,9 @@ def test_cpp_classifies_like_python(classify_exe: Path, models: dict[str, Path],
             np.testing.assert_allclose(out["probs"], face.probs, atol=1e-3 if size == 64 else 2e-2)
 
 
-def test_cpp_reads_a_metadata_json_and_fails_clearly(classify_exe: Path, models: dict[str, Path],
-                                                     tmp_path: Path) -> None:
+def test_cpp_reads_a_metadata_json_and_fails_clearly(
+    classify_exe: Path, models: dict[str, Path], tmp_path: Path
+) -> None:
     from edgefer.metadata import read_metadata
     from edgefer.utils.io import write_json
 

@@ -16,8 +16,24 @@ runner = CliRunner()
 
 def test_synth_then_info(tmp_path: Path) -> None:
     out = tmp_path / "s"
-    result = runner.invoke(app, ["data", "synth", "--out", str(out), "--n-train", "21", "--n-test", "14",
-                                 "--size", "32", "--seed", "1", "--no-progress"])
+    result = runner.invoke(
+        app,
+        [
+            "data",
+            "synth",
+            "--out",
+            str(out),
+            "--n-train",
+            "21",
+            "--n-test",
+            "14",
+            "--size",
+            "32",
+            "--seed",
+            "1",
+            "--no-progress",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert (out / "basic" / "EmoLabel" / "list_patition_label.txt").is_file()
     table = runner.invoke(app, ["data", "info", str(out)])

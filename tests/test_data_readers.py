@@ -391,6 +391,8 @@ def test_torch_dataset_wraps_reader(tmp_path: Path) -> None:
 
 
 def test_import_edgefer_data_is_torch_free() -> None:
-    code = ("import sys, edgefer.data, edgefer.data.readers, edgefer.data.synth; "
-            "assert 'torch' not in sys.modules, 'torch imported'")
+    code = (
+        "import sys, edgefer.data, edgefer.data.readers, edgefer.data.synth; "
+        "assert 'torch' not in sys.modules, 'torch imported'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -90,8 +90,11 @@ def test_nvinfer_normalisation_reproduces_the_runtime_probabilities(onnx_model: 
 
 def test_bgr_models_and_engines(onnx_model: Path, tmp_path: Path) -> None:
     meta = read_metadata(onnx_model)
-    bgr = meta.replace(preprocessing=Preprocessing(input_size=meta.preprocessing.input_size, color_order="BGR",
-                                                    mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)))
+    bgr = meta.replace(
+        preprocessing=Preprocessing(
+            input_size=meta.preprocessing.input_size, color_order="BGR", mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)
+        )
+    )
     engine = tmp_path / "model.engine"
     engine.write_bytes(b"serialized engine")  # never run here: only the config is checked
     res = deepstream_config(bgr.replace(precision="int8"), engine, tmp_path / "ds", batch_size=4)
@@ -109,11 +112,24 @@ def test_deepstream_cli(onnx_model: Path, tmp_path: Path) -> None:
 
     from edgefer.cli import app
 
-    res = CliRunner().invoke(app, ["deepstream", "--model", str(onnx_model), "--out", str(tmp_path),
-                                   "--precision", "fp32", "--operate-on-class-ids", "0;2"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "deepstream",
+            "--model",
+            str(onnx_model),
+            "--out",
+            str(tmp_path),
+            "--precision",
+            "fp32",
+            "--operate-on-class-ids",
+            "0;2",
+        ],
+    )
     assert res.exit_code == 0, res.output
     props = parse_config(tmp_path / "config_infer_secondary_edgefer.txt")
     assert props["network-mode"] == "0" and props["operate-on-class-ids"] == "0;2"
-    res = CliRunner().invoke(app, ["deepstream", "--model", str(onnx_model), "--out", str(tmp_path),
-                                   "--precision", "int4"])
+    res = CliRunner().invoke(
+        app, ["deepstream", "--model", str(onnx_model), "--out", str(tmp_path), "--precision", "int4"]
+    )
     assert res.exit_code != 0

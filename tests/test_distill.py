@@ -99,12 +99,16 @@ def test_distillation_moves_student_toward_teacher(tiny_checkpoint, kd_data, tmp
     kd = train(kd_cfg)
     ce = train(TrainConfig(out=str(tmp_path / "ce"), **common))
 
-    kl = {name: {split: _mean_kl(ckpt, kd_cfg, tiny_checkpoint, kd_data, split) for split in ("train", "test")}
-          for name, ckpt in (("init", None), ("kd", kd.last_checkpoint), ("ce", ce.last_checkpoint))}
+    kl = {
+        name: {split: _mean_kl(ckpt, kd_cfg, tiny_checkpoint, kd_data, split) for split in ("train", "test")}
+        for name, ckpt in (("init", None), ("kd", kd.last_checkpoint), ("ce", ce.last_checkpoint))
+    }
     train_kl = [h["train_kl"] for h in kd.history]
-    print(f"seed {test_seed}, {torch.get_num_threads()} threads: KL {kl}; KD/CE "
-          f"{kl['kd']['train'] / kl['ce']['train']:.2f} (test {kl['kd']['test'] / kl['ce']['test']:.2f}), KD/init "
-          f"{kl['kd']['train'] / kl['init']['train']:.2f}; train_kl {train_kl}")
+    print(
+        f"seed {test_seed}, {torch.get_num_threads()} threads: KL {kl}; KD/CE "
+        f"{kl['kd']['train'] / kl['ce']['train']:.2f} (test {kl['kd']['test'] / kl['ce']['test']:.2f}), KD/init "
+        f"{kl['kd']['train'] / kl['init']['train']:.2f}; train_kl {train_kl}"
+    )
     # Measured spread (this body, seeds 0, 2, 3, 4 with 2 threads and seed 0 with 1 thread, Intel Xeon
     # AVX512-VNNI, `EDGEFER_TEST_SEED=$s pytest -s tests/test_distill.py -k moves_student`): on the
     # train images KD/CE 0.62-0.72 and KD/init 0.64-0.79; on the test images KD/CE 0.64-0.85. With the

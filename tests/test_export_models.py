@@ -38,8 +38,10 @@ def test_every_model_exports_with_parity(name: str, tmp_path) -> None:
     # 2x and 5x under an absolute 1e-4, >= 14x under 1e-4 x scale.
     rng = np.random.default_rng(0)  # the inputs torch_onnx_parity draws
     with torch.no_grad():
-        scale = max(float(model(torch.from_numpy(rng.standard_normal((b, 3, IMG, IMG), dtype=np.float32))).abs().max())
-                    for b in (1, 3))
+        scale = max(
+            float(model(torch.from_numpy(rng.standard_normal((b, 3, IMG, IMG), dtype=np.float32))).abs().max())
+            for b in (1, 3)
+        )
     assert diff <= FP32_TOLERANCE * max(1.0, scale), f"{name}: max abs diff {diff} at logit scale {scale}"
     out = ort_session(path).run([OUTPUT_NAME], {INPUT_NAME: np.zeros((2, 3, IMG, IMG), np.float32)})[0]
     assert out.shape == (2, 7)

@@ -36,8 +36,13 @@ SIZE = 32
 # -- builders -------------------------------------------------------------------------------------
 
 
-def make_folders(root: Path, n_per_class: int = 3, classes: tuple[str, ...] = CLASS_NAMES,
-                 splits: tuple[str, ...] = ("train", "test"), seed: int = 0) -> Path:
+def make_folders(
+    root: Path,
+    n_per_class: int = 3,
+    classes: tuple[str, ...] = CLASS_NAMES,
+    splits: tuple[str, ...] = ("train", "test"),
+    seed: int = 0,
+) -> Path:
     """An image-folder dataset ``root/<split>/<class>/<k>.png`` of random 32 px RGB images."""
     rng = np.random.default_rng(seed)
     for split in splits:
@@ -50,8 +55,13 @@ def make_folders(root: Path, n_per_class: int = 3, classes: tuple[str, ...] = CL
     return root
 
 
-def tiny_onnx(path: Path, class_names: tuple[str, ...] = CLASS_NAMES, *, props: dict[str, str] | None = None,
-              precision: str = "fp32") -> Path:
+def tiny_onnx(
+    path: Path,
+    class_names: tuple[str, ...] = CLASS_NAMES,
+    *,
+    props: dict[str, str] | None = None,
+    precision: str = "fp32",
+) -> Path:
     """A real, runnable edgefer-style ONNX classifier (global pooling + a linear layer) with metadata."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
@@ -69,13 +79,17 @@ def tiny_onnx(path: Path, class_names: tuple[str, ...] = CLASS_NAMES, *, props: 
         helper.make_node("Gemm", ["flat", "W", "B"], ["logits"]),
     ]
     graph = helper.make_graph(
-        nodes, "tiny", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, SIZE, SIZE])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", k])], [w, b],
+        nodes,
+        "tiny",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, SIZE, SIZE])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", k])],
+        [w, b],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
-    meta = ModelMetadata(model_name="tiny", class_names=class_names, preprocessing=Preprocessing(input_size=SIZE),
-                         precision=precision)
+    meta = ModelMetadata(
+        model_name="tiny", class_names=class_names, preprocessing=Preprocessing(input_size=SIZE), precision=precision
+    )
     all_props = {**meta.to_props(), **(props or {})}
     for key, value in all_props.items():
         entry = model.metadata_props.add()
@@ -93,8 +107,14 @@ def untrained_checkpoint(path: Path, n_classes: int = 7) -> Path:
 
     model = create_model("msff_mobilenetv3", num_classes=n_classes, pretrained=None)
     names = CLASS_NAMES[:n_classes] if n_classes <= 7 else tuple(f"c{i}" for i in range(n_classes))
-    return save_checkpoint(path, model=model, model_name="msff_mobilenetv3", model_args={}, class_names=names,
-                           preprocessing=Preprocessing(input_size=SIZE))
+    return save_checkpoint(
+        path,
+        model=model,
+        model_name="msff_mobilenetv3",
+        model_args={},
+        class_names=names,
+        preprocessing=Preprocessing(input_size=SIZE),
+    )
 
 
 def corrupt(path: Path) -> None:
@@ -115,8 +135,9 @@ def edgefer(*args: str | os.PathLike, cwd: Path | None = None, timeout: int = 12
     assert exe.exists(), f"the edgefer console script is not installed next to {sys.executable}"
     env = {k: v for k, v in os.environ.items() if k != "EDGEFER_DEBUG"}
     env.update(COLUMNS="200", OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
-    return subprocess.run([str(exe), *map(str, args)], capture_output=True, text=True, timeout=timeout, env=env,
-                          cwd=cwd)
+    return subprocess.run(
+        [str(exe), *map(str, args)], capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd
+    )
 
 
 def assert_user_error(proc: subprocess.CompletedProcess, needle: str = "") -> str:
@@ -202,8 +223,23 @@ def partial(tmp_path_factory: pytest.TempPathFactory, onnx_model: Path) -> tuple
 
 def test_benchmark_on_part_of_the_reference_says_so_and_fails_a_gate(partial, onnx_model: Path, tmp_path: Path):
     root, ref = partial
-    args = ["benchmark", onnx_model, "--data", root, "--reference", ref, "--batch", "1", "--warmup", "0",
-            "--iters", "1", "--no-e2e", "--no-plots", "-q"]
+    args = [
+        "benchmark",
+        onnx_model,
+        "--data",
+        root,
+        "--reference",
+        ref,
+        "--batch",
+        "1",
+        "--warmup",
+        "0",
+        "--iters",
+        "1",
+        "--no-e2e",
+        "--no-plots",
+        "-q",
+    ]
     gated = edgefer(*args, "--gate", "min-agreement=0.0", "--out", tmp_path / "r")
     assert gated.returncode == 3, gated.stderr[-2000:]
     assert "5 of the 21 reference images were not found" in gated.stderr
@@ -217,8 +253,18 @@ def test_benchmark_on_part_of_the_reference_says_so_and_fails_a_gate(partial, on
     from edgefer.bench import run_benchmark
 
     full = make_folders(tmp_path / "full", splits=("test",))
-    rep = run_benchmark([onnx_model], full, reference=ref, max_images=4, batches=(1,), warmup=0, iters=1, e2e=False,
-                        progress=False, gate="min-agreement=0.0")
+    rep = run_benchmark(
+        [onnx_model],
+        full,
+        reference=ref,
+        max_images=4,
+        batches=(1,),
+        warmup=0,
+        iters=1,
+        e2e=False,
+        progress=False,
+        gate="min-agreement=0.0",
+    )
     assert rep.reference["not_found"] == 0 and rep.passed, rep.gate_failures
 
 
@@ -228,8 +274,21 @@ def test_benchmark_on_part_of_the_reference_says_so_and_fails_a_gate(partial, on
 def test_benchmark_exits_non_zero_when_every_row_failed(tmp_path: Path, data: Path) -> None:
     broken = tmp_path / "broken.onnx"
     broken.write_bytes(b"not a model")
-    proc = edgefer("benchmark", broken, "--data", data, "--batch", "1", "--warmup", "0", "--iters", "1",
-                   "--no-e2e", "--no-plots", "-q")
+    proc = edgefer(
+        "benchmark",
+        broken,
+        "--data",
+        data,
+        "--batch",
+        "1",
+        "--warmup",
+        "0",
+        "--iters",
+        "1",
+        "--no-e2e",
+        "--no-plots",
+        "-q",
+    )
     assert_user_error(proc, "no model ran")
     assert "broken.onnx" in proc.stdout  # the table still shows the failed row and why
 
@@ -249,8 +308,10 @@ def test_a_16_bit_png_gives_the_same_pixels_to_training_and_to_the_runtime(tmp_p
     cv2.imwrite(str(tmp_path / "colour16.png"), colour)
     expected_grey = np.rint(grey / 257.0).astype(np.uint8)
     expected_colour = np.rint(colour[:, :, ::-1] / 257.0).astype(np.uint8)  # BGR on disk -> RGB
-    for name, expected in (("grey16.png", np.repeat(expected_grey[:, :, None], 3, 2)),
-                           ("colour16.png", expected_colour)):
+    for name, expected in (
+        ("grey16.png", np.repeat(expected_grey[:, :, None], 3, 2)),
+        ("colour16.png", expected_colour),
+    ):
         training = data_read(tmp_path / name)
         runtime = as_bgr_frame(runtime_read(tmp_path / name))[:, :, ::-1]
         np.testing.assert_array_equal(training, expected, err_msg=name)
@@ -292,8 +353,11 @@ def test_synth_never_replaces_a_basic_folder_it_did_not_write(tmp_path: Path) ->
     with pytest.raises(DatasetError, match="not written by edgefer"):
         generate_synthetic(real, n_train=7, n_test=7, image_size=32, overwrite=True)
     assert snapshot(real) == before
-    for kwargs, needle in ((dict(image_size=100_000), "image_size"), (dict(seed=-1), "seed"),
-                           (dict(n_train=10**7), "n_train")):
+    for kwargs, needle in (
+        (dict(image_size=100_000), "image_size"),
+        (dict(seed=-1), "seed"),
+        (dict(n_train=10**7), "n_train"),
+    ):
         with pytest.raises(DatasetError, match=needle):
             generate_synthetic(tmp_path / "x", **{"n_train": 7, "n_test": 7, **kwargs})
     assert not (tmp_path / "x").exists() or not any((tmp_path / "x").iterdir())
@@ -328,21 +392,60 @@ def _help_flags(command: list[str]) -> set[str]:
     return {opt for param in cmd.params for opt in (*param.opts, *param.secondary_opts) if opt.startswith("--")}
 
 
-def test_every_flag_a_data_error_names_exists_on_that_command(tmp_path: Path, onnx_model: Path,
-                                                             checkpoint: Path) -> None:
+def test_every_flag_a_data_error_names_exists_on_that_command(
+    tmp_path: Path, onnx_model: Path, checkpoint: Path
+) -> None:
     """A 6-class set (like CK+): each data-reading command that refuses it must offer the flag it names."""
     from edgefer.errors import EdgeferError
 
     six = make_folders(tmp_path / "six", classes=CLASS_NAMES[:6])
     commands = {
-        "train": ["train", "--data", six, "--model", "msff_mobilenetv3", "--out", tmp_path / "t", "--epochs", "1",
-                  "--img-size", "32", "--no-progress"],
+        "train": [
+            "train",
+            "--data",
+            six,
+            "--model",
+            "msff_mobilenetv3",
+            "--out",
+            tmp_path / "t",
+            "--epochs",
+            "1",
+            "--img-size",
+            "32",
+            "--no-progress",
+        ],
         "evaluate": ["evaluate", "--checkpoint", checkpoint, "--data", six, "--split", "train", "--no-progress"],
         "quantize": ["quantize", "--onnx", onnx_model, "--data", six, "--out", tmp_path / "q", "-q"],
-        "export": ["export", "--onnx", onnx_model, "--target", "onnx", "--precision", "int8", "--calib-data", six,
-                   "--out", tmp_path / "e", "-q"],
-        "benchmark": ["benchmark", onnx_model, "--data", six, "--split", "train", "--batch", "1", "--warmup", "0",
-                      "--iters", "1", "--no-e2e", "-q"],
+        "export": [
+            "export",
+            "--onnx",
+            onnx_model,
+            "--target",
+            "onnx",
+            "--precision",
+            "int8",
+            "--calib-data",
+            six,
+            "--out",
+            tmp_path / "e",
+            "-q",
+        ],
+        "benchmark": [
+            "benchmark",
+            onnx_model,
+            "--data",
+            six,
+            "--split",
+            "train",
+            "--batch",
+            "1",
+            "--warmup",
+            "0",
+            "--iters",
+            "1",
+            "--no-e2e",
+            "-q",
+        ],
     }
     for name, args in commands.items():
         code, out, exc = _cli(args)
@@ -365,8 +468,21 @@ def test_flags_named_in_library_errors_exist_on_some_command() -> None:
 
     root = Path(edgefer.__file__).parent
     known: set[str] = set()
-    for command in (["train"], ["evaluate"], ["export"], ["quantize"], ["benchmark"], ["bundle"], ["predict"],
-                    ["run"], ["deepstream"], ["pipeline"], ["data", "synth"], ["data", "info"], ["models"]):
+    for command in (
+        ["train"],
+        ["evaluate"],
+        ["export"],
+        ["quantize"],
+        ["benchmark"],
+        ["bundle"],
+        ["predict"],
+        ["run"],
+        ["deepstream"],
+        ["pipeline"],
+        ["data", "synth"],
+        ["data", "info"],
+        ["models"],
+    ):
         known |= _help_flags(command)
     # torchrun, nvidia-smi and trtexec flags that appear in hints: not edgefer's
     device_side = {"--nproc_per_node", "--query-gpu", "--format", "--calib"}
@@ -386,8 +502,9 @@ def test_flags_named_in_library_errors_exist_on_some_command() -> None:
 def _rafdb_root(root: Path, label_text: str) -> Path:
     (root / "basic" / "EmoLabel").mkdir(parents=True, exist_ok=True)
     (root / "basic" / "Image" / "aligned").mkdir(parents=True, exist_ok=True)
-    (root / "basic" / "EmoLabel" / "list_patition_label.txt").write_text(label_text, encoding="utf-8",
-                                                                         errors="surrogatepass")
+    (root / "basic" / "EmoLabel" / "list_patition_label.txt").write_text(
+        label_text, encoding="utf-8", errors="surrogatepass"
+    )
     return root
 
 
@@ -398,8 +515,28 @@ def test_any_rafdb_label_file_is_read_or_refused_with_a_dataset_error(tmp_path: 
     from edgefer.data import open_dataset
     from edgefer.errors import DatasetError
 
-    token = st.sampled_from(["train_00001.jpg", "test_00001.jpg", "train_00002.jpg", "x.jpg", "1", "7", "0", "8",
-                             "-1", "3.5", "", " ", "\t", "Training", "happy", "../../etc/passwd", "\x00", "é"])
+    token = st.sampled_from(
+        [
+            "train_00001.jpg",
+            "test_00001.jpg",
+            "train_00002.jpg",
+            "x.jpg",
+            "1",
+            "7",
+            "0",
+            "8",
+            "-1",
+            "3.5",
+            "",
+            " ",
+            "\t",
+            "Training",
+            "happy",
+            "../../etc/passwd",
+            "\x00",
+            "é",
+        ]
+    )
     line = st.lists(token, max_size=4).map(" ".join)
     text = st.lists(line, max_size=6).map("\n".join) | st.text(max_size=40)
     img = np.zeros((8, 8, 3), np.uint8)
@@ -429,8 +566,18 @@ def test_any_fer2013_csv_is_read_or_refused_with_a_dataset_error(tmp_path: Path)
     from edgefer.data import open_dataset
     from edgefer.errors import DatasetError
 
-    pixels = st.sampled_from([" ".join(["0"] * 2304), " ".join(["255"] * 2304), "1 2 3", "", "a b c",
-                              " ".join(["300"] * 2304), " ".join(["-1"] * 2304), " ".join(["0"] * 2305)])
+    pixels = st.sampled_from(
+        [
+            " ".join(["0"] * 2304),
+            " ".join(["255"] * 2304),
+            "1 2 3",
+            "",
+            "a b c",
+            " ".join(["300"] * 2304),
+            " ".join(["-1"] * 2304),
+            " ".join(["0"] * 2305),
+        ]
+    )
     cell = st.sampled_from(["0", "6", "7", "-1", "x", "", "Training", "PublicTest", "PrivateTest", "nan"])
     row = st.tuples(cell, pixels, cell).map(lambda r: ",".join(r))
     header = st.sampled_from(["emotion,pixels,Usage", "pixels,emotion,Usage", "emotion,pixels", "a,b,c", ""])
@@ -463,15 +610,33 @@ def test_any_metadata_value_is_read_or_refused_with_a_backend_error() -> None:
     from edgefer.metadata import PROPS_KEY, ModelMetadata
 
     scalar = st.none() | st.booleans() | st.integers(-10, 10**6) | st.floats(allow_nan=True) | st.text(max_size=6)
-    value = st.recursive(scalar, lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=4), c,
-                                                                                     max_size=3), max_leaves=6)
-    fields = st.fixed_dictionaries({}, optional={
-        "model_name": value | st.just("tiny"), "class_names": value | st.just(list(CLASS_NAMES)),
-        "preprocessing": value | st.fixed_dictionaries({}, optional={
-            "input_size": value | st.just(32), "mean": value, "std": value, "color_order": value,
-            "resize": value, "interpolation": value}),
-        "precision": value, "schema": value, "model_args": value, "quantization": value, "extra": value,
-    })
+    value = st.recursive(
+        scalar, lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=4), c, max_size=3), max_leaves=6
+    )
+    fields = st.fixed_dictionaries(
+        {},
+        optional={
+            "model_name": value | st.just("tiny"),
+            "class_names": value | st.just(list(CLASS_NAMES)),
+            "preprocessing": value
+            | st.fixed_dictionaries(
+                {},
+                optional={
+                    "input_size": value | st.just(32),
+                    "mean": value,
+                    "std": value,
+                    "color_order": value,
+                    "resize": value,
+                    "interpolation": value,
+                },
+            ),
+            "precision": value,
+            "schema": value,
+            "model_args": value,
+            "quantization": value,
+            "extra": value,
+        },
+    )
 
     @settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
     @given(record=fields | value)
@@ -493,16 +658,37 @@ def test_train_refuses_to_replace_an_earlier_run(tmp_path: Path, data: Path) -> 
     from edgefer.training import TrainConfig, train
 
     run = tmp_path / "run"
-    cfg = dict(data=str(data), model="msff_mobilenetv3", out=str(run), epochs=1, batch_size=7, img_size=SIZE,
-               workers=0, progress=False, random_erasing=0.0)
+    cfg = dict(
+        data=str(data),
+        model="msff_mobilenetv3",
+        out=str(run),
+        epochs=1,
+        batch_size=7,
+        img_size=SIZE,
+        workers=0,
+        progress=False,
+        random_erasing=0.0,
+    )
     train(TrainConfig(**cfg))
     before = snapshot(run)
     assert {"last.pt", "best.pt", "config.yaml", "metrics.csv", "summary.json"} <= before.keys()
     with pytest.raises(OutputError, match=r"--resume .*--overwrite"):
         train(TrainConfig(**{**cfg, "model": "resnet18"}))  # another model, same --out
     assert snapshot(run) == before
-    proc = edgefer("train", "--data", data, "--model", "resnet18", "--out", run, "--epochs", "1", "--img-size", SIZE,
-                   "--no-progress")
+    proc = edgefer(
+        "train",
+        "--data",
+        data,
+        "--model",
+        "resnet18",
+        "--out",
+        run,
+        "--epochs",
+        "1",
+        "--img-size",
+        SIZE,
+        "--no-progress",
+    )
     assert_user_error(proc, "--overwrite")
     assert snapshot(run) == before
     # beside files edgefer did not write (--out . in a project folder): refused even with --overwrite
@@ -526,8 +712,9 @@ def test_export_name_and_metadata_names_cannot_leave_the_output(tmp_path: Path, 
     work = tmp_path / "work"
     work.mkdir()
     before = snapshot(tmp_path)
-    proc = edgefer("export", "--onnx", onnx_model, "--target", "openvino", "--out", work / "o", "--name",
-                   "../../x", "-q", cwd=work)
+    proc = edgefer(
+        "export", "--onnx", onnx_model, "--target", "openvino", "--out", work / "o", "--name", "../../x", "-q", cwd=work
+    )
     assert_user_error(proc, "--name")
     assert snapshot(tmp_path) == before and not (work / "o").exists()
     hostile = tiny_onnx(tmp_path / "evil.onnx", props=None)
@@ -578,8 +765,9 @@ def test_predict_keeps_sub_paths_and_refuses_collisions(tmp_path: Path, onnx_mod
 # == case 8: no partial artifacts ==================================================================
 
 
-def test_quantize_validates_classes_before_any_work_and_stages_its_files(tmp_path: Path, data: Path,
-                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_quantize_validates_classes_before_any_work_and_stages_its_files(
+    tmp_path: Path, data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from edgefer.errors import QuantizationError
     from edgefer.quantize import quantize
 
@@ -653,19 +841,23 @@ def test_run_refuses_an_existing_folder_before_reading_a_frame(tmp_path: Path, o
     writer.release()
     (tmp_path / "annotated.mp4").mkdir()
     before = snapshot(tmp_path)
-    proc = edgefer("run", "--model", onnx_model, "--source", video, "--out", tmp_path / "annotated.mp4",
-                   "--aligned", "-q")
+    proc = edgefer(
+        "run", "--model", onnx_model, "--source", video, "--out", tmp_path / "annotated.mp4", "--aligned", "-q"
+    )
     assert_user_error(proc, "is a folder")
     assert "frames processed" not in proc.stdout and snapshot(tmp_path) == before
 
 
-@pytest.mark.parametrize(("args", "needle"), [
-    (["benchmark", "{onnx}", "--data", "{data}", "--max-images", "-3"], "--max-images"),
-    (["run", "--model", "{onnx}", "--source", "0", "--max-frames", "-1"], "--max-frames"),
-    (["data", "synth", "--out", "{tmp}/s", "--size", "100000"], "image_size"),
-    (["export", "--onnx", "{onnx}", "--batch", "0", "--out", "{tmp}/e"], "--batch"),
-    (["quantize", "--onnx", "{onnx}", "--data", "{data}", "--val-size", "-1", "--out", "{tmp}/q"], "val_size"),
-])
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["benchmark", "{onnx}", "--data", "{data}", "--max-images", "-3"], "--max-images"),
+        (["run", "--model", "{onnx}", "--source", "0", "--max-frames", "-1"], "--max-frames"),
+        (["data", "synth", "--out", "{tmp}/s", "--size", "100000"], "image_size"),
+        (["export", "--onnx", "{onnx}", "--batch", "0", "--out", "{tmp}/e"], "--batch"),
+        (["quantize", "--onnx", "{onnx}", "--data", "{data}", "--val-size", "-1", "--out", "{tmp}/q"], "val_size"),
+    ],
+)
 def test_bad_numbers_are_errors(args: list[str], needle: str, tmp_path: Path, onnx_model: Path, data: Path):
     from edgefer.errors import EdgeferError
 
@@ -676,8 +868,9 @@ def test_bad_numbers_are_errors(args: list[str], needle: str, tmp_path: Path, on
 
 
 def test_evaluate_batch_size_zero_is_a_one_line_error(tmp_path: Path, checkpoint: Path, data: Path) -> None:
-    assert_user_error(edgefer("evaluate", "--checkpoint", checkpoint, "--data", data, "--batch-size", "0"),
-                      "batch size")
+    assert_user_error(
+        edgefer("evaluate", "--checkpoint", checkpoint, "--data", data, "--batch-size", "0"), "batch size"
+    )
 
 
 # == the CLI corpus ================================================================================
@@ -745,15 +938,18 @@ _CORPUS = [
     (["deepstream", "--model", "{ws}/plain.onnx", "--out", "{ws}/o"], "metadata"),
     (["bundle", "{ws}/photo.onnx", "--out", "{ws}/o"], ""),
     (["data", "info", "{ws}/empty"], "no known dataset layout"),
-    (["data", "synth", "--out", "{ws}/labels_bad", "--overwrite", "--n-train", "7", "--n-test", "7"],
-     "not written by edgefer"),
+    (
+        ["data", "synth", "--out", "{ws}/labels_bad", "--overwrite", "--n-train", "7", "--n-test", "7"],
+        "not written by edgefer",
+    ),
     (["pipeline", "--targets", "onnx,coreml", "--out", "{ws}/o"], "coreml"),
 ]
 
 
 @pytest.mark.parametrize(("args", "needle"), _CORPUS, ids=[f"{a[0]}-{i}" for i, (a, _) in enumerate(_CORPUS)])
-def test_bad_input_is_a_clear_error_and_changes_nothing(args: list[str], needle: str, corpus: Path, data: Path,
-                                                        onnx_model: Path) -> None:
+def test_bad_input_is_a_clear_error_and_changes_nothing(
+    args: list[str], needle: str, corpus: Path, data: Path, onnx_model: Path
+) -> None:
     """In-process (the CLI layer maps EdgeferError to exit 2; the console-script tests check that mapping)."""
     from edgefer.errors import EdgeferError
 
@@ -767,14 +963,18 @@ def test_bad_input_is_a_clear_error_and_changes_nothing(args: list[str], needle:
     assert not (corpus / "pwned").exists()
 
 
-@pytest.mark.parametrize("args", [
-    ["data", "info", "{ws}/empty"],
-    ["data", "synth", "--out", "{ws}/labels_bad", "--overwrite"],
-    ["models", "--img-size", "0"],
-    ["quantize", "--onnx", "{ws}/six.onnx", "--data", "{data}", "--out", "{ws}/o"],
-    ["bundle", "{ws}/missing.onnx", "--out", "{ws}/o"],
-    ["pipeline", "--targets", "coreml", "--out", "{ws}/o"],
-], ids=lambda a: "-".join(a[:2]) if a[0] == "data" else a[0])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["data", "info", "{ws}/empty"],
+        ["data", "synth", "--out", "{ws}/labels_bad", "--overwrite"],
+        ["models", "--img-size", "0"],
+        ["quantize", "--onnx", "{ws}/six.onnx", "--data", "{data}", "--out", "{ws}/o"],
+        ["bundle", "{ws}/missing.onnx", "--out", "{ws}/o"],
+        ["pipeline", "--targets", "coreml", "--out", "{ws}/o"],
+    ],
+    ids=lambda a: "-".join(a[:2]) if a[0] == "data" else a[0],
+)
 def test_console_script_bad_input_exits_2_with_one_line(args: list[str], corpus: Path, data: Path) -> None:
     """Through the installed console script: exit 2, one ``error:`` line, nothing written anywhere.
 

@@ -71,16 +71,24 @@ def _paired(sizes: dict[int, tuple[int, int, int, int]]) -> tuple[np.ndarray, np
 def _row(sizes: dict[int, tuple[int, int, int, int]], label: str = "int8") -> dict:
     labels, ref_preds, preds = _paired(sizes)
     eye = np.eye(len(NAMES), dtype=np.float32) * 5
-    ref = Reference(ids=[f"i{k}" for k in range(len(labels))], labels=labels, logits=eye[ref_preds],
-                    class_names=NAMES)
+    ref = Reference(ids=[f"i{k}" for k in range(len(labels))], labels=labels, logits=eye[ref_preds], class_names=NAMES)
     return {"label": label, "status": "ok", "accuracy": compare_to_reference(eye[preds], labels, ref, NAMES)}
 
 
 def test_per_class_changes_counts() -> None:
     labels, ref_preds, preds = _paired({0: (100, 80, 3, 5), 1: (22, 14, 2, 1)})
     happy, fear = per_class_changes(labels, preds, ref_preds, NAMES)
-    assert happy == {"class": "Happiness", "images": 100, "reference_correct": 83, "correct": 85, "lost": 3,
-                     "gained": 5, "net_images": 2, "delta_pts": pytest.approx(2.0), "p_drop": pytest.approx(0.85546875)}
+    assert happy == {
+        "class": "Happiness",
+        "images": 100,
+        "reference_correct": 83,
+        "correct": 85,
+        "lost": 3,
+        "gained": 5,
+        "net_images": 2,
+        "delta_pts": pytest.approx(2.0),
+        "p_drop": pytest.approx(0.85546875),
+    }
     assert (fear["images"], fear["reference_correct"], fear["correct"], fear["net_images"]) == (22, 16, 15, -1)
     assert fear["delta_pts"] == pytest.approx(-100 / 22)
     assert fear["p_drop"] == pytest.approx(0.5)  # P(X >= 2 | n=3)
@@ -158,11 +166,26 @@ def test_report_shows_images_next_to_points() -> None:
     row.update(backend="onnxruntime", precision="int8", device="cpu", size_mb=1.0, latency={})
     gate = Gate.parse("max-class-drop=1.0")
     d = {
-        "schema": 1, "kind": "edgefer-benchmark", "edgefer_version": "x", "created": "now",
-        "machine": {}, "settings": {"data": "synthetic", "split": "test", "images": 522, "batches": [1],
-                                    "warmup": 0, "iters": 1, "device": "cpu"},
-        "reference": None, "gate": gate.to_dict(), "gate_passed": True, "gate_failures": gate.check(row),
-        "notes": [], "rows": [row],
+        "schema": 1,
+        "kind": "edgefer-benchmark",
+        "edgefer_version": "x",
+        "created": "now",
+        "machine": {},
+        "settings": {
+            "data": "synthetic",
+            "split": "test",
+            "images": 522,
+            "batches": [1],
+            "warmup": 0,
+            "iters": 1,
+            "device": "cpu",
+        },
+        "reference": None,
+        "gate": gate.to_dict(),
+        "gate_passed": True,
+        "gate_failures": gate.check(row),
+        "notes": [],
+        "rows": [row],
     }
     table = per_class_table(d)
     assert "Fear (22 images)" in table and "| FP32 reference (correct) | 400 | 16 |" in table

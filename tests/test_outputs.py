@@ -28,8 +28,12 @@ def _tree(root: Path) -> dict[str, bytes]:
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(name=st.lists(st.sampled_from(["..", ".", "a", "b", "", "/", "\\", "x.jpg", "~"]), min_size=1, max_size=5)
-       .map("/".join) | st.text(max_size=12))
+@given(
+    name=st.lists(st.sampled_from(["..", ".", "a", "b", "", "/", "\\", "x.jpg", "~"]), min_size=1, max_size=5).map(
+        "/".join
+    )
+    | st.text(max_size=12)
+)
 def test_safe_child_never_leaves_the_folder(tmp_path: Path, name: str) -> None:
     root = tmp_path / "out"
     root.mkdir(exist_ok=True)
@@ -76,8 +80,10 @@ def test_staged_output_commits_refuses_repairs_and_never_touches_foreign_files(t
     # a file edgefer did not write is never replaced, overwrite or not
     (out / "mine.txt").write_text("user data")
     for overwrite in (False, True):
-        with pytest.raises(OutputError, match="not written by edgefer"), \
-                staged_output(out, "evaluate", overwrite=overwrite) as stage:
+        with (
+            pytest.raises(OutputError, match="not written by edgefer"),
+            staged_output(out, "evaluate", overwrite=overwrite) as stage,
+        ):
             stage.path("mine.txt").write_text("x")
     assert (out / "mine.txt").read_text() == "user data"
     assert remove_outputs(out, ["mine.txt", "a.json"]) == [out / "a.json"]

@@ -15,26 +15,71 @@ import pytest
 from edgefer.pipeline.flow import PipelineConfig, run_pipeline, summary_rows
 
 # Tiny but real: every stage runs its real code on 64 px images.
-ARGS = dict(data="synthetic", model="msff_mobilenetv3", targets=("openvino", "onnx", "trt"), synthetic_train=300,
-            synthetic_test=100, epochs=3, img_size=64, batch_size=32, workers=0, calib_size=40, batches=(1,),
-            warmup=1, iters=3, progress=False,
-            # 100 test images: one flipped prediction is 1 pt overall and up to 25 pt in a rare class.
-            gate="max-drop=5.0,min-agreement=0.9")
+ARGS = dict(
+    data="synthetic",
+    model="msff_mobilenetv3",
+    targets=("openvino", "onnx", "trt"),
+    synthetic_train=300,
+    synthetic_test=100,
+    epochs=3,
+    img_size=64,
+    batch_size=32,
+    workers=0,
+    calib_size=40,
+    batches=(1,),
+    warmup=1,
+    iters=3,
+    progress=False,
+    # 100 test images: one flipped prediction is 1 pt overall and up to 25 pt in a rare class.
+    gate="max-drop=5.0,min-agreement=0.9",
+)
 
 
 def _cli_args(out: Path) -> list[str]:
-    return [sys.executable, "-m", "edgefer.cli", "pipeline", "--out", str(out), "--targets", "openvino,onnx,trt",
-            "--synthetic-train", "300", "--synthetic-test", "100", "--epochs", "3", "--img-size", "64",
-            "--batch-size", "32", "--workers", "0", "--calib-size", "40", "--batch", "1", "--iters", "3", "-q",
-            "--gate", ARGS["gate"]]
+    return [
+        sys.executable,
+        "-m",
+        "edgefer.cli",
+        "pipeline",
+        "--out",
+        str(out),
+        "--targets",
+        "openvino,onnx,trt",
+        "--synthetic-train",
+        "300",
+        "--synthetic-test",
+        "100",
+        "--epochs",
+        "3",
+        "--img-size",
+        "64",
+        "--batch-size",
+        "32",
+        "--workers",
+        "0",
+        "--calib-size",
+        "40",
+        "--batch",
+        "1",
+        "--iters",
+        "3",
+        "-q",
+        "--gate",
+        ARGS["gate"],
+    ]
 
 
 @pytest.mark.slow
 def test_pipeline_interrupt_resume_skip_and_partial_rerun(tmp_path: Path) -> None:
     out = tmp_path / "run"
     # 1. start the pipeline in a subprocess and kill it hard once the first epoch's checkpoint exists
-    proc = subprocess.Popen(_cli_args(out), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            env={**os.environ, "COLUMNS": "200"}, start_new_session=True)
+    proc = subprocess.Popen(
+        _cli_args(out),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "COLUMNS": "200"},
+        start_new_session=True,
+    )
     last = out / "train" / "last.pt"
     deadline = time.time() + 300
     while not last.exists() and proc.poll() is None and time.time() < deadline:
@@ -56,8 +101,15 @@ def test_pipeline_interrupt_resume_skip_and_partial_rerun(tmp_path: Path) -> Non
     report = json.loads((result.report_dir / "report.json").read_text())
     assert result.report == report
     rows = {(r["backend"], r["precision"]) for r in report["rows"] if r["status"] == "ok"}
-    assert rows >= {("torch", "fp32"), ("onnxruntime", "fp32"), ("openvino", "fp32"), ("openvino", "fp16"),
-                    ("openvino", "int8"), ("onnxruntime", "fp16"), ("onnxruntime", "int8")}
+    assert rows >= {
+        ("torch", "fp32"),
+        ("onnxruntime", "fp32"),
+        ("openvino", "fp32"),
+        ("openvino", "fp16"),
+        ("openvino", "int8"),
+        ("onnxruntime", "fp16"),
+        ("onnxruntime", "int8"),
+    }
     assert (result.report_dir / "report.md").exists()
     assert (result.bundle / "bundle.json").exists() and (result.bundle / "reference.npz").exists()
     assert any("tensorrt is not installed" in n for n in result.notes) or _has_tensorrt()
@@ -124,18 +176,24 @@ def test_pipeline_checks_paths_before_writing(tmp_path: Path) -> None:
     with pytest.raises(EdgeferError, match="does not exist"):
         run_pipeline(PipelineConfig(data=str(tmp_path / "missing"), out=str(tmp_path / "o")), on_event=lambda _: None)
     with pytest.raises(EdgeferError, match="does not exist"):
-        run_pipeline(PipelineConfig(checkpoint=str(tmp_path / "no.pt"), out=str(tmp_path / "o")),
-                     on_event=lambda _: None)
+        run_pipeline(
+            PipelineConfig(checkpoint=str(tmp_path / "no.pt"), out=str(tmp_path / "o")), on_event=lambda _: None
+        )
     assert not (tmp_path / "o").exists()
 
 
-@pytest.mark.parametrize(("flag", "value", "needle"), [("--gate", "max-drop=abc", "gate"),
-                                                       ("--batch", "1,x", "--batch"),
-                                                       ("--calib-size", "0", "calib_size")])
+@pytest.mark.parametrize(
+    ("flag", "value", "needle"),
+    [("--gate", "max-drop=abc", "gate"), ("--batch", "1,x", "--batch"), ("--calib-size", "0", "calib_size")],
+)
 def test_cli_rejects_bad_option_before_any_stage(tmp_path: Path, flag: str, value: str, needle: str) -> None:
     out = tmp_path / "run"
-    proc = subprocess.run([sys.executable, "-m", "edgefer.cli", "pipeline", "--out", str(out), "-q", flag, value],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "edgefer.cli", "pipeline", "--out", str(out), "-q", flag, value],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
     assert proc.stderr.startswith("error: ") and needle in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr and "[run]" not in proc.stdout
@@ -143,8 +201,15 @@ def test_cli_rejects_bad_option_before_any_stage(tmp_path: Path, flag: str, valu
 
 
 #: The cheapest real pipeline: one target, one epoch, small sets (the stage logic is what is tested).
-SMALL = {**ARGS, "targets": ("onnx",), "epochs": 1, "img_size": 48, "synthetic_train": 96, "synthetic_test": 28,
-         "calib_size": 20}
+SMALL = {
+    **ARGS,
+    "targets": ("onnx",),
+    "epochs": 1,
+    "img_size": 48,
+    "synthetic_train": 96,
+    "synthetic_test": 28,
+    "calib_size": 20,
+}
 
 
 def _rerun(out: Path, **changes) -> tuple[list[str], list[str]]:
@@ -176,8 +241,9 @@ def test_changed_options_rerun_exactly_the_stages_they_affect(tmp_path: Path) ->
     # another gate reruns the benchmark and the bundle (which holds its report); at the same time
     # a manifest from before parameters were recorded counts as stale (rerun), not as an error
     fp16 = out / "stages" / "onnx-fp16.json"
-    fp16.write_text(json.dumps({k: v for k, v in json.loads(fp16.read_text()).items()
-                                if k not in ("params", "params_hash")}))
+    fp16.write_text(
+        json.dumps({k: v for k, v in json.loads(fp16.read_text()).items() if k not in ("params", "params_hash")})
+    )
     ran, events = _rerun(out, calib_size=10, gate="max-drop=4.0,min-agreement=0.9")
     assert ran == ["onnx-fp16", "benchmark", "bundle"], events
     assert "[run] onnx-fp16: no record of its parameters (an older edgefer ran it)" in events, events
@@ -199,10 +265,43 @@ def test_changed_options_rerun_exactly_the_stages_they_affect(tmp_path: Path) ->
 
     # the CLI maps its flags to the same parameters (nothing reruns) and prints the progress lines
     proc = subprocess.run(
-        [sys.executable, "-m", "edgefer.cli", "pipeline", "--out", str(out), "--targets", "onnx", "--synthetic-train",
-         "96", "--synthetic-test", "28", "--epochs", "1", "--img-size", "48", "--batch-size", "32", "--workers", "0",
-         "--calib-size", "10", "--batch", "1", "--warmup", "1", "--iters", "3", "-q", "--gate",
-         "max-drop=4,min-agreement=0.9"],
-        capture_output=True, text=True, timeout=300, env={**os.environ, "COLUMNS": "200"})
+        [
+            sys.executable,
+            "-m",
+            "edgefer.cli",
+            "pipeline",
+            "--out",
+            str(out),
+            "--targets",
+            "onnx",
+            "--synthetic-train",
+            "96",
+            "--synthetic-test",
+            "28",
+            "--epochs",
+            "1",
+            "--img-size",
+            "48",
+            "--batch-size",
+            "32",
+            "--workers",
+            "0",
+            "--calib-size",
+            "10",
+            "--batch",
+            "1",
+            "--warmup",
+            "1",
+            "--iters",
+            "3",
+            "-q",
+            "--gate",
+            "max-drop=4,min-agreement=0.9",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "COLUMNS": "200"},
+    )
     assert proc.returncode in (0, 3), proc.stderr  # 3: the gate failed, which this tiny model may do
     assert "[up to date] train" in proc.stdout and "[run]" not in proc.stdout, proc.stdout

@@ -59,8 +59,9 @@ def test_grey_and_four_channel_inputs() -> None:
     assert to_three_channels(np.ones((4, 4), np.float32) * 0.5).dtype == np.uint8
 
 
-@pytest.mark.parametrize("bad", [None, np.zeros((0, 0, 3), np.uint8), np.zeros((4, 4, 2), np.uint8),
-                                 np.zeros((2, 2, 2, 3), np.uint8)])
+@pytest.mark.parametrize(
+    "bad", [None, np.zeros((0, 0, 3), np.uint8), np.zeros((4, 4, 2), np.uint8), np.zeros((2, 2, 2, 3), np.uint8)]
+)
 def test_bad_inputs_raise_clear_errors(bad) -> None:
     with pytest.raises(EdgeferError):
         preprocess_image(bad, Preprocessing(input_size=16))
@@ -81,7 +82,12 @@ def test_preprocessing_validates_and_round_trips() -> None:
     pp = Preprocessing(input_size=100, color_order="BGR", resize="center_crop", interpolation="area")
     assert Preprocessing.from_json(pp.to_json()) == pp
     assert pp.with_size(64).input_size == 64 and pp.with_size(64).color_order == "BGR"
-    for kwargs in (dict(input_size=8), dict(color_order="RGBA"), dict(resize="pad"), dict(interpolation="x"),
-                   dict(std=(1.0, 0.0, 1.0))):
+    for kwargs in (
+        dict(input_size=8),
+        dict(color_order="RGBA"),
+        dict(resize="pad"),
+        dict(interpolation="x"),
+        dict(std=(1.0, 0.0, 1.0)),
+    ):
         with pytest.raises(EdgeferError):
             Preprocessing(**kwargs)

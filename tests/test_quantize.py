@@ -37,14 +37,32 @@ def qout(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def trt_ptq(fp32_onnx: Path, synth_data: Path, qout: Path):
-    return quantize(None, synth_data, target="trt", method="ptq", calib_size=CALIB, onnx_path=fp32_onnx,
-                    out_dir=qout, progress=False, val_size=VAL_SIZE)
+    return quantize(
+        None,
+        synth_data,
+        target="trt",
+        method="ptq",
+        calib_size=CALIB,
+        onnx_path=fp32_onnx,
+        out_dir=qout,
+        progress=False,
+        val_size=VAL_SIZE,
+    )
 
 
 @pytest.fixture(scope="module")
 def ov_ptq(fp32_onnx: Path, synth_data: Path, qout: Path):
-    return quantize(None, synth_data, target="openvino", method="ptq", calib_size=CALIB, onnx_path=fp32_onnx,
-                    out_dir=qout, progress=False, val_size=VAL_SIZE)
+    return quantize(
+        None,
+        synth_data,
+        target="openvino",
+        method="ptq",
+        calib_size=CALIB,
+        onnx_path=fp32_onnx,
+        out_dir=qout,
+        progress=False,
+        val_size=VAL_SIZE,
+    )
 
 
 def _assert_close_to_fp32(report: dict, max_drop_pt: float = 1.0, min_agreement: float = 0.97) -> None:
@@ -167,15 +185,26 @@ def test_accuracy_control_honours_max_drop(fp32_onnx: Path, synth_data: Path, tm
     np.testing.assert_allclose(predict(fragile, x), predict(fp32_onnx, x), rtol=1e-3, atol=2e-3)  # same FP32 function
 
     max_drop = 1.0
-    res = quantize(None, synth_data, target="openvino", method="ptq-acc", max_drop=max_drop, calib_size=50,
-                   onnx_path=fragile, out_dir=tmp_path, progress=False, val_size=150)
+    res = quantize(
+        None,
+        synth_data,
+        target="openvino",
+        method="ptq-acc",
+        max_drop=max_drop,
+        calib_size=50,
+        onnx_path=fragile,
+        out_dir=tmp_path,
+        progress=False,
+        val_size=150,
+    )
     acc = res.report["accuracy_control"]
     per_class = res.report["comparison"]["reference_per_class_accuracy"]
     # A (near-)constant FP32 predictor has no accuracy for the outlier channels to destroy, so the
     # case cannot be built on it; the shared fixture is trained to learn every class (conftest).
     assert sum(1 for v in per_class if v) > 1, (
         f"tiny_checkpoint predicts a single class (per-class FP32 accuracy {per_class}); "
-        "a trained model is needed to build a case where plain PTQ exceeds the budget")
+        "a trained model is needed to build a case where plain PTQ exceeds the budget"
+    )
     # plain PTQ on the same images really exceeded the budget (by tens of points) ...
     assert acc["plain_ptq_delta_pts"] < -10 * max_drop, acc
     # ... and accuracy control fixed it by keeping the outlier layers in floating point. The delivered
@@ -195,8 +224,19 @@ def test_qat_not_worse_than_ptq(tiny_checkpoint: Path, synth_data: Path, ov_ptq,
     end worse than PTQ: we allow 1.0 pt (3-4 of the 350 test images) for the noise of a few
     SGD steps on augmented batches.
     """
-    res = quantize(tiny_checkpoint, synth_data, target="openvino", method="qat", calib_size=CALIB, out_dir=qout,
-                   progress=False, val_size=VAL_SIZE, qat_epochs=1, qat_lr=1e-4, qat_max_steps=12)
+    res = quantize(
+        tiny_checkpoint,
+        synth_data,
+        target="openvino",
+        method="qat",
+        calib_size=CALIB,
+        out_dir=qout,
+        progress=False,
+        val_size=VAL_SIZE,
+        qat_epochs=1,
+        qat_lr=1e-4,
+        qat_max_steps=12,
+    )
     assert res.report["qat"]["steps"] == 12
     assert res.metadata.quantization["method"] == "qat"
     assert res.report["int8_accuracy"] >= ov_ptq.report["int8_accuracy"] - 0.01, (res.report, ov_ptq.report)
@@ -204,8 +244,17 @@ def test_qat_not_worse_than_ptq(tiny_checkpoint: Path, synth_data: Path, ov_ptq,
 
 
 def test_weights_only_compression(fp32_onnx: Path, synth_data: Path, qout: Path) -> None:
-    res = quantize(None, synth_data, target="openvino", method="wc", calib_size=CALIB, onnx_path=fp32_onnx,
-                   out_dir=qout, progress=False, val_size=VAL_SIZE)
+    res = quantize(
+        None,
+        synth_data,
+        target="openvino",
+        method="wc",
+        calib_size=CALIB,
+        onnx_path=fp32_onnx,
+        out_dir=qout,
+        progress=False,
+        val_size=VAL_SIZE,
+    )
     assert res.report["int8_size_bytes"] < 0.4 * res.report["fp32_size_bytes"]
     _assert_close_to_fp32(res.report, max_drop_pt=0.5, min_agreement=0.98)
 
@@ -232,11 +281,30 @@ def test_cli_quantize(fp32_onnx: Path, synth_data: Path, tmp_path: Path) -> None
     from edgefer.cli import app
 
     runner = CliRunner()
-    bad = runner.invoke(app, ["quantize", "--onnx", str(fp32_onnx), "--data", str(synth_data), "--calib-size", "2",
-                              "--out", str(tmp_path)])
+    bad = runner.invoke(
+        app,
+        ["quantize", "--onnx", str(fp32_onnx), "--data", str(synth_data), "--calib-size", "2", "--out", str(tmp_path)],
+    )
     assert bad.exit_code != 0 and isinstance(bad.exception, QuantizationError)
-    ok = runner.invoke(app, ["quantize", "--onnx", str(fp32_onnx), "--data", str(synth_data), "--target", "onnx",
-                             "--calib-size", "20", "--val-size", "60", "--out", str(tmp_path), "--quiet"])
+    ok = runner.invoke(
+        app,
+        [
+            "quantize",
+            "--onnx",
+            str(fp32_onnx),
+            "--data",
+            str(synth_data),
+            "--target",
+            "onnx",
+            "--calib-size",
+            "20",
+            "--val-size",
+            "60",
+            "--out",
+            str(tmp_path),
+            "--quiet",
+        ],
+    )
     assert ok.exit_code == 0, ok.output
     assert "INT8 accuracy" in ok.output and "agreement" in ok.output
     assert (tmp_path / "msff_resnet18_int8_qdq.onnx").exists()
@@ -248,8 +316,16 @@ def test_sensitivity_groups_and_report(fp32_onnx: Path, synth_data: Path, tmp_pa
 
     groups = block_groups(onnx.load(str(fp32_onnx)))
     assert len(groups) >= 3 and all(groups.values())
-    res = sensitivity(None, synth_data, out_dir=tmp_path, onnx_path=fp32_onnx, calib_size=20, val_size=60,
-                      max_groups=3, progress=False)
+    res = sensitivity(
+        None,
+        synth_data,
+        out_dir=tmp_path,
+        onnx_path=fp32_onnx,
+        calib_size=20,
+        val_size=60,
+        max_groups=3,
+        progress=False,
+    )
     assert res.rows[0]["group"] == "(all)" and len(res.rows) == 4
     assert res.json_path.exists() and "| block group |" in res.markdown_path.read_text()
     assert all(0.0 <= r["agreement"] <= 1.0 for r in res.rows if "error" not in r)

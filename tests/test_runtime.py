@@ -59,8 +59,9 @@ def _frame(expressions: list[int], seed: int, hw: tuple[int, int] = (480, 640)):
     from edgefer.data.synth import compose_frame, jitter_for_difficulty
 
     jitter = replace(jitter_for_difficulty(SYNTH_DIFFICULTY), occlusion_prob=0.0, rotation=5.0)
-    return compose_frame(expressions, frame_hw=hw, rng=np.random.default_rng(seed), face_size_range=(96, 150),
-                         jitter=jitter)
+    return compose_frame(
+        expressions, frame_hw=hw, rng=np.random.default_rng(seed), face_size_range=(96, 150), jitter=jitter
+    )
 
 
 # -- preprocessing is the training eval transform -----------------------------------------------
@@ -119,8 +120,10 @@ def test_synthetic_frame_faces_and_labels(artifacts, torch_reference, kind: str)
             correct += face.class_index == expr
             total += 1
         assert set(result.timings) == {"detect", "align", "preprocess", "infer", "total"}
-    assert val_mca >= 0.6, (f"tiny_checkpoint has not learned the synthetic classes (val mean class acc "
-                            f"{val_mca:.2f}); drawn-expression accuracy ({correct}/{total}) cannot be judged")
+    assert val_mca >= 0.6, (
+        f"tiny_checkpoint has not learned the synthetic classes (val mean class acc "
+        f"{val_mca:.2f}); drawn-expression accuracy ({correct}/{total}) cannot be judged"
+    )
     # The conftest model labels drawn faces about as well as it learned them: 0.755 of 192 faces
     # (frames 0-47), 0.71-0.79 per 12 frames; the same model after 2 of its 4 epochs (val mean class
     # acc 0.64): 0.65. Chance is 1/7. 12 frames, not 3: 9/12 against a 0.75 bar was a coin flip.
@@ -174,8 +177,7 @@ def test_all_faces_go_as_one_batch_and_respect_max_batch(artifacts) -> None:
     two = _CountingBackend(open_model(artifacts["onnx"]), max_batch=2)
     r2 = Predictor(two, margin=0.0).predict(frame, detections=dets)
     assert two.batches == [2, 2, 1]
-    np.testing.assert_allclose(np.stack([f.probs for f in r1.faces]), np.stack([f.probs for f in r2.faces]),
-                               atol=1e-5)
+    np.testing.assert_allclose(np.stack([f.probs for f in r1.faces]), np.stack([f.probs for f in r2.faces]), atol=1e-5)
 
 
 # -- detection and alignment --------------------------------------------------------------------
@@ -262,8 +264,13 @@ def test_odd_frames_are_converted_not_crashed(artifacts, astronaut_bgr) -> None:
     predictor = Predictor(artifacts["onnx"], detector="auto")
     grey = cv2.cvtColor(astronaut_bgr, cv2.COLOR_BGR2GRAY)
     bgra = cv2.cvtColor(astronaut_bgr, cv2.COLOR_BGR2BGRA)
-    for frame in (grey, grey[:, :, None], bgra, astronaut_bgr.astype(np.uint16) * 257,
-                  astronaut_bgr.astype(np.float32) / 255.0):
+    for frame in (
+        grey,
+        grey[:, :, None],
+        bgra,
+        astronaut_bgr.astype(np.uint16) * 257,
+        astronaut_bgr.astype(np.float32) / 255.0,
+    ):
         result = predictor.predict(frame)
         assert result.error is None and len(result.faces) == 1, frame.shape
     for frame in (np.zeros((1, 1, 3), np.uint8), np.zeros((7, 3), np.uint8), np.zeros((33, 513, 3), np.uint8)):
@@ -343,9 +350,25 @@ def test_edgefer_run_writes_events_and_video(artifacts, tmp_path: Path) -> None:
     video = tmp_path / "synth.mp4"
     _write_video(video, 12, 15.0)
     events, out, summary = tmp_path / "events.jsonl", tmp_path / "annotated.mp4", tmp_path / "summary.json"
-    res = CliRunner().invoke(app, ["run", "--model", str(artifacts["openvino"]), "--source", str(video),
-                                   "--jsonl", str(events), "--out", str(out), "--summary-json", str(summary),
-                                   "--max-frames", "10", "--quiet"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "run",
+            "--model",
+            str(artifacts["openvino"]),
+            "--source",
+            str(video),
+            "--jsonl",
+            str(events),
+            "--out",
+            str(out),
+            "--summary-json",
+            str(summary),
+            "--max-frames",
+            "10",
+            "--quiet",
+        ],
+    )
     assert res.exit_code == 0, res.output
     lines = [json.loads(line) for line in events.read_text().splitlines()]
     assert [e["frame"] for e in lines] == list(range(10))  # a file is read without drops by default
@@ -384,8 +407,9 @@ def test_slow_model_drops_stale_frames_and_latency_stays_bounded(artifacts, tmp_
     fps, n, delay = 40.0, 40, 0.08
     _write_video(video, n, fps, hw=(96, 128))
     inner = open_model(artifacts["onnx"])
-    bounded = run_stream(Predictor(_CountingBackend(inner, delay), detector="none"), str(video), realtime=True,
-                         queue_size=1)
+    bounded = run_stream(
+        Predictor(_CountingBackend(inner, delay), detector="none"), str(video), realtime=True, queue_size=1
+    )
     assert bounded.frames_dropped > n // 3
     assert bounded.frames_processed + bounded.frames_dropped == bounded.frames_captured == n
     # A frame waits at most for the inference in progress, then for its own: about two inferences, as
@@ -394,10 +418,13 @@ def test_slow_model_drops_stale_frames_and_latency_stays_bounded(artifacts, tmp_
     # do pytest -s tests/test_runtime.py -k slow_model; done` prints the numbers): max latency 188-268
     # ms = 1.01-1.56x the max predict time (171-203 ms); the bound below leaves >= 1.8x.
     bound_ms = 2 * bounded.stage_ms["total"]["max"] + 1000 * 2 / fps + 100
-    piled = run_stream(Predictor(_CountingBackend(inner, delay), detector="none"), str(video), realtime=True,
-                       queue_size=n)
-    print(f"bounded max latency {bounded.latency_ms['max']:.0f} ms, max predict {bounded.stage_ms['total']['max']:.0f}"
-          f" ms, bound {bound_ms:.0f} ms; piled max latency {piled.latency_ms['max']:.0f} ms")
+    piled = run_stream(
+        Predictor(_CountingBackend(inner, delay), detector="none"), str(video), realtime=True, queue_size=n
+    )
+    print(
+        f"bounded max latency {bounded.latency_ms['max']:.0f} ms, max predict {bounded.stage_ms['total']['max']:.0f}"
+        f" ms, bound {bound_ms:.0f} ms; piled max latency {piled.latency_ms['max']:.0f} ms"
+    )
     assert bounded.latency_ms["max"] < bound_ms, (bounded.latency_ms, bounded.stage_ms["total"])
     assert piled.frames_dropped == 0
     # Same runs: piled max 4.8-5.3 s, 18-26x the bounded max (and far over its bound).
@@ -428,10 +455,11 @@ def test_edgefer_predict_images_and_folders(artifacts, astronaut_bgr, tmp_path: 
     cv2.imwrite(str(folder / "astronaut.png"), astronaut_bgr)
     (folder / "broken.jpg").write_bytes(b"\xff\xd8 truncated")
     out = tmp_path / "annotated"
-    res = CliRunner().invoke(app, ["predict", str(folder), "--model", str(artifacts["onnx"]), "--out", str(out),
-                                   "--json"])
+    res = CliRunner().invoke(
+        app, ["predict", str(folder), "--model", str(artifacts["onnx"]), "--out", str(out), "--json"]
+    )
     assert res.exit_code == 0, res.output
-    records = {Path(r["path"]).name: r for r in json.loads(res.stdout[res.stdout.index("["):])}
+    records = {Path(r["path"]).name: r for r in json.loads(res.stdout[res.stdout.index("[") :])}
     assert records["broken.jpg"]["error"] == "unreadable image"
     assert len(records["astronaut.png"]["faces"]) == 1
     assert (out / "astronaut.png").exists()
@@ -463,9 +491,18 @@ print("TORCH_FREE_OK")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=180)
     assert res.returncode == 0, res.stderr[-2000:]
     assert "TORCH_FREE_OK" in res.stdout
-    res = subprocess.run([sys.executable, "-c", "import sys, edgefer.runtime.stream, edgefer.runtime.deepstream, "
-                          "edgefer.cli.runtime; print('torch' in sys.modules)"],
-                         capture_output=True, text=True, cwd=ROOT, timeout=120)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, edgefer.runtime.stream, edgefer.runtime.deepstream, "
+            "edgefer.cli.runtime; print('torch' in sys.modules)",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
     assert res.stdout.strip() == "False", res.stderr[-2000:]
 
 
@@ -495,10 +532,28 @@ def test_ctrl_c_stops_the_stream_cleanly(artifacts, tmp_path: Path) -> None:
     _write_video(video, 120, 5.0, hw=(96, 128))
     out, events = tmp_path / "out.mp4", tmp_path / "events.jsonl"
     proc = subprocess.Popen(
-        [sys.executable, "-c", "from edgefer.cli import main; main()", "run", "--model", str(artifacts["onnx"]),
-         "--source", str(video), "--realtime", "--detector", "none", "--out", str(out), "--jsonl", str(events),
-         "--quiet"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+        [
+            sys.executable,
+            "-c",
+            "from edgefer.cli import main; main()",
+            "run",
+            "--model",
+            str(artifacts["onnx"]),
+            "--source",
+            str(video),
+            "--realtime",
+            "--detector",
+            "none",
+            "--out",
+            str(out),
+            "--jsonl",
+            str(events),
+            "--quiet",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
     )
     deadline = time.time() + 60
     while time.time() < deadline and (not events.exists() or events.stat().st_size == 0):

@@ -111,8 +111,9 @@ def _param_chain(tmp_path: Path, calls: list[str], cfg: dict[str, Any]) -> list[
 def _run_all(tmp_path: Path, cfg: dict[str, Any], events: list[str] | None = None) -> list[str]:
     """Run the chain once with a fresh runner (a new pipeline invocation); the stages that ran."""
     calls: list[str] = []
-    runner = StageRunner(on_event=(events.append if events is not None else lambda _: None),
-                         state_dir=tmp_path / "stages")
+    runner = StageRunner(
+        on_event=(events.append if events is not None else lambda _: None), state_dir=tmp_path / "stages"
+    )
     for s in _param_chain(tmp_path, calls, cfg):
         runner.run(s)
     for i, name in enumerate("abc"):  # later runs rewrite files with a strictly newer time
@@ -150,10 +151,17 @@ def test_params_hash_is_stable_and_order_free() -> None:
     assert h != params_hash({**p, "epochs": 4})
     assert params_hash({"max_drop": None}) != params_hash({})
     # not Python's randomised hash(): another process with another hash seed agrees
-    code = "from pathlib import Path; from edgefer.pipeline.stages import params_hash; " \
-           "print(params_hash({'gate': {'max-drop': 1.0}, 'data': Path('d'), 'batches': (1, 8), 'epochs': 3}))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={**os.environ, "PYTHONHASHSEED": "123"}).stdout.strip()
+    code = (
+        "from pathlib import Path; from edgefer.pipeline.stages import params_hash; "
+        "print(params_hash({'gate': {'max-drop': 1.0}, 'data': Path('d'), 'batches': (1, 8), 'epochs': 3}))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONHASHSEED": "123"},
+    ).stdout.strip()
     assert out == h
 
 
@@ -177,8 +185,7 @@ def test_old_or_unreadable_record_is_stale_not_an_error(tmp_path: Path) -> None:
     assert calls == ["x"] and "no record of its parameters" in outcome.reason
     record = json.loads((state / "x.json").read_text())
     assert record["artifact"] == str(out) and record["params"] == {"n": 1}  # the stage's keys are kept
-    assert runner.run(Stage("x", _writer(out, calls, "x"), outputs=[out], params={"n": 1})).status.startswith(
-        "skipped")
+    assert runner.run(Stage("x", _writer(out, calls, "x"), outputs=[out], params={"n": 1})).status.startswith("skipped")
     for garbage in ("{not json", "[1, 2]"):
         (state / "x.json").write_text(garbage)
         assert runner.run(Stage("x", _writer(out, calls, "x"), outputs=[out], params={"n": 1})).status == "ran"
@@ -190,7 +197,8 @@ def test_a_failed_run_leaves_the_stage_stale(tmp_path: Path) -> None:
     calls: list[str] = []
     state = tmp_path / "stages"
     StageRunner(on_event=lambda _: None, state_dir=state).run(
-        Stage("x", _writer(out, calls, "x"), outputs=[out], params={"n": 1}))
+        Stage("x", _writer(out, calls, "x"), outputs=[out], params={"n": 1})
+    )
 
     def half_then_crash() -> None:
         out.write_text("half")  # the output exists and is newer than every input, yet is not valid
@@ -198,10 +206,12 @@ def test_a_failed_run_leaves_the_stage_stale(tmp_path: Path) -> None:
 
     with pytest.raises(StageError):  # e.g. a --force rerun that crashed halfway
         StageRunner(force=True, on_event=lambda _: None, state_dir=state).run(
-            Stage("x", half_then_crash, outputs=[out], params={"n": 1}))
+            Stage("x", half_then_crash, outputs=[out], params={"n": 1})
+        )
     assert json.loads((state / "x.json").read_text()).get("incomplete") is True
     outcome = StageRunner(on_event=lambda _: None, state_dir=state).run(
-        Stage("x", _writer(out, calls, "x"), outputs=[out], params={"n": 1}))
+        Stage("x", _writer(out, calls, "x"), outputs=[out], params={"n": 1})
+    )
     assert outcome.status == "ran" and outcome.reason == "its last run did not finish"
     assert out.read_text() == "x" and "incomplete" not in json.loads((state / "x.json").read_text())
 

@@ -25,8 +25,11 @@ from edgefer.labels import CLASS_NAMES
 
 
 def _tree_digest(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted((root / "basic").rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted((root / "basic").rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -116,8 +119,9 @@ def _nearest_centroid_balanced_acc(xtr, ytr, xte, yte) -> float:
 
 
 def _pixels(ds, side: int = 32) -> np.ndarray:
-    return np.stack([cv2.resize(ds[i].image, (side, side), interpolation=cv2.INTER_AREA).ravel()
-                     for i in range(len(ds))]).astype(np.float32)
+    return np.stack(
+        [cv2.resize(ds[i].image, (side, side), interpolation=cv2.INTER_AREA).ravel() for i in range(len(ds))]
+    ).astype(np.float32)
 
 
 def test_per_pixel_mean_classifier_is_near_chance(synth_data: Path) -> None:
@@ -133,9 +137,24 @@ def test_class_geometry_differs_without_nuisances() -> None:
     Shows the near-chance result above comes from nuisance variation hiding a real geometric
     difference, not from classes that look alike.
     """
-    clean = dict(intensity=(1.0, 1.0), param_noise=0.0, rotation=0.0, scale=(1.0, 1.0), shift=0.0,
-                 aspect=(1.0, 1.0), skin_tone=(0.3, 0.3), hair_prob=0.0, background=False, light=0.0,
-                 brightness=(1.0, 1.0), contrast=(1.0, 1.0), blur=0.0, noise=0.0, occlusion_prob=0.0, glasses_prob=0.0)
+    clean = dict(
+        intensity=(1.0, 1.0),
+        param_noise=0.0,
+        rotation=0.0,
+        scale=(1.0, 1.0),
+        shift=0.0,
+        aspect=(1.0, 1.0),
+        skin_tone=(0.3, 0.3),
+        hair_prob=0.0,
+        background=False,
+        light=0.0,
+        brightness=(1.0, 1.0),
+        contrast=(1.0, 1.0),
+        blur=0.0,
+        noise=0.0,
+        occlusion_prob=0.0,
+        glasses_prob=0.0,
+    )
     rng = np.random.default_rng(0)
     labels = np.repeat(np.arange(7), 8)
     x = np.stack([render_face(int(c), 64, rng, **clean).ravel() for c in labels]).astype(np.float32)
@@ -144,13 +163,12 @@ def test_class_geometry_differs_without_nuisances() -> None:
 
 
 def test_compose_frame_places_non_overlapping_faces() -> None:
-    frame, boxes = compose_frame([0, 3, 6], frame_hw=(240, 320), rng=np.random.default_rng(1),
-                                 face_size_range=(60, 80))
+    frame, boxes = compose_frame([0, 3, 6], frame_hw=(240, 320), rng=np.random.default_rng(1), face_size_range=(60, 80))
     assert frame.shape == (240, 320, 3) and frame.dtype == np.uint8
     assert len(boxes) == 3
     for i, (x, y, w, h) in enumerate(boxes):
         assert x >= 0 and y >= 0 and x + w <= 320 and y + h <= 240 and 60 <= w == h <= 80
-        for x2, y2, w2, h2 in boxes[i + 1:]:
+        for x2, y2, w2, h2 in boxes[i + 1 :]:
             assert x + w <= x2 or x2 + w2 <= x or y + h <= y2 or y2 + h2 <= y
     with pytest.raises(ValueError, match="cannot place"):
         compose_frame([0] * 30, frame_hw=(200, 200), rng=np.random.default_rng(0), face_size_range=(90, 100))
@@ -166,8 +184,10 @@ def test_haar_cascade_finds_most_composed_faces() -> None:
         dets = cascade.detectMultiScale(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), 1.1, 5, minSize=(60, 60))
         for bx, by, bw, bh in boxes:
             total += 1
-            found += any(abs((dx + dw / 2) - (bx + bw / 2)) < bw / 3 and abs((dy + dh / 2) - (by + bh / 2)) < bh / 3
-                         for dx, dy, dw, dh in dets)
+            found += any(
+                abs((dx + dw / 2) - (bx + bw / 2)) < bw / 3 and abs((dy + dh / 2) - (by + bh / 2)) < bh / 3
+                for dx, dy, dw, dh in dets
+            )
     assert found / total >= 0.6, f"Haar found {found}/{total} faces"
 
 

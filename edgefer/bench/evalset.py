@@ -61,8 +61,10 @@ class EvalSet:
         if key in self._cache:
             self._cache.move_to_end(key)
             return self._cache[key]
-        x = np.concatenate([preprocess_batch(chunk, pp) for chunk in self._chunks(256)]) if self.images else (
-            np.zeros((0, 3, pp.input_size, pp.input_size), np.float32)
+        x = (
+            np.concatenate([preprocess_batch(chunk, pp) for chunk in self._chunks(256)])
+            if self.images
+            else (np.zeros((0, 3, pp.input_size, pp.input_size), np.float32))
         )
         self._cache[key] = x
         while len(self._cache) > 1 and sum(v.nbytes for v in self._cache.values()) > CACHE_BYTES:
@@ -88,8 +90,13 @@ class EvalSet:
 
 
 def load_evalset(
-    data: str | os.PathLike | Any, split: str = "test", max_images: int | None = None, progress: bool = False,
-    *, allow_missing_classes: bool = False, on_error: str = "skip",
+    data: str | os.PathLike | Any,
+    split: str = "test",
+    max_images: int | None = None,
+    progress: bool = False,
+    *,
+    allow_missing_classes: bool = False,
+    on_error: str = "skip",
 ) -> EvalSet:
     """Open ``split`` of a dataset path (any layout :func:`edgefer.data.open_dataset` knows) and
     decode its images once. ``max_images`` keeps the first N readable images (for quick runs), in
@@ -133,5 +140,6 @@ def load_evalset(
         raise DatasetError(f"no readable image in the {split!r} split of {source} ({len(skipped)} unreadable)")
     all_ids = [str(i) for i in getattr(dataset, "ids", [])]
     unvisited = all_ids[indices[-1] + 1 :] if max_images is not None and len(ids) >= max_images else []
-    return EvalSet(images, np.asarray(labels, dtype=np.int64), ids, split, str(source), dataset, indices, skipped,
-                   unvisited)
+    return EvalSet(
+        images, np.asarray(labels, dtype=np.int64), ids, split, str(source), dataset, indices, skipped, unvisited
+    )

@@ -78,8 +78,9 @@ class Gate:
             if self.max_class_drop is None:
                 raise EdgeferError("gate class-alpha only applies with max-class-drop (e.g. max-class-drop=1.0)")
             if not 0.0 < self.class_alpha <= 1.0:
-                raise EdgeferError(f"gate class-alpha is a significance level in (0, 1] (e.g. 0.05), "
-                                   f"got {self.class_alpha:g}")
+                raise EdgeferError(
+                    f"gate class-alpha is a significance level in (0, 1] (e.g. 0.05), got {self.class_alpha:g}"
+                )
         elif self.max_class_drop is not None:
             object.__setattr__(self, "class_alpha", DEFAULT_CLASS_ALPHA)
 

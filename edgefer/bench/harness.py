@@ -132,8 +132,14 @@ def _infer_all(backend: Any, x: np.ndarray, batch: int) -> np.ndarray:
 
 
 def _latency_for_batch(
-    backend: Any, evalset: EvalSet, x_all: np.ndarray, batch: int, warmup: int, iters: int | None,
-    seconds: float | None, e2e: bool,
+    backend: Any,
+    evalset: EvalSet,
+    x_all: np.ndarray,
+    batch: int,
+    warmup: int,
+    iters: int | None,
+    seconds: float | None,
+    e2e: bool,
 ) -> dict[str, Any]:
     if backend.max_batch is not None and batch > backend.max_batch:
         return {"status": f"skipped: the artifact's max batch is {backend.max_batch}"}
@@ -173,8 +179,16 @@ def _row_label(spec: ModelSpec, taken: set[str], device: str) -> str:
 
 
 def _bench_one(
-    spec: ModelSpec, label: str, evalset: EvalSet, batches: Sequence[int], warmup: int, iters: int | None,
-    seconds: float | None, threads: int | None, device: str, e2e: bool,
+    spec: ModelSpec,
+    label: str,
+    evalset: EvalSet,
+    batches: Sequence[int],
+    warmup: int,
+    iters: int | None,
+    seconds: float | None,
+    threads: int | None,
+    device: str,
+    e2e: bool,
 ) -> tuple[dict[str, Any], np.ndarray | None, Any]:
     """Benchmark one artifact; never raises for a model problem (the row says what went wrong)."""
     from edgefer.bundle import artifact_size
@@ -182,9 +196,21 @@ def _bench_one(
     dev = spec.device or device
     thr = spec.threads if spec.threads is not None else threads
     row: dict[str, Any] = {
-        "label": label, "path": str(spec.path), "model": None, "backend": spec.backend, "precision": None,
-        "device": dev, "threads": thr, "status": "ok", "size_mb": None, "input_size": None,
-        "load_s": None, "memory": {}, "info": {}, "accuracy": None, "latency": {},
+        "label": label,
+        "path": str(spec.path),
+        "model": None,
+        "backend": spec.backend,
+        "precision": None,
+        "device": dev,
+        "threads": thr,
+        "status": "ok",
+        "size_mb": None,
+        "input_size": None,
+        "load_s": None,
+        "memory": {},
+        "info": {},
+        "accuracy": None,
+        "latency": {},
     }
     try:
         row["size_mb"] = _fp(artifact_size(spec.path) / 1e6, 3) if spec.path.exists() else None
@@ -201,8 +227,12 @@ def _bench_one(
         meta = backend.metadata
         info = backend.info()
         row.update(
-            model=meta.model_name, backend=info.get("backend", type(backend).__name__), precision=backend.precision,
-            input_size=meta.preprocessing.input_size, info=info, threads=info.get("threads", thr),
+            model=meta.model_name,
+            backend=info.get("backend", type(backend).__name__),
+            precision=backend.precision,
+            input_size=meta.preprocessing.input_size,
+            info=info,
+            threads=info.get("threads", thr),
         )
         try:
             x_all = evalset.preprocessed(meta.preprocessing)
@@ -335,8 +365,9 @@ def run_benchmark(
     notes: list[str] = []
     specs, bundles, bundle_ref = _expand_models(models, notes)
     try:
-        evalset = load_evalset(data, split, max_images=max_images, progress=progress,
-                               allow_missing_classes=allow_missing_classes)
+        evalset = load_evalset(
+            data, split, max_images=max_images, progress=progress, allow_missing_classes=allow_missing_classes
+        )
         ref: Reference | None = None
         ref_info: dict[str, Any] | None = None
         if reference is not None or bundle_ref is not None:
@@ -379,8 +410,13 @@ def run_benchmark(
             if first is not None:
                 logits, meta = logits_by_row[first["label"]]
                 ref = Reference(np.asarray(evalset.ids), evalset.labels, logits, meta.class_names, meta.to_dict())
-                ref_info = {"source": "computed", "path": None, "model": meta.model_name, "artifact": first["label"],
-                            "n": len(ref)}
+                ref_info = {
+                    "source": "computed",
+                    "path": None,
+                    "model": meta.model_name,
+                    "artifact": first["label"],
+                    "n": len(ref),
+                }
                 notes.append(
                     f"no reference given: the FP32 reference is {first['label']} ({first['backend']}) run here"
                 )
@@ -399,13 +435,25 @@ def run_benchmark(
                 row["status"] = f"error: {_short(exc)}"
                 row["accuracy"] = accuracy_summary(logits, evalset.labels, meta.class_names)
         if evalset.skipped:
-            notes.append(f"{evalset.skipped} unreadable or missing images of the {split} split were skipped "
-                         f"(e.g. {evalset.skipped_ids[0]!r}); each readable image is scored once")
+            notes.append(
+                f"{evalset.skipped} unreadable or missing images of the {split} split were skipped "
+                f"(e.g. {evalset.skipped_ids[0]!r}); each readable image is scored once"
+            )
         settings = {
-            "data": evalset.source, "split": split, "images": len(evalset), "skipped": evalset.skipped,
-            "skipped_ids": evalset.skipped_ids[:50], "batches": batches, "warmup": warmup,
-            "iters": iters, "seconds": seconds, "threads": threads, "device": device, "e2e": e2e,
-            "max_images": max_images, "allow_partial": allow_partial,
+            "data": evalset.source,
+            "split": split,
+            "images": len(evalset),
+            "skipped": evalset.skipped,
+            "skipped_ids": evalset.skipped_ids[:50],
+            "batches": batches,
+            "warmup": warmup,
+            "iters": iters,
+            "seconds": seconds,
+            "threads": threads,
+            "device": device,
+            "e2e": e2e,
+            "max_images": max_images,
+            "allow_partial": allow_partial,
         }
         report = BenchReport(machine_info(), settings, ref_info, rows, notes=notes)
         if gate is not None:

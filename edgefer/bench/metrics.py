@@ -122,17 +122,19 @@ def per_class_changes(
         n = int(m.sum())
         lost = int((ref_ok & ~ok & m).sum())
         gained = int((~ref_ok & ok & m).sum())
-        out.append({
-            "class": name,
-            "images": n,
-            "reference_correct": int((ref_ok & m).sum()),
-            "correct": int((ok & m).sum()),
-            "lost": lost,
-            "gained": gained,
-            "net_images": gained - lost,
-            "delta_pts": 100.0 * (gained - lost) / n if n else None,
-            "p_drop": mcnemar_drop_p(lost, gained) if n else None,
-        })
+        out.append(
+            {
+                "class": name,
+                "images": n,
+                "reference_correct": int((ref_ok & m).sum()),
+                "correct": int((ok & m).sum()),
+                "lost": lost,
+                "gained": gained,
+                "net_images": gained - lost,
+                "delta_pts": 100.0 * (gained - lost) / n if n else None,
+                "p_drop": mcnemar_drop_p(lost, gained) if n else None,
+            }
+        )
     return out
 
 

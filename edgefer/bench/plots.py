@@ -96,8 +96,15 @@ def save_plots(d: dict[str, Any], out: Path) -> tuple[dict[str, str], str | None
         for i in range(cm.shape[0]):
             for j in range(cm.shape[1]):
                 if cm[i, j]:
-                    ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=6,
-                            color="white" if norm[i, j] > 0.5 else "black")
+                    ax.text(
+                        j,
+                        i,
+                        int(cm[i, j]),
+                        ha="center",
+                        va="center",
+                        fontsize=6,
+                        color="white" if norm[i, j] > 0.5 else "black",
+                    )
         ax.set_title(r["label"], fontsize=8)
         ax.set_xlabel("predicted", fontsize=7)
         ax.set_ylabel("true", fontsize=7)

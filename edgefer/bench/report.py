@@ -17,8 +17,21 @@ from edgefer.utils.io import ensure_writable_dir, write_json, write_text
 
 #: (header, formatter) of the table's columns, in order.
 COLUMNS = (
-    "Model", "Backend", "Precision", "Device", "Batch", "Status", "Size (MB)", "Acc (%)", "Δ (pts)",
-    "Agree (%)", "Worst-class Δ (pts)", "p50 (ms)", "p99 (ms)", "FPS", "E2E p50 (ms)",
+    "Model",
+    "Backend",
+    "Precision",
+    "Device",
+    "Batch",
+    "Status",
+    "Size (MB)",
+    "Acc (%)",
+    "Δ (pts)",
+    "Agree (%)",
+    "Worst-class Δ (pts)",
+    "p50 (ms)",
+    "p99 (ms)",
+    "FPS",
+    "E2E p50 (ms)",
 )
 DASH = "—"
 
@@ -45,14 +58,25 @@ def table_rows(report_dict: dict[str, Any]) -> list[list[str]]:
             status = row["status"] if row["status"] != "ok" else lat.get("status", "ok")
             model = lat.get("model") or {}
             e2e = lat.get("e2e") or {}
-            out.append([
-                row["label"], row.get("backend") or DASH, row.get("precision") or DASH, row.get("device") or DASH,
-                str(b), status.replace("|", "/"), _num(row.get("size_mb"), 2),
-                _num(acc.get("accuracy"), 2, 100), _num(acc.get("delta_pts"), 2, signed=True),
-                _num(acc.get("agreement"), 2, 100), worst,
-                _num(model.get("p50_ms"), 2), _num(model.get("p99_ms"), 2), _num(model.get("fps"), 1),
-                _num(e2e.get("p50_ms"), 2),
-            ])
+            out.append(
+                [
+                    row["label"],
+                    row.get("backend") or DASH,
+                    row.get("precision") or DASH,
+                    row.get("device") or DASH,
+                    str(b),
+                    status.replace("|", "/"),
+                    _num(row.get("size_mb"), 2),
+                    _num(acc.get("accuracy"), 2, 100),
+                    _num(acc.get("delta_pts"), 2, signed=True),
+                    _num(acc.get("agreement"), 2, 100),
+                    worst,
+                    _num(model.get("p50_ms"), 2),
+                    _num(model.get("p99_ms"), 2),
+                    _num(model.get("fps"), 1),
+                    _num(e2e.get("p50_ms"), 2),
+                ]
+            )
     return out
 
 
@@ -117,11 +141,14 @@ def to_markdown(report: Any) -> str:
     ref = d.get("reference")
     ref_line = (
         f"{ref['source']}: {ref.get('path') or ref.get('artifact')} (model {ref.get('model')}, {ref.get('n')} images)"
-        if ref else "none (no deltas)"
+        if ref
+        else "none (no deltas)"
     )
     if ref and ref.get("not_found"):
-        ref_line += (f"; **{ref['not_found']} of its {ref.get('total')} images were not found in the data** "
-                     f"({ref.get('unreadable', 0)} unreadable)")
+        ref_line += (
+            f"; **{ref['not_found']} of its {ref.get('total')} images were not found in the data** "
+            f"({ref.get('unreadable', 0)} unreadable)"
+        )
     skipped = f", {s['skipped']} unreadable or missing skipped" if s.get("skipped") else ""
     parts = [
         "# edgefer benchmark",
@@ -141,8 +168,11 @@ def to_markdown(report: Any) -> str:
     if pc:
         parts += ["## Per-class change vs the FP32 reference", "", pc, ""]
         if "images)" in pc.splitlines()[0]:
-            parts += ["Cells: correct images: net change in images (points; for a drop, the exact one-sided "
-                      "McNemar p-value over the images whose correctness changed).", ""]
+            parts += [
+                "Cells: correct images: net change in images (points; for a drop, the exact one-sided "
+                "McNemar p-value over the images whose correctness changed).",
+                "",
+            ]
     if d.get("gate") is not None:
         verdict = "PASSED" if d.get("gate_passed") else "FAILED"
         gate = ",".join(f"{k}={v:g}" for k, v in d["gate"].items())

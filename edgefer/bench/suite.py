@@ -40,8 +40,24 @@ from edgefer.errors import EdgeferError
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _TOP_KEYS = {
-    "name", "description", "data", "split", "reference", "batches", "warmup", "iters", "seconds", "threads",
-    "device", "gate", "out", "models", "max_images", "e2e", "plots", "allow_partial",
+    "name",
+    "description",
+    "data",
+    "split",
+    "reference",
+    "batches",
+    "warmup",
+    "iters",
+    "seconds",
+    "threads",
+    "device",
+    "gate",
+    "out",
+    "models",
+    "max_images",
+    "e2e",
+    "plots",
+    "allow_partial",
 }
 _MODEL_KEYS = {"path", "backend", "backends", "device", "devices", "threads", "label"}
 
@@ -123,8 +139,22 @@ def load_suite(path: str | os.PathLike) -> dict[str, Any]:
     if not suite.get("models"):
         raise EdgeferError(f"suite file {p} lists no models")
     kwargs: dict[str, Any] = {"name": suite.get("name", p.stem), "models": expand_models(suite["models"])}
-    for key in ("data", "split", "reference", "warmup", "iters", "seconds", "threads", "device", "gate", "out",
-                "max_images", "e2e", "plots", "allow_partial"):
+    for key in (
+        "data",
+        "split",
+        "reference",
+        "warmup",
+        "iters",
+        "seconds",
+        "threads",
+        "device",
+        "gate",
+        "out",
+        "max_images",
+        "e2e",
+        "plots",
+        "allow_partial",
+    ):
         if suite.get(key) is not None:
             kwargs[key] = suite[key]
     if "batches" in suite:

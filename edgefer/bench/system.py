@@ -19,8 +19,20 @@ from typing import Any
 
 #: distributions whose versions are recorded when installed (never imported to find out).
 _PACKAGES = (
-    "edgefer", "numpy", "opencv-python-headless", "opencv-python", "onnx", "onnxruntime", "onnxruntime-gpu",
-    "openvino", "nncf", "tensorrt", "pycuda", "cuda-python", "torch", "torchvision",
+    "edgefer",
+    "numpy",
+    "opencv-python-headless",
+    "opencv-python",
+    "onnx",
+    "onnxruntime",
+    "onnxruntime-gpu",
+    "openvino",
+    "nncf",
+    "tensorrt",
+    "pycuda",
+    "cuda-python",
+    "torch",
+    "torchvision",
 )
 
 
@@ -51,7 +63,10 @@ def _gpus() -> list[str]:
         with contextlib.suppress(OSError, subprocess.SubprocessError):
             res = subprocess.run(
                 [smi, "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],
-                capture_output=True, text=True, timeout=10, check=False,
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=False,
             )
             if res.returncode == 0:
                 return [line.strip() for line in res.stdout.splitlines() if line.strip()]

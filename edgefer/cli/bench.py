@@ -75,8 +75,16 @@ def register(app: typer.Typer) -> None:
         else:
             kwargs["models"] = list(models)
         overrides = {
-            "data": data, "split": split, "reference": reference, "warmup": warmup, "iters": iters,
-            "seconds": seconds, "threads": threads, "device": device, "gate": gate, "out": out,
+            "data": data,
+            "split": split,
+            "reference": reference,
+            "warmup": warmup,
+            "iters": iters,
+            "seconds": seconds,
+            "threads": threads,
+            "device": device,
+            "gate": gate,
+            "out": out,
             "max_images": max_images,
         }
         kwargs.update({k: v for k, v in overrides.items() if v is not None})
@@ -84,8 +92,12 @@ def register(app: typer.Typer) -> None:
             kwargs["allow_partial"] = True
         if allow_missing_classes:
             kwargs["allow_missing_classes"] = True
-        for flag, value in (("--max-images", kwargs.get("max_images")), ("--warmup", kwargs.get("warmup")),
-                            ("--iters", kwargs.get("iters")), ("--threads", kwargs.get("threads"))):
+        for flag, value in (
+            ("--max-images", kwargs.get("max_images")),
+            ("--warmup", kwargs.get("warmup")),
+            ("--iters", kwargs.get("iters")),
+            ("--threads", kwargs.get("threads")),
+        ):
             if value is not None and int(value) < (0 if flag == "--warmup" else 1):
                 raise EdgeferError(f"{flag} must be {'>= 0' if flag == '--warmup' else 'positive'}, got {value}")
         if kwargs.get("seconds") is not None and float(kwargs["seconds"]) <= 0:
@@ -142,8 +154,15 @@ def register(app: typer.Typer) -> None:
         """Pack artifacts + metadata + reference + report into one directory a device can re-verify."""
         from edgefer.bundle import gate_line, make_bundle, read_manifest
 
-        path = make_bundle(artifacts, out, reference=reference, report=report, archive=archive, overwrite=overwrite,
-                           allow_failed_gate=allow_failed_gate)
+        path = make_bundle(
+            artifacts,
+            out,
+            reference=reference,
+            report=report,
+            archive=archive,
+            overwrite=overwrite,
+            allow_failed_gate=allow_failed_gate,
+        )
         typer.echo(f"bundle: {path}")
         typer.echo(gate_line(read_manifest(path)), err=True)
         typer.echo(f"verify on the device: edgefer benchmark {path} --data DATASET --out REPORT_DIR", err=True)

@@ -34,11 +34,21 @@ def synth(
     from edgefer.data.synth import generate_synthetic
 
     start = time.perf_counter()
-    root = generate_synthetic(out, n_train=n_train, n_test=n_test, image_size=size, seed=seed,
-                              label_noise=label_noise, progress=progress, overwrite=overwrite,
-                              difficulty=difficulty)
-    typer.echo(f"synthetic RAF-DB-layout set at {root} ({n_train} train + {n_test} test, {size}px, "
-               f"seed {seed}) in {time.perf_counter() - start:.1f}s")
+    root = generate_synthetic(
+        out,
+        n_train=n_train,
+        n_test=n_test,
+        image_size=size,
+        seed=seed,
+        label_noise=label_noise,
+        progress=progress,
+        overwrite=overwrite,
+        difficulty=difficulty,
+    )
+    typer.echo(
+        f"synthetic RAF-DB-layout set at {root} ({n_train} train + {n_test} test, {size}px, "
+        f"seed {seed}) in {time.perf_counter() - start:.1f}s"
+    )
 
 
 @data_app.command("info")

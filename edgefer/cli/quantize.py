@@ -61,19 +61,43 @@ def register(app: typer.Typer) -> None:
 
         if sensitivity:
             res = run_sensitivity(
-                checkpoint, data, out_dir=out, onnx_path=onnx_path, img_size=img_size, calib_size=calib_size,
-                val_size=val_size if val_size is not None else 200, calib_split=calib_split, val_split=val_split,
-                progress=not quiet, allow_missing_classes=allow_missing_classes, overwrite=overwrite,
+                checkpoint,
+                data,
+                out_dir=out,
+                onnx_path=onnx_path,
+                img_size=img_size,
+                calib_size=calib_size,
+                val_size=val_size if val_size is not None else 200,
+                calib_split=calib_split,
+                val_split=val_split,
+                progress=not quiet,
+                allow_missing_classes=allow_missing_classes,
+                overwrite=overwrite,
             )
             typer.echo(res.markdown)
             typer.echo(f"\nwritten: {res.json_path}  {res.markdown_path}")
             return
         res = quantize(
-            checkpoint, data, target=target, method=method, calib_size=calib_size, max_drop=max_drop, preset=preset,
-            ignore=tuple(ignore), out_dir=out, onnx_path=onnx_path, img_size=img_size,
-            fast_bias_correction=not accurate_bias_correction, qat_epochs=qat_epochs, qat_lr=qat_lr,
-            progress=not quiet, val_size=val_size, calib_split=calib_split, val_split=val_split,
-            allow_missing_classes=allow_missing_classes, overwrite=overwrite,
+            checkpoint,
+            data,
+            target=target,
+            method=method,
+            calib_size=calib_size,
+            max_drop=max_drop,
+            preset=preset,
+            ignore=tuple(ignore),
+            out_dir=out,
+            onnx_path=onnx_path,
+            img_size=img_size,
+            fast_bias_correction=not accurate_bias_correction,
+            qat_epochs=qat_epochs,
+            qat_lr=qat_lr,
+            progress=not quiet,
+            val_size=val_size,
+            calib_split=calib_split,
+            val_split=val_split,
+            allow_missing_classes=allow_missing_classes,
+            overwrite=overwrite,
         )
         r = res.report
         typer.echo(f"{r['model']} -> {res.artifact}  ({method}, {target}, {r['validation']['images']} images)")
@@ -84,13 +108,16 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"  size            {_size(r['fp32_size_bytes'])} -> {_size(r['int8_size_bytes'])}")
         acc = r.get("accuracy_control")
         if acc:
-            typer.echo(f"  plain PTQ       delta {acc['plain_ptq_delta_pts']:+.2f} pt; kept in FP: "
-                       f"{', '.join(acc['kept_fp']) or 'none'}")
+            typer.echo(
+                f"  plain PTQ       delta {acc['plain_ptq_delta_pts']:+.2f} pt; kept in FP: "
+                f"{', '.join(acc['kept_fp']) or 'none'}"
+            )
         typer.echo(f"  report          {res.report_path}")
         if r.get("budget_met") is False:
             typer.secho(
                 f"INT8 drop {-r['delta_pts']:.2f} pt exceeds --max-drop {r['max_drop_pt']} pt"
                 + ("" if method == "ptq-acc" else " (try --method ptq-acc or qat)"),
-                fg=typer.colors.RED, err=True,
+                fg=typer.colors.RED,
+                err=True,
             )
             raise typer.Exit(BUDGET_EXIT_CODE)

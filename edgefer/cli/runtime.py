@@ -39,8 +39,9 @@ def register(app: typer.Typer) -> None:
 
         if out is not None:  # before the model is loaded: a refusal costs nothing
             check_outputs(out, [rel for _, rel in annotated_targets(inputs, out)], overwrite=overwrite)
-        with Predictor(model, device=device, detector=detector, aligned=aligned, threads=threads,
-                       margin=margin) as predictor:
+        with Predictor(
+            model, device=device, detector=detector, aligned=aligned, threads=threads, margin=margin
+        ) as predictor:
             records = predict_images(predictor, inputs, out_dir=out, overwrite=overwrite)
         if as_json:
             json.dump(records, sys.stdout, indent=2)
@@ -75,9 +76,10 @@ def register(app: typer.Typer) -> None:
         smoothing: float = typer.Option(0.5, "--smoothing", help="EMA weight of new probabilities (1 = off)."),
         queue_size: int = typer.Option(1, "--queue-size", help="Frames buffered between capture and inference."),
         realtime: bool | None = typer.Option(
-            None, "--realtime/--no-realtime",
+            None,
+            "--realtime/--no-realtime",
             help="Drop stale frames (default: on for cameras/streams, off for files, which are read at their FPS "
-                 "when on).",
+            "when on).",
         ),
         summary_json: Path | None = typer.Option(None, "--summary-json", help="Write the run summary as JSON."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No status lines while running."),
@@ -92,11 +94,21 @@ def register(app: typer.Typer) -> None:
             raise EdgeferError(f"--max-frames must be positive, got {max_frames}")
         # every output is checked before the model is loaded and the first frame read
         check_stream_outputs(out, jsonl, summary_json, overwrite=overwrite)
-        with Predictor(model, device=device, detector=detector, aligned=aligned, threads=threads,
-                       smoothing=smoothing) as predictor:
-            summary = run_stream(predictor, source, out=out, jsonl=jsonl, show=show, max_frames=max_frames,
-                                 queue_size=queue_size, realtime=realtime, log=None if quiet else _echo_err,
-                                 overwrite=overwrite)
+        with Predictor(
+            model, device=device, detector=detector, aligned=aligned, threads=threads, smoothing=smoothing
+        ) as predictor:
+            summary = run_stream(
+                predictor,
+                source,
+                out=out,
+                jsonl=jsonl,
+                show=show,
+                max_frames=max_frames,
+                queue_size=queue_size,
+                realtime=realtime,
+                log=None if quiet else _echo_err,
+                overwrite=overwrite,
+            )
         typer.echo(summary.format())
         if summary_json is not None:
             save_summary(summary, summary_json, overwrite=overwrite)
@@ -112,7 +124,8 @@ def register(app: typer.Typer) -> None:
         operate_on_class_ids: str = typer.Option("0", "--operate-on-class-ids", help="Face class ids (a;b)."),
         threshold: float = typer.Option(0.0, "--threshold", help="classifier-threshold on the top probability."),
         approximate: bool = typer.Option(
-            False, "--approximate", help="Do not fold the per-channel std into the ONNX (one scale for all channels)."),
+            False, "--approximate", help="Do not fold the per-channel std into the ONNX (one scale for all channels)."
+        ),
     ) -> None:
         """An nvinfer secondary-classifier config for DeepStream, from the artifact metadata."""
         from edgefer.metadata import read_metadata
@@ -128,12 +141,22 @@ def register(app: typer.Typer) -> None:
             msg = f"--operate-on-class-ids must be integers separated by ';', got {operate_on_class_ids!r}"
             raise EdgeferError(msg) from None
         res = deepstream_config(
-            read_metadata(artifact), artifact, out, gie_unique_id=gie_unique_id, operate_on_gie_id=operate_on_gie_id,
-            operate_on_class_ids=ids, batch_size=batch_size, precision=precision, classifier_threshold=threshold,
+            read_metadata(artifact),
+            artifact,
+            out,
+            gie_unique_id=gie_unique_id,
+            operate_on_gie_id=operate_on_gie_id,
+            operate_on_class_ids=ids,
+            batch_size=batch_size,
+            precision=precision,
+            classifier_threshold=threshold,
             exact_normalization=not approximate,
         )
         for p in res.paths:
             typer.echo(str(p))
-        norm = "exact (per-channel scale folded into the ONNX)" if res.exact_normalization else (
-            f"approximate, max error {res.max_norm_error:.4f} in normalised units")
+        norm = (
+            "exact (per-channel scale folded into the ONNX)"
+            if res.exact_normalization
+            else (f"approximate, max error {res.max_norm_error:.4f} in normalised units")
+        )
         _echo_err(f"net-scale-factor={res.net_scale_factor:.6g} offsets={res.values['offsets']} normalisation {norm}")

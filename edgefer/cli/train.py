@@ -135,8 +135,7 @@ def register(app: typer.Typer) -> None:
             overwrite=overwrite,
         )  # fmt: skip
         if result.skipped:
-            typer.echo(f"note: {result.skipped} unreadable images skipped (each readable image scored once)",
-                       err=True)
+            typer.echo(f"note: {result.skipped} unreadable images skipped (each readable image scored once)", err=True)
         if as_json:
             typer.echo(json.dumps(result.to_dict(), indent=2))
         else:

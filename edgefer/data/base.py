@@ -35,9 +35,15 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 #: Accepted spellings of split names -> canonical split.
 SPLIT_ALIASES = {
-    "train": "train", "training": "train",
-    "val": "val", "valid": "val", "validation": "val", "publictest": "val",
-    "test": "test", "testing": "test", "privatetest": "test",
+    "train": "train",
+    "training": "train",
+    "val": "val",
+    "valid": "val",
+    "validation": "val",
+    "publictest": "val",
+    "test": "test",
+    "testing": "test",
+    "privatetest": "test",
 }
 
 
@@ -152,8 +158,10 @@ class FERDataset:
         return len(self.ids)
 
     def __repr__(self) -> str:
-        return (f"FERDataset(format={self.format!r}, split={self.split!r}, n={len(self)}, "
-                f"skipped={self.skipped}, root='{self.root}')")
+        return (
+            f"FERDataset(format={self.format!r}, split={self.split!r}, n={len(self)}, "
+            f"skipped={self.skipped}, root='{self.root}')"
+        )
 
     @property
     def skipped(self) -> int:
@@ -177,8 +185,12 @@ class FERDataset:
             self.skipped_ids.append(sample_id)
         if not self._warned:
             self._warned = True
-            warnings.warn(f"{self.format} {self.split}: skipping unreadable image ({reason}); "
-                          "further skips are counted in .skipped", RuntimeWarning, stacklevel=3)
+            warnings.warn(
+                f"{self.format} {self.split}: skipping unreadable image ({reason}); "
+                "further skips are counted in .skipped",
+                RuntimeWarning,
+                stacklevel=3,
+            )
 
     def drop(self, indices: Sequence[int], reason: str = "missing") -> None:
         """Remove samples (used by readers for files missing at open time); counts them as skipped."""
@@ -245,7 +257,7 @@ class FERDataset:
         if limit is not None and limit < 0:
             raise DatasetError(f"limit must be >= 0, got {limit}")
         found = 0
-        for j in (range(len(self)) if indices is None else (int(i) for i in indices)):
+        for j in range(len(self)) if indices is None else (int(i) for i in indices):
             if limit is not None and found >= limit:
                 return
             if j in self._bad:
@@ -302,9 +314,15 @@ class FERDataset:
         """A new dataset over ``indices`` (e.g. a validation hold-out carved from train)."""
         idx = [int(i) % len(self) for i in indices]
         sub = FERDataset(
-            ids=[self.ids[i] for i in idx], labels=self.labels[idx] if idx else [],
-            sources=[self._sources[i] for i in idx], read=self._read, format=self.format,
-            root=self.root, split=self.split, on_error=self.on_error, describe=self._describe,
+            ids=[self.ids[i] for i in idx],
+            labels=self.labels[idx] if idx else [],
+            sources=[self._sources[i] for i in idx],
+            read=self._read,
+            format=self.format,
+            root=self.root,
+            split=self.split,
+            on_error=self.on_error,
+            describe=self._describe,
         )
         sub._bad = {k for k, i in enumerate(sorted(idx, key=lambda i: self.ids[i])) if i in self._bad}
         return sub
@@ -319,11 +337,15 @@ class FERDataset:
         missing = [CLASS_NAMES[c] for c, n in enumerate(self.class_counts()) if n == 0]
         if not missing:
             return missing
-        msg = (f"the {self.split} split of the {self.format} dataset at {self.root} has no images of "
-               f"class(es) {', '.join(missing)}")
+        msg = (
+            f"the {self.split} split of the {self.format} dataset at {self.root} has no images of "
+            f"class(es) {', '.join(missing)}"
+        )
         if self.split == "train" and not allow_missing:
-            raise DatasetError(msg + "; a model trained on it cannot learn them. Pass allow_missing_classes=True "
-                               "(CLI: --allow-missing-classes) if that is intended")
+            raise DatasetError(
+                msg + "; a model trained on it cannot learn them. Pass allow_missing_classes=True "
+                "(CLI: --allow-missing-classes) if that is intended"
+            )
         warnings.warn(msg, RuntimeWarning, stacklevel=3)
         return missing
 

@@ -70,8 +70,9 @@ def _split_of(row: list[str], usage_col: int | None, path: Path, lineno: int) ->
         return "train"
     usage = row[usage_col].strip().lower()
     if usage not in USAGE_TO_SPLIT:
-        raise DatasetError(f"{path}:{lineno}: unknown Usage {row[usage_col]!r} "
-                           "(expected Training, PublicTest or PrivateTest)")
+        raise DatasetError(
+            f"{path}:{lineno}: unknown Usage {row[usage_col]!r} (expected Training, PublicTest or PrivateTest)"
+        )
     return USAGE_TO_SPLIT[usage]
 
 
@@ -147,9 +148,17 @@ def open_fer2013(path: Path, split: str, on_error: str) -> FERDataset:
             raise DatasetError(f"unreadable image: {bad_reason[sid]}")
         return np.ascontiguousarray(np.repeat(stack[index][:, :, None], 3, axis=2))
 
-    ds = FERDataset(ids=ids, labels=labels, sources=list(range(len(ids))), read=read, format="fer2013",
-                    root=path, split=split, on_error=on_error,
-                    describe=lambda index: bad_reason.get(ids[index], f"{path}:{int(ids[index][4:])}"))
+    ds = FERDataset(
+        ids=ids,
+        labels=labels,
+        sources=list(range(len(ids))),
+        read=read,
+        format="fer2013",
+        root=path,
+        split=split,
+        on_error=on_error,
+        describe=lambda index: bad_reason.get(ids[index], f"{path}:{int(ids[index][4:])}"),
+    )
     if bad:
         bad_ids = set(bad_reason)
         ds.drop([i for i, sid in enumerate(ds.ids) if sid in bad_ids], reason="unreadable")

@@ -42,8 +42,10 @@ def open_folders(root: Path, split: str, on_error: str) -> FERDataset:
     dirs = split_dirs(root)
     if split not in dirs:
         hint = " (hold out part of train for validation; edgefer train does this)" if split == "val" else ""
-        raise DatasetError(f"the image-folder dataset at {root} has no {split!r} split folder; it has: "
-                           f"{', '.join(dirs) or 'none'}{hint}")
+        raise DatasetError(
+            f"the image-folder dataset at {root} has no {split!r} split folder; it has: "
+            f"{', '.join(dirs) or 'none'}{hint}"
+        )
     ids: list[str] = []
     labels: list[int] = []
     sources: list[Path] = []
@@ -60,7 +62,14 @@ def open_folders(root: Path, split: str, on_error: str) -> FERDataset:
                 labels.append(label)
                 sources.append(f)
     if len(set(ids)) != len(ids):
-        raise DatasetError(f"{dirs[split]}: two images share a name within one class folder "
-                           "(e.g. a.jpg and a.png)")
-    return FERDataset(ids=ids, labels=labels, sources=sources, read=read_image, format="folders",
-                      root=root, split=split, on_error=on_error)
+        raise DatasetError(f"{dirs[split]}: two images share a name within one class folder (e.g. a.jpg and a.png)")
+    return FERDataset(
+        ids=ids,
+        labels=labels,
+        sources=sources,
+        read=read_image,
+        format="folders",
+        root=root,
+        split=split,
+        on_error=on_error,
+    )

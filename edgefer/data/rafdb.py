@@ -85,8 +85,9 @@ def _image_name(name: str, variant: str) -> str:
 
 def _no_split(fmt: str, root: Path, split: str, available: tuple[str, ...] | list[str]) -> DatasetError:
     hint = " (hold out part of train for validation; edgefer train does this)" if split == "val" else ""
-    return DatasetError(f"the {fmt} dataset at {root} has no {split!r} split; it has: "
-                        f"{', '.join(available) or 'none'}{hint}")
+    return DatasetError(
+        f"the {fmt} dataset at {root} has no {split!r} split; it has: {', '.join(available) or 'none'}{hint}"
+    )
 
 
 def rafdb_splits(base: Path) -> list[str]:
@@ -104,16 +105,22 @@ def open_rafdb(base: Path, split: str, on_error: str, image_variant: str = "alig
         raise _no_split("rafdb", base, split, rafdb_splits(base))
     image_dir = base / "Image" / image_variant
     if not image_dir.is_dir():
-        raise DatasetError(f"RAF-DB image folder {image_dir} is missing (expected basic/Image/{image_variant}/ "
-                           f"beside basic/EmoLabel/)")
+        raise DatasetError(
+            f"RAF-DB image folder {image_dir} is missing (expected basic/Image/{image_variant}/ beside basic/EmoLabel/)"
+        )
     present = set(os.listdir(image_dir))
     chosen = [(name, label) for prefix, name, label in rows if prefix == split]
     files = [_image_name(name, image_variant) for name, _ in chosen]
     ids = [os.path.splitext(name)[0] for name, _ in chosen]
     ds = FERDataset(
-        ids=ids, labels=[label for _, label in chosen], sources=[image_dir / f for f in files],
-        read=read_image, format="rafdb", root=base.parent if base.name == "basic" else base,
-        split=split, on_error=on_error,
+        ids=ids,
+        labels=[label for _, label in chosen],
+        sources=[image_dir / f for f in files],
+        read=read_image,
+        format="rafdb",
+        root=base.parent if base.name == "basic" else base,
+        split=split,
+        on_error=on_error,
     )
     gone = {sid for sid, f in zip(ids, files, strict=True) if f not in present}
     ds.drop([i for i, sid in enumerate(ds.ids) if sid in gone], reason="missing")
@@ -210,8 +217,16 @@ def open_rafdb_folders(root: Path, split: str, on_error: str) -> FERDataset:
         missing = [i for i, n in enumerate(names) if n not in files]
         if len(set(names)) != len(names):
             raise DatasetError(f"{label_csv}: an image is listed twice")
-    ds = FERDataset(ids=[os.path.splitext(n)[0] for n in names], labels=labels, sources=sources,
-                    read=read_image, format="rafdb_folders", root=root, split=split, on_error=on_error)
+    ds = FERDataset(
+        ids=[os.path.splitext(n)[0] for n in names],
+        labels=labels,
+        sources=sources,
+        read=read_image,
+        format="rafdb_folders",
+        root=root,
+        split=split,
+        on_error=on_error,
+    )
     if missing:
         missing_names = {os.path.splitext(names[i])[0] for i in missing}
         ds.drop([i for i, sid in enumerate(ds.ids) if sid in missing_names], reason="missing")

@@ -58,8 +58,15 @@ _FORMAT_VERSION = 1  # bump when the drawing changes: a cached set of another ve
 # Expression parameters: brow_raise, brow_tilt (+ = inner ends up), eye_open, mouth_curve
 # (+ = corners up), mouth_open, mouth_width, lip_raise (one-sided, disgust), wrinkle, smile_lines.
 _PARAM_NAMES = (
-    "brow_raise", "brow_tilt", "eye_open", "mouth_curve", "mouth_open",
-    "mouth_width", "lip_raise", "wrinkle", "smile_lines",
+    "brow_raise",
+    "brow_tilt",
+    "eye_open",
+    "mouth_curve",
+    "mouth_open",
+    "mouth_width",
+    "lip_raise",
+    "wrinkle",
+    "smile_lines",
 )
 _PROTOTYPES = np.array(
     [
@@ -108,9 +115,21 @@ class FaceJitter:
 _DEFAULT_JITTER = FaceJitter()
 #: The easiest setting of every nuisance (difficulty 0): full-strength expressions, upright,
 #: centred, evenly lit, sharp, unoccluded faces. Still varied in identity, skin tone and hair.
-_EASY_JITTER = FaceJitter(intensity=(0.9, 1.0), param_noise=0.3, rotation=3.0, scale=(0.95, 1.02), shift=0.02,
-                          aspect=(0.97, 1.03), light=0.1, brightness=(0.9, 1.05), contrast=(0.9, 1.05), blur=0.3,
-                          noise=0.01, occlusion_prob=0.0, glasses_prob=0.0)
+_EASY_JITTER = FaceJitter(
+    intensity=(0.9, 1.0),
+    param_noise=0.3,
+    rotation=3.0,
+    scale=(0.95, 1.02),
+    shift=0.02,
+    aspect=(0.97, 1.03),
+    light=0.1,
+    brightness=(0.9, 1.05),
+    contrast=(0.9, 1.05),
+    blur=0.3,
+    noise=0.01,
+    occlusion_prob=0.0,
+    glasses_prob=0.0,
+)
 
 
 #: Difficulty of the default set (``edgefer data synth``, the demo, ``edgefer pipeline``). Measured
@@ -138,8 +157,11 @@ def jitter_for_difficulty(difficulty: float) -> FaceJitter:
             return hard
         return easy + (hard - easy) * difficulty
 
-    return FaceJitter(**{f.name: mix(getattr(_EASY_JITTER, f.name), getattr(_DEFAULT_JITTER, f.name))
-                         for f in fields(FaceJitter)})
+    return FaceJitter(
+        **{f.name: mix(getattr(_EASY_JITTER, f.name), getattr(_DEFAULT_JITTER, f.name)) for f in fields(FaceJitter)}
+    )
+
+
 #: Milder jitter for faces composed into frames (upright faces, as a face detector expects).
 FRAME_JITTER = FaceJitter(rotation=8.0, scale=(0.92, 1.02), shift=0.02, occlusion_prob=0.0, blur=0.6, noise=0.02)
 
@@ -297,8 +319,9 @@ def _face_layer(size: int, expression: int, rng: np.random.Generator, jit: FaceJ
     shade = np.where(neck & (r2 > 1), 0.72, shade)
     rgb = shade[..., None] * skin.astype(np.float32)
     if rng.uniform() < jit.hair_prob:
-        hair_col = rng.choice([[0.08, 0.06, 0.05], [0.25, 0.15, 0.08], [0.45, 0.3, 0.15], [0.75, 0.62, 0.4],
-                               [0.4, 0.4, 0.42]]) * rng.uniform(0.8, 1.1)
+        hair_col = rng.choice(
+            [[0.08, 0.06, 0.05], [0.25, 0.15, 0.08], [0.45, 0.3, 0.15], [0.75, 0.62, 0.4], [0.4, 0.4, 0.42]]
+        ) * rng.uniform(0.8, 1.1)
         line = rng.uniform(-0.72, -0.5) + 0.08 * np.cos(u * rng.uniform(2, 4))
         hr2 = (u / 1.08) ** 2 + ((v + 0.05) / 1.06) ** 2
         hair = ((v < line) & (hr2 < 1.0)) | ((hr2 < 1.0) & (r2 > 1.0) & (v < 0.1))
@@ -391,8 +414,12 @@ def _face_layer(size: int, expression: int, rng: np.random.Generator, jit: FaceJ
         for sgn in (-1, 1):
             gu, gv = _ellipse_uv(sgn * eye_dx, eye_y, eye_w * 1.5, 0.13, 24)
             _blend(rgb, _poly_mask(shape, [face.px(gu, gv)], True, lw), gcol)
-        bridge = _poly_mask(shape, [face.px(np.array([-eye_dx + eye_w * 1.5, eye_dx - eye_w * 1.5]),
-                                           np.array([eye_y, eye_y]))], False, lw)
+        bridge = _poly_mask(
+            shape,
+            [face.px(np.array([-eye_dx + eye_w * 1.5, eye_dx - eye_w * 1.5]), np.array([eye_y, eye_y]))],
+            False,
+            lw,
+        )
         _blend(rgb, bridge, gcol)
     return rgb, alpha
 
@@ -586,11 +613,14 @@ def generate_synthetic(
     from edgefer.utils.outputs import staging_dir
 
     if n_train < NUM_CLASSES or n_test < NUM_CLASSES:
-        raise DatasetError(f"n_train and n_test must be >= {NUM_CLASSES} (one image per class), "
-                           f"got {n_train} and {n_test}")
+        raise DatasetError(
+            f"n_train and n_test must be >= {NUM_CLASSES} (one image per class), got {n_train} and {n_test}"
+        )
     if not 32 <= image_size <= MAX_IMAGE_SIZE:
-        raise DatasetError(f"image_size must be in 32..{MAX_IMAGE_SIZE} px, got {image_size} (RAF-DB aligned is 100; "
-                           "larger faces only cost memory and disk)")
+        raise DatasetError(
+            f"image_size must be in 32..{MAX_IMAGE_SIZE} px, got {image_size} (RAF-DB aligned is 100; "
+            "larger faces only cost memory and disk)"
+        )
     if seed < 0:
         raise DatasetError(f"seed must be >= 0, got {seed}")
     if n_train + n_test > MAX_IMAGES:
@@ -598,8 +628,9 @@ def generate_synthetic(
     if not 0.0 <= label_noise < 1.0:
         raise DatasetError(f"label_noise must be in [0, 1), got {label_noise}")
     jitter_for_difficulty(difficulty)  # validates the range
-    spec = SynthSpec(int(n_train), int(n_test), int(image_size), int(seed), float(label_noise),
-                     difficulty=float(difficulty))
+    spec = SynthSpec(
+        int(n_train), int(n_test), int(image_size), int(seed), float(label_noise), difficulty=float(difficulty)
+    )
     out = ensure_writable_dir(out)
     basic = out / "basic"
     if basic.exists():
@@ -607,11 +638,14 @@ def generate_synthetic(
         if existing == spec and (out / LABEL_FILE).is_file():
             return out
         if existing is None:  # not made by this function: maybe a real RAF-DB; never replaced
-            raise DatasetError(f"{basic} exists and was not written by edgefer data synth (no {MARKER}); "
-                               "refusing to replace it: choose another --out")
+            raise DatasetError(
+                f"{basic} exists and was not written by edgefer data synth (no {MARKER}); "
+                "refusing to replace it: choose another --out"
+            )
         if not overwrite:
-            raise DatasetError(f"{basic} already holds a different synthetic set; pass overwrite=True "
-                               "(CLI: --overwrite) to replace it")
+            raise DatasetError(
+                f"{basic} already holds a different synthetic set; pass overwrite=True (CLI: --overwrite) to replace it"
+            )
     with staging_dir(out, "synth") as stage:  # removed whatever happens; a killed run's is removed next time
         _write_set(spec, out, basic, stage / "basic", progress)
     return out

@@ -105,8 +105,13 @@ def export(
     """
     if name is not None:
         safe_name(name, "--name")
-    for flag, value in (("--batch", batch), ("--max-batch", max_batch), ("--opt-batch", opt_batch),
-                        ("--calib-size", calib_size), ("--img-size", img_size)):
+    for flag, value in (
+        ("--batch", batch),
+        ("--max-batch", max_batch),
+        ("--opt-batch", opt_batch),
+        ("--calib-size", calib_size),
+        ("--img-size", img_size),
+    ):
         if value is not None and value < 1:
             raise ExportError(f"{flag} must be positive, got {value}")
     prof = _resolve_profile(device_profile)
@@ -165,35 +170,39 @@ def export(
     created = not out.exists()
     out = ensure_writable_dir(out)
     try:
-        result = _export_in(out, overwrite, dict(
-            src=src,
-            src_meta=src_meta,
-            from_checkpoint=checkpoint is not None,
-            target=target,
-            precision=precision,
-            out=out,
-            batch=batch,
-            dynamic=bool(dynamic),
-            max_batch=max_batch,
-            opt_batch=opt_batch,
-            img_size=img_size,
-            reference_data=reference_data,
-            reference_split=reference_split,
-            calib_data=calib_data,
-            calib_size=calib_size,
-            prof=prof,
-            build_here=build_here,
-            workspace_mib=workspace_mib,
-            dla_core=dla_core,
-            trt_version=trt_version,
-            fp16_mode=fp16_mode,
-            int8_mode=int8_mode,
-            timing_cache=timing_cache,
-            opset=opset,
-            name=name,
-            progress=progress,
-            allow_missing_classes=allow_missing_classes,
-        ))
+        result = _export_in(
+            out,
+            overwrite,
+            dict(
+                src=src,
+                src_meta=src_meta,
+                from_checkpoint=checkpoint is not None,
+                target=target,
+                precision=precision,
+                out=out,
+                batch=batch,
+                dynamic=bool(dynamic),
+                max_batch=max_batch,
+                opt_batch=opt_batch,
+                img_size=img_size,
+                reference_data=reference_data,
+                reference_split=reference_split,
+                calib_data=calib_data,
+                calib_size=calib_size,
+                prof=prof,
+                build_here=build_here,
+                workspace_mib=workspace_mib,
+                dla_core=dla_core,
+                trt_version=trt_version,
+                fp16_mode=fp16_mode,
+                int8_mode=int8_mode,
+                timing_cache=timing_cache,
+                opset=opset,
+                name=name,
+                progress=progress,
+                allow_missing_classes=allow_missing_classes,
+            ),
+        )
     except BaseException:
         if created:
             with contextlib.suppress(OSError):
@@ -283,8 +292,14 @@ def _export_staged(
         from edgefer.export.reference import make_reference
 
         reference = stage / "reference.npz"
-        make_reference(fp32_onnx, reference_data, split=reference_split, out=reference, progress=progress,
-                       allow_missing_classes=allow_missing_classes)
+        make_reference(
+            fp32_onnx,
+            reference_data,
+            split=reference_split,
+            out=reference,
+            progress=progress,
+            allow_missing_classes=allow_missing_classes,
+        )
         files.append(reference)
 
     artifact: Path
@@ -292,13 +307,24 @@ def _export_staged(
     commands: list[str] = []
     if target == "onnx":
         artifact = _onnx_precision(
-            fp32_onnx, precision, stage, stem, calib_data, calib_size, "onnx", progress, parity, files, meta,
+            fp32_onnx,
+            precision,
+            stage,
+            stem,
+            calib_data,
+            calib_size,
+            "onnx",
+            progress,
+            parity,
+            files,
+            meta,
             allow_missing_classes,
         )
     elif target == "openvino":
         if precision == "int8":
-            artifact = _quantize(fp32_onnx, "openvino", stage, calib_data, calib_size, progress, parity, files,
-                                 allow_missing_classes)
+            artifact = _quantize(
+                fp32_onnx, "openvino", stage, calib_data, calib_size, progress, parity, files, allow_missing_classes
+            )
         else:
             from edgefer.export.openvino import export_openvino
 
@@ -412,8 +438,7 @@ def _onnx_precision(
         files.append(fp16)
         parity["onnx_fp16_vs_fp32"] = check_fp16(fp32_onnx, fp16, meta)
         return fp16
-    return _quantize(fp32_onnx, q_target, stage, calib_data, calib_size, progress, parity, files,
-                     allow_missing_classes)
+    return _quantize(fp32_onnx, q_target, stage, calib_data, calib_size, progress, parity, files, allow_missing_classes)
 
 
 def _trt(
@@ -472,8 +497,9 @@ def _trt(
         plan = trtmod.plan_build(version, "fp16", "fp16", dla_core, fp16_mode)
         source = fp16 if (plan.strongly_typed or trtmod.parse_trt_version(version)[0] >= 11) else fp32_onnx  # type: ignore[assignment]
     else:
-        source = _quantize(fp32_onnx, "trt", stage, calib_data, calib_size, progress, parity, files,
-                           allow_missing_classes)
+        source = _quantize(
+            fp32_onnx, "trt", stage, calib_data, calib_size, progress, parity, files, allow_missing_classes
+        )
     kind = "fp32" if calib else trtmod.onnx_kind_of(read_metadata(source))
     profile = trtmod.batch_profile(batch, dynamic, max_batch, opt_batch)
     # a dynamic-batch ONNX needs shapes even for a static engine (min = opt = max = batch)

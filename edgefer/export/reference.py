@@ -94,8 +94,9 @@ def make_reference(
                 labels.extend(int(s.label) for s in samples)
                 prog.advance(task, len(samples))
     if not ids:
-        raise ExportError(f"no readable image in the {split!r} split of {data}: nothing to compute reference "
-                          "predictions on")
+        raise ExportError(
+            f"no readable image in the {split!r} split of {data}: nothing to compute reference predictions on"
+        )
     n_cls = meta.num_classes
     if any(not 0 <= lab < n_cls for lab in labels):
         raise EdgeferError(f"dataset labels fall outside the model's {n_cls} classes")

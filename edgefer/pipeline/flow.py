@@ -103,10 +103,13 @@ class PipelineConfig:
                 raise EdgeferError(msg)
 
         unknown = [t for t in self.targets if t not in TARGETS]
-        check(not unknown and bool(self.targets),
-              f"unknown target(s) {unknown or '(none)'}; choose from {', '.join(TARGETS)}")
-        check(self.int8_method in INT8_METHODS,
-              f"int8 method must be {', '.join(INT8_METHODS)}, not {self.int8_method!r}")
+        check(
+            not unknown and bool(self.targets),
+            f"unknown target(s) {unknown or '(none)'}; choose from {', '.join(TARGETS)}",
+        )
+        check(
+            self.int8_method in INT8_METHODS, f"int8 method must be {', '.join(INT8_METHODS)}, not {self.int8_method!r}"
+        )
         try:
             Gate.parse(self.gate)
         except EdgeferError as exc:
@@ -116,17 +119,25 @@ class PipelineConfig:
         for name in ("synthetic_train", "synthetic_test"):
             value = getattr(self, name)
             check(value >= NUM_CLASSES, f"{name} must be >= {NUM_CLASSES} (one image per class), got {value}")
-        check(0.0 <= self.synthetic_difficulty <= 1.0,
-              f"synthetic_difficulty must be in [0, 1], got {self.synthetic_difficulty}")
+        check(
+            0.0 <= self.synthetic_difficulty <= 1.0,
+            f"synthetic_difficulty must be in [0, 1], got {self.synthetic_difficulty}",
+        )
         check(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
         check(self.calib_size >= MIN_CALIB_SIZE, f"calib_size must be >= {MIN_CALIB_SIZE}, got {self.calib_size}")
         if self.data.lower() == "synthetic":
-            check(self.calib_size <= self.synthetic_train,
-                  f"calib_size {self.calib_size} is more than the {self.synthetic_train} synthetic train images")
-        check(self.max_drop is None or 0.0 <= self.max_drop <= 100.0,
-              f"max_drop is in accuracy points (0..100), got {self.max_drop}")
-        check(bool(self.batches) and all(isinstance(b, int) and b >= 1 for b in self.batches),
-              f"batches must be positive integers, got {list(self.batches)}")
+            check(
+                self.calib_size <= self.synthetic_train,
+                f"calib_size {self.calib_size} is more than the {self.synthetic_train} synthetic train images",
+            )
+        check(
+            self.max_drop is None or 0.0 <= self.max_drop <= 100.0,
+            f"max_drop is in accuracy points (0..100), got {self.max_drop}",
+        )
+        check(
+            bool(self.batches) and all(isinstance(b, int) and b >= 1 for b in self.batches),
+            f"batches must be positive integers, got {list(self.batches)}",
+        )
         check(self.warmup >= 0, f"warmup must be >= 0, got {self.warmup}")
         check(self.iters >= 1, f"iters must be >= 1, got {self.iters}")
         check(self.threads is None or self.threads >= 1, f"threads must be >= 1, got {self.threads}")
@@ -152,8 +163,7 @@ NOT_TRAIN_PARAMS = ("out", "progress", "workers", "resume", "overwrite")
 
 def train_overrides(cfg: PipelineConfig, data: str, out: str) -> dict[str, Any]:
     """The training options the pipeline passes over the recipe's (None: the recipe's value)."""
-    values: dict[str, Any] = {"data": data, "model": cfg.model, "out": out, "seed": cfg.seed,
-                              "progress": cfg.progress}
+    values: dict[str, Any] = {"data": data, "model": cfg.model, "out": out, "seed": cfg.seed, "progress": cfg.progress}
     for key in ("epochs", "img_size", "batch_size", "lr", "pretrained", "workers"):
         value = getattr(cfg, key)
         if value is not None:
@@ -228,11 +238,25 @@ class _Flow:
     def record(self, name: str, artifact: Path, files: list[Path], **extra: Any) -> None:
         write_json(self.manifest(name), {"artifact": str(artifact), "files": [str(f) for f in files], **extra})
 
-    def stage(self, name: str, run: Callable[[], Any], inputs: list[Path], command: list[str],
-              params: dict[str, Any], **kw: Any) -> Stage:
+    def stage(
+        self,
+        name: str,
+        run: Callable[[], Any],
+        inputs: list[Path],
+        command: list[str],
+        params: dict[str, Any],
+        **kw: Any,
+    ) -> Stage:
         """An artifact stage whose outputs are its manifest plus the files the manifest lists."""
-        return Stage(name, run, outputs=[self.manifest(name), *self.produced(name)], inputs=inputs,
-                     command=command, params=params, **kw)
+        return Stage(
+            name,
+            run,
+            outputs=[self.manifest(name), *self.produced(name)],
+            inputs=inputs,
+            command=command,
+            params=params,
+            **kw,
+        )
 
     # -- the flow ----------------------------------------------------------------------------
 
@@ -247,16 +271,43 @@ class _Flow:
 
             # overwrite: the set under <out>/data is the pipeline's own; a set made with other
             # parameters is replaced (one made with the same parameters is reused as it is).
-            generate_synthetic(self.data, n_train=cfg.synthetic_train, n_test=cfg.synthetic_test,
-                               seed=cfg.seed, progress=cfg.progress, overwrite=True,
-                               difficulty=cfg.synthetic_difficulty)
+            generate_synthetic(
+                self.data,
+                n_train=cfg.synthetic_train,
+                n_test=cfg.synthetic_test,
+                seed=cfg.seed,
+                progress=cfg.progress,
+                overwrite=True,
+                difficulty=cfg.synthetic_difficulty,
+            )
 
-        params = {"n_train": cfg.synthetic_train, "n_test": cfg.synthetic_test, "seed": cfg.seed,
-                  "difficulty": cfg.synthetic_difficulty}
-        return Stage("data", run, outputs=[self.data_label_file()], params=params,
-                     command=["edgefer", "data", "synth", "--out", str(self.data), "--n-train",
-                              str(cfg.synthetic_train), "--n-test", str(cfg.synthetic_test), "--seed", str(cfg.seed),
-                              "--difficulty", f"{cfg.synthetic_difficulty:g}"])
+        params = {
+            "n_train": cfg.synthetic_train,
+            "n_test": cfg.synthetic_test,
+            "seed": cfg.seed,
+            "difficulty": cfg.synthetic_difficulty,
+        }
+        return Stage(
+            "data",
+            run,
+            outputs=[self.data_label_file()],
+            params=params,
+            command=[
+                "edgefer",
+                "data",
+                "synth",
+                "--out",
+                str(self.data),
+                "--n-train",
+                str(cfg.synthetic_train),
+                "--n-test",
+                str(cfg.synthetic_test),
+                "--seed",
+                str(cfg.seed),
+                "--difficulty",
+                f"{cfg.synthetic_difficulty:g}",
+            ],
+        )
 
     def data_inputs(self) -> list[Path]:
         return [self.data_label_file()] if self.synthetic else []
@@ -315,8 +366,9 @@ class _Flow:
         for key, value in self.train_overrides().items():
             if key != "progress":
                 command += [f"--{key.replace('_', '-')}", str(value)]
-        return Stage("train", run, outputs=[done, self.checkpoint], inputs=self.data_inputs(), command=command,
-                     params=params)
+        return Stage(
+            "train", run, outputs=[done, self.checkpoint], inputs=self.data_inputs(), command=command, params=params
+        )
 
     def export_stage(self) -> Stage:
         def run() -> None:
@@ -328,9 +380,24 @@ class _Flow:
             self.record("export", res.artifact, [res.artifact, self.reference], parity=res.parity)
 
         params = {"model": self.cfg.model, "checkpoint": str(self.checkpoint), "data": str(self.data)}
-        return self.stage("export", run, [self.checkpoint, *self.data_inputs()],
-                          ["edgefer", "export", "--checkpoint", str(self.checkpoint), "--target", "onnx",
-                           "--out", str(self.export_dir), "--reference-data", str(self.data)], params)
+        return self.stage(
+            "export",
+            run,
+            [self.checkpoint, *self.data_inputs()],
+            [
+                "edgefer",
+                "export",
+                "--checkpoint",
+                str(self.checkpoint),
+                "--target",
+                "onnx",
+                "--out",
+                str(self.export_dir),
+                "--reference-data",
+                str(self.data),
+            ],
+            params,
+        )
 
     def openvino_stage(self, precision: str) -> Stage:
         name = f"openvino-{precision}"
@@ -343,10 +410,24 @@ class _Flow:
             xml, _ = export_openvino(self.onnx, out, precision=precision, name=self.cfg.model)
             self.record(name, xml, artifact_files(xml))
 
-        return self.stage(name, run, [self.onnx],
-                          ["edgefer", "export", "--checkpoint", str(self.checkpoint), "--target", "openvino",
-                           "--precision", precision, "--out", str(out)],
-                          {"model": self.cfg.model, "precision": precision})
+        return self.stage(
+            name,
+            run,
+            [self.onnx],
+            [
+                "edgefer",
+                "export",
+                "--checkpoint",
+                str(self.checkpoint),
+                "--target",
+                "openvino",
+                "--precision",
+                precision,
+                "--out",
+                str(out),
+            ],
+            {"model": self.cfg.model, "precision": precision},
+        )
 
     def int8_stage(self, target: str) -> Stage:
         name = f"{target}-int8"
@@ -357,20 +438,48 @@ class _Flow:
             from edgefer.bundle import artifact_files
             from edgefer.quantize import quantize
 
-            res = quantize(self.checkpoint, self.data, target=target, method=cfg.int8_method,
-                           calib_size=cfg.calib_size, max_drop=cfg.max_drop, out_dir=out,
-                           onnx_path=None if cfg.int8_method == "qat" else self.onnx, progress=cfg.progress,
-                           overwrite=True)  # the stage's folder is the pipeline's own
+            res = quantize(
+                self.checkpoint,
+                self.data,
+                target=target,
+                method=cfg.int8_method,
+                calib_size=cfg.calib_size,
+                max_drop=cfg.max_drop,
+                out_dir=out,
+                onnx_path=None if cfg.int8_method == "qat" else self.onnx,
+                progress=cfg.progress,
+                overwrite=True,
+            )  # the stage's folder is the pipeline's own
             files = artifact_files(res.artifact) + ([res.report_path] if res.report_path else [])
             self.record(name, res.artifact, files, report=res.report)
 
-        command = ["edgefer", "quantize", "--checkpoint", str(self.checkpoint), "--data", str(self.data),
-                   "--target", target, "--method", cfg.int8_method, "--calib-size", str(cfg.calib_size),
-                   "--out", str(out), "--overwrite"]
+        command = [
+            "edgefer",
+            "quantize",
+            "--checkpoint",
+            str(self.checkpoint),
+            "--data",
+            str(self.data),
+            "--target",
+            target,
+            "--method",
+            cfg.int8_method,
+            "--calib-size",
+            str(cfg.calib_size),
+            "--out",
+            str(out),
+            "--overwrite",
+        ]
         if cfg.max_drop is not None:
             command += ["--max-drop", str(cfg.max_drop)]
-        params = {"target": target, "method": cfg.int8_method, "calib_size": cfg.calib_size, "max_drop": cfg.max_drop,
-                  "checkpoint": str(self.checkpoint), "data": str(self.data)}
+        params = {
+            "target": target,
+            "method": cfg.int8_method,
+            "calib_size": cfg.calib_size,
+            "max_drop": cfg.max_drop,
+            "checkpoint": str(self.checkpoint),
+            "data": str(self.data),
+        }
         return self.stage(name, run, [self.onnx, *self.data_inputs()], command, params)
 
     def onnx_fp16_stage(self) -> Stage:
@@ -382,9 +491,24 @@ class _Flow:
             to_fp16_onnx(self.onnx, dst)
             self.record("onnx-fp16", dst, [dst])
 
-        return self.stage("onnx-fp16", run, [self.onnx],
-                          ["edgefer", "export", "--checkpoint", str(self.checkpoint), "--target", "onnx",
-                           "--precision", "fp16", "--out", str(dst.parent)], {"model": self.cfg.model})
+        return self.stage(
+            "onnx-fp16",
+            run,
+            [self.onnx],
+            [
+                "edgefer",
+                "export",
+                "--checkpoint",
+                str(self.checkpoint),
+                "--target",
+                "onnx",
+                "--precision",
+                "fp16",
+                "--out",
+                str(dst.parent),
+            ],
+            {"model": self.cfg.model},
+        )
 
     def trt_stage(self, precision: str, source: Callable[[], Path | None], source_stage: str) -> Stage:
         """Build a TensorRT engine where tensorrt imports; else prepare the device's ONNX and command."""
@@ -396,11 +520,20 @@ class _Flow:
             from edgefer.export import export
 
             src = source()
-            res = export(onnx=src, target="trt", precision=precision, out_dir=out, onnx_only=not build,
-                         name=self.cfg.model, progress=self.cfg.progress, overwrite=True)
+            res = export(
+                onnx=src,
+                target="trt",
+                precision=precision,
+                out_dir=out,
+                onnx_only=not build,
+                name=self.cfg.model,
+                progress=self.cfg.progress,
+                overwrite=True,
+            )
             files = [Path(f) for f in res.files if Path(f).exists()]
-            self.record(name, res.artifact, files or [res.artifact], engine_built=res.engine_built,
-                        commands=res.commands)
+            self.record(
+                name, res.artifact, files or [res.artifact], engine_built=res.engine_built, commands=res.commands
+            )
             if not res.engine_built:
                 self.notes.append(
                     f"TensorRT {precision}: no engine built here (tensorrt not installed); "
@@ -408,11 +541,25 @@ class _Flow:
                 )
 
         inputs = self.produced(source_stage)[:1] or [self.onnx]
-        return self.stage(name, run, inputs,
-                          ["edgefer", "export", "--onnx", str(inputs[0]), "--target", "trt",
-                           "--precision", precision, "--out", str(out)] + ([] if build else ["--onnx-only"]),
-                          {"model": self.cfg.model, "precision": precision, "source": str(inputs[0]),
-                           "engine": build})
+        return self.stage(
+            name,
+            run,
+            inputs,
+            [
+                "edgefer",
+                "export",
+                "--onnx",
+                str(inputs[0]),
+                "--target",
+                "trt",
+                "--precision",
+                precision,
+                "--out",
+                str(out),
+            ]
+            + ([] if build else ["--onnx-only"]),
+            {"model": self.cfg.model, "precision": precision, "source": str(inputs[0]), "engine": build},
+        )
 
     def bench_models(self) -> list[Path]:
         """Every artifact the benchmark compares: the checkpoint (PyTorch FP32) first, then the exports."""
@@ -435,37 +582,92 @@ class _Flow:
         def run() -> None:
             from edgefer.bench.harness import run_benchmark
 
-            report = run_benchmark(self.bench_models(), self.data, split="test", reference=self.reference,
-                                   batches=cfg.batches, warmup=cfg.warmup, iters=cfg.iters, threads=cfg.threads,
-                                   gate=cfg.gate, progress=cfg.progress)
+            report = run_benchmark(
+                self.bench_models(),
+                self.data,
+                split="test",
+                reference=self.reference,
+                batches=cfg.batches,
+                warmup=cfg.warmup,
+                iters=cfg.iters,
+                threads=cfg.threads,
+                gate=cfg.gate,
+                progress=cfg.progress,
+            )
             report.notes.extend(self.notes)
             report.save(self.report_dir)
 
         models = [str(p) for p in self.bench_models()]
-        command = ["edgefer", "benchmark", *models, "--data", str(self.data), "--reference", str(self.reference),
-                   "--batch", ",".join(str(b) for b in cfg.batches), "--gate", cfg.gate, "--out", str(self.report_dir)]
+        command = [
+            "edgefer",
+            "benchmark",
+            *models,
+            "--data",
+            str(self.data),
+            "--reference",
+            str(self.reference),
+            "--batch",
+            ",".join(str(b) for b in cfg.batches),
+            "--gate",
+            cfg.gate,
+            "--out",
+            str(self.report_dir),
+        ]
         inputs = [Path(p) for p in models] + [self.reference]
-        params = {"models": models, "data": str(self.data), "reference": str(self.reference),
-                  "gate": Gate.parse(cfg.gate).to_dict(), "batches": list(cfg.batches), "warmup": cfg.warmup,
-                  "iters": cfg.iters, "threads": cfg.threads}
-        return Stage("benchmark", run, outputs=[report_json, self.report_dir / "report.md"], inputs=inputs,
-                     command=command, params=params)
+        params = {
+            "models": models,
+            "data": str(self.data),
+            "reference": str(self.reference),
+            "gate": Gate.parse(cfg.gate).to_dict(),
+            "batches": list(cfg.batches),
+            "warmup": cfg.warmup,
+            "iters": cfg.iters,
+            "threads": cfg.threads,
+        }
+        return Stage(
+            "benchmark",
+            run,
+            outputs=[report_json, self.report_dir / "report.md"],
+            inputs=inputs,
+            command=command,
+            params=params,
+        )
 
     def bundle_stage(self) -> Stage:
         def run() -> None:
             from edgefer.bundle import make_bundle
 
             # the pipeline reports a failed gate itself (exit 3); its bundle records the verdict as failed
-            make_bundle(self.bench_models()[1:], self.bundle_dir, reference=self.reference,
-                        report=self.report_dir, overwrite=True, allow_failed_gate=True)
+            make_bundle(
+                self.bench_models()[1:],
+                self.bundle_dir,
+                reference=self.reference,
+                report=self.report_dir,
+                overwrite=True,
+                allow_failed_gate=True,
+            )
 
         arts = [str(p) for p in self.bench_models()[1:]]
-        return Stage("bundle", run, outputs=[self.bundle_dir / "bundle.json"],
-                     inputs=[Path(a) for a in arts] + [self.report_dir / "report.json"],
-                     command=["edgefer", "bundle", *arts, "--reference", str(self.reference), "--report",
-                              str(self.report_dir), "--out", str(self.bundle_dir), "--overwrite",
-                              "--allow-failed-gate"],
-                     params={"artifacts": arts, "reference": str(self.reference)})
+        return Stage(
+            "bundle",
+            run,
+            outputs=[self.bundle_dir / "bundle.json"],
+            inputs=[Path(a) for a in arts] + [self.report_dir / "report.json"],
+            command=[
+                "edgefer",
+                "bundle",
+                *arts,
+                "--reference",
+                str(self.reference),
+                "--report",
+                str(self.report_dir),
+                "--out",
+                str(self.bundle_dir),
+                "--overwrite",
+                "--allow-failed-gate",
+            ],
+            params={"artifacts": arts, "reference": str(self.reference)},
+        )
 
 
 def run_pipeline(cfg: PipelineConfig, on_event: Callable[[str], None] = print) -> PipelineResult:
@@ -499,8 +701,10 @@ def run_pipeline(cfg: PipelineConfig, on_event: Callable[[str], None] = print) -
         runner.run(flow.trt_stage("fp16", lambda: flow.artifact("onnx-fp16"), "onnx-fp16"))
         runner.run(flow.trt_stage("int8", lambda: flow.artifact("onnx-int8"), "onnx-int8"))
     if not tensorrt_available() and "trt" in cfg.targets:
-        flow.notes.append("TensorRT engines were not built or benchmarked here: tensorrt is not installed. "
-                          "The FP16 and Q/DQ INT8 ONNX rows run the numerics TensorRT will execute on ONNX Runtime.")
+        flow.notes.append(
+            "TensorRT engines were not built or benchmarked here: tensorrt is not installed. "
+            "The FP16 and Q/DQ INT8 ONNX rows run the numerics TensorRT will execute on ONNX Runtime."
+        )
     runner.run(flow.bench_stage())
     runner.run(flow.bundle_stage())
     report = json.loads((flow.report_dir / "report.json").read_text())
@@ -518,9 +722,19 @@ def run_pipeline(cfg: PipelineConfig, on_event: Callable[[str], None] = print) -
     )
 
 
-
-SUMMARY_COLUMNS = ("model", "backend", "prec", "status", "MB", "acc %", "Δ pt", "agree %", "worst Δ pt", "p50 ms",
-                   "FPS")
+SUMMARY_COLUMNS = (
+    "model",
+    "backend",
+    "prec",
+    "status",
+    "MB",
+    "acc %",
+    "Δ pt",
+    "agree %",
+    "worst Δ pt",
+    "p50 ms",
+    "FPS",
+)
 
 
 def summary_rows(report: dict[str, Any]) -> list[list[str]]:
@@ -537,14 +751,22 @@ def summary_rows(report: dict[str, Any]) -> list[list[str]]:
         b1 = (lat.get("1") or {}).get("model") or {}
         fps = max(((v.get("model") or {}).get("fps") or 0.0 for v in lat.values()), default=0.0)
         worst = acc.get("worst_class_delta_pts")
-        rows.append([
-            row["label"], row.get("backend") or "-", row.get("precision") or "-",
-            "ok" if row["status"] == "ok" else row["status"][:60], num(row.get("size_mb"), ".1f"),
-            num(None if acc.get("accuracy") is None else 100 * acc["accuracy"], ".2f"),
-            num(acc.get("delta_pts"), "+.2f"),
-            num(None if acc.get("agreement") is None else 100 * acc["agreement"], ".2f"),
-            "-" if worst is None else f"{worst:+.2f} {acc.get('worst_class', '')}".strip()
-            + ("" if acc.get("worst_class_net_images") is None else f" ({acc['worst_class_net_images']:+d} img)"),
-            num(b1.get("p50_ms"), ".2f"), num(fps or None, ".0f"),
-        ])
+        rows.append(
+            [
+                row["label"],
+                row.get("backend") or "-",
+                row.get("precision") or "-",
+                "ok" if row["status"] == "ok" else row["status"][:60],
+                num(row.get("size_mb"), ".1f"),
+                num(None if acc.get("accuracy") is None else 100 * acc["accuracy"], ".2f"),
+                num(acc.get("delta_pts"), "+.2f"),
+                num(None if acc.get("agreement") is None else 100 * acc["agreement"], ".2f"),
+                "-"
+                if worst is None
+                else f"{worst:+.2f} {acc.get('worst_class', '')}".strip()
+                + ("" if acc.get("worst_class_net_images") is None else f" ({acc['worst_class_net_images']:+d} img)"),
+                num(b1.get("p50_ms"), ".2f"),
+                num(fps or None, ".0f"),
+            ]
+        )
     return rows

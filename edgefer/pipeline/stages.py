@@ -40,9 +40,7 @@ class StageError(EdgeferError):
     """A stage failed; the message names the stage and the command that reproduces it."""
 
     def __init__(self, stage: str, cause: BaseException, command: str) -> None:
-        super().__init__(
-            f"stage '{stage}' failed: {type(cause).__name__}: {cause}\n  reproduce with: {command}"
-        )
+        super().__init__(f"stage '{stage}' failed: {type(cause).__name__}: {cause}\n  reproduce with: {command}")
         self.stage = stage
         self.command = command
 

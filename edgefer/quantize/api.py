@@ -249,10 +249,17 @@ def quantize(
         names = [f"{stem}.xml", f"{stem}.bin"] if target == "openvino" else [f"{stem}.onnx"]
         check_outputs(out, [*names, f"{stem}.report.json"], overwrite=overwrite)  # before the expensive part
         pp = meta.preprocessing
-        calib = calibration_arrays(data, pp, calib_size, split=calib_split, seed=seed,
-                                   allow_missing_classes=allow_missing_classes)
-        val = validation_arrays(val_data if val_data is not None else data, pp, val_size, split=val_split, seed=seed,
-                                allow_missing_classes=allow_missing_classes)
+        calib = calibration_arrays(
+            data, pp, calib_size, split=calib_split, seed=seed, allow_missing_classes=allow_missing_classes
+        )
+        val = validation_arrays(
+            val_data if val_data is not None else data,
+            pp,
+            val_size,
+            split=val_split,
+            seed=seed,
+            allow_missing_classes=allow_missing_classes,
+        )
         fp32_logits = predict(fp32_path, val.x)
         staged = stage.path(names[0])
         artifact = stage.final(staged)
@@ -272,9 +279,28 @@ def quantize(
         extra: dict[str, Any] = {}
         with quiet(progress):
             model = _run_method(
-                method, target, fp32_path, meta, calib, val, fp32_logits, preset, ignore, calib_size,
-                fast_bias_correction, max_drop, checkpoint, qat_epochs, qat_lr, data, calib_split, seed,
-                qat_max_steps, progress, qinfo, extra,
+                method,
+                target,
+                fp32_path,
+                meta,
+                calib,
+                val,
+                fp32_logits,
+                preset,
+                ignore,
+                calib_size,
+                fast_bias_correction,
+                max_drop,
+                checkpoint,
+                qat_epochs,
+                qat_lr,
+                data,
+                calib_split,
+                seed,
+                qat_max_steps,
+                progress,
+                qinfo,
+                extra,
             )
         if method == "wc":
             qinfo.update(format="openvino-weights-int8", calib_size=0)
@@ -298,8 +324,9 @@ def _check_classes(meta: ModelMetadata, data: Any) -> None:
     """The model must predict the dataset's classes, in its order: checked before any work."""
     from edgefer.labels import CLASS_NAMES
 
-    data_classes = tuple(getattr(data, "class_names", CLASS_NAMES)) if not isinstance(data, (str, os.PathLike)) \
-        else CLASS_NAMES
+    data_classes = (
+        tuple(getattr(data, "class_names", CLASS_NAMES)) if not isinstance(data, (str, os.PathLike)) else CLASS_NAMES
+    )
     if tuple(meta.class_names) != data_classes:
         raise QuantizationError(
             f"the model predicts {len(meta.class_names)} classes {list(meta.class_names)} but the dataset has "
@@ -364,8 +391,18 @@ def _run_method(
         from edgefer.quantize.qat import quantization_aware_training
 
         model, info = quantization_aware_training(
-            checkpoint, target, meta, calib, data, calib_split, kwargs, epochs=qat_epochs, lr=qat_lr, seed=seed,
-            max_steps=qat_max_steps, progress=progress,
+            checkpoint,
+            target,
+            meta,
+            calib,
+            data,
+            calib_split,
+            kwargs,
+            epochs=qat_epochs,
+            lr=qat_lr,
+            seed=seed,
+            max_steps=qat_max_steps,
+            progress=progress,
         )
         qinfo.update(qat_epochs=qat_epochs, qat_lr=qat_lr, qat_steps=info.get("steps"))
         extra["qat"] = info

@@ -151,6 +151,7 @@ def nncf_dataset(x: np.ndarray, input_name: str | None = None, transform: Any = 
 
     items = [x[i : i + 1] for i in range(len(x))]
     if transform is None and input_name is not None:
+
         def transform(item: np.ndarray) -> dict[str, np.ndarray]:
             return {input_name: item}
 

@@ -62,7 +62,10 @@ def trt_parameters() -> Any:
             num_bits=8, mode=QuantizationScheme.SYMMETRIC, per_channel=False
         ),
         weights_quantization_params=QuantizationParameters(
-            num_bits=8, mode=QuantizationScheme.SYMMETRIC, signedness_to_force=True, per_channel=True,
+            num_bits=8,
+            mode=QuantizationScheme.SYMMETRIC,
+            signedness_to_force=True,
+            per_channel=True,
             narrow_range=True,
         ),
     )

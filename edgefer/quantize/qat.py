@@ -94,9 +94,9 @@ def fine_tune(
     if len(reader) < batch_size:
         raise QuantizationError(f"the {split!r} split has {len(reader)} images, less than a QAT batch ({batch_size})")
     aug_fields = AugmentConfig.__dataclass_fields__
-    aug = AugmentConfig(**{
-        k: tuple(v) if isinstance(v, list) else v for k, v in train_config.items() if k in aug_fields
-    })
+    aug = AugmentConfig(
+        **{k: tuple(v) if isinstance(v, list) else v for k, v in train_config.items() if k in aug_fields}
+    )
     train_set = AugmentedSubset(reader, np.arange(len(reader)), TrainAugment(pp, aug), seed=seed)
     gen = torch.Generator().manual_seed(seed)
     loader = DataLoader(train_set, batch_size=batch_size, shuffle=True, drop_last=True, generator=gen)
@@ -176,7 +176,15 @@ def quantization_aware_training(
 
     qmodel = run_nncf(nncf.quantize, model, calib_ds, **nncf_kwargs)
     info = fine_tune(
-        qmodel, data, split, pp, dict(ckpt.get("train_config") or {}), epochs, lr, seed, max_steps,
+        qmodel,
+        data,
+        split,
+        pp,
+        dict(ckpt.get("train_config") or {}),
+        epochs,
+        lr,
+        seed,
+        max_steps,
         progress=progress,
     )
     example = torch.from_numpy(calib.x[:1])

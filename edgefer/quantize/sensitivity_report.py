@@ -30,8 +30,23 @@ from edgefer.utils.io import write_json, write_text
 from edgefer.utils.outputs import check_outputs, staged_output, staging_dir
 
 #: Op types NNCF puts quantizers on (inputs/weights); the others follow their producer's quantizer.
-QUANTIZABLE = ("Conv", "ConvTranspose", "Gemm", "MatMul", "Add", "Mul", "Sub", "Div", "Concat",
-               "GlobalAveragePool", "AveragePool", "MaxPool", "ReduceMean", "Sigmoid", "Softmax")
+QUANTIZABLE = (
+    "Conv",
+    "ConvTranspose",
+    "Gemm",
+    "MatMul",
+    "Add",
+    "Mul",
+    "Sub",
+    "Div",
+    "Concat",
+    "GlobalAveragePool",
+    "AveragePool",
+    "MaxPool",
+    "ReduceMean",
+    "Sigmoid",
+    "Softmax",
+)
 TOP = "(top level)"
 _WEIGHTED = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 
@@ -127,10 +142,12 @@ def sensitivity(
         fp32_path, meta = _fp32_onnx(checkpoint, onnx_path, img_size, scratch)
         _check_classes(meta, data)
         pp = meta.preprocessing
-        calib = calibration_arrays(data, pp, calib_size, split=calib_split, seed=seed,
-                                   allow_missing_classes=allow_missing_classes)
-        val = validation_arrays(data, pp, val_size, split=val_split, seed=seed,
-                                allow_missing_classes=allow_missing_classes)
+        calib = calibration_arrays(
+            data, pp, calib_size, split=calib_split, seed=seed, allow_missing_classes=allow_missing_classes
+        )
+        val = validation_arrays(
+            data, pp, val_size, split=val_split, seed=seed, allow_missing_classes=allow_missing_classes
+        )
         fp32 = onnx.load(str(fp32_path))
         ref = predict(fp32, val.x)
         groups = block_groups(fp32, max_groups=max_groups)
@@ -159,21 +176,29 @@ def sensitivity(
                         bar.update(task, advance=1)
                         continue
                 cmp = compare(ref, predict(q, val.x), val.labels, val.ids, meta.class_names)
-                rows.append({
-                    "group": group,
-                    "nodes": len(members) if group != "(all)" else sum(len(v) for v in groups.values()),
-                    "int8_accuracy": cmp["accuracy"],
-                    "delta_pts": cmp["delta_pts"],
-                    "worst_class": cmp["worst_class"],
-                    "worst_class_delta_pts": cmp["worst_class_delta_pts"],
-                    "agreement": cmp["agreement"],
-                    "mean_kl": cmp["mean_kl"],
-                })
+                rows.append(
+                    {
+                        "group": group,
+                        "nodes": len(members) if group != "(all)" else sum(len(v) for v in groups.values()),
+                        "int8_accuracy": cmp["accuracy"],
+                        "delta_pts": cmp["delta_pts"],
+                        "worst_class": cmp["worst_class"],
+                        "worst_class_delta_pts": cmp["worst_class_delta_pts"],
+                        "agreement": cmp["agreement"],
+                        "mean_kl": cmp["mean_kl"],
+                    }
+                )
                 bar.update(task, advance=1)
         fp32_acc = float((ref.argmax(1) == val.labels).mean())
-        doc = {"model": meta.model_name, "fp32_accuracy": fp32_acc, "validation_images": len(val),
-               "calib_size": len(calib), "numerics": "onnx-qdq (TensorRT-style) on ONNX Runtime CPU", "rows": rows,
-               "groups": groups}
+        doc = {
+            "model": meta.model_name,
+            "fp32_accuracy": fp32_acc,
+            "validation_images": len(val),
+            "calib_size": len(calib),
+            "numerics": "onnx-qdq (TensorRT-style) on ONNX Runtime CPU",
+            "rows": rows,
+            "groups": groups,
+        }
         md = _markdown(meta.model_name, fp32_acc, len(val), rows)
         json_path = stage.final(write_json(stage.path("sensitivity.json"), doc))
         md_path = stage.final(write_text(stage.path("sensitivity.md"), md))

@@ -166,8 +166,11 @@ def deepstream_config(
         blob = prepare_onnx(src, model_path, correction if exact_normalization else None, softmax=True)
         exact = exact_normalization or bool(np.allclose(correction, 1.0))
         engine = f"{model_path.name}_b{batch_size}_gpu0_{precision}.engine"
-        lines += [f"onnx-file={model_path.name}", "# built by nvinfer on first run and cached here:",
-                  f"model-engine-file={engine}"]
+        lines += [
+            f"onnx-file={model_path.name}",
+            "# built by nvinfer on first run and cached here:",
+            f"model-engine-file={engine}",
+        ]
     elif src.suffix.lower() in (".engine", ".plan"):
         model_path = src.resolve()
         blob = str(metadata.extra.get("output_name", "logits"))
@@ -204,9 +207,18 @@ def deepstream_config(
     labels = write_text(out / "labels.txt", ";".join(metadata.class_names) + "\n")
     meta_path = write_json(out / "metadata.json", {"metadata": metadata.to_dict()})
     return DeepStreamConfig(
-        config=config, labels=labels, metadata=meta_path, model=model_path, net_scale_factor=scale,
-        offsets=offsets, model_color_format=int(values["model-color-format"]), network_mode=NETWORK_MODES[precision],
-        output_blob=blob, exact_normalization=exact, max_norm_error=0.0 if exact else max_err, values=values,
+        config=config,
+        labels=labels,
+        metadata=meta_path,
+        model=model_path,
+        net_scale_factor=scale,
+        offsets=offsets,
+        model_color_format=int(values["model-color-format"]),
+        network_mode=NETWORK_MODES[precision],
+        output_blob=blob,
+        exact_normalization=exact,
+        max_norm_error=0.0 if exact else max_err,
+        values=values,
     )
 
 

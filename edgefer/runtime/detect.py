@@ -173,8 +173,11 @@ class YuNetDetector:
         out = []
         for row in np.asarray(faces if faces is not None else []).reshape(-1, 15):
             x, y, bw, bh = (round(v) for v in row[:4])
-            out.append(Detection(box=(x, y, bw, bh), score=float(row[14]),
-                                 landmarks=row[4:14].reshape(5, 2).astype(np.float32)))
+            out.append(
+                Detection(
+                    box=(x, y, bw, bh), score=float(row[14]), landmarks=row[4:14].reshape(5, 2).astype(np.float32)
+                )
+            )
         return out
 
 

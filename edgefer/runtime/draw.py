@@ -9,7 +9,13 @@ from edgefer.runtime.predictor import FrameResult
 
 #: One BGR colour per canonical class (Surprise, Fear, Disgust, Happiness, Sadness, Anger, Neutral).
 CLASS_COLORS: tuple[tuple[int, int, int], ...] = (
-    (0, 200, 255), (180, 0, 180), (0, 140, 70), (0, 220, 0), (200, 120, 0), (0, 0, 230), (200, 200, 200),
+    (0, 200, 255),
+    (180, 0, 180),
+    (0, 140, 70),
+    (0, 220, 0),
+    (200, 120, 0),
+    (0, 0, 230),
+    (200, 200, 200),
 )
 
 
@@ -38,6 +44,14 @@ def draw_result(frame_bgr: np.ndarray, result: FrameResult, status: str | None =
             for px, py in face.landmarks:
                 cv2.circle(out, (int(px), int(py)), max(1, thick + 1), (255, 255, 0), cv2.FILLED)
     if status:
-        cv2.putText(out, status, (8, 8 + int(22 * font_scale)), cv2.FONT_HERSHEY_SIMPLEX, font_scale,
-                    (0, 255, 255), thick, cv2.LINE_AA)
+        cv2.putText(
+            out,
+            status,
+            (8, 8 + int(22 * font_scale)),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            font_scale,
+            (0, 255, 255),
+            thick,
+            cv2.LINE_AA,
+        )
     return out

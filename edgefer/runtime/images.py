@@ -80,8 +80,11 @@ def annotated_targets(
 
 
 def predict_images(
-    predictor: Predictor, inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLike | None = None,
-    *, overwrite: bool = False,
+    predictor: Predictor,
+    inputs: Iterable[str | os.PathLike],
+    out_dir: str | os.PathLike | None = None,
+    *,
+    overwrite: bool = False,
 ) -> list[dict[str, Any]]:
     """Predict every image of ``inputs``; one record per image (``path``, ``faces``, ``timings_ms``,
     ``error``). With ``out_dir``, annotated copies are written there under their relative path

@@ -155,8 +155,11 @@ def resolve_artifact(path: str | os.PathLike, backend: str | None = None) -> Pat
     bundle = open_bundle(p)
     bundle.verify()
     entries = bundle.manifest.get("artifacts", [])
-    usable = [a for a in entries if (backend is None or a.get("backend") == backend)
-              and _backend_importable(a.get("backend", ""))]
+    usable = [
+        a
+        for a in entries
+        if (backend is None or a.get("backend") == backend) and _backend_importable(a.get("backend", ""))
+    ]
     if not usable:
         listed = ", ".join(f"{a.get('path')} ({a.get('backend')})" for a in entries) or "none"
         raise BackendError(f"bundle {p} has no artifact this device can run (artifacts: {listed})")
@@ -272,13 +275,26 @@ class Predictor:
             track_id, p = tracked[i] if tracked is not None else (None, probs[i])
             k = int(np.argmax(p))
             faces.append(
-                Face(box=tuple(int(v) for v in d.box), label=self.class_names[k], class_index=k,
-                     probs=np.asarray(p, dtype=np.float32), score=float(p[k]), det_score=float(d.score),
-                     landmarks=d.landmarks, track_id=track_id, raw_probs=probs[i])
+                Face(
+                    box=tuple(int(v) for v in d.box),
+                    label=self.class_names[k],
+                    class_index=k,
+                    probs=np.asarray(p, dtype=np.float32),
+                    score=float(p[k]),
+                    det_score=float(d.score),
+                    landmarks=d.landmarks,
+                    track_id=track_id,
+                    raw_probs=probs[i],
+                )
             )
         t5 = time.perf_counter()
-        timings.update(detect=(t1 - t0) * 1e3, align=(t2 - t1) * 1e3, preprocess=(t3 - t2) * 1e3,
-                       infer=(t4 - t3) * 1e3, total=(t5 - t0) * 1e3)
+        timings.update(
+            detect=(t1 - t0) * 1e3,
+            align=(t2 - t1) * 1e3,
+            preprocess=(t3 - t2) * 1e3,
+            infer=(t4 - t3) * 1e3,
+            total=(t5 - t0) * 1e3,
+        )
         return FrameResult(faces=faces, timings=timings, frame_size=(w, h))
 
     __call__ = predict
@@ -290,8 +306,11 @@ class Predictor:
 
     def info(self) -> dict[str, Any]:
         info = dict(self.backend.info())
-        info.update(detector=getattr(self.detector, "name", type(self.detector).__name__),
-                    input_size=self.preprocessing.input_size, classes=list(self.class_names))
+        info.update(
+            detector=getattr(self.detector, "name", type(self.detector).__name__),
+            input_size=self.preprocessing.input_size,
+            classes=list(self.class_names),
+        )
         return info
 
     def close(self) -> None:

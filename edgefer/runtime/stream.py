@@ -78,8 +78,9 @@ class FrameSource:
         max_failures: consecutive failed reads of a live source before it counts as ended.
     """
 
-    def __init__(self, source: str | int, queue_size: int = 1, realtime: bool | None = None,
-                 max_failures: int = 30) -> None:
+    def __init__(
+        self, source: str | int, queue_size: int = 1, realtime: bool | None = None, max_failures: int = 30
+    ) -> None:
         if queue_size < 1:
             raise StreamError(f"queue_size must be >= 1, got {queue_size}")
         self.source = parse_source(source)
@@ -178,8 +179,12 @@ def _stats(values: list[float]) -> dict[str, float]:
     if not values:
         return {"mean": 0.0, "p50": 0.0, "p95": 0.0, "max": 0.0}
     a = np.asarray(values, dtype=np.float64)
-    return {"mean": round(float(a.mean()), 3), "p50": round(float(np.percentile(a, 50)), 3),
-            "p95": round(float(np.percentile(a, 95)), 3), "max": round(float(a.max()), 3)}
+    return {
+        "mean": round(float(a.mean()), 3),
+        "p50": round(float(np.percentile(a, 50)), 3),
+        "p95": round(float(np.percentile(a, 95)), 3),
+        "max": round(float(a.max()), 3),
+    }
 
 
 @dataclass
@@ -208,8 +213,8 @@ class StreamSummary:
             f"throughput {self.fps:.1f} FPS over {self.wall_s:.1f} s; capture->result latency "
             f"p50 {self.latency_ms.get('p50', 0):.1f} ms, p95 {self.latency_ms.get('p95', 0):.1f} ms, "
             f"max {self.latency_ms.get('max', 0):.1f} ms",
-            "per stage (mean / p95 ms): " + ", ".join(
-                f"{k} {v['mean']:.1f}/{v['p95']:.1f}" for k, v in self.stage_ms.items()),
+            "per stage (mean / p95 ms): "
+            + ", ".join(f"{k} {v['mean']:.1f}/{v['p95']:.1f}" for k, v in self.stage_ms.items()),
         ]
         return "\n".join(lines)
 
@@ -354,8 +359,10 @@ def run_stream(
             now = time.perf_counter()
             if log is not None and now - t_status >= status_every_s:
                 t_status = now
-                log(f"frame {item.index}: {len(result.faces)} faces, {summary.frames_processed / (now - t_start):.1f} "
-                    f"FPS, latency {latency:.0f} ms, dropped {src.dropped}")
+                log(
+                    f"frame {item.index}: {len(result.faces)} faces, {summary.frames_processed / (now - t_start):.1f} "
+                    f"FPS, latency {latency:.0f} ms, dropped {src.dropped}"
+                )
             if max_frames is not None and summary.frames_processed >= max_frames:
                 summary.stopped_by = f"--max-frames {max_frames}"
                 break

@@ -153,8 +153,10 @@ class TrainConfig:
         check(self.pretrained in (None, "", "none", "imagenet"), "pretrained must be none or imagenet")
         check(0.0 <= self.dropout < 1.0, "dropout must be in [0, 1)")
         check(self.on_error in ("raise", "skip"), "on_error must be raise or skip")
-        check(not (self.resume and self.overwrite),
-              "give resume (continue the run) or overwrite (start it afresh), not both")
+        check(
+            not (self.resume and self.overwrite),
+            "give resume (continue the run) or overwrite (start it afresh), not both",
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (tuples become lists) for YAML, JSON and the checkpoint."""

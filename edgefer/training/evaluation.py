@@ -181,8 +181,17 @@ def evaluate(
     labels = np.asarray([s[1] for s in samples], dtype=np.int64)
     preds = logits.argmax(1) if len(logits) else np.zeros(0, dtype=np.int64)
     report = classification_report(labels, preds, data_classes)
-    result = EvalResult(report, logits, labels, preds, [str(s[0]) for s in samples], str(checkpoint), split, flip_tta,
-                        skipped_ids=list(reader.skipped_ids))
+    result = EvalResult(
+        report,
+        logits,
+        labels,
+        preds,
+        [str(s[0]) for s in samples],
+        str(checkpoint),
+        split,
+        flip_tta,
+        skipped_ids=list(reader.skipped_ids),
+    )
     if out is not None:
         write_eval_outputs(result, out, overwrite=overwrite)
     return result
@@ -215,8 +224,12 @@ def write_eval_outputs(result: EvalResult, out: str | os.PathLike, *, overwrite:
         w.writerow(["id", "label", "pred", *[f"p_{c}" for c in rep.class_names]])
         for i, sid in enumerate(result.ids):
             w.writerow(
-                [sid, rep.class_names[result.labels[i]], rep.class_names[result.preds[i]],
-                 *[f"{v:.6f}" for v in probs[i]]]
+                [
+                    sid,
+                    rep.class_names[result.labels[i]],
+                    rep.class_names[result.preds[i]],
+                    *[f"{v:.6f}" for v in probs[i]],
+                ]
             )
         write_text(stage.path("predictions.csv"), buf.getvalue())
     result.out = Path(out)

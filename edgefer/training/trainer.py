@@ -93,8 +93,9 @@ def _open_splits(cfg: TrainConfig):
     """(train reader, train indices, val reader, val indices, class names, val description)."""
     from edgefer.data import open_dataset
 
-    train_reader = open_dataset(cfg.data, "train", on_error=cfg.on_error,
-                                allow_missing_classes=cfg.allow_missing_classes)
+    train_reader = open_dataset(
+        cfg.data, "train", on_error=cfg.on_error, allow_missing_classes=cfg.allow_missing_classes
+    )
     labels = np.asarray(train_reader.labels, dtype=np.int64)
     if cfg.val_split > 0:
         train_idx, val_idx = stratified_split(labels, cfg.val_split, cfg.seed)

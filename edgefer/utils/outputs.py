@@ -98,8 +98,10 @@ def read_manifest(root: str | os.PathLike) -> dict[str, Any]:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {"schema": MANIFEST_SCHEMA, "files": {}, "groups": {}}
-    if not isinstance(data, dict) or not isinstance(data.get("files"), dict) or not isinstance(
-        data.get("groups"), dict
+    if (
+        not isinstance(data, dict)
+        or not isinstance(data.get("files"), dict)
+        or not isinstance(data.get("groups"), dict)
     ):
         return {"schema": MANIFEST_SCHEMA, "files": {}, "groups": {}}
     return data
@@ -134,7 +136,7 @@ def record_outputs(
             if not groups[old]:
                 del groups[old]
     when = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
-    for members in ([rels] if grouped else [[r] for r in rels]):
+    for members in [rels] if grouped else [[r] for r in rels]:
         group = members[0]
         k = 2
         while group in groups:
@@ -187,8 +189,9 @@ def check_outputs(
         group = manifest["groups"].get(entry.get("group"), [rel])
         if all((root_p / g).exists() for g in group):
             advice = hint or f"pass {flag} to replace it, or choose another output"
-            raise OutputError(f"{target} already holds an earlier edgefer {entry.get('kind', 'output')} output; "
-                              f"{advice}")
+            raise OutputError(
+                f"{target} already holds an earlier edgefer {entry.get('kind', 'output')} output; {advice}"
+            )
 
 
 def remove_outputs(root: str | os.PathLike, names: Iterable[str | os.PathLike]) -> list[Path]:
