@@ -84,3 +84,23 @@ def test_unexpected_error_is_one_line_exit_1_and_traceback_only_with_debug(tmp_p
         debug = _run(*extra_args, env={**env, **extra_env})
         assert debug.returncode == 1, debug.stderr
         assert "Traceback" in debug.stderr and "synthetic crash" in debug.stderr
+
+
+
+def test_piped_tables_are_not_wrapped_to_80_columns() -> None:
+    """``make demo | tee log`` and CI logs are not terminals: rich wraps tables to 80 columns there
+    (the demo's 11-column results table became slivers of 4 characters). Through a pipe, in a
+    subprocess, an 11-column table of 12-character cells must keep each row on one line."""
+    code = (
+        "from rich.table import Table\n"
+        "from edgefer.cli.console import table_console\n"
+        "t = Table()\n"
+        "for i in range(11): t.add_column(f'column_{i:03d}')\n"
+        "t.add_row(*[f'value_{i:06d}' for i in range(11)])\n"
+        "table_console().print(t)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr
+    row = [line for line in proc.stdout.splitlines() if "value_000000" in line]
+    assert len(row) == 1 and "value_000010" in row[0], proc.stdout

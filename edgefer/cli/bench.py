@@ -17,7 +17,7 @@ from pathlib import Path
 import typer
 
 
-def _batches(text: str) -> list[int]:
+def parse_batches(text: str) -> list[int]:
     from edgefer.errors import EdgeferError
 
     try:
@@ -103,7 +103,7 @@ def register(app: typer.Typer) -> None:
         if kwargs.get("seconds") is not None and float(kwargs["seconds"]) <= 0:
             raise EdgeferError(f"--seconds must be positive, got {kwargs['seconds']}")
         if batch is not None:
-            kwargs["batches"] = _batches(batch)
+            kwargs["batches"] = parse_batches(batch)
         if seconds is not None and iters is not None:
             raise EdgeferError("give --iters or --seconds, not both")
         if seconds is not None:

@@ -64,8 +64,9 @@ def info(
     if as_json:
         typer.echo(json.dumps(report, indent=2))
         return
-    from rich.console import Console
     from rich.table import Table
+
+    from edgefer.cli.console import table_console
 
     splits = report["splits"]
     table = Table(title=f"{report['format']} dataset at {report['path']}")
@@ -77,7 +78,7 @@ def info(
     table.add_section()
     table.add_row("total", *[str(s["size"]) for s in splits.values()], style="bold")
     table.add_row("skipped", *[str(s.get("skipped", "-")) for s in splits.values()])
-    console = Console()
+    console = table_console()
     console.print(table)
     for split, s in splits.items():
         if "error" in s:

@@ -15,9 +15,9 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print the table as JSON instead."),
     ) -> None:
         """List the models: name, family, parameters, GFLOPs at --img-size, accuracy reported by the paper."""
-        from rich.console import Console
         from rich.table import Table
 
+        from edgefer.cli.console import table_console
         from edgefer.models.complexity import model_table
 
         rows = model_table(img_size, families=[family] if family else None)
@@ -36,4 +36,4 @@ def register(app: typer.Typer) -> None:
         for r in rows:
             acc = ", ".join(f"{k} {v:.2f}%" for k, v in r["paper_accuracy"].items()) or "-"
             table.add_row(r["name"], r["family"], f"{r['params'] / 1e6:.2f}", f"{r['gflops']:.2f}", acc)
-        Console().print(table)
+        table_console().print(table)

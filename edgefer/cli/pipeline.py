@@ -52,13 +52,13 @@ def register(app: typer.Typer) -> None:
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
     ) -> None:
         """Run the whole flow; finished stages are skipped, a failed stage prints how to reproduce it."""
-        from rich.console import Console
         from rich.table import Table
 
-        from edgefer.cli.bench import _batches
+        from edgefer.cli.bench import parse_batches
+        from edgefer.cli.console import table_console
         from edgefer.pipeline.flow import DEFAULT_GATE, SUMMARY_COLUMNS, PipelineConfig, run_pipeline, summary_rows
 
-        console = Console()
+        console = table_console()
         cfg = PipelineConfig(
             data=data,
             model=model,
@@ -80,7 +80,7 @@ def register(app: typer.Typer) -> None:
             int8_method=int8_method,
             max_drop=max_drop,
             gate=gate or DEFAULT_GATE,
-            batches=tuple(_batches(batch)),
+            batches=tuple(parse_batches(batch)),
             warmup=warmup,
             iters=iters,
             threads=threads,
