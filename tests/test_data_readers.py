@@ -350,6 +350,18 @@ def test_unknown_layout_names_what_it_looked_for(tmp_path: Path) -> None:
         detect_format(tmp_path / "other.csv")
 
 
+def test_pointing_one_level_above_a_dataset_names_it(tmp_path: Path) -> None:
+    """``--data runs/demo/data`` instead of ``runs/demo/data/synthetic``: the error names the dataset inside."""
+    make_rafdb(tmp_path / "runs" / "synthetic", n_per_class=1)
+    (tmp_path / "runs" / "logs").mkdir()
+    with pytest.raises(DatasetError) as info:
+        detect_format(tmp_path / "runs")
+    assert f"did you mean {tmp_path / 'runs' / 'synthetic'} (rafdb)?" in str(info.value)
+    with pytest.raises(DatasetError) as info:
+        detect_format(tmp_path / "runs" / "logs")
+    assert "did you mean" not in str(info.value)
+
+
 def test_dataset_info_reports_sizes_histogram_and_skips(tmp_path: Path) -> None:
     root = make_rafdb(tmp_path / "raf", n_per_class=2)
     _truncate(root / "basic" / "Image" / "aligned" / "test_00004_aligned.jpg")

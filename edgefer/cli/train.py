@@ -67,7 +67,9 @@ def register(app: typer.Typer) -> None:
         amp: bool = typer.Option(None, "--amp/--no-amp", help="Mixed precision (CUDA only)."),
         channels_last: bool = typer.Option(None, "--channels-last/--no-channels-last", help="CUDA only."),
         sets: list[str] = typer.Option([], "--set", help="Any other option as key=value (repeatable)."),
-        no_progress: bool = typer.Option(False, "--no-progress", help="No progress bars or epoch lines."),
+        no_progress: bool = typer.Option(
+            False, "--no-progress", "--quiet", "-q", help="No progress bars or epoch lines."
+        ),
         list_recipes: bool = typer.Option(False, "--list-recipes", help="List the shipped recipes and exit."),
     ) -> None:
         """Train a model; writes last.pt, best.pt, metrics.csv and training_curves.png into --out."""
@@ -119,7 +121,7 @@ def register(app: typer.Typer) -> None:
         batch_size: int = typer.Option(64, "--batch-size"),
         device: str = typer.Option("auto", "--device"),
         as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
-        no_progress: bool = typer.Option(False, "--no-progress"),
+        no_progress: bool = typer.Option(False, "--no-progress", "--quiet", "-q", help="No progress bars."),
         on_error: str = typer.Option("skip", "--on-error", help="Unreadable images: skip (counted) or raise."),
         allow_missing_classes: bool = typer.Option(
             False, "--allow-missing-classes", help="Evaluate a train split that lacks some class."

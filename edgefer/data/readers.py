@@ -37,10 +37,8 @@ LAYOUTS_HELP = """\
   folders        image folders: PATH/{train,val,test}/<class name>/*.jpg|png (class names like happy, angry)"""
 
 
-def _resolve(path: str | os.PathLike) -> tuple[str, Path]:
-    p = Path(path).expanduser()
-    if not p.exists():
-        raise DatasetError(f"dataset path {p} does not exist")
+def _detect(p: Path) -> tuple[str, Path] | None:
+    """The layout at ``p`` and the root its reader opens, or None."""
     base = find_rafdb_base(p)
     if base is not None:
         return "rafdb", base
@@ -53,7 +51,25 @@ def _resolve(path: str | os.PathLike) -> tuple[str, Path]:
             return "rafdb_folders", repacked
         if looks_like_folders(p):
             return "folders", p
-    raise DatasetError(f"no known dataset layout at {p}. Looked for:\n{LAYOUTS_HELP}")
+    return None
+
+
+def _resolve(path: str | os.PathLike) -> tuple[str, Path]:
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise DatasetError(f"dataset path {p} does not exist")
+    found = _detect(p)
+    if found is not None:
+        return found
+    # A common slip: pointing at the folder above the dataset (e.g. runs/demo/data instead of
+    # runs/demo/data/synthetic). Name the sub-folders that do hold one, rather than guess.
+    hint = ""
+    if p.is_dir():
+        subs = sorted(c for c in p.iterdir() if c.is_dir() and not c.name.startswith("."))[:50]
+        inside = [f"{c} ({fmt})" for c in subs if (hit := _detect(c)) is not None for fmt in [hit[0]]]
+        if inside:
+            hint = f"\nA dataset was found one level down; did you mean {' or '.join(inside[:3])}?"
+    raise DatasetError(f"no known dataset layout at {p}. Looked for:\n{LAYOUTS_HELP}{hint}")
 
 
 def detect_format(path: str | os.PathLike) -> str:
