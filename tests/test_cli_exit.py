@@ -86,7 +86,6 @@ def test_unexpected_error_is_one_line_exit_1_and_traceback_only_with_debug(tmp_p
         assert "Traceback" in debug.stderr and "synthetic crash" in debug.stderr
 
 
-
 def test_piped_tables_are_not_wrapped_to_80_columns() -> None:
     """``make demo | tee log`` and CI logs are not terminals: rich wraps tables to 80 columns there
     (the demo's 11-column results table became slivers of 4 characters). Through a pipe, in a
