@@ -188,6 +188,23 @@ def test_config_errors(tmp_path):
         load_config(None, {"data": "d", "model": "m", "out": "o", "epochs": "many"})
 
 
+def test_default_learning_rate_depends_on_what_training_starts_from(tmp_path):
+    """No --lr and no recipe value: AdamW from scratch gets the rate that learns (see default_lr),
+    ImageNet fine-tuning the gentler one; a given value, a recipe's value and a stored run's value win."""
+    from edgefer.training.config import ADAMW_LR_PRETRAINED, ADAMW_LR_SCRATCH, default_lr
+
+    base = {"data": "d", "model": "m", "out": "o"}
+    assert ADAMW_LR_SCRATCH > ADAMW_LR_PRETRAINED
+    assert load_config(None, base).lr == ADAMW_LR_SCRATCH
+    assert load_config(None, {**base, "pretrained": "imagenet"}).lr == ADAMW_LR_PRETRAINED
+    assert load_config(None, {**base, "optimizer": "sgd"}).lr == default_lr("sgd", None)
+    assert load_config(None, {**base, "lr": 0.02}).lr == 0.02
+    assert load_config("synthetic_edge", base).lr == 0.003  # the recipe's own value
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("model: resnet18\npretrained: imagenet\n")
+    assert load_config(recipe, {"data": "d", "out": "o"}).lr == ADAMW_LR_PRETRAINED
+
+
 def test_unknown_dataset_is_a_clear_error(tmp_path):
     from edgefer.errors import EdgeferError
 
