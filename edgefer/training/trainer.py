@@ -521,7 +521,12 @@ def train_one_epoch(
     state: TrainState,
     on_step: StepHook | None = None,
 ) -> EpochStats:
-    """One pass over this rank's training shard: forward, loss, backward, step, EMA; ``state.global_step`` advances."""
+    """One pass over this rank's training shard: forward, loss, backward, step, EMA; ``state.global_step`` advances.
+
+    A non-finite loss on any rank stops every rank with the same :class:`TrainingError` before the
+    backward pass; otherwise the other ranks would wait in DDP's gradient all-reduce for the rank that
+    stopped (or be killed by the launcher without saying why).
+    """
     model, raw_model, device = learner.model, learner.raw_model, learner.device
     model.train()
     t0 = time.perf_counter()
@@ -538,11 +543,8 @@ def train_one_epoch(
                 logits = model(x)
                 loss, kl = learner.objective(logits, x, y)
             loss_value = float(loss.detach())
-            if not math.isfinite(loss_value):
-                raise TrainingError(
-                    f"loss became {loss_value} at epoch {epoch + 1} step {step + 1}; "
-                    "lower --lr or keep gradient clipping on"
-                )
+            if D.broadcast_flag(not math.isfinite(loss_value), info, device):
+                raise TrainingError(_non_finite_message(loss_value, epoch, step, info))
             learner.optimizer.zero_grad(set_to_none=True)
             learner.scaler.scale(loss).backward()
             if cfg.grad_clip > 0:
@@ -578,6 +580,15 @@ def train_one_epoch(
         images=float(stats[2]),
         seconds=seconds,
     )
+
+
+def _non_finite_message(loss_value: float, epoch: int, step: int, info: D.DistInfo) -> str:
+    """The one-line error of a NaN/inf loss; a rank whose own loss was finite names the other rank as the cause."""
+    if not math.isfinite(loss_value):
+        what = f"loss became {loss_value}" + (f" on rank {info.rank}" if info.enabled else "")
+    else:
+        what = "loss became non-finite on another rank"
+    return f"{what} at epoch {epoch + 1} step {step + 1}; lower --lr or keep gradient clipping on"
 
 
 # --------------------------------------------------------------------------------------------
