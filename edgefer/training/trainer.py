@@ -672,7 +672,6 @@ def _metrics(row: dict[str, Any], best: dict[str, Any], report: ClassificationRe
         "train_acc": row["train_acc"],
         "val_loss": row["val_loss"],
         "val_acc": row["val_acc"],
-        "val_accuracy": row["val_acc"],
         "val_mean_class_acc": row["val_mean_class_acc"],
         "val_macro_f1": row["val_macro_f1"],
         "best_val_acc": best["val_acc"],
