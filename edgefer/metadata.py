@@ -163,6 +163,26 @@ class ModelMetadata:
         return ModelMetadata.from_dict(d)
 
 
+def set_onnx_metadata(model: Any, metadata: ModelMetadata) -> None:
+    """Replace the ``edgefer.*`` entries of an ``onnx.ModelProto``'s ``metadata_props`` with
+    ``metadata.to_props()`` (the writer beside :func:`read_metadata`, so every builder writes the
+    same record the device reads)."""
+    props = metadata.to_props()
+    keep = [(p.key, p.value) for p in model.metadata_props if not p.key.startswith("edgefer.")]
+    del model.metadata_props[:]
+    for key, value in [*keep, *props.items()]:
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    model.doc_string = f"edgefer {metadata.model_name} ({metadata.precision})"
+
+
+def set_ov_metadata(model: Any, metadata: ModelMetadata) -> None:
+    """Write ``metadata.to_props()`` into an OpenVINO model's ``rt_info["framework"]`` (overwriting
+    the copy of the ONNX props that ``convert_model`` carries over, so ``precision`` is the IR's own)."""
+    for key, value in metadata.to_props().items():
+        model.set_rt_info(value, ["framework", key])
+
+
 def sidecar_path(artifact: str | os.PathLike) -> Path:
     """The JSON sidecar beside an artifact: ``model.engine`` -> ``model.engine.json``."""
     p = Path(artifact)

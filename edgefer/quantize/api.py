@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from edgefer.errors import QuantizationError, require
-from edgefer.metadata import ModelMetadata, read_metadata
+from edgefer.metadata import ModelMetadata, read_metadata, set_onnx_metadata, set_ov_metadata
 from edgefer.quantize.calibration import (
     ArrayData,
     DatasetLike,
@@ -145,8 +145,6 @@ def save_ir(model: Any, xml: Path, meta: ModelMetadata) -> Path:
     """Write an OpenVINO model to ``xml`` (+ ``.bin``) with ``meta`` in rt_info, atomically."""
     import openvino as ov
 
-    from edgefer.export.openvino import set_ov_metadata
-
     set_ov_metadata(model, meta)
     with staging_dir(xml.parent, "ir") as tmp:
         staged = tmp / xml.name
@@ -160,8 +158,6 @@ def save_ir(model: Any, xml: Path, meta: ModelMetadata) -> Path:
 def save_onnx(model: Any, path: Path, meta: ModelMetadata) -> Path:
     """Write an ONNX model with ``meta`` as metadata_props, checked and atomically."""
     import onnx
-
-    from edgefer.export.onnx import set_onnx_metadata
 
     set_onnx_metadata(model, meta)
     try:
