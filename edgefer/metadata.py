@@ -230,7 +230,9 @@ def read_metadata(path: str | os.PathLike) -> ModelMetadata:
         return ModelMetadata.from_props({PROPS_KEY: model.get_rt_info(["framework", PROPS_KEY]).astype(str)})
     sidecar = sidecar_path(p)
     if sidecar.exists():
-        data = _load_json(sidecar, "metadata sidecar")
+        from edgefer.engine_sidecar import load_sidecar  # the one sidecar reader (it imports this module)
+
+        data = load_sidecar(sidecar)
         return ModelMetadata.from_dict(data.get("metadata", data))
     raise BackendError(f"cannot find edgefer metadata for {p} (expected a sidecar {sidecar.name})")
 

@@ -8,17 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from edgefer.engine_sidecar import check_engine_compat, make_sidecar, parse_trt_version
 from edgefer.errors import BackendError, EngineMismatchError, ExportError
 from edgefer.export.profiles import load_profile
-from edgefer.export.tensorrt import (
-    BatchProfile,
-    batch_profile,
-    check_engine_compat,
-    make_sidecar,
-    parse_trt_version,
-    plan_build,
-    trtexec_command,
-)
+from edgefer.export.tensorrt import BatchProfile, batch_profile, plan_build, trtexec_command
 from edgefer.metadata import ModelMetadata, read_metadata, sidecar_path
 from edgefer.preprocess import Preprocessing
 

@@ -8,8 +8,8 @@ functions that need them (so a Jetson can build engines from an ONNX without PyT
 * :func:`make_reference` — FP32 reference predictions (:mod:`edgefer.export.reference`)
 * :func:`to_fp16_onnx` — :mod:`edgefer.export.fp16`
 * :func:`export_openvino` — :mod:`edgefer.export.openvino`
-* :func:`build_engine`, :func:`check_engine_compat`, :func:`trtexec_command` —
-  :mod:`edgefer.export.tensorrt`
+* :func:`build_engine`, :func:`trtexec_command` — :mod:`edgefer.export.tensorrt` (the engine
+  sidecar and its compatibility check are in :mod:`edgefer.engine_sidecar`)
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ _LAZY = {
     "to_fp16_onnx": "edgefer.export.fp16",
     "export_openvino": "edgefer.export.openvino",
     "build_engine": "edgefer.export.tensorrt",
-    "check_engine_compat": "edgefer.export.tensorrt",
     "trtexec_command": "edgefer.export.tensorrt",
     "load_profile": "edgefer.export.profiles",
 }
