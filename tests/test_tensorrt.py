@@ -220,7 +220,7 @@ def test_build_engine_and_load(tiny_checkpoint: Path, tmp_path: Path, precision:
     import numpy as np
 
     from edgefer.backends import open_model
-    from edgefer.export import export
+    from edgefer.deploy import export
 
     res = export(tiny_checkpoint, target="trt", precision=precision, out_dir=tmp_path, max_batch=8, progress=False)
     assert res.engine_built and res.artifact.suffix == ".engine" and sidecar_path(res.artifact).exists()

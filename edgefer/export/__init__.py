@@ -3,7 +3,9 @@
 Importing this package is cheap: torch, onnx, openvino and tensorrt are imported by the
 functions that need them (so a Jetson can build engines from an ONNX without PyTorch).
 
-* :func:`export` — the one call behind ``edgefer export`` (:mod:`edgefer.export.api`)
+* :func:`export` — checkpoint or ONNX -> artifact (:mod:`edgefer.export.api`); INT8 takes its
+  quantizer as an argument, since this package never imports :mod:`edgefer.quantize`. The call
+  behind ``edgefer export``, with NNCF PTQ wired in, is :func:`edgefer.deploy.export`.
 * :func:`torch_to_onnx`, :func:`export_onnx` — :mod:`edgefer.export.onnx`
 * :func:`make_reference` — FP32 reference predictions (:mod:`edgefer.export.reference`)
 * :func:`to_fp16_onnx` — :mod:`edgefer.export.fp16`

@@ -6,7 +6,7 @@ BF16/FP16 where the hardware has it), which is what OpenVINO calls an FP16 IR. T
 metadata goes into ``rt_info["framework"]`` (the same flat ``to_props()`` map as the ONNX, so
 :func:`edgefer.metadata.read_metadata` reads it back), and the saved IR is read again and run
 once on the CPU as a smoke test, compared with the ONNX on ONNX Runtime. INT8 IRs come from the
-quantization stage (:func:`edgefer.quantize.quantize`), called by :func:`edgefer.export.export`.
+quantization stage (:func:`edgefer.quantize.quantize`), called by :func:`edgefer.deploy.export`.
 """
 
 from __future__ import annotations

@@ -517,7 +517,7 @@ class _Flow:
         build = tensorrt_available()
 
         def run() -> None:
-            from edgefer.export import export
+            from edgefer.deploy import export
 
             src = source()
             res = export(
