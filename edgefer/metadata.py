@@ -1,4 +1,4 @@
-"""Artifact metadata: what a device needs to run a model correctly (DESIGN.md invariant 2).
+"""Artifact metadata: what a device needs to run a model correctly (docs/architecture.md invariant 2).
 
 The same :class:`ModelMetadata` travels in a checkpoint, as ONNX ``metadata_props``, as OpenVINO
 ``rt_info`` and as the JSON sidecar of a TensorRT engine. It is flattened to a ``str -> str``

@@ -15,6 +15,7 @@ imports are resolved. The rules (docs/architecture.md, "Layers"):
 4. The data readers (``edgefer.data``) are torch-free (only ``torch_dataset`` imports torch) and
    import no builder, training or top-level package: the benchmark reads datasets on the device.
 5. Only ``edgefer.cli`` imports ``edgefer.cli``; only ``cli`` and ``pipeline`` import ``pipeline``.
+6. The base layer (:data:`BASE`) imports only the base layer, and no torch, torchvision or nncf.
 
 A violation fails with the module, the line and the import, e.g.
 ``edgefer.backends.tensorrt:117 imports edgefer.export.tensorrt``.
@@ -43,6 +44,17 @@ BUILDERS = ("edgefer.export", "edgefer.quantize", "edgefer.deploy")
 TRAINING = ("edgefer.training", "edgefer.models")
 TOP = ("edgefer.pipeline", "edgefer.cli")
 HEAVY = ("torch", "torchvision", "nncf", "matplotlib")
+BASE = (
+    "edgefer.errors",
+    "edgefer.labels",
+    "edgefer.preprocess",
+    "edgefer.metadata",
+    "edgefer.engine_sidecar",
+    "edgefer.formats",
+    "edgefer.reference",
+    "edgefer.metrics",
+    "edgefer.utils",
+)
 
 #: (importing module, imported top-level name or edgefer package) -> why the edge is allowed.
 #: The walk of rule 3 does not follow these edges.
@@ -114,7 +126,7 @@ def allowed(imp: Import) -> bool:
 
 
 def layer_violations(graph: dict[str, list[Import]]) -> list[str]:
-    """Rules 1, 2, 4 and 5 (direct imports) and the direct part of rule 3."""
+    """Rules 1, 2, 4, 5 and 6 (direct imports) and the direct part of rule 3."""
     bad: list[str] = []
     for module, imports in graph.items():
         for imp in imports:
@@ -135,6 +147,10 @@ def layer_violations(graph: dict[str, list[Import]]) -> list[str]:
                 bad.append(f"{imp}  [rule 5: only the CLI imports the CLI]")
             if within(t, ("edgefer.pipeline",)) and not within(module, TOP):
                 bad.append(f"{imp}  [rule 5: only the CLI and the pipeline import the pipeline]")
+            if within(module, BASE) and not allowed(imp):
+                above = t.startswith("edgefer.") and not within(t, BASE)
+                if above or t.split(".")[0] in HEAVY:
+                    bad.append(f"{imp}  [rule 6: the base layer imports only the base layer, no torch or nncf]")
     return bad
 
 

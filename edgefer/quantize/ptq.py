@@ -15,7 +15,7 @@
   TensorRT fuses a DQ->op->Q chain into one INT8 kernel. :func:`check_qdq` then verifies the
   graph and fails loudly if anything else slipped in.
 
-Torch-free (DESIGN.md: everything downstream of the ONNX file is).
+Torch-free (docs/architecture.md: everything downstream of the ONNX file is).
 """
 
 from __future__ import annotations
