@@ -41,7 +41,11 @@ class _Profile(Protocol):
 
 
 def parse_trt_version(version: str) -> tuple[int, int, int]:
-    """``"10.3.0.26"`` -> ``(10, 3, 0)``; ``"8.6"`` -> ``(8, 6, 0)``."""
+    """``"10.3.0.26"`` -> ``(10, 3, 0)``; ``"8.6"`` -> ``(8, 6, 0)``.
+
+    The one TensorRT version parser (build plans, device profiles, the sidecar check, the
+    backend's I/O API choice); a string without a number is an :class:`ExportError`.
+    """
     nums = re.findall(r"\d+", str(version))
     if not nums:
         raise ExportError(f"cannot parse TensorRT version {version!r}")
