@@ -57,10 +57,10 @@ def _row(name: str, variant: str, cmd: str, report: dict[str, Any], size: int, s
 
 
 def bench_model(name: str, ckpt: Path, data: Path, out: Path, args: argparse.Namespace) -> list[dict[str, Any]]:
+    from edgefer.data.calibration import validation_arrays
     from edgefer.export.onnx import export_onnx
     from edgefer.export.openvino import export_openvino
     from edgefer.quantize import quantize
-    from edgefer.quantize.calibration import validation_arrays
     from edgefer.quantize.evaluate import compare, predict
     from edgefer.utils.io import dir_size
 

@@ -1,4 +1,4 @@
-"""Artifact metadata: what a device needs to run a model correctly (DESIGN.md invariant 2).
+"""Artifact metadata: what a device needs to run a model correctly (docs/architecture.md invariant 2).
 
 The same :class:`ModelMetadata` travels in a checkpoint, as ONNX ``metadata_props``, as OpenVINO
 ``rt_info`` and as the JSON sidecar of a TensorRT engine. It is flattened to a ``str -> str``
@@ -163,6 +163,26 @@ class ModelMetadata:
         return ModelMetadata.from_dict(d)
 
 
+def set_onnx_metadata(model: Any, metadata: ModelMetadata) -> None:
+    """Replace the ``edgefer.*`` entries of an ``onnx.ModelProto``'s ``metadata_props`` with
+    ``metadata.to_props()`` (the writer beside :func:`read_metadata`, so every builder writes the
+    same record the device reads)."""
+    props = metadata.to_props()
+    keep = [(p.key, p.value) for p in model.metadata_props if not p.key.startswith("edgefer.")]
+    del model.metadata_props[:]
+    for key, value in [*keep, *props.items()]:
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    model.doc_string = f"edgefer {metadata.model_name} ({metadata.precision})"
+
+
+def set_ov_metadata(model: Any, metadata: ModelMetadata) -> None:
+    """Write ``metadata.to_props()`` into an OpenVINO model's ``rt_info["framework"]`` (overwriting
+    the copy of the ONNX props that ``convert_model`` carries over, so ``precision`` is the IR's own)."""
+    for key, value in metadata.to_props().items():
+        model.set_rt_info(value, ["framework", key])
+
+
 def sidecar_path(artifact: str | os.PathLike) -> Path:
     """The JSON sidecar beside an artifact: ``model.engine`` -> ``model.engine.json``."""
     p = Path(artifact)
@@ -210,7 +230,9 @@ def read_metadata(path: str | os.PathLike) -> ModelMetadata:
         return ModelMetadata.from_props({PROPS_KEY: model.get_rt_info(["framework", PROPS_KEY]).astype(str)})
     sidecar = sidecar_path(p)
     if sidecar.exists():
-        data = _load_json(sidecar, "metadata sidecar")
+        from edgefer.engine_sidecar import load_sidecar  # the one sidecar reader (it imports this module)
+
+        data = load_sidecar(sidecar)
         return ModelMetadata.from_dict(data.get("metadata", data))
     raise BackendError(f"cannot find edgefer metadata for {p} (expected a sidecar {sidecar.name})")
 

@@ -1,4 +1,4 @@
-"""The one source of preprocessing truth (DESIGN.md invariant 1).
+"""The one source of preprocessing truth (docs/architecture.md invariant 1).
 
 A :class:`Preprocessing` is recorded in every checkpoint and artifact at export time and read
 back by the benchmark and the runtime; nobody downstream of training hard-codes an input size

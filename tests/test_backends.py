@@ -14,7 +14,7 @@ from edgefer.backends.cuda_mem import choose_allocator
 from edgefer.backends.devices import Device, parse_device
 from edgefer.backends.onnxruntime import select_providers
 from edgefer.backends.openvino import openvino_device_name
-from edgefer.backends.tensorrt import IOTensor, batch_limits, concrete_shape, trt_version_tuple, uses_named_tensors
+from edgefer.backends.tensorrt import IOTensor, batch_limits, concrete_shape, uses_named_tensors
 from edgefer.errors import BackendError, EdgeferError, MissingDependencyError
 
 HAS_TRT = importlib.util.find_spec("tensorrt") is not None
@@ -134,7 +134,6 @@ def test_openvino_runs_an_onnx_file_when_asked(arts):
 
 
 def test_tensorrt_pure_logic():
-    assert trt_version_tuple("10.3.0.26") == (10, 3)
     assert not uses_named_tensors("8.4.3") and uses_named_tensors("8.5.2") and uses_named_tensors("11.0.0")
     dyn = IOTensor("input", True, (-1, 3, 64, 64), np.float32, 0, ((1, 3, 64, 64), (8, 3, 64, 64), (32, 3, 64, 64)))
     assert batch_limits(dyn) == (1, 32)

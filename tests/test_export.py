@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edgefer.deploy import export
 from edgefer.errors import CheckpointError, EdgeferError, ExportError, MissingDependencyError
-from edgefer.export import export
 from edgefer.export.onnx import FP32_TOLERANCE, export_onnx, ort_session
 from edgefer.metadata import read_metadata
 from edgefer.preprocess import preprocess_batch

@@ -729,8 +729,8 @@ def test_export_name_and_metadata_names_cannot_leave_the_output(tmp_path: Path, 
             d["model_name"] = "../../evil"
             p.value = json.dumps(d)
     onnx.save(model, str(hostile))
+    from edgefer.deploy import export
     from edgefer.errors import EdgeferError
-    from edgefer.export import export
 
     with pytest.raises(EdgeferError, match="model name"):
         export(onnx=hostile, target="onnx", precision="int8", calib_data=tmp_path, out_dir=work / "o2", progress=False)

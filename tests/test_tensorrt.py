@@ -8,17 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from edgefer.engine_sidecar import check_engine_compat, make_sidecar, parse_trt_version
 from edgefer.errors import BackendError, EngineMismatchError, ExportError
 from edgefer.export.profiles import load_profile
-from edgefer.export.tensorrt import (
-    BatchProfile,
-    batch_profile,
-    check_engine_compat,
-    make_sidecar,
-    parse_trt_version,
-    plan_build,
-    trtexec_command,
-)
+from edgefer.export.tensorrt import BatchProfile, batch_profile, plan_build, trtexec_command
 from edgefer.metadata import ModelMetadata, read_metadata, sidecar_path
 from edgefer.preprocess import Preprocessing
 
@@ -227,7 +220,7 @@ def test_build_engine_and_load(tiny_checkpoint: Path, tmp_path: Path, precision:
     import numpy as np
 
     from edgefer.backends import open_model
-    from edgefer.export import export
+    from edgefer.deploy import export
 
     res = export(tiny_checkpoint, target="trt", precision=precision, out_dir=tmp_path, max_batch=8, progress=False)
     assert res.engine_built and res.artifact.suffix == ".engine" and sidecar_path(res.artifact).exists()

@@ -51,7 +51,8 @@ def test_imports_are_torch_free():
         mods = ["edgefer", "edgefer.bench", "edgefer.backends", "edgefer.bundle", "edgefer.data",
                 "edgefer.metadata", "edgefer.reference", "edgefer.preprocess", "edgefer.cli",
                 "edgefer.backends.onnxruntime", "edgefer.backends.openvino", "edgefer.backends.tensorrt",
-                "edgefer.backends.cuda_mem"]
+                "edgefer.backends.cuda_mem", "edgefer.engine_sidecar", "edgefer.data.calibration",
+                "edgefer.deploy"]
         for optional in ("edgefer.runtime",):
             if importlib.util.find_spec(optional) is not None:
                 mods.append(optional)

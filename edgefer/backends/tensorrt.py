@@ -1,7 +1,7 @@
 """TensorRT backend: a serialized engine (``.engine`` / ``.plan``) with its JSON sidecar.
 
 Engines are not portable: before deserialising, the sidecar is checked against the running
-TensorRT and GPU by :func:`edgefer.export.tensorrt.check_engine_compat`, which refuses a mismatch
+TensorRT and GPU by :func:`edgefer.engine_sidecar.check_engine_compat`, which refuses a mismatch
 with a message that says to rebuild on this device.
 
 API versions (checked against NVIDIA's TensorRT Python API docs and migration guides):
@@ -28,22 +28,14 @@ import numpy as np
 
 from edgefer.backends.base import Backend, register_backend
 from edgefer.backends.devices import parse_device
+from edgefer.engine_sidecar import parse_trt_version
 from edgefer.errors import BackendError
 from edgefer.metadata import read_metadata
 
 
-def trt_version_tuple(version: str) -> tuple[int, int]:
-    """``"10.3.0.26"`` -> ``(10, 3)``."""
-    parts = [*version.split("."), "0"][:2]
-    try:
-        return int(parts[0]), int(parts[1])
-    except ValueError as exc:
-        raise BackendError(f"cannot parse TensorRT version {version!r}") from exc
-
-
 def uses_named_tensors(version: str) -> bool:
     """Whether this TensorRT has the name-based I/O API (added in 8.5, the only one from 10.0)."""
-    return trt_version_tuple(version) >= (8, 5)
+    return parse_trt_version(version)[:2] >= (8, 5)
 
 
 @dataclass(frozen=True)
@@ -114,7 +106,7 @@ class TensorRTBackend(Backend):
         import tensorrt as trt
 
         from edgefer.backends.cuda_mem import open_allocator
-        from edgefer.export.tensorrt import check_engine_compat
+        from edgefer.engine_sidecar import check_engine_compat
 
         dev = parse_device(self.device if self.device != "cpu" else "gpu")
         if dev.kind != "gpu":

@@ -1,6 +1,6 @@
 """The evaluation images, decoded once and shared by every model of a benchmark run.
 
-Every backend sees the same images in the same order (DESIGN.md invariant 5). Images are decoded
+Every backend sees the same images in the same order (docs/architecture.md invariant 5). Images are decoded
 once with :func:`edgefer.data.open_dataset`; each model's input tensor comes from
 :func:`edgefer.preprocess.preprocess_batch` with the preprocessing recorded in *that model's*
 metadata, and is cached per :class:`~edgefer.preprocess.Preprocessing`, so an INT8 and an FP32 copy of

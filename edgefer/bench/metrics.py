@@ -1,6 +1,6 @@
 """Accuracy against the labels *and* against the FP32 reference, and latency statistics.
 
-A deployed model is judged twice (DESIGN.md invariant 5): against the labels (is it accurate?)
+A deployed model is judged twice (docs/architecture.md invariant 5): against the labels (is it accurate?)
 and against the FP32 reference predictions on the same images (did INT8/FP16 change it?). The
 second view is what catches quantization damage: two models can have equal overall accuracy
 while disagreeing on 5 % of images, or while one rare class (Fear, Disgust) loses 10 points.

@@ -1,4 +1,4 @@
-"""``edgefer export``: a thin wrapper over :func:`edgefer.export.export`.
+"""``edgefer export``: a thin wrapper over :func:`edgefer.deploy.export`.
 
 ``--target trt`` on a machine without TensorRT: with ``--onnx-only`` (implied by
 ``--print-trtexec``) the ONNX the device builds from is written, the ``trtexec`` / ``edgefer
@@ -51,7 +51,7 @@ def register(app: typer.Typer) -> None:
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace earlier artifacts of the same name."),
     ) -> None:
         """Export a checkpoint to ONNX, OpenVINO IR or a TensorRT engine, with metadata and parity checks."""
-        from edgefer.export import export
+        from edgefer.deploy import export
         from edgefer.export.tensorrt import tensorrt_available
 
         if print_trtexec and target == "trt" and not tensorrt_available():

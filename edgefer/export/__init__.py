@@ -3,13 +3,15 @@
 Importing this package is cheap: torch, onnx, openvino and tensorrt are imported by the
 functions that need them (so a Jetson can build engines from an ONNX without PyTorch).
 
-* :func:`export` — the one call behind ``edgefer export`` (:mod:`edgefer.export.api`)
+* :func:`export` — checkpoint or ONNX -> artifact (:mod:`edgefer.export.api`); INT8 takes its
+  quantizer as an argument, since this package never imports :mod:`edgefer.quantize`. The call
+  behind ``edgefer export``, with NNCF PTQ wired in, is :func:`edgefer.deploy.export`.
 * :func:`torch_to_onnx`, :func:`export_onnx` — :mod:`edgefer.export.onnx`
 * :func:`make_reference` — FP32 reference predictions (:mod:`edgefer.export.reference`)
 * :func:`to_fp16_onnx` — :mod:`edgefer.export.fp16`
 * :func:`export_openvino` — :mod:`edgefer.export.openvino`
-* :func:`build_engine`, :func:`check_engine_compat`, :func:`trtexec_command` —
-  :mod:`edgefer.export.tensorrt`
+* :func:`build_engine`, :func:`trtexec_command` — :mod:`edgefer.export.tensorrt` (the engine
+  sidecar and its compatibility check are in :mod:`edgefer.engine_sidecar`)
 """
 
 from __future__ import annotations
@@ -25,7 +27,6 @@ _LAZY = {
     "to_fp16_onnx": "edgefer.export.fp16",
     "export_openvino": "edgefer.export.openvino",
     "build_engine": "edgefer.export.tensorrt",
-    "check_engine_compat": "edgefer.export.tensorrt",
     "trtexec_command": "edgefer.export.tensorrt",
     "load_profile": "edgefer.export.profiles",
 }

@@ -1,6 +1,10 @@
 """``edgefer.export.export``: one call from a checkpoint (or an FP32/FP16/Q-DQ ONNX) to a device
 artifact with its metadata, parity numbers and, optionally, the FP32 reference predictions.
 
+INT8 artifacts need a quantizer, which lives one layer up (:mod:`edgefer.quantize` imports this
+package, never the reverse): the caller passes it as ``int8`` (an :data:`Int8Quantizer`).
+:func:`edgefer.deploy.export` -- what ``edgefer export`` and the pipeline call -- passes NNCF PTQ.
+
 Everything is produced in a scratch directory inside ``out_dir`` and moved into place only when
 every step (export, parity checks, conversion, smoke inference, engine build) succeeded, so a
 failed export leaves no partial files; a scratch directory left by a killed export is removed at
@@ -20,8 +24,9 @@ from __future__ import annotations
 import contextlib
 import os
 import shlex
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from edgefer.errors import ExportError, MissingDependencyError
 from edgefer.export.profiles import DeviceProfile, load_profile
@@ -31,6 +36,20 @@ from edgefer.utils.io import ensure_writable_dir
 from edgefer.utils.outputs import check_outputs, record_outputs, safe_name
 
 DEFAULT_TRT_VERSION = "10.3"  # JetPack 6.1/6.2, the current Jetson release
+
+
+class Int8Artifact(Protocol):
+    """What an INT8 quantizer returns (:class:`edgefer.quantize.QuantizeResult` is one)."""
+
+    artifact: Path
+    files: list[Path]
+    report: dict[str, Any]
+
+
+#: Quantizes an FP32 ONNX to INT8 for ``target`` ("onnx", "openvino", "trt") into ``out_dir``, called
+#: with keywords ``onnx``, ``target``, ``out_dir``, ``calib_data``, ``calib_size``, ``progress`` and
+#: ``allow_missing_classes``. :func:`edgefer.deploy.ptq_int8` is the one edgefer uses.
+Int8Quantizer = Callable[..., Int8Artifact]
 
 
 def _resolve_profile(device_profile: str | os.PathLike | DeviceProfile | None) -> DeviceProfile | None:
@@ -81,6 +100,7 @@ def export(
     progress: bool = True,
     allow_missing_classes: bool = False,
     overwrite: bool = False,
+    int8: Int8Quantizer | None = None,
 ) -> ExportResult:
     """Export to ``target`` ("onnx", "openvino", "trt") at ``precision`` ("fp32", "fp16", "int8").
 
@@ -100,8 +120,11 @@ def export(
             here; default: the profile's, else the installed one, else 10.3 (JetPack 6.1/6.2).
         fp16_mode: "auto" (strongly typed FP16 ONNX where TensorRT has it), "flag" (FP16 builder
             flag, TensorRT <= 10) or "strongly-typed".
-        int8_mode: "qdq" (Q/DQ ONNX from :func:`edgefer.quantize.quantize`, default) or "entropy"
+        int8_mode: "qdq" (Q/DQ ONNX from the ``int8`` quantizer, default) or "entropy"
             (the legacy TensorRT calibrator, TensorRT <= 10).
+        int8: the quantizer that makes INT8 artifacts from the FP32 ONNX (see
+            :data:`Int8Quantizer`); :func:`edgefer.deploy.export` passes NNCF PTQ. Without it an
+            INT8 export that needs quantization is refused before any work is done.
     """
     if name is not None:
         safe_name(name, "--name")
@@ -139,6 +162,11 @@ def export(
         raise ExportError(
             "--precision int8 needs calibration data: pass --calib-data PATH (a dataset; 300 training "
             "images are used to set the INT8 ranges)"
+        )
+    if needs_calib and int8 is None and not (target == "trt" and int8_mode == "entropy"):
+        raise ExportError(
+            "INT8 export needs a quantizer: call edgefer.deploy.export (what `edgefer export` runs), "
+            "or pass int8=edgefer.deploy.ptq_int8"
         )
     if calib_data is not None and not Path(calib_data).exists():
         raise ExportError(f"calibration dataset {calib_data} does not exist")
@@ -201,6 +229,7 @@ def export(
                 name=name,
                 progress=progress,
                 allow_missing_classes=allow_missing_classes,
+                int8=int8,
             ),
         )
     except BaseException:
@@ -262,6 +291,7 @@ def _export_staged(
     name: str | None,
     progress: bool,
     allow_missing_classes: bool = False,
+    int8: Int8Quantizer | None = None,
 ) -> ExportResult:
     from edgefer.export.onnx import export_onnx
 
@@ -319,11 +349,21 @@ def _export_staged(
             files,
             meta,
             allow_missing_classes,
+            int8,
         )
     elif target == "openvino":
         if precision == "int8":
             artifact = _quantize(
-                fp32_onnx, "openvino", stage, calib_data, calib_size, progress, parity, files, allow_missing_classes
+                fp32_onnx,
+                "openvino",
+                stage,
+                calib_data,
+                calib_size,
+                progress,
+                parity,
+                files,
+                allow_missing_classes,
+                int8,
             )
         else:
             from edgefer.export.openvino import export_openvino
@@ -362,6 +402,7 @@ def _export_staged(
             notes=notes,
             meta=meta,
             allow_missing_classes=allow_missing_classes,
+            int8=int8,
         )
     final_meta = read_metadata(artifact) if artifact.suffix in (".onnx", ".xml") else meta.replace(precision=precision)
     return ExportResult(
@@ -389,19 +430,18 @@ def _quantize(
     parity: dict[str, float],
     files: list[Path],
     allow_missing_classes: bool = False,
+    int8: Int8Quantizer | None = None,
 ) -> Path:
     if fp32_onnx is None:
         raise ExportError("INT8 quantization starts from the FP32 ONNX")
-    from edgefer.quantize import quantize
-
-    res = quantize(
-        checkpoint=None,
-        data=calib_data,
+    if int8 is None:  # export() refuses this up front; kept for direct callers of the helpers
+        raise ExportError("INT8 export needs a quantizer: call edgefer.deploy.export")
+    res = int8(
+        onnx=fp32_onnx,
         target=target,
-        method="ptq",
-        calib_size=calib_size,
         out_dir=stage,
-        onnx_path=fp32_onnx,
+        calib_data=calib_data,
+        calib_size=calib_size,
         progress=progress,
         allow_missing_classes=allow_missing_classes,
     )
@@ -425,6 +465,7 @@ def _onnx_precision(
     files: list[Path],
     meta: ModelMetadata,
     allow_missing_classes: bool = False,
+    int8: Int8Quantizer | None = None,
 ) -> Path:
     """The ONNX at ``precision``: the FP32 hub, its FP16 conversion, or the Q/DQ INT8 ONNX."""
     if fp32_onnx is None:
@@ -438,7 +479,9 @@ def _onnx_precision(
         files.append(fp16)
         parity["onnx_fp16_vs_fp32"] = check_fp16(fp32_onnx, fp16, meta)
         return fp16
-    return _quantize(fp32_onnx, q_target, stage, calib_data, calib_size, progress, parity, files, allow_missing_classes)
+    return _quantize(
+        fp32_onnx, q_target, stage, calib_data, calib_size, progress, parity, files, allow_missing_classes, int8
+    )
 
 
 def _trt(
@@ -470,7 +513,9 @@ def _trt(
     notes: list[str],
     meta: ModelMetadata,
     allow_missing_classes: bool = False,
+    int8: Int8Quantizer | None = None,
 ) -> tuple[Path, bool, list[str]]:
+    from edgefer.engine_sidecar import parse_trt_version
     from edgefer.export import tensorrt as trtmod
 
     if build_here:
@@ -495,10 +540,10 @@ def _trt(
         # numerics are checked here on ORT. TensorRT 8.x builds the FP32 ONNX with the FP16 flag.
         fp16 = _onnx_precision(fp32_onnx, "fp16", stage, stem, None, 0, "trt", progress, parity, files, meta)
         plan = trtmod.plan_build(version, "fp16", "fp16", dla_core, fp16_mode)
-        source = fp16 if (plan.strongly_typed or trtmod.parse_trt_version(version)[0] >= 11) else fp32_onnx  # type: ignore[assignment]
+        source = fp16 if (plan.strongly_typed or parse_trt_version(version)[0] >= 11) else fp32_onnx  # type: ignore[assignment]
     else:
         source = _quantize(
-            fp32_onnx, "trt", stage, calib_data, calib_size, progress, parity, files, allow_missing_classes
+            fp32_onnx, "trt", stage, calib_data, calib_size, progress, parity, files, allow_missing_classes, int8
         )
     kind = "fp32" if calib else trtmod.onnx_kind_of(read_metadata(source))
     profile = trtmod.batch_profile(batch, dynamic, max_batch, opt_batch)

@@ -5,7 +5,7 @@ is the Q/DQ ONNX. Where a user still wants it, :func:`make_entropy_calibrator` s
 ``tensorrt.IInt8EntropyCalibrator2`` (the calibrator DLA requires): ``get_batch_size()``,
 ``get_batch(names) -> [device pointer] | None``, ``read_calibration_cache() -> bytes | None`` and
 ``write_calibration_cache(cache)``. Batches are the eval-preprocessed calibration subset
-(:func:`edgefer.quantize.calibration.calibration_arrays`, the same images NNCF PTQ sees) copied
+(:func:`edgefer.data.calibration.calibration_arrays`, the same images NNCF PTQ sees) copied
 to the GPU with :mod:`edgefer.backends.cuda_mem` (pycuda, or cuda-python). The cache makes the
 next build skip calibration: when it exists no data is needed.
 """
@@ -40,7 +40,7 @@ def make_entropy_calibrator(
     if not cache.exists():
         if data is None:
             raise ExportError("INT8 calibration needs --calib-data (or an existing calibration cache)")
-        from edgefer.quantize.calibration import calibration_arrays
+        from edgefer.data.calibration import calibration_arrays
 
         arrays = calibration_arrays(data, meta.preprocessing, calib_size=calib_size)
         batches = calibration_batches(arrays.x, batch)

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from edgefer.errors import ExportError, require
-from edgefer.export.onnx import INPUT_NAME, OUTPUT_NAME, _tmp_dir, check_onnx, ort_session, set_onnx_metadata
-from edgefer.metadata import ModelMetadata
+from edgefer.export.onnx import INPUT_NAME, OUTPUT_NAME, _tmp_dir, check_onnx, ort_session
+from edgefer.metadata import ModelMetadata, set_onnx_metadata
 from edgefer.utils.io import sha256_file
 
 #: Max abs logit difference tolerated between the FP16 and the FP32 ONNX on random inputs

@@ -28,7 +28,7 @@ import numpy as np
 
 from edgefer.errors import EdgeferError, ExportError, require
 from edgefer.export.result import ExportResult
-from edgefer.metadata import ModelMetadata
+from edgefer.metadata import ModelMetadata, set_onnx_metadata
 from edgefer.utils.io import ensure_writable_dir, sha256_file
 from edgefer.utils.outputs import safe_name
 
@@ -150,17 +150,6 @@ def simplify_onnx(model: onnx_t.ModelProto) -> onnx_t.ModelProto:
     if slim is None:  # pragma: no cover - onnxslim returns None only when writing to a path
         raise ExportError("onnxslim returned no model")
     return slim
-
-
-def set_onnx_metadata(model: onnx_t.ModelProto, metadata: ModelMetadata) -> None:
-    """Replace the ``edgefer.*`` entries of ``metadata_props`` with ``metadata.to_props()``."""
-    props = metadata.to_props()
-    keep = [(p.key, p.value) for p in model.metadata_props if not p.key.startswith("edgefer.")]
-    del model.metadata_props[:]
-    for key, value in [*keep, *props.items()]:
-        entry = model.metadata_props.add()
-        entry.key, entry.value = key, value
-    model.doc_string = f"edgefer {metadata.model_name} ({metadata.precision})"
 
 
 def check_onnx(model: onnx_t.ModelProto) -> None:

@@ -6,7 +6,7 @@ BF16/FP16 where the hardware has it), which is what OpenVINO calls an FP16 IR. T
 metadata goes into ``rt_info["framework"]`` (the same flat ``to_props()`` map as the ONNX, so
 :func:`edgefer.metadata.read_metadata` reads it back), and the saved IR is read again and run
 once on the CPU as a smoke test, compared with the ONNX on ONNX Runtime. INT8 IRs come from the
-quantization stage (:func:`edgefer.quantize.quantize`), called by :func:`edgefer.export.export`.
+quantization stage (:func:`edgefer.quantize.quantize`), called by :func:`edgefer.deploy.export`.
 """
 
 from __future__ import annotations
@@ -18,20 +18,13 @@ import numpy as np
 
 from edgefer.errors import ExportError, require
 from edgefer.export.onnx import INPUT_NAME, OUTPUT_NAME, _tmp_dir, ort_session
-from edgefer.metadata import ModelMetadata, read_metadata
+from edgefer.metadata import ModelMetadata, read_metadata, set_ov_metadata
 from edgefer.utils.io import sha256_file
 from edgefer.utils.outputs import safe_name
 
 #: Max abs logit difference of the OpenVINO IR to the ONNX on ORT, relative to the logit scale
 #: (``tol * max(1, max |logit|)``). FP32 IRs agree to ~1e-5; FP16-weight IRs to ~1e-3.
 OV_TOLERANCE = {"fp32": 1e-4, "fp16": 2e-2}
-
-
-def set_ov_metadata(model, metadata: ModelMetadata) -> None:
-    """Write ``metadata.to_props()`` into ``rt_info["framework"]`` (overwriting the copy of the
-    ONNX props that ``convert_model`` carries over, so ``precision`` is the IR's own)."""
-    for key, value in metadata.to_props().items():
-        model.set_rt_info(value, ["framework", key])
 
 
 def export_openvino(

@@ -13,8 +13,9 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from edgefer.engine_sidecar import parse_trt_version
 from edgefer.errors import ExportError
-from edgefer.export.tensorrt import DEFAULT_WORKSPACE_MIB, BatchProfile, batch_profile, parse_trt_version
+from edgefer.export.tensorrt import DEFAULT_WORKSPACE_MIB, BatchProfile, batch_profile
 
 
 @dataclass(frozen=True)

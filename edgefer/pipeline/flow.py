@@ -95,8 +95,8 @@ class PipelineConfig:
         """Raise :class:`EdgeferError` for any option that cannot work, before a stage runs or a file
         is written (a typo in ``--gate`` must not cost a training run first)."""
         from edgefer.bench.gate import Gate
+        from edgefer.data.calibration import MIN_CALIB_SIZE
         from edgefer.labels import NUM_CLASSES
-        from edgefer.quantize.calibration import MIN_CALIB_SIZE
 
         def check(ok: bool, msg: str) -> None:
             if not ok:
@@ -517,7 +517,7 @@ class _Flow:
         build = tensorrt_available()
 
         def run() -> None:
-            from edgefer.export import export
+            from edgefer.deploy import export
 
             src = source()
             res = export(

@@ -19,8 +19,8 @@ _LAZY = {
     "METHODS": "edgefer.quantize.api",
     "DEFAULT_MAX_DROP": "edgefer.quantize.api",
     "check_qdq": "edgefer.quantize.ptq",
-    "calibration_arrays": "edgefer.quantize.calibration",
-    "MIN_CALIB_SIZE": "edgefer.quantize.calibration",
+    "calibration_arrays": "edgefer.data.calibration",
+    "MIN_CALIB_SIZE": "edgefer.data.calibration",
     "sensitivity": "edgefer.quantize.sensitivity_report",
     "SensitivityResult": "edgefer.quantize.sensitivity_report",
 }

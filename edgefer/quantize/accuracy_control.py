@@ -22,9 +22,10 @@ from typing import Any
 
 import numpy as np
 
+from edgefer.data.calibration import ArrayData
 from edgefer.quantize import ptq
-from edgefer.quantize.calibration import ArrayData, nncf_dataset
 from edgefer.quantize.evaluate import Runner, accuracy
+from edgefer.quantize.ptq import nncf_dataset
 
 
 class _Validator:

@@ -5,7 +5,7 @@ The flow for every method and target:
 1. the FP32 ONNX (exported from the checkpoint by :func:`edgefer.export.onnx.export_onnx`, or
    given) is the reference; its metadata gives the preprocessing;
 2. calibration images from the training split and validation images, both through the *eval*
-   preprocessing (:mod:`edgefer.quantize.calibration`);
+   preprocessing (:mod:`edgefer.data.calibration`);
 3. one NNCF run: ``ptq`` (plain PTQ), ``ptq-acc`` (accuracy control within ``max_drop`` points),
    ``qat`` (quantization-aware fine-tuning in PyTorch) or ``wc`` (INT8 weights only, OpenVINO);
 4. the artifact is written atomically with ``precision="int8"`` metadata, loaded back through
@@ -31,15 +31,9 @@ from typing import Any
 
 import numpy as np
 
+from edgefer.data.calibration import ArrayData, DatasetLike, calibration_arrays, validation_arrays
 from edgefer.errors import QuantizationError, require
-from edgefer.metadata import ModelMetadata, read_metadata
-from edgefer.quantize.calibration import (
-    ArrayData,
-    DatasetLike,
-    calibration_arrays,
-    nncf_dataset,
-    validation_arrays,
-)
+from edgefer.metadata import ModelMetadata, read_metadata, set_onnx_metadata, set_ov_metadata
 from edgefer.quantize.evaluate import compare, predict
 from edgefer.utils.io import atomic_path, dir_size, sha256_file, write_json
 from edgefer.utils.outputs import check_outputs, safe_name, staged_output, staging_dir
@@ -145,8 +139,6 @@ def save_ir(model: Any, xml: Path, meta: ModelMetadata) -> Path:
     """Write an OpenVINO model to ``xml`` (+ ``.bin``) with ``meta`` in rt_info, atomically."""
     import openvino as ov
 
-    from edgefer.export.openvino import set_ov_metadata
-
     set_ov_metadata(model, meta)
     with staging_dir(xml.parent, "ir") as tmp:
         staged = tmp / xml.name
@@ -160,8 +152,6 @@ def save_ir(model: Any, xml: Path, meta: ModelMetadata) -> Path:
 def save_onnx(model: Any, path: Path, meta: ModelMetadata) -> Path:
     """Write an ONNX model with ``meta`` as metadata_props, checked and atomically."""
     import onnx
-
-    from edgefer.export.onnx import set_onnx_metadata
 
     set_onnx_metadata(model, meta)
     try:
@@ -430,8 +420,8 @@ def _ptq(target: str, fp32_path: Path, calib: ArrayData, kwargs: dict[str, Any])
 
     model = _load_fp32(fp32_path, target)
     if target == "openvino":
-        return ptq.quantize_openvino(model, nncf_dataset(calib.x), **kwargs)
-    return ptq.quantize_onnx(model, nncf_dataset(calib.x, input_name(model)), **kwargs)
+        return ptq.quantize_openvino(model, ptq.nncf_dataset(calib.x), **kwargs)
+    return ptq.quantize_onnx(model, ptq.nncf_dataset(calib.x, input_name(model)), **kwargs)
 
 
 def _report(

@@ -15,7 +15,7 @@
   TensorRT fuses a DQ->op->Q chain into one INT8 kernel. :func:`check_qdq` then verifies the
   graph and fails loudly if anything else slipped in.
 
-Torch-free (DESIGN.md: everything downstream of the ONNX file is).
+Torch-free (docs/architecture.md: everything downstream of the ONNX file is).
 """
 
 from __future__ import annotations
@@ -288,3 +288,22 @@ def quantized_op_names(model: Any) -> set[str]:
                 names.add(op.get_friendly_name())
                 break
     return names
+
+
+def nncf_dataset(x: np.ndarray, input_name: str | None = None, transform: Any = None) -> Any:
+    """Wrap preprocessed images as an ``nncf.Dataset`` of single-image batches (1, 3, H, W).
+
+    One image per item keeps NNCF's statistics per sample (its default for non-batched data) and
+    makes ``subset_size`` count images. The OpenVINO backend takes the array itself; the ONNX
+    backend wants ``{input_name: array}`` (pass ``input_name``); ``transform`` maps an item to any
+    other model input (e.g. a torch tensor for QAT).
+    """
+    import nncf
+
+    items = [x[i : i + 1] for i in range(len(x))]
+    if transform is None and input_name is not None:
+
+        def transform(item: np.ndarray) -> dict[str, np.ndarray]:
+            return {input_name: item}
+
+    return nncf.Dataset(items, transform)

@@ -36,9 +36,9 @@ from typing import Any
 
 import numpy as np
 
+from edgefer.data.calibration import ArrayData, open_split
 from edgefer.errors import QuantizationError
 from edgefer.metadata import ModelMetadata
-from edgefer.quantize.calibration import ArrayData, open_split
 
 
 def use_reference_fake_quantize() -> None:

@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgefer.data.calibration import calibration_arrays, validation_arrays
 from edgefer.errors import QuantizationError
-from edgefer.quantize.calibration import calibration_arrays, nncf_dataset, validation_arrays
 from edgefer.utils.io import write_json, write_text
 from edgefer.utils.outputs import check_outputs, staged_output, staging_dir
 
@@ -136,6 +136,7 @@ def sensitivity(
     from edgefer.quantize import ptq
     from edgefer.quantize.api import _check_classes, _fp32_onnx, input_name, quiet
     from edgefer.quantize.evaluate import compare, predict
+    from edgefer.quantize.ptq import nncf_dataset
 
     check_outputs(out_dir, ["sensitivity.json", "sensitivity.md"], overwrite=overwrite)
     with staged_output(out_dir, "sensitivity", overwrite=overwrite) as stage, staging_dir(out_dir, "fp32") as scratch:

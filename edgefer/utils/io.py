@@ -1,4 +1,4 @@
-"""Atomic file writing and hashing (DESIGN.md invariant 3: nothing half-written).
+"""Atomic file writing and hashing (docs/architecture.md invariant 3: nothing half-written).
 
 Checkpoints, engines, reports and reference files are written to a temporary file in the
 destination directory and renamed over the target, so a crash or Ctrl-C leaves either the old

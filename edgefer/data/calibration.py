@@ -1,4 +1,4 @@
-"""Calibration and validation data for quantization, through the *eval* preprocessing.
+"""Calibration and validation data for quantization and engine calibration, through the *eval* preprocessing.
 
 Calibration must see exactly the tensors the deployed model will see, so images go through
 :func:`edgefer.preprocess.preprocess_batch` with the model's own :class:`Preprocessing` (never the
@@ -6,7 +6,9 @@ training augmentation). The subset is deterministic (a seeded permutation, so th
 gives the same INT8 model) and its size is checked up front: NNCF happily "calibrates" on one
 image and produces ranges that clip everything else, so too little data is a clear error here.
 
-Torch-free: used by the OpenVINO/ONNX PTQ path that runs without PyTorch.
+Torch-free, and in the data layer so that both :mod:`edgefer.quantize` (NNCF PTQ) and the TensorRT
+entropy calibrator in :mod:`edgefer.export.calibrator` read the same images without one builder
+package importing the other.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 
@@ -137,22 +139,3 @@ def validation_arrays(
     if len(dataset) == 0:
         raise QuantizationError(f"the {split!r} split is empty: nothing to measure the INT8 accuracy on")
     return load_arrays(dataset, select_subset(len(dataset), size, seed), pp, split)
-
-
-def nncf_dataset(x: np.ndarray, input_name: str | None = None, transform: Any = None) -> Any:
-    """Wrap preprocessed images as an ``nncf.Dataset`` of single-image batches (1, 3, H, W).
-
-    One image per item keeps NNCF's statistics per sample (its default for non-batched data) and
-    makes ``subset_size`` count images. The OpenVINO backend takes the array itself; the ONNX
-    backend wants ``{input_name: array}`` (pass ``input_name``); ``transform`` maps an item to any
-    other model input (e.g. a torch tensor for QAT).
-    """
-    import nncf
-
-    items = [x[i : i + 1] for i in range(len(x))]
-    if transform is None and input_name is not None:
-
-        def transform(item: np.ndarray) -> dict[str, np.ndarray]:
-            return {input_name: item}
-
-    return nncf.Dataset(items, transform)

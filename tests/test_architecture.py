@@ -1,0 +1,237 @@
+"""Layer rules of docs/architecture.md, checked on the source with ``ast``.
+
+Every module under ``edgefer/`` is parsed and every import in it is collected, at any depth:
+module level, inside functions and methods, under ``if TYPE_CHECKING``, inside ``try``. Relative
+imports are resolved. The rules (docs/architecture.md, "Layers"):
+
+1. ``edgefer.export`` never imports ``edgefer.quantize`` (quantize sits above export; the INT8
+   export that needs both is ``edgefer.deploy``), nor ``deploy``, ``pipeline`` or ``cli``.
+2. ``edgefer.quantize`` never imports ``deploy``, ``pipeline`` or ``cli``.
+3. The device side (``backends``, ``bench``, ``runtime``, ``bundle``, ``metadata``,
+   ``engine_sidecar``, ``formats``) never imports the builders (``export``, ``quantize``,
+   ``deploy``), training (``training``, ``models``), ``pipeline`` or ``cli``; and neither it nor
+   any edgefer module it reaches through its imports imports torch, torchvision, nncf or
+   matplotlib -- except the allowed edges in :data:`ALLOWED`, each with its reason.
+4. The data readers (``edgefer.data``) are torch-free (only ``torch_dataset`` imports torch) and
+   import no builder, training or top-level package: the benchmark reads datasets on the device.
+5. Only ``edgefer.cli`` imports ``edgefer.cli``; only ``cli`` and ``pipeline`` import ``pipeline``.
+6. The base layer (:data:`BASE`) imports only the base layer, and no torch, torchvision or nncf.
+
+A violation fails with the module, the line and the import, e.g.
+``edgefer.backends.tensorrt:117 imports edgefer.export.tensorrt``.
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "edgefer"
+
+DEVICE = (
+    "edgefer.backends",
+    "edgefer.bench",
+    "edgefer.runtime",
+    "edgefer.bundle",
+    "edgefer.metadata",
+    "edgefer.engine_sidecar",
+    "edgefer.formats",
+)
+BUILDERS = ("edgefer.export", "edgefer.quantize", "edgefer.deploy")
+TRAINING = ("edgefer.training", "edgefer.models")
+TOP = ("edgefer.pipeline", "edgefer.cli")
+HEAVY = ("torch", "torchvision", "nncf", "matplotlib")
+BASE = (
+    "edgefer.errors",
+    "edgefer.labels",
+    "edgefer.preprocess",
+    "edgefer.metadata",
+    "edgefer.engine_sidecar",
+    "edgefer.formats",
+    "edgefer.reference",
+    "edgefer.metrics",
+    "edgefer.utils",
+)
+
+#: (importing module, imported top-level name or edgefer package) -> why the edge is allowed.
+#: The walk of rule 3 does not follow these edges.
+ALLOWED: dict[tuple[str, str], str] = {
+    ("edgefer.backends.torch", "torch"): "the PyTorch backend runs .pt checkpoints; it imports torch when one loads",
+    ("edgefer.backends.torch", "edgefer.training"): "it rebuilds the model from the checkpoint, only when one loads",
+    ("edgefer.bench.plots", "matplotlib"): "optional plots: skipped with a note when matplotlib is missing",
+    ("edgefer.utils.io", "matplotlib"): "save_figure, called by bench.plots only after matplotlib imported",
+}
+
+
+@dataclass(frozen=True)
+class Import:
+    """One import statement's target as seen from ``module`` (line ``line``)."""
+
+    module: str
+    target: str
+    line: int
+
+    def __str__(self) -> str:
+        return f"{self.module}:{self.line} imports {self.target}"
+
+
+def module_name(path: Path, root: Path) -> str:
+    """``root/edgefer/export/api.py`` -> ``edgefer.export.api`` (``__init__`` names the package)."""
+    parts = list(path.relative_to(root.parent).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def imports_of(path: Path, root: Path, modules: set[str]) -> list[Import]:
+    """Every import in the file at any depth, relative ones resolved. ``from a import b`` yields
+    ``a`` and, when ``a.b`` is a module of the package, ``a.b`` too (importing it runs both)."""
+    name = module_name(path, root)
+    is_pkg = path.name == "__init__.py"
+    out: list[Import] = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        if isinstance(node, ast.Import):
+            out += [Import(name, a.name, node.lineno) for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = name.split(".") if is_pkg else name.split(".")[:-1]
+                base = base[: len(base) - (node.level - 1)]
+                target = ".".join([*base, node.module] if node.module else base)
+            else:
+                target = node.module or ""
+            out.append(Import(name, target, node.lineno))
+            out += [
+                Import(name, f"{target}.{a.name}", node.lineno) for a in node.names if f"{target}.{a.name}" in modules
+            ]
+    return out
+
+
+def scan(root: Path = PACKAGE) -> dict[str, list[Import]]:
+    """{module name: its imports} for every ``.py`` file under ``root`` (a package folder)."""
+    files = sorted(root.rglob("*.py"))
+    modules = {module_name(f, root) for f in files}
+    return {module_name(f, root): imports_of(f, root, modules) for f in files}
+
+
+def within(name: str, prefixes: tuple[str, ...]) -> bool:
+    """Whether module ``name`` is one of ``prefixes`` or inside one of them."""
+    return any(name == p or name.startswith(p + ".") for p in prefixes)
+
+
+def allowed(imp: Import) -> bool:
+    return any(imp.module == m and within(imp.target, (t,)) for (m, t) in ALLOWED)
+
+
+def layer_violations(graph: dict[str, list[Import]]) -> list[str]:
+    """Rules 1, 2, 4, 5 and 6 (direct imports) and the direct part of rule 3."""
+    bad: list[str] = []
+    for module, imports in graph.items():
+        for imp in imports:
+            t = imp.target
+            if within(module, ("edgefer.export",)) and within(t, ("edgefer.quantize", "edgefer.deploy", *TOP)):
+                bad.append(f"{imp}  [rule 1: export/ imports no quantize, deploy, pipeline or cli]")
+            if within(module, ("edgefer.quantize",)) and within(t, ("edgefer.deploy", *TOP)):
+                bad.append(f"{imp}  [rule 2: quantize/ imports no deploy, pipeline or cli]")
+            if within(module, DEVICE) and within(t, (*BUILDERS, *TRAINING, *TOP)) and not allowed(imp):
+                bad.append(f"{imp}  [rule 3: the device side imports no builder, training, pipeline or cli]")
+            if (
+                within(module, ("edgefer.data",))
+                and module != "edgefer.data.torch_dataset"
+                and within(t, (*BUILDERS, *TRAINING, *TOP, *HEAVY))
+            ):
+                bad.append(f"{imp}  [rule 4: the data readers are torch-free and import no builder]")
+            if within(t, ("edgefer.cli",)) and not within(module, ("edgefer.cli",)):
+                bad.append(f"{imp}  [rule 5: only the CLI imports the CLI]")
+            if within(t, ("edgefer.pipeline",)) and not within(module, TOP):
+                bad.append(f"{imp}  [rule 5: only the CLI and the pipeline import the pipeline]")
+            if within(module, BASE) and not allowed(imp):
+                above = t.startswith("edgefer.") and not within(t, BASE)
+                if above or t.split(".")[0] in HEAVY:
+                    bad.append(f"{imp}  [rule 6: the base layer imports only the base layer, no torch or nncf]")
+    return bad
+
+
+def device_heavy_imports(graph: dict[str, list[Import]]) -> list[str]:
+    """Rule 3, transitively: from every device-side module, follow its edgefer imports (not the
+    :data:`ALLOWED` edges) and report any reached module that imports torch, torchvision, nncf or
+    matplotlib, or any builder/training/top package, with the path that reaches it."""
+    bad: set[str] = set()
+    starts = [m for m in graph if within(m, DEVICE)]
+    for start in starts:
+        seen = {start: [start]}
+        todo = [start]
+        while todo:
+            module = todo.pop()
+            for imp in graph.get(module, []):
+                if allowed(imp):
+                    continue
+                via = " -> ".join(seen[module])
+                if imp.target.split(".")[0] in HEAVY or within(imp.target, (*BUILDERS, *TRAINING, *TOP)):
+                    bad.add(f"{imp}  [rule 3: reached from the device side via {via}]")
+                elif imp.target in graph and imp.target not in seen:
+                    seen[imp.target] = [*seen[module], imp.target]
+                    todo.append(imp.target)
+    return sorted(bad)
+
+
+def test_layer_rules() -> None:
+    bad = layer_violations(scan())
+    assert not bad, "layer rules of docs/architecture.md broken:\n  " + "\n  ".join(bad)
+
+
+def test_device_side_reaches_no_torch_nncf_matplotlib_or_builders() -> None:
+    bad = device_heavy_imports(scan())
+    assert not bad, "the device side reaches heavy or builder imports:\n  " + "\n  ".join(bad)
+
+
+def test_allowed_edges_exist() -> None:
+    """An allowance whose import is gone is stale: drop it, so it cannot hide a new import later."""
+    graph = scan()
+    used = {(m, t) for (m, t) in ALLOWED if any(within(i.target, (t,)) for i in graph.get(m, []))}
+    assert set(ALLOWED) == used, f"stale allowances: {sorted(set(ALLOWED) - used)}"
+
+
+def test_scanner_sees_imports_at_any_depth(tmp_path: Path) -> None:
+    """The checker itself: an import hidden in a method, a relative import and a ``try`` import are
+    all found, and each rule reports the module, line and import."""
+    pkg = tmp_path / "edgefer"
+    for sub in ("export", "backends", "quantize", "utils"):
+        (pkg / sub).mkdir(parents=True)
+        (pkg / sub / "__init__.py").write_text("")
+    (pkg / "__init__.py").write_text("")
+    (pkg / "quantize" / "api.py").write_text("def quantize():\n    pass\n")
+    (pkg / "export" / "api.py").write_text(
+        "class A:\n    def f(self):\n        if True:\n            from ..quantize.api import quantize\n"
+    )
+    helpers = "def g():\n    try:\n        import torch\n    except ImportError:\n        pass\n"
+    (pkg / "utils" / "helpers.py").write_text(helpers)
+    (pkg / "backends" / "x.py").write_text("from edgefer.utils import helpers\n")
+    graph = scan(pkg)
+    assert "edgefer.export.api:4 imports edgefer.quantize.api" in "\n".join(layer_violations(graph))
+    heavy = device_heavy_imports(graph)
+    assert any(h.startswith("edgefer.utils.helpers:3 imports torch") and "edgefer.backends.x" in h for h in heavy)
+
+
+def test_int8_export_without_a_quantizer_is_refused(tmp_path: Path) -> None:
+    """edgefer.export builds no INT8 by itself (it may not import quantize): without ``int8`` the
+    export refuses up front with a message naming edgefer.deploy.export, and writes nothing."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    from edgefer.errors import ExportError
+    from edgefer.export import export
+    from edgefer.metadata import ModelMetadata, set_onnx_metadata
+
+    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 8, 8])
+    y = helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 3, 8, 8])
+    model = helper.make_model(helper.make_graph([helper.make_node("Identity", ["input"], ["logits"])], "g", [x], [y]))
+    set_onnx_metadata(model, ModelMetadata(model_name="tiny"))
+    src = tmp_path / "tiny.onnx"
+    onnx.save(model, str(src))
+    out = tmp_path / "out"
+    with pytest.raises(ExportError, match=r"needs a quantizer: call edgefer\.deploy\.export"):
+        export(onnx=src, target="onnx", precision="int8", calib_data=tmp_path, out_dir=out)
+    assert not out.exists()
