@@ -29,7 +29,6 @@ Torch-free.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
 import hashlib
 import json
@@ -529,13 +528,3 @@ def make_bundle(
             tar.add(target, arcname=target.name)
         return shown.with_name(archive_target.name) if shown.name not in ("", ".", "..") else archive_target
     return shown
-
-
-@contextlib.contextmanager
-def opened_bundle(path: str | os.PathLike):
-    """Context manager around :func:`open_bundle` that cleans up an extracted archive."""
-    b = open_bundle(path)
-    try:
-        yield b
-    finally:
-        b.close()

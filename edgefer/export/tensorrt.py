@@ -37,7 +37,6 @@ import datetime as _dt
 import json
 import os
 import re
-import shlex
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -300,10 +299,6 @@ def trtexec_command(
     if dla_core is not None:
         cmd += [f"--useDLACore={int(dla_core)}", "--allowGPUFallback"]
     return cmd
-
-
-def format_command(cmd: list[str]) -> str:
-    return shlex.join(cmd)
 
 
 # ---------------------------------------------------------------------------------------------
