@@ -29,7 +29,6 @@ Torch-free.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
 import hashlib
 import json
@@ -43,6 +42,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
 from edgefer.errors import EdgeferError
+from edgefer.formats import DEPLOYABLE_SUFFIXES, UnknownFormatError, format_of
 from edgefer.metadata import ModelMetadata, read_metadata, sidecar_path
 from edgefer.utils.io import atomic_path, ensure_writable_dir, sha256_file, write_json, write_text
 
@@ -52,7 +52,8 @@ BUNDLE_KIND = "edgefer-bundle"
 MANIFEST = "bundle.json"
 MANIFEST_SHA = MANIFEST + ".sha256"
 REFERENCE_NAME = "reference.npz"
-ARTIFACT_SUFFIXES = (".onnx", ".xml", ".engine", ".plan", ".trt")
+#: Suffixes of the artifacts a bundle holds (from :data:`edgefer.formats.FORMATS`).
+ARTIFACT_SUFFIXES = DEPLOYABLE_SUFFIXES
 
 
 class BundleError(EdgeferError):
@@ -61,21 +62,14 @@ class BundleError(EdgeferError):
 
 def artifact_files(path: str | os.PathLike) -> list[Path]:
     """The files that make up one artifact: an IR's ``.xml`` + ``.bin``, an ONNX + its external
-    data, an engine + its JSON sidecar. Used for size on disk and for bundling."""
+    data, an engine + its JSON sidecar (:meth:`edgefer.formats.Format.files`). Used for size on
+    disk and for bundling. A file of unknown format counts with its sidecar, if any: the size of
+    a file a backend is forced onto (``backend=...``) is still measured."""
     p = Path(path)
-    files = [p]
-    suffix = p.suffix.lower()
-    if suffix == ".xml":
-        files.append(p.with_suffix(".bin"))
-    elif suffix == ".onnx":
-        files += [p.with_name(p.name + ".data"), p.with_suffix(".data")]
-    if suffix != ".pt":
-        files.append(sidecar_path(p))
-    seen: list[Path] = []
-    for f in files:
-        if f.is_file() and f not in seen:
-            seen.append(f)
-    return seen
+    try:
+        return format_of(p).files(p)
+    except UnknownFormatError:
+        return [f for f in (p, sidecar_path(p)) if f.is_file()]
 
 
 def artifact_size(path: str | os.PathLike) -> int:
@@ -322,7 +316,18 @@ def open_bundle(path: str | os.PathLike) -> Bundle:
 
 
 def _backend_for(path: Path) -> str:
-    return {".onnx": "onnxruntime", ".xml": "openvino"}.get(path.suffix.lower(), "tensorrt")
+    """The backend recorded for an artifact in ``bundle.json``; :class:`BundleError` for a file that
+    is not a deployable artifact (a checkpoint, an unknown suffix), never a guess."""
+    try:
+        fmt = format_of(path)
+    except UnknownFormatError as exc:
+        raise BundleError(str(exc)) from None
+    if not fmt.deployable:
+        raise BundleError(
+            f"{path.name} is a {fmt.name} file, not a deployable artifact "
+            f"(a bundle holds {', '.join(ARTIFACT_SUFFIXES)}): export it first"
+        )
+    return fmt.backend
 
 
 def _check_target(target: Path, shown: Path, overwrite: bool) -> None:
@@ -444,9 +449,10 @@ def make_bundle(
     metas: list[tuple[Path, ModelMetadata]] = []
     for a in artifacts:
         p = Path(a)
-        if not p.is_file() or p.suffix.lower() not in ARTIFACT_SUFFIXES:
+        if not p.is_file():
             raise BundleError(f"{p} is not an artifact file (expected one of {', '.join(ARTIFACT_SUFFIXES)})")
-        if p.suffix.lower() == ".xml" and not p.with_suffix(".bin").is_file():
+        backend = _backend_for(p)  # an unknown suffix or a checkpoint: refused, naming the known suffixes
+        if backend == "openvino" and not p.with_suffix(".bin").is_file():
             raise BundleError(
                 f"{p} is an OpenVINO IR without its weights: {p.with_suffix('.bin')} does not exist "
                 "(the .xml and .bin are made and shipped together)"
@@ -529,13 +535,3 @@ def make_bundle(
             tar.add(target, arcname=target.name)
         return shown.with_name(archive_target.name) if shown.name not in ("", ".", "..") else archive_target
     return shown
-
-
-@contextlib.contextmanager
-def opened_bundle(path: str | os.PathLike):
-    """Context manager around :func:`open_bundle` that cleans up an extracted archive."""
-    b = open_bundle(path)
-    try:
-        yield b
-    finally:
-        b.close()

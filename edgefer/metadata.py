@@ -191,7 +191,8 @@ def sidecar_path(artifact: str | os.PathLike) -> Path:
 
 def read_metadata(path: str | os.PathLike) -> ModelMetadata:
     """Metadata of any artifact: ``.onnx``, OpenVINO ``.xml``, TensorRT ``.engine``/``.plan``
-    (its JSON sidecar), or a bundle directory (``bundle.json``).
+    (its JSON sidecar), or a bundle directory (``bundle.json``), read the way its row of
+    :data:`edgefer.formats.FORMATS` says. An unknown suffix is an :class:`~edgefer.formats.UnknownFormatError`.
 
     Only the package the artifact needs is imported (onnx, openvino), never torch.
     """
@@ -206,8 +207,10 @@ def read_metadata(path: str | os.PathLike) -> ModelMetadata:
         if not isinstance(data.get("metadata"), dict):
             raise BackendError(f"bundle manifest {manifest} has no metadata object")
         return ModelMetadata.from_dict(data["metadata"])
-    suffix = p.suffix.lower()
-    if suffix == ".onnx":
+    from edgefer.formats import format_of
+
+    fmt = format_of(p)  # an unknown suffix: UnknownFormatError naming the known ones
+    if fmt.metadata == "onnx":
         from edgefer.errors import require
 
         onnx = require("onnx", "onnx", "reading ONNX metadata")
@@ -216,7 +219,7 @@ def read_metadata(path: str | os.PathLike) -> ModelMetadata:
         except Exception as exc:  # protobuf raises DecodeError, RuntimeWarning-ish types, OSError...
             raise BackendError(f"{p} is not a readable ONNX model ({type(exc).__name__}: {str(exc)[:200]})") from None
         return ModelMetadata.from_props({e.key: e.value for e in model.metadata_props})
-    if suffix == ".xml":
+    if fmt.metadata == "openvino":
         from edgefer.errors import require
 
         ov = require("openvino", "openvino", "reading OpenVINO metadata")
@@ -228,6 +231,11 @@ def read_metadata(path: str | os.PathLike) -> ModelMetadata:
         if not model.has_rt_info(["framework", PROPS_KEY]):
             raise BackendError(f"{p} has no edgefer metadata in rt_info: it was not exported by edgefer")
         return ModelMetadata.from_props({PROPS_KEY: model.get_rt_info(["framework", PROPS_KEY]).astype(str)})
+    if fmt.metadata == "checkpoint":
+        raise BackendError(
+            f"{p} is a training checkpoint: its metadata is read when it is loaded (the torch backend), "
+            "not by read_metadata; export it first (`edgefer export`)"
+        )
     sidecar = sidecar_path(p)
     if sidecar.exists():
         from edgefer.engine_sidecar import load_sidecar  # the one sidecar reader (it imports this module)

@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edgefer.formats import format_named
+
 # Two cores on CI: keep torch/OpenVINO/ORT from oversubscribing them.
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 
@@ -21,6 +23,19 @@ TEST_IMG_SIZE = 64
 SYNTH_DIFFICULTY = 0.3
 #: The model trained once per run for export/quantize/bench/runtime tests.
 TEST_MODEL = "msff_resnet18"
+#: Whether the tensorrt package is installed (the ``trt`` row of :mod:`edgefer.formats`): the one flag every
+#: test that needs TensorRT, or its absence, uses (``from conftest import HAS_TRT``).
+HAS_TRT = format_named("trt").installed()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip every test marked ``@pytest.mark.trt`` where tensorrt is not installed: one marker, one reason."""
+    if HAS_TRT:
+        return
+    skip = pytest.mark.skip(reason="tensorrt not installed (pip install edgefer[trt])")
+    for item in items:
+        if item.get_closest_marker("trt") is not None:
+            item.add_marker(skip)
 
 
 #: Environment variables that change what later tests compute or load; a test must not leave them changed

@@ -3,11 +3,10 @@ and provider selection; the TensorRT/CUDA logic that does not need a GPU."""
 
 from __future__ import annotations
 
-import importlib.util
-
 import numpy as np
 import pytest
 from _bench_artifacts import exported_artifacts
+from conftest import HAS_TRT
 
 from edgefer.backends import available_backends, open_model
 from edgefer.backends.cuda_mem import choose_allocator
@@ -16,8 +15,6 @@ from edgefer.backends.onnxruntime import select_providers
 from edgefer.backends.openvino import openvino_device_name
 from edgefer.backends.tensorrt import IOTensor, batch_limits, concrete_shape, uses_named_tensors
 from edgefer.errors import BackendError, EdgeferError, MissingDependencyError
-
-HAS_TRT = importlib.util.find_spec("tensorrt") is not None
 
 
 @pytest.fixture(scope="module")
@@ -168,7 +165,6 @@ def test_engine_without_tensorrt_names_the_extra(tmp_path):
 
 
 @pytest.mark.trt
-@pytest.mark.skipif(not HAS_TRT, reason="tensorrt not installed")
 def test_tensorrt_engine_matches_onnx(arts, tmp_path):  # pragma: no cover - needs a GPU with TensorRT
     from edgefer.export.tensorrt import build_engine
 

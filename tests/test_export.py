@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import HAS_TRT
 
 from edgefer.deploy import export
 from edgefer.errors import CheckpointError, EdgeferError, ExportError, MissingDependencyError
@@ -15,8 +16,6 @@ from edgefer.export.onnx import FP32_TOLERANCE, export_onnx, ort_session
 from edgefer.metadata import read_metadata
 from edgefer.preprocess import preprocess_batch
 from edgefer.reference import Reference
-
-HAS_TRT = __import__("importlib.util").util.find_spec("tensorrt") is not None
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import HAS_TRT
 
 from edgefer.pipeline.flow import PipelineConfig, run_pipeline, summary_rows
 
@@ -112,7 +113,7 @@ def test_pipeline_interrupt_resume_skip_and_partial_rerun(tmp_path: Path) -> Non
     }
     assert (result.report_dir / "report.md").exists()
     assert (result.bundle / "bundle.json").exists() and (result.bundle / "reference.npz").exists()
-    assert any("tensorrt is not installed" in n for n in result.notes) or _has_tensorrt()
+    assert any("tensorrt is not installed" in n for n in result.notes) or HAS_TRT
     trt_manifest = json.loads((out / "stages" / "trt-int8.json").read_text())
     assert trt_manifest["commands"] and Path(trt_manifest["artifact"]).exists()
     assert len(summary_rows(report)) == len(report["rows"])
@@ -130,12 +131,6 @@ def test_pipeline_interrupt_resume_skip_and_partial_rerun(tmp_path: Path) -> Non
     ran = [e.split()[1].rstrip(":") for e in events if e.startswith("[run]")]
     assert ran == ["openvino-int8", "benchmark", "bundle"], events
     assert int8.exists()
-
-
-def _has_tensorrt() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("tensorrt") is not None
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -15,7 +14,6 @@ from edgefer.export.tensorrt import BatchProfile, batch_profile, plan_build, trt
 from edgefer.metadata import ModelMetadata, read_metadata, sidecar_path
 from edgefer.preprocess import Preprocessing
 
-HAS_TRT = importlib.util.find_spec("tensorrt") is not None
 JETSON = Path(__file__).resolve().parents[1] / "export" / "jetson"
 
 
@@ -214,7 +212,6 @@ def test_build_script_is_executable_shell() -> None:
 
 
 @pytest.mark.trt
-@pytest.mark.skipif(not HAS_TRT, reason="tensorrt not installed")
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 def test_build_engine_and_load(tiny_checkpoint: Path, tmp_path: Path, precision: str) -> None:
     import numpy as np

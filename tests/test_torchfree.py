@@ -48,7 +48,7 @@ def test_imports_are_torch_free():
     res = _run(
         """
         import importlib
-        mods = ["edgefer", "edgefer.bench", "edgefer.backends", "edgefer.bundle", "edgefer.data",
+        mods = ["edgefer", "edgefer.formats", "edgefer.bench", "edgefer.backends", "edgefer.bundle", "edgefer.data",
                 "edgefer.metadata", "edgefer.reference", "edgefer.preprocess", "edgefer.cli",
                 "edgefer.backends.onnxruntime", "edgefer.backends.openvino", "edgefer.backends.tensorrt",
                 "edgefer.backends.cuda_mem", "edgefer.engine_sidecar", "edgefer.data.calibration",

@@ -1,12 +1,14 @@
 """The backend interface: ``load(path)``, ``infer(batch) -> logits``, ``info()``.
 
 A backend is a small class; adding one means adding one module that subclasses
-:class:`Backend`, decorates it with :func:`register_backend` and is listed in
-:data:`_BACKEND_MODULES`. Torch-free (the torch backend imports torch itself, lazily).
+:class:`Backend` and decorates it with :func:`register_backend`, plus one row of
+:data:`edgefer.formats.FORMATS` naming that module, the backend and its suffixes. Torch-free (the
+torch backend imports torch itself, lazily).
 
 Contract for subclasses:
 
-* ``can_load(path) -> bool`` (classmethod): cheap check, by suffix or file contents.
+* ``can_load(path) -> bool`` (classmethod): cheap check; by default a file with a suffix of the
+  backend's row in the formats table (override to look at file contents too).
 * ``_load(path)``: open the artifact (called by ``__init__``); set ``self.metadata``.
 * ``infer(batch)``: float32 NCHW numpy batch -> float32 (N, num_classes) logits numpy array.
   Must accept any batch size in ``[1, max_batch]`` (``None`` = unlimited).
@@ -25,6 +27,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from edgefer.errors import BackendError, MissingDependencyError
+from edgefer.formats import FORMATS, format_for_backend, known_suffixes
 from edgefer.metadata import ModelMetadata
 
 
@@ -47,8 +50,10 @@ class Backend(ABC):
             raise BackendError(f"{type(self).__name__} did not read metadata from {path}")
 
     @classmethod
-    @abstractmethod
-    def can_load(cls, path: Path) -> bool: ...
+    def can_load(cls, path: Path) -> bool:
+        """True for a file whose suffix the backend's row of the formats table claims."""
+        fmt = format_for_backend(cls.name)
+        return fmt is not None and path.is_file() and fmt.claims(path)
 
     @abstractmethod
     def _load(self, path: Path) -> None: ...
@@ -91,13 +96,8 @@ class Backend(ABC):
 
 
 _BACKENDS: list[type[Backend]] = []
-#: modules that define backends, in the order they are tried by :func:`open_model`.
-_BACKEND_MODULES = (
-    "edgefer.backends.onnxruntime",
-    "edgefer.backends.openvino",
-    "edgefer.backends.tensorrt",
-    "edgefer.backends.torch",
-)
+#: modules that define backends, in the order they are tried by :func:`open_model` (the table's).
+_BACKEND_MODULES = tuple(f.backend_module for f in FORMATS)
 
 
 def register_backend(cls: type[Backend]) -> type[Backend]:
@@ -126,7 +126,8 @@ def open_model(
     """Load an artifact with the backend that understands it (or the one named by ``backend``).
 
     ``.onnx`` runs on ONNX Runtime, ``.xml`` on OpenVINO, ``.engine``/``.plan`` on TensorRT and
-    ``.pt`` checkpoints on PyTorch by default.
+    ``.pt`` checkpoints on PyTorch by default: the backend of the row of
+    :data:`edgefer.formats.FORMATS` that claims the suffix.
     """
     p = Path(path)
     if not p.exists():
@@ -139,10 +140,7 @@ def open_model(
     else:
         candidates = [b for b in backends.values() if b.can_load(p)]
     if not candidates:
-        raise BackendError(
-            f"no backend can load {p.name} (known: .onnx -> onnxruntime, .xml -> openvino, "
-            ".engine/.plan -> tensorrt, .pt -> torch)"
-        )
+        raise BackendError(f"no backend can load {p.name} (known: {known_suffixes()})")
     cls = candidates[0]
     try:
         return cls(p, device=device, threads=threads)

@@ -60,10 +60,6 @@ class OnnxRuntimeBackend(Backend):
     name: ClassVar[str] = "onnxruntime"
     extra: ClassVar[str] = "onnx"
 
-    @classmethod
-    def can_load(cls, path: Path) -> bool:
-        return path.is_file() and path.suffix.lower() == ".onnx"
-
     def _load(self, path: Path) -> None:
         import onnxruntime as ort
 

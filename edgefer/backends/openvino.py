@@ -56,10 +56,6 @@ class OpenVinoBackend(Backend):
     name: ClassVar[str] = "openvino"
     extra: ClassVar[str] = "openvino"
 
-    @classmethod
-    def can_load(cls, path: Path) -> bool:
-        return path.is_file() and path.suffix.lower() == ".xml"
-
     def _load(self, path: Path) -> None:
         import openvino as ov
 

@@ -98,10 +98,6 @@ class TensorRTBackend(Backend):
     name: ClassVar[str] = "tensorrt"
     extra: ClassVar[str] = "trt"
 
-    @classmethod
-    def can_load(cls, path: Path) -> bool:
-        return path.is_file() and path.suffix.lower() in (".engine", ".plan", ".trt")
-
     def _load(self, path: Path) -> None:
         import tensorrt as trt
 

@@ -27,10 +27,6 @@ class TorchBackend(Backend):
     name: ClassVar[str] = "torch"
     extra: ClassVar[str] = ""  # torch is a core dependency, not an extra
 
-    @classmethod
-    def can_load(cls, path: Path) -> bool:
-        return path.is_file() and path.suffix.lower() in (".pt", ".pth")
-
     def _load(self, path: Path) -> None:
         import torch
 

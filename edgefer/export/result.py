@@ -6,12 +6,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgefer.formats import PRECISIONS, TARGETS  # one list for export, quantize and the pipeline
 from edgefer.metadata import ModelMetadata
 
-#: Targets ``edgefer export`` knows.
-TARGETS = ("onnx", "openvino", "trt")
-#: Precisions ``edgefer export`` knows.
-PRECISIONS = ("fp32", "fp16", "int8")
+__all__ = ["PRECISIONS", "TARGETS", "ExportResult"]
 
 
 @dataclass

@@ -36,7 +36,6 @@ ask for it.
 from __future__ import annotations
 
 import os
-import shlex
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -290,10 +289,6 @@ def trtexec_command(
     if dla_core is not None:
         cmd += [f"--useDLACore={int(dla_core)}", "--allowGPUFallback"]
     return cmd
-
-
-def format_command(cmd: list[str]) -> str:
-    return shlex.join(cmd)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -25,10 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from edgefer.errors import EdgeferError
+from edgefer.formats import TARGETS  # one list for export, quantize and the pipeline
 from edgefer.pipeline.stages import Stage, StageOutcome, StageRunner, canonical_params
 from edgefer.utils.io import ensure_writable_dir, write_json
 
-TARGETS = ("openvino", "onnx", "trt")
 #: Default gate of the pipeline, sized for the demo: a 750-image synthetic test split (one image of a
 #: rare class is several points of that class) and a 64 px MobileNetV3, whose INT8 flips near-tied
 #: predictions (measured: OpenVINO INT8 agrees 96.8 % with FP32 at -0.13 pt accuracy). The

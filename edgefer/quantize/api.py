@@ -33,12 +33,12 @@ import numpy as np
 
 from edgefer.data.calibration import ArrayData, DatasetLike, calibration_arrays, validation_arrays
 from edgefer.errors import QuantizationError, require
+from edgefer.formats import TARGETS  # one list for export, quantize and the pipeline
 from edgefer.metadata import ModelMetadata, read_metadata, set_onnx_metadata, set_ov_metadata
 from edgefer.quantize.evaluate import compare, predict
 from edgefer.utils.io import atomic_path, dir_size, sha256_file, write_json
 from edgefer.utils.outputs import check_outputs, safe_name, staged_output, staging_dir
 
-TARGETS = ("openvino", "trt", "onnx")
 METHODS = ("ptq", "ptq-acc", "qat", "wc")
 #: Budget used by ``ptq-acc`` when no ``max_drop`` is given (the issue's target: <= 0.5 point).
 DEFAULT_MAX_DROP = 0.5

@@ -129,10 +129,11 @@ _PRECISION_RANK = {"int8": 0, "fp16": 1, "fp32": 2}
 
 
 def _backend_importable(name: str) -> bool:
-    import importlib.util
+    """True when the engine package of the backend called ``name`` (per the formats table) is installed."""
+    from edgefer.formats import format_for_backend
 
-    module = {"onnxruntime": "onnxruntime", "openvino": "openvino", "tensorrt": "tensorrt"}.get(name, name)
-    return importlib.util.find_spec(module) is not None
+    fmt = format_for_backend(name)
+    return fmt is not None and fmt.installed()
 
 
 def resolve_artifact(path: str | os.PathLike, backend: str | None = None) -> Path:

@@ -8,7 +8,6 @@ always win. A recipe can be named by path or by the name of a recipe shipped in
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from dataclasses import asdict, dataclass, field, fields
 from importlib import resources
@@ -279,11 +278,6 @@ def load_config(yaml_path: str | os.PathLike | None, overrides: dict[str, Any] |
     values: dict[str, Any] = read_recipe(yaml_path) if yaml_path else {}
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})
     return config_from_dict(values)
-
-
-def config_replace(cfg: TrainConfig, **changes: Any) -> TrainConfig:
-    """A copy of ``cfg`` with some fields changed (validated)."""
-    return dataclasses.replace(cfg, **changes)
 
 
 def config_from_checkpoint(checkpoint: str | os.PathLike, overrides: dict[str, Any] | None = None) -> TrainConfig:

@@ -34,11 +34,6 @@ def write_metrics_csv(path: str | os.PathLike, history: Sequence[dict]) -> Path:
     return write_text(path, buf.getvalue())
 
 
-def read_metrics_csv(path: str | os.PathLike) -> list[dict]:
-    with open(path, encoding="utf-8", newline="") as fh:
-        return list(csv.DictReader(fh))
-
-
 def _fmt(v: object) -> object:
     if v is None:
         return ""
