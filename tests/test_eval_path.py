@@ -104,3 +104,12 @@ def test_infer_all_pads_the_last_static_batch_and_keeps_order():
         infer_all(fake, x, batch_size=0)
     with pytest.raises(EdgeferError, match="no images"):
         infer_all(fake, x[:0], batch_size=4)
+
+
+def test_build_artifacts_needs_data_for_reference_and_int8_before_any_work(tmp_path):
+    from edgefer.pipeline.artifacts import build_artifacts
+
+    for kwargs in ({"reference": True}, {"int8": ("openvino",)}):
+        with pytest.raises(EdgeferError, match="need a dataset"):
+            build_artifacts(tmp_path / "missing.pt", tmp_path / "out", **kwargs)
+    assert not (tmp_path / "out").exists()
