@@ -38,11 +38,8 @@ def _copy_ir(xml: Path, dst_xml: Path) -> Path:
 
 def make_artifacts(name: str, data: Path, out: Path, img_size: int, train_epochs: int, calib_size: int) -> dict:
     """Checkpoint -> ONNX + reference -> OV FP32/FP16 -> OV INT8 + Q/DQ INT8; returns paths and flags."""
-    from edgefer.export.onnx import export_onnx
-    from edgefer.export.openvino import export_openvino
-    from edgefer.export.reference import make_reference
+    from edgefer.pipeline.artifacts import build_artifacts
     from edgefer.preprocess import Preprocessing
-    from edgefer.quantize import quantize
 
     out.mkdir(parents=True, exist_ok=True)
     ckpt = out / "best.pt"
@@ -76,23 +73,27 @@ def make_artifacts(name: str, data: Path, out: Path, img_size: int, train_epochs
             class_names=CLASS_NAMES,
             preprocessing=Preprocessing(input_size=img_size),
         )
-    onnx = export_onnx(ckpt, out, img_size=img_size, name="model", max_batch=32).artifact
-    make_reference(onnx, data, "test", out=out / "reference.npz", progress=False)
-    fp32, _ = export_openvino(onnx, out, precision="fp32", name="model")
-    fp16, _ = export_openvino(onnx, out, precision="fp16", name="model")
-    q_ov = quantize(
-        None, data, target="openvino", onnx_path=onnx, out_dir=out / "q_ov", calib_size=calib_size, progress=False
+    arts = build_artifacts(
+        ckpt,
+        out,
+        data,
+        name="model",
+        img_size=img_size,
+        max_batch=32,
+        reference=True,
+        openvino=("fp32", "fp16"),
+        int8=("openvino", "onnx"),
+        calib_size=calib_size,
     )
-    q_qdq = quantize(
-        None, data, target="onnx", onnx_path=onnx, out_dir=out / "q_qdq", calib_size=calib_size, progress=False
-    )
+    onnx, fp32, fp16 = arts.onnx, arts.openvino["fp32"], arts.openvino["fp16"]
+    q_ov, q_qdq = arts.int8["openvino"], arts.int8["onnx"]
     int8 = _copy_ir(Path(q_ov.artifact), out / "model_int8.xml")
     qdq = out / "model_qdq_int8.onnx"
     shutil.copy2(q_qdq.artifact, qdq)
     return {
         "paths": [ckpt, onnx, fp32, fp16, int8, qdq],
         "trained": train_epochs > 0,
-        "reference": out / "reference.npz",
+        "reference": arts.reference,
     }
 
 

@@ -47,12 +47,10 @@ class HaarThenGivenBoxes:
 
 def build_artifacts(work: Path, model: str, size: int) -> dict[str, Path]:
     from edgefer.data.synth import generate_synthetic
-    from edgefer.export.onnx import export_onnx
-    from edgefer.export.openvino import export_openvino
     from edgefer.labels import CLASS_NAMES
     from edgefer.models import create_model
+    from edgefer.pipeline.artifacts import build_artifacts as build_all
     from edgefer.preprocess import Preprocessing
-    from edgefer.quantize import quantize
     from edgefer.training.checkpoint import save_checkpoint
 
     net = create_model(model, num_classes=len(CLASS_NAMES), pretrained=None).eval()
@@ -64,20 +62,9 @@ def build_artifacts(work: Path, model: str, size: int) -> dict[str, Path]:
         class_names=CLASS_NAMES,
         preprocessing=Preprocessing(input_size=size),
     )
-    onnx_path = Path(export_onnx(ckpt, work).artifact)
-    xml_fp32, _ = export_openvino(onnx_path, work)
     data = generate_synthetic(work / "synth", n_train=140, n_test=70, image_size=100, seed=0, progress=False)
-    q = quantize(
-        None,
-        data,
-        target="openvino",
-        method="ptq",
-        calib_size=100,
-        onnx_path=onnx_path,
-        out_dir=work / "int8",
-        progress=False,
-    )
-    return {"onnx": onnx_path, "ov_fp32": Path(xml_fp32), "ov_int8": Path(q.artifact)}
+    arts = build_all(ckpt, work, data, openvino=("fp32",), int8=("openvino",), calib_size=100)
+    return {"onnx": arts.onnx, "ov_fp32": arts.openvino["fp32"], "ov_int8": Path(arts.int8["openvino"].artifact)}
 
 
 def time_predictor(predictor, frame: np.ndarray, iters: int, warmup: int) -> dict[str, dict[str, float]]:

@@ -53,6 +53,21 @@ def select_providers(device: str, available: list[str]) -> list[str | tuple[str,
     return chosen
 
 
+def session_options(threads: int | None = None) -> Any:
+    """The ``onnxruntime.SessionOptions`` every edgefer session uses (saved artifact or, in
+    :mod:`edgefer.quantize.evaluate`, a model still in memory), so both run the same way."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.inter_op_num_threads = 1
+    if threads:
+        so.intra_op_num_threads = int(threads)
+    so.log_severity_level = 3  # errors only: the benchmark prints its own table
+    return so
+
+
 @register_backend
 class OnnxRuntimeBackend(Backend):
     """An ``.onnx`` file in an ``onnxruntime.InferenceSession``."""
@@ -63,13 +78,7 @@ class OnnxRuntimeBackend(Backend):
     def _load(self, path: Path) -> None:
         import onnxruntime as ort
 
-        so = ort.SessionOptions()
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        so.inter_op_num_threads = 1
-        if self.threads:
-            so.intra_op_num_threads = int(self.threads)
-        so.log_severity_level = 3  # errors only: the benchmark prints its own table
+        so = session_options(self.threads)
         providers = select_providers(self.device, ort.get_available_providers())
         try:
             self._session = ort.InferenceSession(str(path), sess_options=so, providers=providers)

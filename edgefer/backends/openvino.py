@@ -49,6 +49,23 @@ def openvino_device_name(device: str, available: list[str]) -> str:
     return name
 
 
+def compile_config(precision: str, device_name: str, threads: int | None = None) -> dict[str, Any]:
+    """The ``compile_model`` config for a model of ``precision`` on OpenVINO device ``device_name``.
+
+    One place for it, so a model scored in memory (:mod:`edgefer.quantize.evaluate`) runs with the
+    same hints as the saved artifact in the benchmark.
+    """
+    config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
+    if precision in ("fp32", "int8"):
+        # OpenVINO would otherwise pick bf16 on CPUs with AVX512-BF16/AMX and f16 on GPUs for every
+        # non-quantized op: "FP32" would not be FP32's accuracy, and INT8 layers kept in floating
+        # point by accuracy control would lose the precision they were kept for.
+        config["INFERENCE_PRECISION_HINT"] = "f32"
+    if threads and device_name in ("CPU", "AUTO"):
+        config["INFERENCE_NUM_THREADS"] = int(threads)
+    return config
+
+
 @register_backend
 class OpenVinoBackend(Backend):
     """An OpenVINO IR (``model.xml`` + ``model.bin``) compiled for one device."""
@@ -79,14 +96,7 @@ class OpenVinoBackend(Backend):
             model.reshape([-1, 3, s, s])
             batch_dim = model.input(0).get_partial_shape()[0]
         self.max_batch = batch_dim.get_length() if batch_dim.is_static else None
-        config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
-        if self.metadata.precision in ("fp32", "int8"):
-            # OpenVINO would otherwise pick bf16 on CPUs with AVX512-BF16/AMX and f16 on GPUs for every
-            # non-quantized op: "FP32" would not be FP32's accuracy, and INT8 layers kept in floating
-            # point by accuracy control would lose the precision they were kept for.
-            config["INFERENCE_PRECISION_HINT"] = "f32"
-        if self.threads and self._device_name in ("CPU", "AUTO"):
-            config["INFERENCE_NUM_THREADS"] = int(self.threads)
+        config = compile_config(self.metadata.precision, self._device_name, self.threads)
         try:
             self._compiled = core.compile_model(model, self._device_name, config)
         except Exception as exc:

@@ -5,7 +5,12 @@ once with :func:`edgefer.data.open_dataset`; each model's input tensor comes fro
 :func:`edgefer.preprocess.preprocess_batch` with the preprocessing recorded in *that model's*
 metadata, and is cached per :class:`~edgefer.preprocess.Preprocessing`, so an INT8 and an FP32 copy of
 the same model share one tensor while a 64-px and a 112-px model each get their own.
-Torch-free.
+
+:func:`infer_all` is the one batched-inference loop (chunks, a padded last chunk for static-batch
+artifacts, shape checks) shared by the FP32 reference (:mod:`edgefer.export.reference`), the
+quantization evaluation (:mod:`edgefer.quantize.evaluate`) and the benchmark: all three score an
+artifact through :func:`edgefer.backends.open_model` the same way, so their numbers compare like
+with like. Torch-free.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from edgefer.errors import DatasetError
+from edgefer.errors import DatasetError, EdgeferError
 from edgefer.preprocess import Preprocessing, preprocess_batch
 
 #: preprocessed tensors are cached up to this many bytes in total (least recently used evicted).
@@ -97,11 +102,13 @@ def load_evalset(
     *,
     allow_missing_classes: bool = False,
     on_error: str = "skip",
+    purpose: str = "benchmark",
 ) -> EvalSet:
     """Open ``split`` of a dataset path (any layout :func:`edgefer.data.open_dataset` knows) and
     decode its images once. ``max_images`` keeps the first N readable images (for quick runs), in
     dataset order. Unreadable images are skipped and named in ``skipped_ids`` (``on_error="skip"``)
-    or stop the run (``"raise"``); none is replaced by another image."""
+    or stop the run (``"raise"``); none is replaced by another image. ``purpose`` names what the
+    images are for in the "empty split" error ("benchmark", "compute reference predictions", ...)."""
     from edgefer.data.base import iter_readable
 
     if max_images is not None and max_images < 1:
@@ -120,7 +127,7 @@ def load_evalset(
     if max_images is not None:
         n = min(n, int(max_images))
     if n == 0:
-        raise DatasetError(f"the {split!r} split of {source} is empty: nothing to benchmark on")
+        raise DatasetError(f"the {split!r} split of {source} is empty: nothing to {purpose} on")
     from rich.progress import Progress
 
     images: list[np.ndarray] = []
@@ -143,3 +150,35 @@ def load_evalset(
     return EvalSet(
         images, np.asarray(labels, dtype=np.int64), ids, split, str(source), dataset, indices, skipped, unvisited
     )
+
+
+def infer_all(backend: Any, data: EvalSet | np.ndarray | Any, batch_size: int) -> np.ndarray:
+    """Logits of ``backend`` for every image of ``data``, in order, as one (N, C) float32 array.
+
+    ``backend`` is a :class:`edgefer.backends.Backend` (or anything with ``infer(x)`` and
+    ``max_batch``); ``data`` is an :class:`EvalSet` (preprocessed with the backend's own metadata),
+    a preprocessed (N, 3, S, S) array, or an object holding one as ``.x``. Chunks of ``batch_size``
+    (at most the artifact's ``max_batch``); a short last chunk is padded with copies of its last
+    image when the artifact has a static batch, and the padding's logits are dropped.
+    """
+    if batch_size < 1:
+        raise EdgeferError(f"batch_size must be >= 1, got {batch_size}")
+    if isinstance(data, EvalSet):
+        x = data.preprocessed(backend.metadata.preprocessing)
+    else:
+        x = np.asarray(getattr(data, "x", data))
+    if len(x) == 0:
+        raise EdgeferError("no images to run the model on")
+    max_batch = getattr(backend, "max_batch", None)
+    step = min(batch_size, max_batch) if max_batch else batch_size
+    out = []
+    for start in range(0, len(x), step):
+        chunk = np.ascontiguousarray(x[start : start + step], dtype=np.float32)
+        n = len(chunk)
+        if max_batch and n < step and max_batch == step:
+            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], step - n, axis=0)])
+        logits = np.asarray(backend.infer(chunk), dtype=np.float32)
+        if logits.ndim != 2 or logits.shape[0] < n:
+            raise EdgeferError(f"the model returned logits of shape {logits.shape} for a batch of {len(chunk)}")
+        out.append(logits[:n])
+    return np.concatenate(out)

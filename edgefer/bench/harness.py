@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from edgefer.backends import open_model
-from edgefer.bench.evalset import EvalSet, load_evalset
+from edgefer.bench.evalset import EvalSet, infer_all, load_evalset
 from edgefer.bench.gate import Gate
 from edgefer.bench.latency import time_calls
 from edgefer.bench.metrics import accuracy_summary, compare_to_reference, latency_stats
@@ -113,22 +113,6 @@ class BenchReport:
 
 def _fp(x: float | None, nd: int = 4) -> float | None:
     return None if x is None else round(float(x), nd)
-
-
-def _infer_all(backend: Any, x: np.ndarray, batch: int) -> np.ndarray:
-    """Logits for all of ``x`` in chunks; a short last chunk is padded for static-batch artifacts."""
-    step = min(batch, backend.max_batch) if backend.max_batch else batch
-    out = []
-    for start in range(0, len(x), step):
-        chunk = x[start : start + step]
-        n = len(chunk)
-        if backend.max_batch and n < step and backend.max_batch == step:
-            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], step - n, axis=0)])
-        logits = np.asarray(backend.infer(chunk), dtype=np.float32)
-        if logits.ndim != 2 or logits.shape[0] < n:
-            raise EdgeferError(f"the model returned logits of shape {logits.shape} for a batch of {len(chunk)}")
-        out.append(logits[:n])
-    return np.concatenate(out)
 
 
 def _latency_for_batch(
@@ -236,7 +220,7 @@ def _bench_one(
         )
         try:
             x_all = evalset.preprocessed(meta.preprocessing)
-            logits = _infer_all(backend, x_all, max(batches))
+            logits = infer_all(backend, evalset, max(batches))
             if logits.shape[1] != meta.num_classes:
                 raise EdgeferError(f"model outputs {logits.shape[1]} classes but its metadata names {meta.num_classes}")
         except Exception as exc:

@@ -372,11 +372,16 @@ class _Flow:
 
     def export_stage(self) -> Stage:
         def run() -> None:
-            from edgefer.export.onnx import export_onnx
-            from edgefer.export.reference import make_reference
+            from edgefer.pipeline.artifacts import export_fp32
 
-            res = export_onnx(self.checkpoint, self.export_dir, name=self.cfg.model)
-            make_reference(res.artifact, self.data, split="test", out=self.reference, progress=self.cfg.progress)
+            res, _ = export_fp32(
+                self.checkpoint,
+                self.export_dir,
+                name=self.cfg.model,
+                reference_data=self.data,
+                reference_out=self.reference,
+                progress=self.cfg.progress,
+            )
             self.record("export", res.artifact, [res.artifact, self.reference], parity=res.parity)
 
         params = {"model": self.cfg.model, "checkpoint": str(self.checkpoint), "data": str(self.data)}
@@ -405,9 +410,9 @@ class _Flow:
 
         def run() -> None:
             from edgefer.bundle import artifact_files
-            from edgefer.export.openvino import export_openvino
+            from edgefer.pipeline.artifacts import export_ir
 
-            xml, _ = export_openvino(self.onnx, out, precision=precision, name=self.cfg.model)
+            xml = export_ir(self.onnx, out, precision, name=self.cfg.model)
             self.record(name, xml, artifact_files(xml))
 
         return self.stage(
@@ -436,17 +441,17 @@ class _Flow:
 
         def run() -> None:
             from edgefer.bundle import artifact_files
-            from edgefer.quantize import quantize
+            from edgefer.pipeline.artifacts import quantize_int8
 
-            res = quantize(
+            res = quantize_int8(
                 self.checkpoint,
                 self.data,
-                target=target,
+                None if cfg.int8_method == "qat" else self.onnx,
+                target,
+                out,
                 method=cfg.int8_method,
                 calib_size=cfg.calib_size,
                 max_drop=cfg.max_drop,
-                out_dir=out,
-                onnx_path=None if cfg.int8_method == "qat" else self.onnx,
                 progress=cfg.progress,
                 overwrite=True,
             )  # the stage's folder is the pipeline's own
