@@ -29,8 +29,8 @@ def test_reference_quantize_evaluation_and_benchmark_agree(arts, synth_data):
     """Same FP32 ONNX, same images: identical logits from all three, and the benchmark row scored
     against the reference agrees on every image."""
     pytest.importorskip("onnxruntime")
+    from edgefer.data.calibration import validation_arrays
     from edgefer.export.reference import make_reference
-    from edgefer.quantize.calibration import validation_arrays
     from edgefer.quantize.evaluate import predict
 
     ref = make_reference(arts["onnx"], synth_data, "test", batch_size=BATCH, progress=False)
