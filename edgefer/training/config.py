@@ -31,7 +31,8 @@ _RESIZE = ("stretch", "center_crop")
 #: AdamW's peak learning rate when no recipe or ``--lr`` sets one. From scratch it is 3e-3: with
 #: 1e-3 (the old default for everything) ``edgefer train --data SYNTH --model msff_mobilenetv3
 #: --epochs 3 --img-size 64`` ended at the class prior (40.5 % test, mean-class 17.6 %; prior 37.3 %);
-#: with 3e-3 it reached 52.8 % / 35.2 % after the same 3 epochs, and the demo recipe (3e-3) learns on
+#: with 3e-3 (and the default 1-epoch warm-up) it reached 53.9 % / 35.9 % after the same 3 epochs
+#: (benchmarks/learning_probe.md has every variant), and the demo recipe (3e-3) learns on
 #: five seeds out of five (benchmarks/demo.md, benchmarks/learning_probe.md). A shorter warm-up
 #: alone did not help (38.9 %). Fine-tuning ImageNet weights keeps the gentler 1e-3, so the
 #: pretrained features are not washed out in the first epochs.
