@@ -25,6 +25,7 @@ import contextlib
 import json
 import os
 import queue
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -261,6 +262,26 @@ def save_summary(summary: StreamSummary, path: str | os.PathLike, *, overwrite: 
     return p
 
 
+def _stop_on_sigterm(flag: list[bool]) -> Any:
+    """Make SIGTERM stop the loop as Ctrl-C does (outputs closed and renamed, summary printed).
+
+    A camera service is stopped with SIGTERM (``systemctl stop``, ``docker stop``, a supervisor),
+    not Ctrl-C; without this it would die mid-frame and lose the annotated video. Only the main
+    thread can install handlers; elsewhere (an embedding application's worker thread) nothing is
+    changed and None is returned. Returns the previous handler, which the caller restores.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def _handler(signum: int, frame: Any) -> None:
+        flag.append(True)
+        raise KeyboardInterrupt
+
+    previous = signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, _handler)
+    return previous if previous is not None else signal.SIG_DFL
+
+
 def run_stream(
     predictor: Predictor,
     source: str | int,
@@ -317,6 +338,8 @@ def run_stream(
     t_start = time.perf_counter()
     t_status = t_start
     completed = False
+    terminated: list[bool] = []
+    previous_sigterm = _stop_on_sigterm(terminated)
     try:
         src.start()
         while True:
@@ -368,9 +391,11 @@ def run_stream(
                 break
         completed = True
     except KeyboardInterrupt:
-        summary.stopped_by = "Ctrl-C"
+        summary.stopped_by = "SIGTERM" if terminated else "Ctrl-C"
         completed = True
     finally:
+        if previous_sigterm is not None:
+            signal.signal(signal.SIGTERM, previous_sigterm)
         src.stop()
         if events is not None:
             events.close()
