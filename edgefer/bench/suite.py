@@ -59,6 +59,9 @@ _TOP_KEYS = {
     "plots",
     "allow_partial",
 }
+#: Top-level keys handed to run_benchmark unchanged (the others are read or converted above/below):
+#: derived from _TOP_KEYS so that a key the schema accepts cannot be silently dropped.
+_PASSED_AS_IS = tuple(sorted(_TOP_KEYS - {"name", "description", "models", "batches"}))
 _MODEL_KEYS = {"path", "backend", "backends", "device", "devices", "threads", "label"}
 
 
@@ -139,22 +142,7 @@ def load_suite(path: str | os.PathLike) -> dict[str, Any]:
     if not suite.get("models"):
         raise EdgeferError(f"suite file {p} lists no models")
     kwargs: dict[str, Any] = {"name": suite.get("name", p.stem), "models": expand_models(suite["models"])}
-    for key in (
-        "data",
-        "split",
-        "reference",
-        "warmup",
-        "iters",
-        "seconds",
-        "threads",
-        "device",
-        "gate",
-        "out",
-        "max_images",
-        "e2e",
-        "plots",
-        "allow_partial",
-    ):
+    for key in _PASSED_AS_IS:
         if suite.get(key) is not None:
             kwargs[key] = suite[key]
     if "batches" in suite:
