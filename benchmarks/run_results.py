@@ -40,6 +40,7 @@ def make_artifacts(name: str, data: Path, out: Path, img_size: int, train_epochs
     """Checkpoint -> ONNX + reference -> OV FP32/FP16 -> OV INT8 + Q/DQ INT8; returns paths and flags."""
     from edgefer.pipeline.artifacts import build_artifacts
     from edgefer.preprocess import Preprocessing
+    from edgefer.quantize.options import QuantizeOptions
 
     out.mkdir(parents=True, exist_ok=True)
     ckpt = out / "best.pt"
@@ -83,7 +84,7 @@ def make_artifacts(name: str, data: Path, out: Path, img_size: int, train_epochs
         reference=True,
         openvino=("fp32", "fp16"),
         int8=("openvino", "onnx"),
-        calib_size=calib_size,
+        int8_options=QuantizeOptions(calib_size=calib_size, progress=False),
     )
     onnx, fp32, fp16 = arts.onnx, arts.openvino["fp32"], arts.openvino["fp16"]
     q_ov, q_qdq = arts.int8["openvino"], arts.int8["onnx"]

@@ -51,6 +51,7 @@ def build_artifacts(work: Path, model: str, size: int) -> dict[str, Path]:
     from edgefer.models import create_model
     from edgefer.pipeline.artifacts import build_artifacts as build_all
     from edgefer.preprocess import Preprocessing
+    from edgefer.quantize.options import QuantizeOptions
     from edgefer.training.checkpoint import save_checkpoint
 
     net = create_model(model, num_classes=len(CLASS_NAMES), pretrained=None).eval()
@@ -63,7 +64,14 @@ def build_artifacts(work: Path, model: str, size: int) -> dict[str, Path]:
         preprocessing=Preprocessing(input_size=size),
     )
     data = generate_synthetic(work / "synth", n_train=140, n_test=70, image_size=100, seed=0, progress=False)
-    arts = build_all(ckpt, work, data, openvino=("fp32",), int8=("openvino",), calib_size=100)
+    arts = build_all(
+        ckpt,
+        work,
+        data,
+        openvino=("fp32",),
+        int8=("openvino",),
+        int8_options=QuantizeOptions(calib_size=100, progress=False),
+    )
     return {"onnx": arts.onnx, "ov_fp32": arts.openvino["fp32"], "ov_int8": Path(arts.int8["openvino"].artifact)}
 
 

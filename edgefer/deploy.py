@@ -14,15 +14,16 @@ Importing this module is cheap: torch, onnx and NNCF are imported by the calls t
 
 from __future__ import annotations
 
-import inspect
 import os
 from pathlib import Path
 from typing import Any
 
+from edgefer.export.api import Int8Quantizer
 from edgefer.export.api import export as _export
+from edgefer.export.options import ExportOptions
 from edgefer.export.result import ExportResult
 
-__all__ = ["export", "ptq_int8"]
+__all__ = ["ExportOptions", "export", "ptq_int8"]
 
 
 def ptq_int8(
@@ -53,14 +54,17 @@ def ptq_int8(
     )
 
 
-def export(*args: Any, **kwargs: Any) -> ExportResult:
-    """Export a checkpoint (or an edgefer ONNX) to ``target`` at ``precision``; INT8 by NNCF PTQ.
+def export(
+    checkpoint: str | os.PathLike | None = None,
+    options: ExportOptions | None = None,
+    *,
+    onnx: str | os.PathLike | None = None,
+    int8: Int8Quantizer | None = None,
+    **fields: Any,
+) -> ExportResult:
+    """Export a checkpoint (or an edgefer ONNX) as ``options`` say; INT8 by NNCF PTQ.
 
-    Takes exactly the arguments of :func:`edgefer.export.export` (its signature is this one's) and
-    passes :func:`ptq_int8` as ``int8`` unless the caller gives another quantizer.
+    The arguments are those of :func:`edgefer.export.export`, which this calls with
+    :func:`ptq_int8` as ``int8`` unless the caller gives another quantizer.
     """
-    kwargs.setdefault("int8", ptq_int8)
-    return _export(*args, **kwargs)
-
-
-export.__signature__ = inspect.signature(_export)  # type: ignore[attr-defined]
+    return _export(checkpoint, options, onnx=onnx, int8=int8 or ptq_int8, **fields)

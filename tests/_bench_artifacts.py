@@ -17,7 +17,7 @@ def exported_artifacts(checkpoint: Path, out: Path) -> dict[str, Path]:
     if key not in _CACHE:
         from edgefer.pipeline.artifacts import build_artifacts
 
-        arts = build_artifacts(checkpoint, out, check_parity=False, openvino=("fp32", "fp16"), smoke_test=False)
+        arts = build_artifacts(checkpoint, out, openvino=("fp32", "fp16"), checks=False)
         _CACHE[key] = {
             "pt": Path(checkpoint),
             "onnx": arts.onnx,

@@ -235,3 +235,46 @@ def test_int8_export_without_a_quantizer_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ExportError, match=r"needs a quantizer: call edgefer\.deploy\.export"):
         export(onnx=src, target="onnx", precision="int8", calib_data=tmp_path, out_dir=out)
     assert not out.exists()
+
+
+# -- parameter limit (docs/architecture.md, "Options"): settings travel as one options object ----
+
+#: The most parameters a library function outside ``edgefer/cli/`` may take. Typer commands list
+#: one parameter per flag; everything below them takes options objects (``ExportOptions``,
+#: ``QuantizeOptions``, ``TrainConfig``, ``Gate``) instead of threading settings one by one.
+MAX_PARAMS = 12
+
+
+def too_many_params(root: Path = PACKAGE, limit: int = MAX_PARAMS) -> list[str]:
+    """``module:line function (N parameters)`` for every function or method under ``root``
+    (outside ``cli/``) with more than ``limit`` named parameters; ``self``/``cls`` do not count,
+    nor ``*args``/``**kwargs``."""
+    bad = []
+    for path in sorted(root.rglob("*.py")):
+        if "cli" in path.relative_to(root).parts[:1]:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                a = node.args
+                names = [x.arg for x in (*a.posonlyargs, *a.args, *a.kwonlyargs) if x.arg not in ("self", "cls")]
+                if len(names) > limit:
+                    bad.append(f"{module_name(path, root)}:{node.lineno} {node.name} ({len(names)} parameters)")
+    return bad
+
+
+def test_no_library_function_takes_more_than_twelve_parameters() -> None:
+    bad = too_many_params()
+    assert not bad, "pass an options object instead:\n" + "\n".join(bad)
+
+
+def test_the_parameter_check_counts_every_kind(tmp_path: Path) -> None:
+    pkg = tmp_path / "pkg"
+    (pkg / "cli").mkdir(parents=True)
+    many = ", ".join(f"a{i}" for i in range(7))
+    kw = ", ".join(f"k{i}=None" for i in range(6))
+    (pkg / "lib.py").write_text(
+        f"def f({many}, *, {kw}):\n    pass\n\n"  # 13: flagged
+        f"class C:\n    def m(self, {many}, *args, {', '.join(f'k{i}=1' for i in range(5))}, **kw):\n        pass\n"
+    )
+    (pkg / "cli" / "cmd.py").write_text(f"def command({many}, {kw}):\n    pass\n")  # the CLI is exempt
+    assert too_many_params(pkg) == ["pkg.lib:1 f (13 parameters)"]

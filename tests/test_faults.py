@@ -16,6 +16,7 @@ Everything here runs on a tiny image-folder dataset (32 px PNGs), an untrained
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -28,7 +29,13 @@ import cv2
 import numpy as np
 import pytest
 
+from edgefer.bench.options import BenchOptions
 from edgefer.labels import CLASS_NAMES
+
+#: The quickest benchmark that still scores every image: one batch size, one timed call, no
+#: end-to-end timing, no plots -- as flags for the console script and as options for Python.
+QUICK_BENCH = ("--batch", "1", "--warmup", "0", "--iters", "1", "--no-e2e", "--no-plots", "-q")
+QUICK_BENCH_OPTIONS = BenchOptions(batches=(1,), warmup=0, iters=1, e2e=False, progress=False)
 
 SIZE = 32
 
@@ -198,7 +205,7 @@ def test_benchmark_scores_each_readable_image_once(tmp_path: Path, onnx_model: P
     corrupt(root / "test" / "surprise" / "001.png")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        report = run_benchmark([onnx_model], root, batches=(1,), warmup=0, iters=1, e2e=False, progress=False)
+        report = run_benchmark([onnx_model], root, options=QUICK_BENCH_OPTIONS)
     assert report.settings["images"] == 12 and report.settings["skipped"] == 2
     row = report.rows[0]
     assert row["status"] == "ok", row["status"]
@@ -230,15 +237,7 @@ def test_benchmark_on_part_of_the_reference_says_so_and_fails_a_gate(partial, on
         root,
         "--reference",
         ref,
-        "--batch",
-        "1",
-        "--warmup",
-        "0",
-        "--iters",
-        "1",
-        "--no-e2e",
-        "--no-plots",
-        "-q",
+        *QUICK_BENCH,
     ]
     gated = edgefer(*args, "--gate", "min-agreement=0.0", "--out", tmp_path / "r")
     assert gated.returncode == 3, gated.stderr[-2000:]
@@ -258,12 +257,7 @@ def test_benchmark_on_part_of_the_reference_says_so_and_fails_a_gate(partial, on
         full,
         reference=ref,
         max_images=4,
-        batches=(1,),
-        warmup=0,
-        iters=1,
-        e2e=False,
-        progress=False,
-        gate="min-agreement=0.0",
+        options=dataclasses.replace(QUICK_BENCH_OPTIONS, gate="min-agreement=0.0"),
     )
     assert rep.reference["not_found"] == 0 and rep.passed, rep.gate_failures
 
@@ -279,15 +273,7 @@ def test_benchmark_exits_non_zero_when_every_row_failed(tmp_path: Path, data: Pa
         broken,
         "--data",
         data,
-        "--batch",
-        "1",
-        "--warmup",
-        "0",
-        "--iters",
-        "1",
-        "--no-e2e",
-        "--no-plots",
-        "-q",
+        *QUICK_BENCH,
     )
     assert_user_error(proc, "no model ran")
     assert "broken.onnx" in proc.stdout  # the table still shows the failed row and why

@@ -17,6 +17,7 @@ onnx = pytest.importorskip("onnx", reason="onnx not installed")
 
 from edgefer.errors import QuantizationError  # noqa: E402
 from edgefer.quantize import calibration_arrays, check_qdq, quantize  # noqa: E402
+from edgefer.quantize.options import QuantizeOptions  # noqa: E402
 
 #: Synthetic test split is 350 images; score on all of them (1 image = 0.29 pt).
 VAL_SIZE = None
@@ -35,34 +36,20 @@ def qout(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("quant")
 
 
+def _plain_ptq(target: str, fp32_onnx: Path, synth_data: Path, out: Path):
+    """Plain PTQ of the session's FP32 ONNX for ``target``, scored on VAL_SIZE images."""
+    opts = QuantizeOptions(target=target, calib_size=CALIB, out_dir=out, progress=False, val_size=VAL_SIZE)
+    return quantize(None, synth_data, opts, onnx_path=fp32_onnx)
+
+
 @pytest.fixture(scope="module")
 def trt_ptq(fp32_onnx: Path, synth_data: Path, qout: Path):
-    return quantize(
-        None,
-        synth_data,
-        target="trt",
-        method="ptq",
-        calib_size=CALIB,
-        onnx_path=fp32_onnx,
-        out_dir=qout,
-        progress=False,
-        val_size=VAL_SIZE,
-    )
+    return _plain_ptq("trt", fp32_onnx, synth_data, qout)
 
 
 @pytest.fixture(scope="module")
 def ov_ptq(fp32_onnx: Path, synth_data: Path, qout: Path):
-    return quantize(
-        None,
-        synth_data,
-        target="openvino",
-        method="ptq",
-        calib_size=CALIB,
-        onnx_path=fp32_onnx,
-        out_dir=qout,
-        progress=False,
-        val_size=VAL_SIZE,
-    )
+    return _plain_ptq("openvino", fp32_onnx, synth_data, qout)
 
 
 def _assert_close_to_fp32(report: dict, max_drop_pt: float = 1.0, min_agreement: float = 0.97) -> None:

@@ -21,13 +21,14 @@ import numpy as np
 
 from edgefer.backends import open_model
 from edgefer.bench.evalset import EvalSet, infer_all, load_evalset
-from edgefer.bench.gate import Gate
 from edgefer.bench.latency import time_calls
 from edgefer.bench.metrics import accuracy_summary, compare_to_reference, latency_stats
+from edgefer.bench.options import BenchOptions
 from edgefer.bench.system import machine_info, peak_rss_mb, reset_peak_rss, rss_mb
 from edgefer.errors import EdgeferError
 from edgefer.preprocess import preprocess_batch
 from edgefer.reference import Reference
+from edgefer.utils.options import merged
 
 #: bump when a field of the report JSON changes meaning.
 REPORT_SCHEMA = 1
@@ -311,41 +312,27 @@ def _expand_models(models: Sequence[Any], notes: list[str]) -> tuple[list[ModelS
 def run_benchmark(
     models: Sequence[str | os.PathLike | ModelSpec | dict[str, Any]],
     data: str | os.PathLike | Any,
-    split: str = "test",
+    options: BenchOptions | None = None,
+    *,
     reference: str | os.PathLike | Reference | None = None,
-    batches: Sequence[int] = (1, 8),
-    warmup: int = 10,
-    iters: int | None = 50,
-    seconds: float | None = None,
-    threads: int | None = None,
-    device: str = "cpu",
-    gate: Gate | str | None = None,
-    out_dir: str | os.PathLike | None = None,
-    e2e: bool = True,
-    max_images: int | None = None,
-    plots: bool = True,
-    progress: bool = True,
-    allow_partial: bool = False,
-    allow_missing_classes: bool = False,
+    **fields: Any,
 ) -> BenchReport:
-    """Benchmark ``models`` (artifacts, checkpoints or bundles) on ``split`` of ``data``.
+    """Benchmark ``models`` (artifacts, checkpoints or bundles) on a split of ``data``, as
+    :class:`BenchOptions` say (``fields`` is shorthand for them: ``run_benchmark(m, d, iters=5)``).
 
     Reference: ``reference`` (a ``reference.npz`` path or a :class:`Reference`); else a bundle's
     ``reference.npz``; else computed from the first FP32 model that runs (the report says which).
-    ``seconds`` replaces ``iters`` by a time budget per measurement. ``out_dir`` gets
-    ``report.json``, ``report.md`` and PNG plots. The gate's verdict is in the report
-    (:attr:`BenchReport.passed`); this function never exits.
+    ``options.out_dir`` gets ``report.json``, ``report.md`` and PNG plots. The gate's verdict is in
+    the report (:attr:`BenchReport.passed`); this function never exits.
 
     Unreadable images are skipped and counted (``settings["skipped"]``), never replaced. Reference
     images that are not in the data are counted (``reference["not_found"]``, and a note); with a
     gate they fail it unless ``allow_partial``: a gate must not pass on part of its reference.
     """
-    batches = sorted({int(b) for b in batches})
-    if not batches or batches[0] < 1:
-        raise EdgeferError(f"batch sizes must be >= 1, got {list(batches)}")
-    if seconds is not None:
-        iters = None
-    gate = Gate.from_value(gate)
+    opts = merged(BenchOptions, options, fields, EdgeferError)
+    split, batches, warmup, iters, seconds = opts.split, list(opts.batches), opts.warmup, opts.iters, opts.seconds
+    threads, device, gate, e2e, max_images = opts.threads, opts.device, opts.gate, opts.e2e, opts.max_images
+    progress, allow_partial, allow_missing_classes = opts.progress, opts.allow_partial, opts.allow_missing_classes
     notes: list[str] = []
     specs, bundles, bundle_ref = _expand_models(models, notes)
     try:
@@ -449,8 +436,8 @@ def run_benchmark(
                     f"partial reference: {not_found} of the {ref_info['total']} reference images were not found "
                     "in the data, so the gate cannot vouch for them (pass --allow-partial to gate on the rest)"
                 )
-        if out_dir is not None:
-            report.save(out_dir, plots=plots)
+        if opts.out_dir is not None:
+            report.save(opts.out_dir, plots=opts.plots)
         return report
     finally:
         for b in bundles:

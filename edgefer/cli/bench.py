@@ -92,22 +92,10 @@ def register(app: typer.Typer) -> None:
             kwargs["allow_partial"] = True
         if allow_missing_classes:
             kwargs["allow_missing_classes"] = True
-        for flag, value in (
-            ("--max-images", kwargs.get("max_images")),
-            ("--warmup", kwargs.get("warmup")),
-            ("--iters", kwargs.get("iters")),
-            ("--threads", kwargs.get("threads")),
-        ):
-            if value is not None and int(value) < (0 if flag == "--warmup" else 1):
-                raise EdgeferError(f"{flag} must be {'>= 0' if flag == '--warmup' else 'positive'}, got {value}")
-        if kwargs.get("seconds") is not None and float(kwargs["seconds"]) <= 0:
-            raise EdgeferError(f"--seconds must be positive, got {kwargs['seconds']}")
         if batch is not None:
             kwargs["batches"] = parse_batches(batch)
         if seconds is not None and iters is not None:
             raise EdgeferError("give --iters or --seconds, not both")
-        if seconds is not None:
-            kwargs["iters"] = None
         if no_e2e:
             kwargs["e2e"] = False
         if no_plots:
@@ -122,6 +110,7 @@ def register(app: typer.Typer) -> None:
             if is_bundle(path):  # what the workstation decided, before the device measures anything
                 typer.echo(gate_line(read_manifest(path), f"bundle {path}"), err=True)
         out_dir = kwargs.pop("out", None)
+        # the options (BenchOptions) check every value -- flags and suite keys alike -- before any work
         report = run_benchmark(out_dir=out_dir, progress=not quiet, **kwargs)
         typer.echo(report.table())
         for note in report.notes:

@@ -52,13 +52,12 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Export a checkpoint to ONNX, OpenVINO IR or a TensorRT engine, with metadata and parity checks."""
         from edgefer.deploy import export
-        from edgefer.export.tensorrt import tensorrt_available
+        from edgefer.export.options import ExportOptions
+        from edgefer.formats import format_named
 
-        if print_trtexec and target == "trt" and not tensorrt_available():
+        if print_trtexec and target == "trt" and not format_named("trt").installed():
             onnx_only = True
-        res = export(
-            checkpoint=checkpoint,
-            onnx=onnx,
+        options = ExportOptions(
             target=target,
             precision=precision,
             out_dir=out,
@@ -85,6 +84,7 @@ def register(app: typer.Typer) -> None:
             allow_missing_classes=allow_missing_classes,
             overwrite=overwrite,
         )
+        res = export(checkpoint, options, onnx=onnx)
         if as_json:
             typer.echo(json.dumps(res.to_dict(), indent=2))
             return

@@ -58,28 +58,9 @@ def register(app: typer.Typer) -> None:
         """Quantize to INT8 and print FP32 vs INT8 accuracy, agreement and size."""
         from edgefer.quantize import quantize
         from edgefer.quantize import sensitivity as run_sensitivity
+        from edgefer.quantize.options import QuantizeOptions
 
-        if sensitivity:
-            res = run_sensitivity(
-                checkpoint,
-                data,
-                out_dir=out,
-                onnx_path=onnx_path,
-                img_size=img_size,
-                calib_size=calib_size,
-                val_size=val_size if val_size is not None else 200,
-                calib_split=calib_split,
-                val_split=val_split,
-                progress=not quiet,
-                allow_missing_classes=allow_missing_classes,
-                overwrite=overwrite,
-            )
-            typer.echo(res.markdown)
-            typer.echo(f"\nwritten: {res.json_path}  {res.markdown_path}")
-            return
-        res = quantize(
-            checkpoint,
-            data,
+        options = QuantizeOptions(
             target=target,
             method=method,
             calib_size=calib_size,
@@ -87,7 +68,6 @@ def register(app: typer.Typer) -> None:
             preset=preset,
             ignore=tuple(ignore),
             out_dir=out,
-            onnx_path=onnx_path,
             img_size=img_size,
             fast_bias_correction=not accurate_bias_correction,
             qat_epochs=qat_epochs,
@@ -99,6 +79,12 @@ def register(app: typer.Typer) -> None:
             allow_missing_classes=allow_missing_classes,
             overwrite=overwrite,
         )
+        if sensitivity:
+            sres = run_sensitivity(checkpoint, data, options, onnx_path=onnx_path)
+            typer.echo(sres.markdown)
+            typer.echo(f"\nwritten: {sres.json_path}  {sres.markdown_path}")
+            return
+        res = quantize(checkpoint, data, options, onnx_path=onnx_path)
         r = res.report
         typer.echo(f"{r['model']} -> {res.artifact}  ({method}, {target}, {r['validation']['images']} images)")
         typer.echo(f"  FP32 accuracy   {_pct(r['fp32_accuracy'])}")

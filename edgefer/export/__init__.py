@@ -3,6 +3,7 @@
 Importing this package is cheap: torch, onnx, openvino and tensorrt are imported by the
 functions that need them (so a Jetson can build engines from an ONNX without PyTorch).
 
+* :class:`ExportOptions` — how to export, validated on construction (:mod:`edgefer.export.options`)
 * :func:`export` — checkpoint or ONNX -> artifact (:mod:`edgefer.export.api`); INT8 takes its
   quantizer as an argument, since this package never imports :mod:`edgefer.quantize`. The call
   behind ``edgefer export``, with NNCF PTQ wired in, is :func:`edgefer.deploy.export`.
@@ -16,6 +17,7 @@ functions that need them (so a Jetson can build engines from an ONNX without PyT
 
 from __future__ import annotations
 
+from edgefer.export.options import ExportOptions
 from edgefer.export.result import PRECISIONS, TARGETS, ExportResult
 from edgefer.utils.lazy import lazy_getattr
 
@@ -31,7 +33,7 @@ _LAZY = {
     "load_profile": "edgefer.export.profiles",
 }
 
-__all__ = ["PRECISIONS", "TARGETS", "ExportResult", *_LAZY]
+__all__ = ["PRECISIONS", "TARGETS", "ExportOptions", "ExportResult", *_LAZY]
 
 
 __getattr__ = lazy_getattr(__name__, _LAZY)

@@ -2,14 +2,16 @@
 
 One place for the sequence the pipeline, the benchmark scripts (``benchmarks/run_results.py``,
 ``benchmarks/runtime_bench.py``) and the test helpers all need: :func:`build_artifacts` runs it
-end to end; the pipeline calls the steps (:func:`export_fp32`, :func:`export_ir`,
-:func:`quantize_int8`) one stage at a time so each stays cached on its own. Every step is the
-library call the CLI makes, so an artifact built here is the artifact ``edgefer export`` /
-``edgefer quantize`` would build.
+end to end with the library calls the CLI makes (:func:`edgefer.export.onnx.export_onnx`,
+:func:`edgefer.export.openvino.export_openvino`, :func:`edgefer.quantize.quantize`), so an
+artifact built here is the artifact ``edgefer export`` / ``edgefer quantize`` would build. The
+pipeline runs the same calls one stage at a time (through :func:`edgefer.deploy.export` and
+:func:`edgefer.quantize.quantize` with the options each stage prints as its command line).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -17,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from edgefer.errors import EdgeferError
+from edgefer.quantize.options import QuantizeOptions
 
 
 @dataclass
@@ -84,23 +87,6 @@ def export_ir(
     return Path(xml)
 
 
-def quantize_int8(
-    checkpoint: str | os.PathLike | None,
-    data: Any,
-    onnx: str | os.PathLike | None,
-    target: str,
-    out_dir: str | os.PathLike,
-    **options: Any,
-) -> Any:
-    """INT8 for ``target`` (``openvino``, ``onnx`` or ``trt``) with :func:`edgefer.quantize.quantize`
-    from the FP32 ONNX (``onnx``; pass None for QAT, which needs the checkpoint); ``options`` are
-    that function's (``method``, ``calib_size``, ``max_drop``, ``overwrite``, ...)."""
-    from edgefer.quantize import quantize
-
-    options.setdefault("progress", False)
-    return quantize(checkpoint, data, target=target, onnx_path=onnx, out_dir=out_dir, **options)
-
-
 def build_artifacts(
     checkpoint: str | os.PathLike,
     out_dir: str | os.PathLike,
@@ -109,23 +95,25 @@ def build_artifacts(
     name: str | None = None,
     img_size: int | None = None,
     max_batch: int | None = None,
-    check_parity: bool = True,
     reference: bool = False,
     openvino: Sequence[str] = ("fp32", "fp16"),
     int8: Sequence[str] = (),
-    calib_size: int = 300,
-    method: str = "ptq",
-    smoke_test: bool = True,
+    int8_options: QuantizeOptions | None = None,
+    checks: bool = True,
     progress: bool = False,
 ) -> Artifacts:
     """Checkpoint -> FP32 ONNX (+ ``reference.npz`` when ``reference``) -> the OpenVINO IRs of
     ``openvino`` precisions -> INT8 for each of the ``int8`` targets (in ``out_dir/int8_<target>``).
 
     ``data`` (a dataset path or an open dataset) is needed for the reference and for INT8; the
-    INT8 models start from the exported ONNX with ``method`` on ``calib_size`` training images.
+    INT8 models start from the exported ONNX, quantized as ``int8_options`` say (method,
+    calibration size, ...; their ``target`` and ``out_dir`` are set per target here).
+    ``checks=False`` skips the ONNX parity check and the IR smoke inference (test fixtures that
+    build many throw-away models).
     """
     if (reference or int8) and data is None:
         raise EdgeferError("the FP32 reference and INT8 quantization need a dataset: pass data")
+    base = int8_options if int8_options is not None else QuantizeOptions(progress=progress)
     out = Path(out_dir)
     res, ref = export_fp32(
         checkpoint,
@@ -133,16 +121,17 @@ def build_artifacts(
         name=name,
         img_size=img_size,
         max_batch=max_batch,
-        check_parity=check_parity,
+        check_parity=checks,
         reference_data=data if reference else None,
         progress=progress,
     )
     onnx = Path(res.artifact)
     arts = Artifacts(Path(checkpoint), onnx, ref, parity=dict(res.parity or {}))
     for precision in openvino:
-        arts.openvino[precision] = export_ir(onnx, out, precision, name=name, smoke_test=smoke_test)
+        arts.openvino[precision] = export_ir(onnx, out, precision, name=name, smoke_test=checks)
+    from edgefer.quantize import quantize
+
     for target in int8:
-        arts.int8[target] = quantize_int8(
-            None, data, onnx, target, out / f"int8_{target}", method=method, calib_size=calib_size, progress=progress
-        )
+        opts = dataclasses.replace(base, target=target, out_dir=out / f"int8_{target}")
+        arts.int8[target] = quantize(None, data, opts, onnx_path=onnx)
     return arts

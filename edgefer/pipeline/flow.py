@@ -17,7 +17,6 @@ the other stages stay skipped. Which options are parameters of which stage is li
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -25,8 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from edgefer.errors import EdgeferError
-from edgefer.formats import TARGETS  # one list for export, quantize and the pipeline
+from edgefer.export.options import ExportOptions
+from edgefer.formats import TARGETS, format_named  # one list for export, quantize and the pipeline
 from edgefer.pipeline.stages import Stage, StageOutcome, StageRunner, canonical_params
+from edgefer.quantize.options import QuantizeOptions
 from edgefer.utils.io import ensure_writable_dir, write_json
 
 #: Default gate of the pipeline, sized for the demo: a 750-image synthetic test split (one image of a
@@ -189,10 +190,6 @@ class PipelineResult:
     report: dict[str, Any]  # report.json of the benchmark stage
     outcomes: list[StageOutcome] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-
-
-def tensorrt_available() -> bool:
-    return importlib.util.find_spec("tensorrt") is not None
 
 
 class _Flow:
@@ -370,113 +367,81 @@ class _Flow:
             "train", run, outputs=[done, self.checkpoint], inputs=self.data_inputs(), command=command, params=params
         )
 
-    def export_stage(self) -> Stage:
-        def run() -> None:
-            from edgefer.pipeline.artifacts import export_fp32
+    def export_options(self, out: Path, **fields: Any) -> ExportOptions:
+        """Options of an export stage: the model's name, the pipeline's progress setting, and
+        ``overwrite`` (a stage's folder is the pipeline's own: a re-run replaces its artifact)."""
+        return ExportOptions(
+            out_dir=str(out), name=self.cfg.model, progress=self.cfg.progress, overwrite=True, **fields
+        )
 
-            res, _ = export_fp32(
-                self.checkpoint,
-                self.export_dir,
-                name=self.cfg.model,
-                reference_data=self.data,
-                reference_out=self.reference,
-                progress=self.cfg.progress,
+    def export_run(
+        self, name: str, options: ExportOptions, *, checkpoint: Path | None = None, onnx: Path | None = None
+    ) -> Callable[[], Any]:
+        """The run of an export stage: :func:`edgefer.deploy.export` with ``options`` -- the call
+        ``options.to_argv()`` (the stage's command) makes -- recording what it wrote."""
+
+        def run() -> Any:
+            from edgefer.deploy import export
+
+            res = export(checkpoint, options, onnx=onnx)
+            files = [Path(f) for f in res.files if Path(f).exists()]
+            self.record(
+                name,
+                res.artifact,
+                files or [res.artifact],
+                parity=res.parity,
+                engine_built=res.engine_built,
+                commands=res.commands,
             )
-            self.record("export", res.artifact, [res.artifact, self.reference], parity=res.parity)
+            return res
 
+        return run
+
+    def export_stage(self) -> Stage:
+        opts = self.export_options(self.export_dir, target="onnx", reference_data=str(self.data))
         params = {"model": self.cfg.model, "checkpoint": str(self.checkpoint), "data": str(self.data)}
         return self.stage(
             "export",
-            run,
+            self.export_run("export", opts, checkpoint=self.checkpoint),
             [self.checkpoint, *self.data_inputs()],
-            [
-                "edgefer",
-                "export",
-                "--checkpoint",
-                str(self.checkpoint),
-                "--target",
-                "onnx",
-                "--out",
-                str(self.export_dir),
-                "--reference-data",
-                str(self.data),
-            ],
+            opts.to_argv(checkpoint=self.checkpoint),
             params,
         )
 
     def openvino_stage(self, precision: str) -> Stage:
         name = f"openvino-{precision}"
-        out = self.out / "openvino"
-
-        def run() -> None:
-            from edgefer.bundle import artifact_files
-            from edgefer.pipeline.artifacts import export_ir
-
-            xml = export_ir(self.onnx, out, precision, name=self.cfg.model)
-            self.record(name, xml, artifact_files(xml))
-
+        opts = self.export_options(self.out / "openvino", target="openvino", precision=precision)
         return self.stage(
             name,
-            run,
+            self.export_run(name, opts, onnx=self.onnx),
             [self.onnx],
-            [
-                "edgefer",
-                "export",
-                "--checkpoint",
-                str(self.checkpoint),
-                "--target",
-                "openvino",
-                "--precision",
-                precision,
-                "--out",
-                str(out),
-            ],
+            opts.to_argv(onnx=self.onnx),
             {"model": self.cfg.model, "precision": precision},
         )
 
     def int8_stage(self, target: str) -> Stage:
         name = f"{target}-int8"
-        out = self.out / target
         cfg = self.cfg
+        opts = QuantizeOptions(
+            target=target,
+            method=cfg.int8_method,
+            calib_size=cfg.calib_size,
+            max_drop=cfg.max_drop,
+            out_dir=str(self.out / target),
+            progress=cfg.progress,
+            overwrite=True,  # the stage's folder is the pipeline's own
+        )
+        # QAT fine-tunes the PyTorch model; every other method starts from the exported FP32 ONNX
+        source = {"checkpoint": self.checkpoint} if cfg.int8_method == "qat" else {"onnx": self.onnx}
 
         def run() -> None:
             from edgefer.bundle import artifact_files
-            from edgefer.pipeline.artifacts import quantize_int8
+            from edgefer.quantize import quantize
 
-            res = quantize_int8(
-                self.checkpoint,
-                self.data,
-                None if cfg.int8_method == "qat" else self.onnx,
-                target,
-                out,
-                method=cfg.int8_method,
-                calib_size=cfg.calib_size,
-                max_drop=cfg.max_drop,
-                progress=cfg.progress,
-                overwrite=True,
-            )  # the stage's folder is the pipeline's own
+            res = quantize(source.get("checkpoint"), self.data, opts, onnx_path=source.get("onnx"))
             files = artifact_files(res.artifact) + ([res.report_path] if res.report_path else [])
             self.record(name, res.artifact, files, report=res.report)
 
-        command = [
-            "edgefer",
-            "quantize",
-            "--checkpoint",
-            str(self.checkpoint),
-            "--data",
-            str(self.data),
-            "--target",
-            target,
-            "--method",
-            cfg.int8_method,
-            "--calib-size",
-            str(cfg.calib_size),
-            "--out",
-            str(out),
-            "--overwrite",
-        ]
-        if cfg.max_drop is not None:
-            command += ["--max-drop", str(cfg.max_drop)]
         params = {
             "target": target,
             "method": cfg.int8_method,
@@ -485,84 +450,39 @@ class _Flow:
             "checkpoint": str(self.checkpoint),
             "data": str(self.data),
         }
-        return self.stage(name, run, [self.onnx, *self.data_inputs()], command, params)
+        return self.stage(name, run, [self.onnx, *self.data_inputs()], opts.to_argv(self.data, **source), params)
 
     def onnx_fp16_stage(self) -> Stage:
-        dst = self.out / "onnx" / f"{self.cfg.model}_fp16.onnx"
-
-        def run() -> None:
-            from edgefer.export.fp16 import to_fp16_onnx
-
-            to_fp16_onnx(self.onnx, dst)
-            self.record("onnx-fp16", dst, [dst])
-
+        opts = self.export_options(self.out / "onnx", target="onnx", precision="fp16")
         return self.stage(
             "onnx-fp16",
-            run,
+            self.export_run("onnx-fp16", opts, onnx=self.onnx),
             [self.onnx],
-            [
-                "edgefer",
-                "export",
-                "--checkpoint",
-                str(self.checkpoint),
-                "--target",
-                "onnx",
-                "--precision",
-                "fp16",
-                "--out",
-                str(dst.parent),
-            ],
+            opts.to_argv(onnx=self.onnx),
             {"model": self.cfg.model},
         )
 
     def trt_stage(self, precision: str, source: Callable[[], Path | None], source_stage: str) -> Stage:
         """Build a TensorRT engine where tensorrt imports; else prepare the device's ONNX and command."""
         name = f"trt-{precision}"
-        out = self.out / "trt"
-        build = tensorrt_available()
+        build = format_named("trt").installed()
+        opts = self.export_options(self.out / "trt", target="trt", precision=precision, onnx_only=not build)
+        inputs = self.produced(source_stage)[:1] or [self.onnx]
 
         def run() -> None:
-            from edgefer.deploy import export
-
             src = source()
-            res = export(
-                onnx=src,
-                target="trt",
-                precision=precision,
-                out_dir=out,
-                onnx_only=not build,
-                name=self.cfg.model,
-                progress=self.cfg.progress,
-                overwrite=True,
-            )
-            files = [Path(f) for f in res.files if Path(f).exists()]
-            self.record(
-                name, res.artifact, files or [res.artifact], engine_built=res.engine_built, commands=res.commands
-            )
+            res = self.export_run(name, opts, onnx=src)()
             if not res.engine_built:
                 self.notes.append(
                     f"TensorRT {precision}: no engine built here (tensorrt not installed); "
                     f"on the device run: {res.commands[0] if res.commands else 'edgefer export --target trt'}"
                 )
 
-        inputs = self.produced(source_stage)[:1] or [self.onnx]
         return self.stage(
             name,
             run,
             inputs,
-            [
-                "edgefer",
-                "export",
-                "--onnx",
-                str(inputs[0]),
-                "--target",
-                "trt",
-                "--precision",
-                precision,
-                "--out",
-                str(out),
-            ]
-            + ([] if build else ["--onnx-only"]),
+            opts.to_argv(onnx=inputs[0]),
             {"model": self.cfg.model, "precision": precision, "source": str(inputs[0]), "engine": build},
         )
 
@@ -573,7 +493,7 @@ class _Flow:
             names += ["openvino-fp32", "openvino-fp16", "openvino-int8"]
         if "onnx" in self.cfg.targets or "trt" in self.cfg.targets:
             names += ["onnx-fp16", "onnx-int8"]
-        if "trt" in self.cfg.targets and tensorrt_available():
+        if "trt" in self.cfg.targets and format_named("trt").installed():
             names += ["trt-fp16", "trt-int8"]
         arts = [a for a in (self.artifact(n) for n in names) if a is not None]
         return [self.checkpoint, *arts]
@@ -705,7 +625,7 @@ def run_pipeline(cfg: PipelineConfig, on_event: Callable[[str], None] = print) -
     if "trt" in cfg.targets:
         runner.run(flow.trt_stage("fp16", lambda: flow.artifact("onnx-fp16"), "onnx-fp16"))
         runner.run(flow.trt_stage("int8", lambda: flow.artifact("onnx-int8"), "onnx-int8"))
-    if not tensorrt_available() and "trt" in cfg.targets:
+    if not format_named("trt").installed() and "trt" in cfg.targets:
         flow.notes.append(
             "TensorRT engines were not built or benchmarked here: tensorrt is not installed. "
             "The FP16 and Q/DQ INT8 ONNX rows run the numerics TensorRT will execute on ONNX Runtime."

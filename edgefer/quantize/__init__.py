@@ -15,9 +15,10 @@ from edgefer.utils.lazy import lazy_getattr
 _LAZY = {
     "quantize": "edgefer.quantize.api",
     "QuantizeResult": "edgefer.quantize.api",
-    "TARGETS": "edgefer.quantize.api",
-    "METHODS": "edgefer.quantize.api",
-    "DEFAULT_MAX_DROP": "edgefer.quantize.api",
+    "QuantizeOptions": "edgefer.quantize.options",
+    "TARGETS": "edgefer.formats",
+    "METHODS": "edgefer.quantize.options",
+    "DEFAULT_MAX_DROP": "edgefer.quantize.options",
     "check_qdq": "edgefer.quantize.ptq",
     "calibration_arrays": "edgefer.data.calibration",
     "MIN_CALIB_SIZE": "edgefer.data.calibration",

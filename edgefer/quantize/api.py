@@ -24,7 +24,7 @@ import io
 import logging
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,15 +33,13 @@ import numpy as np
 
 from edgefer.data.calibration import ArrayData, DatasetLike, calibration_arrays, validation_arrays
 from edgefer.errors import QuantizationError, require
-from edgefer.formats import TARGETS  # one list for export, quantize and the pipeline
+from edgefer.formats import format_named
 from edgefer.metadata import ModelMetadata, read_metadata, set_onnx_metadata, set_ov_metadata
 from edgefer.quantize.evaluate import compare, predict
+from edgefer.quantize.options import QuantizeOptions
 from edgefer.utils.io import atomic_path, dir_size, sha256_file, write_json
+from edgefer.utils.options import merged
 from edgefer.utils.outputs import check_outputs, safe_name, staged_output, staging_dir
-
-METHODS = ("ptq", "ptq-acc", "qat", "wc")
-#: Budget used by ``ptq-acc`` when no ``max_drop`` is given (the issue's target: <= 0.5 point).
-DEFAULT_MAX_DROP = 0.5
 
 
 @dataclass
@@ -88,19 +86,6 @@ def quiet(progress: bool) -> Iterator[None]:
             yield
     finally:
         nncf_logger.setLevel(level)
-
-
-def _check_args(target: str, method: str, max_drop: float | None, calib_size: int) -> None:
-    if target not in TARGETS:
-        raise QuantizationError(f"target must be one of {', '.join(TARGETS)}, not {target!r}")
-    if method not in METHODS:
-        raise QuantizationError(f"method must be one of {', '.join(METHODS)}, not {method!r}")
-    if method == "wc" and target != "openvino":
-        raise QuantizationError("weights-only compression (method 'wc') is for the openvino target")
-    if max_drop is not None and not 0.0 <= max_drop <= 100.0:
-        raise QuantizationError(f"max_drop is in accuracy points (0..100), got {max_drop}")
-    if calib_size < 1:
-        raise QuantizationError(f"calib_size must be positive, got {calib_size}")
 
 
 def _fp32_onnx(
@@ -170,142 +155,98 @@ def _artifact_size(path: Path) -> int:
 def quantize(
     checkpoint: str | os.PathLike | None,
     data: str | os.PathLike | DatasetLike,
-    target: str = "openvino",
-    method: str = "ptq",
-    calib_size: int = 300,
-    max_drop: float | None = None,
-    preset: str = "performance",
-    ignore: Sequence[str] = (),
-    out_dir: str | os.PathLike = "runs/quantize",
+    options: QuantizeOptions | None = None,
+    *,
     onnx_path: str | os.PathLike | None = None,
-    img_size: int | None = None,
-    fast_bias_correction: bool = True,
-    qat_epochs: int = 2,
-    qat_lr: float = 1e-4,
-    progress: bool = True,
-    val_size: int | None = None,
     val_data: str | os.PathLike | DatasetLike | None = None,
-    calib_split: str = "train",
-    val_split: str = "test",
-    seed: int = 0,
-    qat_max_steps: int | None = None,
-    allow_missing_classes: bool = False,
-    overwrite: bool = False,
+    **fields: Any,
 ) -> QuantizeResult:
-    """Quantize a model to INT8 for ``target`` with ``method`` and measure what it cost.
+    """Quantize a model to INT8 as :class:`QuantizeOptions` say, and measure what it cost.
 
     Args:
         checkpoint: the FP32 checkpoint (needed for ``qat``; optional when ``onnx_path`` is given).
-        data: dataset path (or an open dataset); calibration uses ``calib_split``.
-        target: "openvino" (INT8 IR), "trt" or "onnx" (explicit Q/DQ ONNX, TensorRT-compatible).
-        method: "ptq", "ptq-acc" (accuracy control, needs ``max_drop``; default
-            :data:`DEFAULT_MAX_DROP`), "qat", or "wc" (INT8 weights only, OpenVINO).
-        calib_size: calibration images (deterministic subset); fewer than 10, or more than the
-            split holds, is a :class:`QuantizationError`.
-        max_drop: accuracy budget in points (absolute); for ptq/qat it is checked, not enforced.
-        preset: "performance" (symmetric) or "mixed" (asymmetric activations; OpenVINO only).
-        ignore: regex patterns of graph node names to keep in floating point.
-        out_dir: where the artifact and ``<stem>.report.json`` go.
+        data: dataset path (or an open dataset); calibration uses ``options.calib_split``; fewer
+            than 10 calibration images, or more than the split holds, is a :class:`QuantizationError`.
+        options: how to quantize (target, method, budget, ...); see :class:`QuantizeOptions`.
         onnx_path: the FP32 ONNX to start from (skips the export; torch-free for ptq/ptq-acc/wc).
-        val_size: validation images scored (None = the whole ``val_split``).
         val_data: dataset for validation when it differs from ``data``.
-        allow_missing_classes: accept a calibration/validation split that lacks some class (a
-            model trained with ``--allow-missing-classes``).
-        overwrite: replace an earlier INT8 model of the same name in ``out_dir`` (refused
-            otherwise, before any work). Nothing is written unless everything succeeded.
+        fields: shorthand for options fields, ``quantize(ckpt, data, method="qat")``; they replace
+            the same fields of ``options``.
 
-    The report holds ``fp32``/``int8`` accuracies (on the labels), ``delta_pts`` (INT8 - FP32,
-    negative = worse), ``worst_class_delta_pts``, ``agreement`` (top-1 equal to FP32), sizes,
-    timings, and for ``ptq-acc`` the plain-PTQ numbers and ``kept_fp`` (layers left in FP).
+    Nothing is written unless everything succeeded. The report holds ``fp32``/``int8`` accuracies
+    (on the labels), ``delta_pts`` (INT8 - FP32, negative = worse), ``worst_class_delta_pts``,
+    ``agreement`` (top-1 equal to FP32), sizes, timings, and for ``ptq-acc`` the plain-PTQ numbers
+    and ``kept_fp`` (layers left in FP).
     """
-    _check_args(target, method, max_drop, calib_size)
-    if val_size is not None and val_size < 1:
-        raise QuantizationError(f"val_size must be positive, got {val_size}")
-    if method == "ptq-acc" and max_drop is None:
-        max_drop = DEFAULT_MAX_DROP
+    opts = merged(QuantizeOptions, options, fields, QuantizationError)
     for what, value in (("dataset", data), ("validation dataset", val_data)):
         if isinstance(value, (str, os.PathLike)) and not Path(value).exists():
             raise QuantizationError(f"{what} {value} does not exist")
     require("nncf", "openvino", "INT8 quantization")
-    out = Path(out_dir)
+    out = Path(opts.out_dir)
     if out.exists() and not out.is_dir():
         raise QuantizationError(f"output folder {out} exists and is not a folder")
     t0 = time.perf_counter()
     # every file is staged and moved into ``out`` only when everything succeeded (utils.outputs)
-    with staged_output(out, "quantize", overwrite=overwrite) as stage, staging_dir(out, "fp32") as scratch:
-        fp32_path, meta = _fp32_onnx(checkpoint, onnx_path, img_size, scratch)
+    with staged_output(out, "quantize", overwrite=opts.overwrite) as stage, staging_dir(out, "fp32") as scratch:
+        fp32_path, meta = _fp32_onnx(checkpoint, onnx_path, opts.img_size, scratch)
         _check_classes(meta, val_data if val_data is not None else data)
-        stem = _stem(meta, target, method)
-        names = [f"{stem}.xml", f"{stem}.bin"] if target == "openvino" else [f"{stem}.onnx"]
-        check_outputs(out, [*names, f"{stem}.report.json"], overwrite=overwrite)  # before the expensive part
+        stem = _stem(meta, opts.target, opts.method)
+        artifact_format = format_named("openvino" if opts.target == "openvino" else "onnx")
+        main_name = f"{stem}{artifact_format.suffixes[0]}"
+        names = [main_name] + ([f"{stem}.bin"] if opts.target == "openvino" else [])  # an IR's weights
+        check_outputs(out, [*names, f"{stem}.report.json"], overwrite=opts.overwrite)  # before the expensive part
         pp = meta.preprocessing
         calib = calibration_arrays(
-            data, pp, calib_size, split=calib_split, seed=seed, allow_missing_classes=allow_missing_classes
+            data,
+            pp,
+            opts.calib_size,
+            split=opts.calib_split,
+            seed=opts.seed,
+            allow_missing_classes=opts.allow_missing_classes,
         )
         val = validation_arrays(
             val_data if val_data is not None else data,
             pp,
-            val_size,
-            split=val_split,
-            seed=seed,
-            allow_missing_classes=allow_missing_classes,
+            opts.val_size,
+            split=opts.val_split,
+            seed=opts.seed,
+            allow_missing_classes=opts.allow_missing_classes,
         )
         fp32_logits = predict(fp32_path, val.x)
-        staged = stage.path(names[0])
+        staged = stage.path(main_name)
         artifact = stage.final(staged)
         stage.last.append(staged)  # the .xml / .onnx appears only once its weights are in place
         qinfo: dict[str, Any] = {
-            "method": method,
+            "method": opts.method,
             "engine": "nncf",
             "nncf_version": _nncf_version(),
-            "format": "openvino-fq" if target == "openvino" else "onnx-qdq",
-            "target": target,
-            "preset": preset,
+            "format": "openvino-fq" if opts.target == "openvino" else "onnx-qdq",
+            "target": opts.target,
+            "preset": opts.preset,
             "calib_size": len(calib),
-            "calib_split": calib_split,
-            "fast_bias_correction": fast_bias_correction,
-            "ignored": list(ignore),
+            "calib_split": opts.calib_split,
+            "fast_bias_correction": opts.fast_bias_correction,
+            "ignored": list(opts.ignore),
         }
         extra: dict[str, Any] = {}
-        with quiet(progress):
-            model = _run_method(
-                method,
-                target,
-                fp32_path,
-                meta,
-                calib,
-                val,
-                fp32_logits,
-                preset,
-                ignore,
-                calib_size,
-                fast_bias_correction,
-                max_drop,
-                checkpoint,
-                qat_epochs,
-                qat_lr,
-                data,
-                calib_split,
-                seed,
-                qat_max_steps,
-                progress,
-                qinfo,
-                extra,
-            )
-        if method == "wc":
+        run = _Run(opts, fp32_path, meta, calib, val, fp32_logits, checkpoint, data, qinfo, extra)
+        with quiet(opts.progress):
+            model = _run_method(run)
+        if opts.method == "wc":
             qinfo.update(format="openvino-weights-int8", calib_size=0)
         qmeta = meta.replace(
             precision="int8", quantization=qinfo, source_onnx_sha256=meta.source_onnx_sha256 or sha256_file(fp32_path)
         )
-        if target == "openvino":
+        if opts.target == "openvino":
             save_ir(model, staged, qmeta)
         else:
             save_onnx(model, staged, qmeta)
         int8_logits = predict(staged, val.x)
-        report = _report(meta, qmeta, val, fp32_logits, int8_logits, fp32_path, staged, max_drop, extra)
+        report = _report(meta, qmeta, val, fp32_logits, int8_logits, fp32_path, staged, opts.max_drop, extra)
         report["artifact"] = str(artifact)
         report["seconds"] = round(time.perf_counter() - t0, 1)
-        files = [artifact] + ([artifact.with_suffix(".bin")] if target == "openvino" else [])
+        files = [artifact, *(artifact.with_name(n) for n in names[1:])]
         report_path = stage.final(write_json(stage.path(f"{stem}.report.json"), report))
     return QuantizeResult(artifact, qmeta, report, report_path, [*files, report_path])
 
@@ -330,74 +271,74 @@ def _nncf_version() -> str:
     return str(nncf.__version__)
 
 
-def _run_method(
-    method: str,
-    target: str,
-    fp32_path: Path,
-    meta: ModelMetadata,
-    calib: ArrayData,
-    val: ArrayData,
-    fp32_logits: np.ndarray,
-    preset: str,
-    ignore: Sequence[str],
-    calib_size: int,
-    fast_bias_correction: bool,
-    max_drop: float | None,
-    checkpoint: str | os.PathLike | None,
-    qat_epochs: int,
-    qat_lr: float,
-    data: Any,
-    calib_split: str,
-    seed: int,
-    qat_max_steps: int | None,
-    progress: bool,
-    qinfo: dict[str, Any],
-    extra: dict[str, Any],
-) -> Any:
+@dataclass
+class _Run:
+    """One quantization under way: its options, the FP32 model and the data it is measured on."""
+
+    opts: QuantizeOptions
+    fp32_path: Path
+    meta: ModelMetadata
+    calib: ArrayData
+    val: ArrayData
+    fp32_logits: np.ndarray
+    checkpoint: str | os.PathLike | None
+    data: Any
+    qinfo: dict[str, Any]  # filled in: what the artifact's metadata says about its quantization
+    extra: dict[str, Any]  # filled in: method-specific sections of the report
+
+
+def _run_method(run: _Run) -> Any:
     """Run one method; returns the in-memory quantized model (ov.Model or onnx.ModelProto)."""
     from edgefer.quantize import ptq
 
-    kwargs = ptq.nncf_kwargs(target, preset, ignore, (), calib_size, fast_bias_correction)
-    if method == "wc":
-        return ptq.compress_weights_openvino(_load_fp32(fp32_path, "openvino"), ignore)
-    if method == "ptq":
-        model = _ptq(target, fp32_path, calib, kwargs)
-        if target != "openvino":
-            qinfo["qdq_nodes"] = ptq.check_qdq(model)
+    opts = run.opts
+    kwargs = ptq.nncf_kwargs(opts.target, opts.preset, opts.ignore, (), opts.calib_size, opts.fast_bias_correction)
+    if opts.method == "wc":
+        return ptq.compress_weights_openvino(_load_fp32(run.fp32_path, "openvino"), opts.ignore)
+    if opts.method == "ptq":
+        model = _ptq(opts.target, run.fp32_path, run.calib, kwargs)
+        if opts.target != "openvino":
+            run.qinfo["qdq_nodes"] = ptq.check_qdq(model)
         return model
-    if method == "ptq-acc":
+    if opts.method == "ptq-acc":
         from edgefer.quantize.accuracy_control import quantize_with_accuracy_control
 
         model, info = quantize_with_accuracy_control(
-            target, _load_fp32(fp32_path, target), calib, val, fp32_logits, float(max_drop or 0.0), kwargs
+            opts.target,
+            _load_fp32(run.fp32_path, opts.target),
+            run.calib,
+            run.val,
+            run.fp32_logits,
+            float(opts.max_drop or 0.0),
+            kwargs,
         )
-        qinfo["max_drop_pt"] = max_drop
-        qinfo["kept_fp"] = info["kept_fp"]
-        extra["accuracy_control"] = info
+        run.qinfo["max_drop_pt"] = opts.max_drop
+        run.qinfo["kept_fp"] = info["kept_fp"]
+        run.extra["accuracy_control"] = info
         return model
-    if method == "qat":
-        if checkpoint is None:
+    if opts.method == "qat":
+        if run.checkpoint is None:
             raise QuantizationError("QAT fine-tunes the PyTorch model: pass the checkpoint")
         from edgefer.quantize.qat import quantization_aware_training
 
         model, info = quantization_aware_training(
-            checkpoint,
-            target,
-            meta,
-            calib,
-            data,
-            calib_split,
+            run.checkpoint,
+            opts.target,
+            run.meta,
+            run.calib,
+            run.data,
+            opts.calib_split,
             kwargs,
-            epochs=qat_epochs,
-            lr=qat_lr,
-            seed=seed,
-            max_steps=qat_max_steps,
-            progress=progress,
+            epochs=opts.qat_epochs,
+            lr=opts.qat_lr,
+            seed=opts.seed,
+            max_steps=opts.qat_max_steps,
+            progress=opts.progress,
         )
-        qinfo.update(qat_epochs=qat_epochs, qat_lr=qat_lr, qat_steps=info.get("steps"))
-        extra["qat"] = info
+        run.qinfo.update(qat_epochs=opts.qat_epochs, qat_lr=opts.qat_lr, qat_steps=info.get("steps"))
+        run.extra["qat"] = info
         return model
-    raise QuantizationError(f"unknown method {method!r}")  # pragma: no cover - checked above
+    raise QuantizationError(f"unknown method {opts.method!r}")  # pragma: no cover - checked by the options
 
 
 def _load_fp32(fp32_path: Path, target: str) -> Any:

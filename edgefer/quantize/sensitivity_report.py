@@ -26,7 +26,9 @@ from typing import Any
 
 from edgefer.data.calibration import calibration_arrays, validation_arrays
 from edgefer.errors import QuantizationError
+from edgefer.quantize.options import QuantizeOptions
 from edgefer.utils.io import write_json, write_text
+from edgefer.utils.options import merged
 from edgefer.utils.outputs import check_outputs, staged_output, staging_dir
 
 #: Op types NNCF puts quantizers on (inputs/weights); the others follow their producer's quantizer.
@@ -109,27 +111,32 @@ def block_groups(model: Any, split_fraction: float = 0.5, max_groups: int = 8) -
     return groups
 
 
+#: Validation images a sensitivity table scores when the options leave ``val_size`` unset: one
+#: quantization per block group, so the whole split would multiply the run time.
+SENSITIVITY_VAL_SIZE = 200
+
+
 def sensitivity(
     checkpoint: str | os.PathLike | None,
     data: Any,
-    out_dir: str | os.PathLike = "runs/quantize",
+    options: QuantizeOptions | None = None,
+    *,
     onnx_path: str | os.PathLike | None = None,
-    img_size: int | None = None,
-    calib_size: int = 300,
-    val_size: int | None = 200,
-    calib_split: str = "train",
-    val_split: str = "test",
-    seed: int = 0,
-    progress: bool = True,
     max_groups: int = 8,
-    allow_missing_classes: bool = False,
-    overwrite: bool = False,
+    **fields: Any,
 ) -> SensitivityResult:
     """Per-block-group INT8 sensitivity table, written as ``sensitivity.json`` and ``sensitivity.md``.
 
+    ``options`` (or the ``fields`` shorthand) give the output folder, calibration and validation
+    sizes and splits, seed, progress and the output policy; ``val_size`` defaults to
+    :data:`SENSITIVITY_VAL_SIZE`. The numerics are TensorRT-style Q/DQ whatever ``target`` says.
     The two files follow the output policy of :mod:`edgefer.utils.outputs` (an earlier table is
     replaced only with ``overwrite``; both appear together, only on success).
     """
+    opts = merged(QuantizeOptions, options, fields, QuantizationError)
+    out_dir, calib_size, seed = opts.out_dir, opts.calib_size, opts.seed
+    allow_missing_classes, overwrite = opts.allow_missing_classes, opts.overwrite
+    val_size = opts.val_size if opts.val_size is not None else SENSITIVITY_VAL_SIZE
     import nncf
     import onnx
 
@@ -140,14 +147,14 @@ def sensitivity(
 
     check_outputs(out_dir, ["sensitivity.json", "sensitivity.md"], overwrite=overwrite)
     with staged_output(out_dir, "sensitivity", overwrite=overwrite) as stage, staging_dir(out_dir, "fp32") as scratch:
-        fp32_path, meta = _fp32_onnx(checkpoint, onnx_path, img_size, scratch)
+        fp32_path, meta = _fp32_onnx(checkpoint, onnx_path, opts.img_size, scratch)
         _check_classes(meta, data)
         pp = meta.preprocessing
         calib = calibration_arrays(
-            data, pp, calib_size, split=calib_split, seed=seed, allow_missing_classes=allow_missing_classes
+            data, pp, calib_size, split=opts.calib_split, seed=seed, allow_missing_classes=allow_missing_classes
         )
         val = validation_arrays(
-            data, pp, val_size, split=val_split, seed=seed, allow_missing_classes=allow_missing_classes
+            data, pp, val_size, split=opts.val_split, seed=seed, allow_missing_classes=allow_missing_classes
         )
         fp32 = onnx.load(str(fp32_path))
         ref = predict(fp32, val.x)
@@ -163,7 +170,7 @@ def sensitivity(
 
         plan = [("(all)", set(all_names)), *[(g, set(names)) for g, names in sorted(groups.items())]]
         # NNCF's own bars are silenced per run (quiet(False)); ours goes to stderr
-        with Progress(console=Console(stderr=True), disable=not progress, transient=True) as bar:
+        with Progress(console=Console(stderr=True), disable=not opts.progress, transient=True) as bar:
             task = bar.add_task("sensitivity", total=len(plan))
             for group, members in plan:
                 kwargs = dict(base_kwargs)

@@ -22,6 +22,7 @@ Writes are atomic (temporary file + rename).
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,18 @@ CHECKPOINT_FORMAT = 1
 _REQUIRED = ("format", "model", "class_names", "preprocessing", "state_dict")
 
 
+@dataclass(frozen=True)
+class ResumeState:
+    """What a training needs, beyond the weights, to continue exactly where it stopped: the EMA
+    weights, the optimizer / scheduler / AMP-scaler states and the random number generators'."""
+
+    ema_model: nn.Module | None = None
+    optimizer: Any = None
+    scheduler: Any = None
+    scaler: Any = None
+    rng: dict[str, Any] | None = None
+
+
 def save_checkpoint(
     path: str | os.PathLike,
     *,
@@ -46,17 +59,16 @@ def save_checkpoint(
     class_names: tuple[str, ...] | list[str],
     preprocessing: Preprocessing,
     epoch: int = -1,
-    ema_model: nn.Module | None = None,
-    optimizer: Any = None,
-    scheduler: Any = None,
-    scaler: Any = None,
+    resume: ResumeState | None = None,
     metrics: dict[str, Any] | None = None,
     train_config: dict[str, Any] | None = None,
-    rng: dict[str, Any] | None = None,
     extra: dict[str, Any] | None = None,
 ) -> Path:
-    """Write a checkpoint atomically and return its path."""
+    """Write a checkpoint atomically and return its path. Without ``resume`` it holds the model
+    only (enough to export or evaluate it, not to continue its training)."""
     raw = model.module if hasattr(model, "module") else model
+    r = resume or ResumeState()
+    ema_model, optimizer, scheduler, scaler = r.ema_model, r.optimizer, r.scheduler, r.scaler
     ckpt = {
         "format": CHECKPOINT_FORMAT,
         "model": {"name": model_name, "args": dict(model_args)},
@@ -72,7 +84,7 @@ def save_checkpoint(
         "scaler": scaler.state_dict() if scaler is not None else None,
         "metrics": metrics or {},
         "train_config": train_config or {},
-        "rng": rng,
+        "rng": r.rng,
         "extra": extra or {},
     }
     path = Path(path)

@@ -43,7 +43,7 @@ from edgefer.metrics import ClassificationReport, classification_report
 from edgefer.preprocess import Preprocessing
 from edgefer.training import distributed as D
 from edgefer.training.augment import AugmentConfig, EvalTransform, TrainAugment
-from edgefer.training.checkpoint import load_checkpoint, save_checkpoint
+from edgefer.training.checkpoint import ResumeState, load_checkpoint, save_checkpoint
 from edgefer.training.config import ConfigError, TrainConfig
 from edgefer.training.data import AugmentedSubset, EpochSampler, class_counts, class_weights, stratified_split
 from edgefer.training.distill import DistillationLoss, load_teacher
@@ -703,13 +703,15 @@ def _save(
         class_names=loaders.class_names,
         preprocessing=loaders.preprocessing,
         epoch=epoch,
-        ema_model=learner.ema.module if learner.ema is not None else None,
-        optimizer=learner.optimizer,
-        scheduler=learner.scheduler,
-        scaler=learner.scaler if learner.amp else None,
+        resume=ResumeState(
+            ema_model=learner.ema.module if learner.ema is not None else None,
+            optimizer=learner.optimizer,
+            scheduler=learner.scheduler,
+            scaler=learner.scaler if learner.amp else None,
+            rng=_rng_states(),
+        ),
         metrics=metrics,
         train_config=cfg.to_dict(),
-        rng=_rng_states(),
         extra={
             "history": state.history,
             "best": state.best,

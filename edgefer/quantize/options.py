@@ -1,0 +1,110 @@
+"""``QuantizeOptions``: how to quantize, as one object validated on construction and passed whole.
+
+What is quantized (a checkpoint or an FP32 ONNX) and on which data are arguments of
+:func:`edgefer.quantize.quantize` (and :func:`edgefer.quantize.sensitivity`); everything about
+*how* is here. A bad value is a :class:`QuantizationError` when the options are made -- before any
+file is opened -- from ``edgefer quantize``, the pipeline or Python alike.
+:meth:`QuantizeOptions.to_argv` gives the ``edgefer quantize`` command line that reproduces them.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgefer.errors import QuantizationError
+from edgefer.formats import TARGETS
+from edgefer.utils.options import as_paths, flag, to_argv
+
+METHODS = ("ptq", "ptq-acc", "qat", "wc")
+PRESETS = ("performance", "mixed")
+#: Budget used by ``ptq-acc`` when no ``max_drop`` is given (the issue's target: <= 0.5 point).
+DEFAULT_MAX_DROP = 0.5
+
+PathLike = str | os.PathLike
+
+
+@dataclass(frozen=True)
+class QuantizeOptions:
+    """How to quantize (see :func:`edgefer.quantize.quantize`); each field's CLI flag is in its metadata.
+
+    Attributes:
+        target: "openvino" (INT8 IR), "trt" or "onnx" (explicit Q/DQ ONNX, TensorRT-compatible).
+        method: "ptq", "ptq-acc" (accuracy control within ``max_drop``; default
+            :data:`DEFAULT_MAX_DROP`), "qat", or "wc" (INT8 weights only, OpenVINO).
+        calib_size: calibration images (deterministic subset).
+        max_drop: accuracy budget in points (absolute); for ptq/qat it is checked, not enforced.
+        preset: "performance" (symmetric) or "mixed" (asymmetric activations; OpenVINO only).
+        ignore: regex patterns of graph node names to keep in floating point.
+        out_dir: where the artifact and ``<stem>.report.json`` go.
+        img_size: export size when starting from a checkpoint (default: the checkpoint's).
+        fast_bias_correction: NNCF's fast bias correction (False: the accurate, slower one).
+        qat_epochs / qat_lr / qat_max_steps: QAT fine-tuning length and learning rate.
+        progress: progress bars and NNCF's logs.
+        val_size: validation images scored (None = the whole ``val_split``).
+        calib_split / val_split: the splits calibration and validation images come from.
+        seed: the subset draws (Python API only).
+        allow_missing_classes: accept a split that lacks some class.
+        overwrite: replace an earlier INT8 model of the same name (refused otherwise, before any work).
+    """
+
+    target: str = flag("openvino", "--target")
+    method: str = flag("ptq", "--method")
+    calib_size: int = flag(300, "--calib-size")
+    max_drop: float | None = flag(None, "--max-drop")
+    preset: str = flag("performance", "--preset")
+    ignore: tuple[str, ...] = flag((), "--ignore")
+    out_dir: PathLike = flag(Path("runs/quantize"), "--out")
+    img_size: int | None = flag(None, "--img-size")
+    fast_bias_correction: bool = flag(True, None, false="--accurate-bias-correction")
+    qat_epochs: int = flag(2, "--qat-epochs")
+    qat_lr: float = flag(1e-4, "--qat-lr")
+    qat_max_steps: int | None = flag(None, None)
+    progress: bool = flag(True, None, false="--quiet")
+    val_size: int | None = flag(None, "--val-size")
+    calib_split: str = flag("train", "--calib-split")
+    val_split: str = flag("test", "--val-split")
+    seed: int = flag(0, None)
+    allow_missing_classes: bool = flag(False, "--allow-missing-classes")
+    overwrite: bool = flag(False, "--overwrite")
+
+    def __post_init__(self) -> None:
+        as_paths(self, "out_dir")
+        if self.target not in TARGETS:
+            raise QuantizationError(f"target must be one of {', '.join(TARGETS)}, not {self.target!r}")
+        if self.method not in METHODS:
+            raise QuantizationError(f"method must be one of {', '.join(METHODS)}, not {self.method!r}")
+        if self.method == "wc" and self.target != "openvino":
+            raise QuantizationError("weights-only compression (method 'wc') is for the openvino target")
+        if self.preset not in PRESETS:
+            raise QuantizationError(f"preset must be one of {', '.join(PRESETS)}, not {self.preset!r}")
+        if self.target in ("trt", "onnx") and self.preset != "performance":
+            raise QuantizationError(
+                f"preset {self.preset!r} gives asymmetric activations, which TensorRT cannot run; "
+                "the trt/onnx targets use the symmetric 'performance' preset"
+            )
+        if self.max_drop is not None and not 0.0 <= self.max_drop <= 100.0:
+            raise QuantizationError(f"max_drop is in accuracy points (0..100), got {self.max_drop}")
+        for what, value in (
+            ("calib_size", self.calib_size),
+            ("val_size", self.val_size),
+            ("img_size", self.img_size),
+            ("qat_epochs", self.qat_epochs),
+            ("qat_max_steps", self.qat_max_steps),
+        ):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise QuantizationError(f"{what} must be a positive whole number, got {value!r}")
+        if not self.qat_lr > 0:
+            raise QuantizationError(f"qat_lr must be positive, got {self.qat_lr}")
+        if isinstance(self.ignore, str):  # one pattern given as a string, not its characters
+            object.__setattr__(self, "ignore", (self.ignore,))
+        object.__setattr__(self, "ignore", tuple(str(p) for p in self.ignore))
+        if self.method == "ptq-acc" and self.max_drop is None:
+            object.__setattr__(self, "max_drop", DEFAULT_MAX_DROP)
+
+    def to_argv(self, data: PathLike, *, checkpoint: PathLike | None = None, onnx: PathLike | None = None) -> list[str]:
+        """The ``edgefer quantize`` command line that runs these options on ``data`` and the model."""
+        source = ["--checkpoint", os.fspath(checkpoint)] if checkpoint is not None else []
+        source += ["--onnx", os.fspath(onnx)] if onnx is not None else []
+        return ["edgefer", "quantize", *source, "--data", os.fspath(data), *to_argv(self)]
