@@ -556,16 +556,18 @@ def _trt(
     cmd = trtmod.trtexec_command(
         out / source.name,
         out / engine_name,
-        precision,
-        profile if onnx_dynamic else None,
+        trtmod.EngineBuildSpec(
+            precision,
+            profile if onnx_dynamic else None,
+            workspace_mib,
+            dla_core,
+            cache,
+            fp16_mode,
+            calib_cache=calib_cache,
+        ),
         img,
-        workspace_mib,
-        dla_core,
-        cache,
         version,
         onnx_kind=kind,
-        fp16_mode=fp16_mode,
-        calib_cache=calib_cache,
     )
     edgefer_cmd = [
         "edgefer",
@@ -600,15 +602,17 @@ def _trt(
     build = trtmod.build_engine(
         source,
         stage / engine_name,
-        precision,
-        profile if onnx_dynamic else None,
-        workspace_mib,
-        dla_core,
-        cache,
-        fp16_mode,
-        calib_data=calib_data if calib else None,
-        calib_cache=calib_cache,
-        calib_size=calib_size,
+        trtmod.EngineBuildSpec(
+            precision,
+            profile if onnx_dynamic else None,
+            workspace_mib,
+            dla_core,
+            cache,
+            fp16_mode,
+            calib_data=calib_data if calib else None,
+            calib_cache=calib_cache,
+            calib_size=calib_size,
+        ),
     )
     files += [build.engine, build.sidecar]
     notes.append(f"engine built with TensorRT {version} ({build.info['build']['mode']})")
