@@ -449,11 +449,14 @@ def engine_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
 
     monkeypatch.setattr(engine_sidecar, "gpu_info", lambda device=0: ("Stand-in GPU", "8.7"))
 
+    allocs: list[FakeAllocator] = []
+
     def load(version: str = "10.3.0", dla_core: int | None = None, max_batch: int = 8, built_with: str | None = None):
         events: list = []
         trt = fake_runtime_trt(version, max_batch, events)
         monkeypatch.setitem(sys.modules, "tensorrt", trt)
         alloc = FakeAllocator()
+        allocs.append(alloc)
         trt.alloc_ref["alloc"] = alloc
         monkeypatch.setattr(cuda_mem, "open_allocator", lambda device=0, prefer=None: alloc)
         onnx = tmp_path / "m.onnx"
@@ -467,6 +470,7 @@ def engine_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
         sidecar_path(engine).write_text(json.dumps(sc))
         return TensorRTBackend(engine, device="cuda"), alloc, events
 
+    load.allocs = allocs  # type: ignore[attr-defined]
     return load
 
 
@@ -485,6 +489,7 @@ def test_dla_engine_refused_where_dla_is_missing(engine_env) -> None:
         engine_env(version="11.2.0", dla_core=0, built_with="10.3.0")
     with pytest.raises(BackendError, match="DLA core 5 but this device has 2"):
         engine_env(dla_core=5)
+    assert all(a.closed for a in engine_env.allocs)  # a refused load releases its CUDA stream/context
 
 
 def test_pinned_host_buffers_are_made_once_per_shape(engine_env) -> None:

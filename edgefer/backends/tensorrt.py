@@ -148,10 +148,21 @@ class TensorRTBackend(Backend):
         self._trt = trt
         self._host: dict[tuple[int, ...], tuple[np.ndarray, np.ndarray]] = {}
         self._ptrs: dict[str, int] = {}
+        self._capacity = 0
+        self.last_device_ms: float | None = None
+        dla_core = sidecar_dla_core(sidecar)
         self._alloc = open_allocator(dev.ordinal)  # makes the device current for the runtime
+        try:
+            self._open_engine(path, trt, dla_core)
+        except BaseException:
+            self.close()  # the allocator's stream/context and any buffers: nothing leaks from a refused load
+            raise
+
+    def _open_engine(self, path: Path, trt: Any, dla_core: int | None) -> None:
+        """Deserialise the engine (on its DLA core, if any) and read its I/O tensors."""
         self._logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(self._logger)
-        set_runtime_dla_core(self._runtime, trt.__version__, sidecar_dla_core(sidecar))
+        set_runtime_dla_core(self._runtime, trt.__version__, dla_core)
         engine = self._runtime.deserialize_cuda_engine(path.read_bytes())
         if engine is None:
             raise BackendError(f"TensorRT could not deserialize {path.name} (see the TensorRT log above)")
@@ -165,8 +176,6 @@ class TensorRTBackend(Backend):
             raise BackendError(f"{path.name}: expected one image input and a logits output")
         self._input = inputs[0]
         self._min_batch, self.max_batch = batch_limits(self._input)
-        self._capacity = 0
-        self.last_device_ms: float | None = None
 
     def _ensure_capacity(self, batch: int) -> None:
         """(Re)allocate device buffers for at least ``batch`` images (grows, never shrinks)."""
