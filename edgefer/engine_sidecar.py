@@ -53,6 +53,28 @@ def parse_trt_version(version: str) -> tuple[int, int, int]:
     return parts[0], parts[1], parts[2]
 
 
+#: First TensorRT 11 release with DLA again: "DLA was unavailable in TensorRT 11.0 through 11.3, and
+#: TensorRT 11.4.0 supported DLA only on Windows on ARM"; 11.4.1 restores it on Jetson AGX Orin
+#: (JetPack 7.2.2+), strongly typed (TensorRT 11.4.1 release notes,
+#: https://docs.nvidia.com/deeplearning/tensorrt/latest/getting-started/release-notes-11/11.4.1.html).
+DLA_MIN_TRT11 = (11, 4, 1)
+
+
+def dla_unsupported_reason(trt_version: str) -> str | None:
+    """Why this TensorRT cannot build or run a DLA engine, or None when it can (TensorRT 11.0-11.4.0).
+
+    One rule for the builder (:func:`edgefer.export.tensorrt.plan_build`) and the backend, which
+    raise their own error type with this text.
+    """
+    version = parse_trt_version(trt_version)
+    if version[0] == 11 and version < DLA_MIN_TRT11:
+        return (
+            f"TensorRT {trt_version} has no DLA support on Jetson (DLA returned in TensorRT 11.4.1, JetPack 7.2.2+): "
+            "use TensorRT 11.4.1 or newer, a TensorRT 10.x release, or drop the DLA core"
+        )
+    return None
+
+
 def make_sidecar(
     metadata: ModelMetadata,
     trt_version: str,

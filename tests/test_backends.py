@@ -166,10 +166,10 @@ def test_engine_without_tensorrt_names_the_extra(tmp_path):
 
 @pytest.mark.trt
 def test_tensorrt_engine_matches_onnx(arts, tmp_path):  # pragma: no cover - needs a GPU with TensorRT
-    from edgefer.export.tensorrt import build_engine
+    from edgefer.export.tensorrt import EngineBuildSpec, build_engine
 
     engine = tmp_path / "model.engine"
-    build_engine(arts["onnx"], engine, precision="fp32")
+    build_engine(arts["onnx"], engine, EngineBuildSpec(precision="fp32"))
     x = np.random.default_rng(0).standard_normal((4, 3, 64, 64)).astype(np.float32)
     with open_model(engine, device="cuda") as b:
         np.testing.assert_allclose(b.infer(x), open_model(arts["onnx"]).infer(x), atol=1e-2)

@@ -10,7 +10,14 @@ import pytest
 from edgefer.engine_sidecar import check_engine_compat, make_sidecar, parse_trt_version
 from edgefer.errors import BackendError, EngineMismatchError, ExportError
 from edgefer.export.profiles import load_profile
-from edgefer.export.tensorrt import BatchProfile, batch_profile, plan_build, trtexec_command
+from edgefer.export.tensorrt import (
+    BatchProfile,
+    EngineBuildSpec,
+    batch_profile,
+    build_engine,
+    plan_build,
+    trtexec_command,
+)
 from edgefer.metadata import ModelMetadata, read_metadata, sidecar_path
 from edgefer.preprocess import Preprocessing
 
@@ -63,6 +70,18 @@ def test_plan_build_refuses_what_a_version_cannot_do() -> None:
         plan_build("8.6", "fp16", "fp16", fp16_mode="strongly-typed")
 
 
+@pytest.mark.parametrize("version", ["11.0.0", "11.2.1", "11.3.0", "11.4.0"])
+def test_plan_build_refuses_dla_on_tensorrt_11_before_11_4_1(version: str) -> None:
+    # TensorRT 11.4.1 release notes: DLA was unavailable in 11.0-11.3, 11.4.0 had it on Windows on ARM only
+    with pytest.raises(ExportError, match=r"no DLA support.*11\.4\.1"):
+        plan_build(version, "fp16", "fp16", dla_core=0)
+
+
+def test_plan_build_dla_on_tensorrt_11_4_1_is_strongly_typed() -> None:
+    plan = plan_build("11.4.1", "int8", "qdq", dla_core=0)
+    assert plan.strongly_typed and plan.builder_flags == ("GPU_FALLBACK",)
+
+
 def test_plan_build_calibrator_and_dla() -> None:
     cal = plan_build("8.5.2", "int8", "fp32", calibrator=True)
     assert cal.calibrator and cal.builder_flags == ("INT8",) and cal.mode == "int8 entropy calibrator"
@@ -95,26 +114,56 @@ def test_batch_profile() -> None:
 
 def test_trtexec_command_per_version() -> None:
     prof = BatchProfile(1, 4, 16)
-    cmd = trtexec_command("m_fp16.onnx", "m.engine", "fp16", prof, 112, 512, None, "cache.bin", "10.3")
+    spec = EngineBuildSpec("fp16", prof, 512, timing_cache="cache.bin")
+    cmd = trtexec_command("m_fp16.onnx", "m.engine", spec, 112, "10.3")
     assert cmd[:3] == ["trtexec", "--onnx=m_fp16.onnx", "--saveEngine=m.engine"]
     assert "--minShapes=input:1x3x112x112" in cmd and "--optShapes=input:4x3x112x112" in cmd
     assert "--maxShapes=input:16x3x112x112" in cmd
     assert "--memPoolSize=workspace:512" in cmd and "--timingCacheFile=cache.bin" in cmd
     assert "--stronglyTyped" in cmd and "--fp16" not in cmd
     # JetPack 5 (TensorRT 8.5): FP32 ONNX + --fp16, no strong typing
-    old = trtexec_command("m.onnx", "m.engine", "fp16", prof, 112, trt_version="8.5.2", onnx_kind="fp32")
+    old = trtexec_command("m.onnx", "m.engine", EngineBuildSpec("fp16", prof), 112, "8.5.2", onnx_kind="fp32")
     assert "--fp16" in old and "--stronglyTyped" not in old
     # TensorRT 11: precision flags are gone, strong typing is implicit
-    new = trtexec_command("m_qdq.onnx", "m.engine", "int8", None, 112, trt_version="11.1")
+    new = trtexec_command("m_qdq.onnx", "m.engine", EngineBuildSpec("int8"), 112, "11.1")
     assert not any(a in new for a in ("--int8", "--fp16", "--stronglyTyped")) and not any("Shapes" in a for a in new)
-    q8 = trtexec_command("m_qdq.onnx", "m.engine", "int8", prof, 112, trt_version="8.6.1")
+    q8 = trtexec_command("m_qdq.onnx", "m.engine", EngineBuildSpec("int8", prof), 112, "8.6.1")
     assert "--int8" in q8
-    dla = trtexec_command(
-        "m.onnx", "m.engine", "fp16", BatchProfile(2, 2, 2), 112, dla_core=1, trt_version="10.3", onnx_kind="fp32"
-    )
+    dla_spec = EngineBuildSpec("fp16", BatchProfile(2, 2, 2), dla_core=1)
+    dla = trtexec_command("m.onnx", "m.engine", dla_spec, 112, "10.3", onnx_kind="fp32")
     assert "--useDLACore=1" in dla and "--allowGPUFallback" in dla and "--fp16" in dla
-    cal = trtexec_command("m.onnx", "m.engine", "int8", prof, 112, trt_version="8.5", calib_cache="c.cache")
+    cal = trtexec_command("m.onnx", "m.engine", EngineBuildSpec("int8", prof, calib_cache="c.cache"), 112, "8.5")
     assert "--int8" in cal and "--calib=c.cache" in cal
+    with pytest.raises(ExportError, match="removed implicit INT8 calibration"):
+        trtexec_command("m.onnx", "m.engine", EngineBuildSpec("int8", prof, calib_cache="c.cache"), 112, "11.0")
+
+
+def test_engine_build_spec_is_checked_when_made() -> None:
+    spec = EngineBuildSpec("int8", timing_cache="t.cache", calib_cache="c.cache")
+    assert spec.timing_cache == Path("t.cache") and spec.calib_cache == Path("c.cache")
+    with pytest.raises(AttributeError):
+        spec.precision = "fp16"  # type: ignore[misc]  # frozen: one build's settings cannot drift
+    bad = [
+        ({"precision": "int4"}, "unknown precision"),
+        ({"fp16_mode": "fast"}, "fp16_mode"),
+        ({"workspace_mib": 0}, "workspace_mib"),
+        ({"calib_batch": 0}, "calib_batch"),
+        ({"calib_size": 2.5}, "calib_size"),
+        ({"device": -1}, "device"),
+        ({"dla_core": -1}, "dla_core"),
+        ({"dla_core": 0, "profile": BatchProfile(1, 4, 8)}, "DLA needs static shapes"),
+    ]
+    for kwargs, message in bad:
+        with pytest.raises(ExportError, match=message):
+            EngineBuildSpec(**kwargs)
+
+
+def test_build_functions_take_at_most_twelve_parameters() -> None:
+    """Issue 14: the build settings travel as one EngineBuildSpec, not as 14 loose parameters."""
+    import inspect
+
+    for fn in (trtexec_command, build_engine):
+        assert len(inspect.signature(fn).parameters) <= 12, fn.__name__
 
 
 # --- sidecar and compatibility -----------------------------------------------------------------
@@ -175,17 +224,8 @@ def test_jetson_profiles_load(name: str) -> None:
     if prof.dla_core is not None:
         assert bp.static  # DLA needs static shapes
     kind = {"fp32": "fp32", "fp16": "fp16", "int8": "qdq"}[prof.precision]
-    cmd = trtexec_command(
-        "m.onnx",
-        "m.engine",
-        prof.precision,
-        bp,
-        112,
-        prof.workspace_mib,
-        prof.dla_core,
-        trt_version=prof.tensorrt,
-        onnx_kind=kind,
-    )
+    spec = EngineBuildSpec(prof.precision, bp, prof.workspace_mib, prof.dla_core)
+    cmd = trtexec_command("m.onnx", "m.engine", spec, 112, trt_version=prof.tensorrt, onnx_kind=kind)
     assert f"--memPoolSize=workspace:{prof.workspace_mib}" in cmd
 
 

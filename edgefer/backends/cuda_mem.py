@@ -14,6 +14,7 @@ import contextlib
 import importlib.util
 import os
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -223,6 +224,49 @@ class CudaPythonAllocator(CudaAllocator):
         for ptr in list(self._ptrs):
             self.free(ptr)
         self._rt.cudaStreamDestroy(self._stream)
+
+
+@contextlib.contextmanager
+def device_current(device: int = 0, prefer: str | None = None) -> Iterator[None]:
+    """Make CUDA device ``device`` the calling thread's current device inside the ``with`` block.
+
+    TensorRT's builder works on the calling thread's current CUDA device (the runtime API's, which
+    starts at 0), so a build for ``device=N`` must make N current first. pycuda pushes N's primary
+    context (the one the runtime API uses) and pops it on exit; cuda-python calls ``cudaSetDevice``
+    and restores the previous device. Without either package only device 0, the default, works.
+    """
+    available = installed_allocators()
+    if not any(available.values()):
+        if device != 0:
+            raise MissingDependencyError("pycuda", "trt", f"using CUDA device {device} (or install cuda-python)")
+        yield
+        return
+    if choose_allocator(available, prefer) == "pycuda":
+        import pycuda.driver as cuda
+
+        cuda.init()
+        ctx = cuda.Device(device).retain_primary_context()
+        ctx.push()
+        try:
+            yield
+        finally:
+            with contextlib.suppress(Exception):  # already popped at interpreter shutdown
+                ctx.pop()
+        return
+    rt = _cudart()
+
+    def check(result: Any) -> tuple:
+        err, *values = result if isinstance(result, tuple) else (result,)
+        if int(err) != int(rt.cudaError_t.cudaSuccess):
+            raise BackendError(f"CUDA error {int(err)} while making device {device} current")
+        return tuple(values)
+
+    (previous,) = check(rt.cudaGetDevice())
+    check(rt.cudaSetDevice(device))
+    try:
+        yield
+    finally:
+        rt.cudaSetDevice(previous)
 
 
 def open_allocator(device: int = 0, prefer: str | None = None) -> CudaAllocator:

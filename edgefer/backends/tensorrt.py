@@ -14,8 +14,16 @@ API versions (checked against NVIDIA's TensorRT Python API docs and migration gu
 * TensorRT < 8.5: the binding API — ``num_bindings``, ``binding_is_input``,
   ``get_profile_shape``, ``set_binding_shape`` and ``execute_async_v2(bindings, stream)``.
 
-Device buffers come from :mod:`edgefer.backends.cuda_mem` (pycuda or cuda-python); the GPU time of
-the last ``infer`` (CUDA events around the execute call, copies excluded) is ``last_device_ms``.
+Device buffers come from :mod:`edgefer.backends.cuda_mem` (pycuda or cuda-python); the page-locked
+host buffers the copies go through are made once per input shape and reused, so a timed ``infer``
+allocates nothing after its shape's first call. The GPU time of the last ``infer`` (CUDA events
+around the execute call, copies excluded) is ``last_device_ms``.
+
+A DLA engine (the sidecar's ``build.dla_core``) is deserialised after ``Runtime.DLA_core`` is set
+to that core ("The DLA core that the engine executes on", TensorRT Python API, Runtime:
+https://docs.nvidia.com/deeplearning/tensorrt/latest/_static/python-api/infer/Core/Runtime.html);
+TensorRT 11.0-11.4.0 have no DLA on Jetson and are refused
+(:func:`edgefer.engine_sidecar.dla_unsupported_reason`).
 """
 
 from __future__ import annotations
@@ -28,7 +36,7 @@ import numpy as np
 
 from edgefer.backends.base import Backend, register_backend
 from edgefer.backends.devices import parse_device
-from edgefer.engine_sidecar import parse_trt_version
+from edgefer.engine_sidecar import dla_unsupported_reason, parse_trt_version
 from edgefer.errors import BackendError
 from edgefer.metadata import read_metadata
 
@@ -91,6 +99,32 @@ def read_io_tensors(engine: Any, trt: Any) -> list[IOTensor]:
     return out
 
 
+def sidecar_dla_core(sidecar: dict[str, Any]) -> int | None:
+    """The DLA core an engine was built for (its sidecar's ``build.dla_core``), None for a GPU engine."""
+    build = sidecar.get("build")
+    core = build.get("dla_core") if isinstance(build, dict) else None
+    if core is None:
+        return None
+    if isinstance(core, bool) or not isinstance(core, int) or core < 0:
+        raise BackendError(f"engine sidecar has an invalid build.dla_core {core!r}; rebuild the engine")
+    return core
+
+
+def set_runtime_dla_core(runtime: Any, trt_version: str, dla_core: int | None) -> None:
+    """Point ``runtime`` at the DLA core a DLA engine was built for, before it is deserialised.
+
+    Refuses a TensorRT without DLA (11.0-11.4.0) and a core this device does not have.
+    """
+    if dla_core is None:
+        return
+    if reason := dla_unsupported_reason(trt_version):
+        raise BackendError(reason)
+    available = int(runtime.num_DLA_cores)
+    if dla_core >= available:
+        raise BackendError(f"the engine runs on DLA core {dla_core} but this device has {available} DLA core(s)")
+    runtime.DLA_core = int(dla_core)
+
+
 @register_backend
 class TensorRTBackend(Backend):
     """A TensorRT engine on one CUDA GPU."""
@@ -102,18 +136,33 @@ class TensorRTBackend(Backend):
         import tensorrt as trt
 
         from edgefer.backends.cuda_mem import open_allocator
-        from edgefer.engine_sidecar import check_engine_compat
+        from edgefer.engine_sidecar import check_engine_compat, load_sidecar
 
         dev = parse_device(self.device if self.device != "cpu" else "gpu")
         if dev.kind != "gpu":
             raise BackendError(f"tensorrt runs on a CUDA GPU, not {self.device!r} (use --device cuda[:N])")
         self.device = str(dev)
         self.metadata = read_metadata(path)
-        check_engine_compat(path, device=dev.ordinal)  # EngineMismatchError: rebuild on this device
+        sidecar = load_sidecar(path)
+        check_engine_compat(sidecar, device=dev.ordinal)  # EngineMismatchError: rebuild on this device
         self._trt = trt
-        self._alloc = open_allocator(dev.ordinal)
+        self._host: dict[tuple[int, ...], tuple[np.ndarray, np.ndarray]] = {}
+        self._ptrs: dict[str, int] = {}
+        self._capacity = 0
+        self.last_device_ms: float | None = None
+        dla_core = sidecar_dla_core(sidecar)
+        self._alloc = open_allocator(dev.ordinal)  # makes the device current for the runtime
+        try:
+            self._open_engine(path, trt, dla_core)
+        except BaseException:
+            self.close()  # the allocator's stream/context and any buffers: nothing leaks from a refused load
+            raise
+
+    def _open_engine(self, path: Path, trt: Any, dla_core: int | None) -> None:
+        """Deserialise the engine (on its DLA core, if any) and read its I/O tensors."""
         self._logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(self._logger)
+        set_runtime_dla_core(self._runtime, trt.__version__, dla_core)
         engine = self._runtime.deserialize_cuda_engine(path.read_bytes())
         if engine is None:
             raise BackendError(f"TensorRT could not deserialize {path.name} (see the TensorRT log above)")
@@ -127,9 +176,6 @@ class TensorRTBackend(Backend):
             raise BackendError(f"{path.name}: expected one image input and a logits output")
         self._input = inputs[0]
         self._min_batch, self.max_batch = batch_limits(self._input)
-        self._capacity = 0
-        self._ptrs: dict[str, int] = {}
-        self.last_device_ms: float | None = None
 
     def _ensure_capacity(self, batch: int) -> None:
         """(Re)allocate device buffers for at least ``batch`` images (grows, never shrinks)."""
@@ -142,6 +188,21 @@ class TensorRTBackend(Backend):
             shape = concrete_shape(t.shape, batch)
             self._ptrs[t.name] = self._alloc.malloc(int(np.prod(shape)) * np.dtype(t.dtype).itemsize)
         self._capacity = batch
+
+    def _host_buffers(self, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+        """The page-locked (input, output) host buffers for one input shape, made on its first use.
+
+        Page-locked allocation is slow (a driver call that pins pages), so it stays out of the timed
+        path after the first call of a shape; a dynamic engine holds at most one pair per batch size.
+        """
+        bufs = self._host.get(in_shape)
+        if bufs is None:
+            bufs = (
+                self._alloc.host_buffer(in_shape, self._input.dtype),
+                self._alloc.host_buffer(out_shape, self._outputs[0].dtype),
+            )
+            self._host[in_shape] = bufs
+        return bufs
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         x = self.check_batch(batch)
@@ -162,8 +223,9 @@ class TensorRTBackend(Backend):
             if not ctx.set_binding_shape(self._input.index, x.shape):
                 raise BackendError(f"tensorrt rejected input shape {x.shape}")
             out_shape = tuple(ctx.get_binding_shape(out_t.index))
-        out = self._alloc.host_buffer(out_shape, out_t.dtype)
-        self._alloc.htod_async(self._ptrs[self._input.name], x)
+        host_in, out = self._host_buffers(tuple(x.shape), out_shape)
+        np.copyto(host_in, x)
+        self._alloc.htod_async(self._ptrs[self._input.name], host_in)
         start = self._alloc.record()
         if self._named:
             ok = ctx.execute_async_v3(self._alloc.stream_handle)
@@ -199,6 +261,7 @@ class TensorRTBackend(Backend):
         for ptr in self._ptrs.values():
             alloc.free(ptr)
         self._ptrs = {}
+        self._host = {}
         self._context = None
         self._engine = None
         alloc.close()

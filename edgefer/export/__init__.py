@@ -11,7 +11,7 @@ functions that need them (so a Jetson can build engines from an ONNX without PyT
 * :func:`make_reference` — FP32 reference predictions (:mod:`edgefer.export.reference`)
 * :func:`to_fp16_onnx` — :mod:`edgefer.export.fp16`
 * :func:`export_openvino` — :mod:`edgefer.export.openvino`
-* :func:`build_engine`, :func:`trtexec_command` — :mod:`edgefer.export.tensorrt` (the engine
+* :func:`build_engine`, :func:`trtexec_command`, :class:`EngineBuildSpec` — :mod:`edgefer.export.tensorrt` (the engine
   sidecar and its compatibility check are in :mod:`edgefer.engine_sidecar`)
 """
 
@@ -30,6 +30,7 @@ _LAZY = {
     "export_openvino": "edgefer.export.openvino",
     "build_engine": "edgefer.export.tensorrt",
     "trtexec_command": "edgefer.export.tensorrt",
+    "EngineBuildSpec": "edgefer.export.tensorrt",
     "load_profile": "edgefer.export.profiles",
 }
 

@@ -325,19 +325,25 @@ def _trt(job: _Job, fp32_onnx: Path | None, stem: str, meta: ModelMetadata) -> t
     engine_name = f"{stem}_{precision}" + (f"_dla{dla_core}" if dla_core is not None else "") + ".engine"
     cache = Path(opts.timing_cache) if opts.timing_cache is not None else out / "trt_timing.cache"
     calib_cache = (out / f"{stem}.calib.cache") if calib else None
+    # one build spec for the engine built here and the trtexec command printed for the device
+    spec = trtmod.EngineBuildSpec(
+        precision,
+        profile if onnx_dynamic else None,
+        int(opts.workspace_mib or 1024),
+        dla_core,
+        cache,
+        opts.fp16_mode,
+        calib_data=opts.calib_data if calib else None,
+        calib_cache=calib_cache,
+        calib_size=opts.calib_size,
+    )
     cmd = trtmod.trtexec_command(
         out / source.name,
         out / engine_name,
-        precision,
-        profile if onnx_dynamic else None,
+        spec,
         meta.preprocessing.input_size,
-        opts.workspace_mib,
-        dla_core,
-        cache,
         version,
         onnx_kind=kind,
-        fp16_mode=opts.fp16_mode,
-        calib_cache=calib_cache,
     )
     # the device's own build, from the ONNX written here: the options that shape the engine, nothing else
     device = ExportOptions(
@@ -364,15 +370,7 @@ def _trt(job: _Job, fp32_onnx: Path | None, stem: str, meta: ModelMetadata) -> t
     build = trtmod.build_engine(
         source,
         job.stage / engine_name,
-        precision,
-        profile if onnx_dynamic else None,
-        opts.workspace_mib,
-        dla_core,
-        cache,
-        opts.fp16_mode,
-        calib_data=opts.calib_data if calib else None,
-        calib_cache=calib_cache,
-        calib_size=opts.calib_size,
+        spec,
     )
     job.files += [build.engine, build.sidecar]
     job.notes.append(f"engine built with TensorRT {version} ({build.info['build']['mode']})")

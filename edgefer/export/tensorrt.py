@@ -36,11 +36,12 @@ ask for it.
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgefer.engine_sidecar import gpu_info, make_sidecar, parse_trt_version, write_sidecar
+from edgefer.engine_sidecar import dla_unsupported_reason, gpu_info, make_sidecar, parse_trt_version, write_sidecar
 from edgefer.errors import ExportError, MissingDependencyError
 from edgefer.metadata import ModelMetadata
 from edgefer.utils.io import atomic_path, sha256_file
@@ -110,6 +111,8 @@ def plan_build(
         raise ExportError(f"fp16_mode must be one of {FP16_MODES}, not {fp16_mode!r}")
     if dla_core is not None and precision == "fp32":
         raise ExportError("DLA runs FP16 or INT8 networks only: use --precision fp16 or int8 with a DLA core")
+    if dla_core is not None and (reason := dla_unsupported_reason(trt_version)):
+        raise ExportError(reason)
     expected = {"fp32": ("fp32",), "fp16": ("fp16", "fp32"), "int8": ("qdq", "fp32") if calibrator else ("qdq",)}
     if onnx_kind not in expected[precision]:
         if precision == "int8" and onnx_kind == "fp32":
@@ -240,69 +243,103 @@ def _dims(shape: tuple[int, ...]) -> str:
     return "x".join(str(d) for d in shape)
 
 
+@dataclass(frozen=True)
+class EngineBuildSpec:
+    """The settings of one engine build, shared by :func:`build_engine` and :func:`trtexec_command`.
+
+    Checked when made, so a bad value fails before any TensorRT work with one clear
+    :class:`ExportError`. ``profile=None`` means: take the shapes from the ONNX (a static ONNX) or
+    the default dynamic profile. ``calib_data`` (a dataset path) or an existing ``calib_cache``
+    selects the legacy entropy calibrator (FP32 ONNX, TensorRT <= 10); ``calib_batch`` is its batch
+    for a dynamic-batch ONNX (a static ONNX calibrates with its own batch). ``device`` is the CUDA
+    device the engine is built on (made current for the build).
+    """
+
+    precision: str = "fp16"
+    profile: BatchProfile | None = None
+    workspace_mib: int = DEFAULT_WORKSPACE_MIB
+    dla_core: int | None = None
+    timing_cache: Path | None = None
+    fp16_mode: str = "auto"
+    calib_data: Any = None
+    calib_cache: Path | None = None
+    calib_size: int = 300
+    calib_batch: int = 8
+    device: int = 0
+
+    def __post_init__(self) -> None:
+        if self.precision not in ("fp32", "fp16", "int8"):
+            raise ExportError(f"unknown precision {self.precision!r} (fp32, fp16 or int8)")
+        if self.fp16_mode not in FP16_MODES:
+            raise ExportError(f"fp16_mode must be one of {FP16_MODES}, not {self.fp16_mode!r}")
+        for name in ("workspace_mib", "calib_size", "calib_batch"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ExportError(f"{name} must be a whole number >= 1, got {value!r}")
+        if isinstance(self.device, bool) or not isinstance(self.device, int) or self.device < 0:
+            raise ExportError(f"device must be a CUDA device index >= 0, got {self.device!r}")
+        if self.dla_core is not None:
+            if isinstance(self.dla_core, bool) or not isinstance(self.dla_core, int) or self.dla_core < 0:
+                raise ExportError(f"dla_core must be a DLA core index >= 0, got {self.dla_core!r}")
+            if self.profile is not None and not self.profile.static:
+                raise ExportError("DLA needs static shapes: use --batch N (min = opt = max) with a DLA core")
+        # paths given as str are kept as Path (frozen: set through object.__setattr__)
+        for name in ("timing_cache", "calib_cache"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, Path):
+                object.__setattr__(self, name, Path(value))
+
+
 def trtexec_command(
     onnx: str | os.PathLike,
     engine: str | os.PathLike,
-    precision: str,
-    profile: BatchProfile | None,
+    spec: EngineBuildSpec,
     img_size: int,
-    workspace_mib: int = DEFAULT_WORKSPACE_MIB,
-    dla_core: int | None = None,
-    timing_cache: str | os.PathLike | None = None,
     trt_version: str = "10.3",
     input_name: str = "input",
     onnx_kind: str | None = None,
-    fp16_mode: str = "auto",
-    calib_cache: str | os.PathLike | None = None,
     trtexec: str = "trtexec",
 ) -> list[str]:
-    """The ``trtexec`` command equivalent to :func:`build_engine` for the given TensorRT version.
+    """The ``trtexec`` command equivalent to :func:`build_engine` with ``spec`` on this TensorRT version.
 
     Same plan (:func:`plan_build`): ``--stronglyTyped`` on 10.x for FP16/Q-DQ ONNX, ``--fp16`` /
     ``--int8`` on 8.x (and 10.x weak typing), nothing on 11.x. ``--memPoolSize=workspace:<MiB>``
-    works from 8.4 on (MiB is the default unit on 8.x and 10.x). ``profile=None`` means a static
-    ONNX (no shape options).
+    works from 8.4 on (MiB is the default unit on 8.x and 10.x). ``spec.profile=None`` means a
+    static ONNX (no shape options); ``spec.calib_cache`` becomes ``--calib`` (FP32 ONNX + INT8).
     """
-    kind = onnx_kind or {"fp32": "fp32", "fp16": "fp16", "int8": "qdq"}[precision]
-    if calib_cache is not None:
+    kind = onnx_kind or {"fp32": "fp32", "fp16": "fp16", "int8": "qdq"}[spec.precision]
+    if spec.calib_cache is not None:
         kind = "fp32"
-    plan = plan_build(trt_version, precision, kind, dla_core, fp16_mode, calibrator=calib_cache is not None)
+    plan = plan_build(
+        trt_version, spec.precision, kind, spec.dla_core, spec.fp16_mode, calibrator=spec.calib_cache is not None
+    )
     cmd = [trtexec, f"--onnx={onnx}", f"--saveEngine={engine}"]
-    if profile is not None:
-        mn, op, mx = profile.shapes(img_size)
+    if spec.profile is not None:
+        mn, op, mx = spec.profile.shapes(img_size)
         cmd += [
             f"--minShapes={input_name}:{_dims(mn)}",
             f"--optShapes={input_name}:{_dims(op)}",
             f"--maxShapes={input_name}:{_dims(mx)}",
         ]
-    cmd.append(f"--memPoolSize=workspace:{int(workspace_mib)}")
+    cmd.append(f"--memPoolSize=workspace:{int(spec.workspace_mib)}")
     if plan.strongly_typed and plan.trt_major < 11:
         cmd.append("--stronglyTyped")
     if "FP16" in plan.builder_flags:
         cmd.append("--fp16")
     if "INT8" in plan.builder_flags:
         cmd.append("--int8")
-    if calib_cache is not None:
-        cmd.append(f"--calib={calib_cache}")
-    if timing_cache is not None:
-        cmd.append(f"--timingCacheFile={timing_cache}")
-    if dla_core is not None:
-        cmd += [f"--useDLACore={int(dla_core)}", "--allowGPUFallback"]
+    if spec.calib_cache is not None:
+        cmd.append(f"--calib={spec.calib_cache}")
+    if spec.timing_cache is not None:
+        cmd.append(f"--timingCacheFile={spec.timing_cache}")
+    if spec.dla_core is not None:
+        cmd += [f"--useDLACore={int(spec.dla_core)}", "--allowGPUFallback"]
     return cmd
 
 
 # ---------------------------------------------------------------------------------------------
 # the build (needs tensorrt)
 # ---------------------------------------------------------------------------------------------
-
-
-def tensorrt_available() -> bool:
-    import importlib.util
-
-    try:
-        return importlib.util.find_spec("tensorrt") is not None
-    except (ImportError, ValueError):
-        return False
 
 
 @dataclass
@@ -332,42 +369,70 @@ def _parser_errors(parser: Any) -> list[str]:
     return out
 
 
+def _attach_timing_cache(trt: Any, config: Any, cache_path: Path | None, log: list[str]) -> None:
+    """Give the builder the timing cache at ``cache_path`` (or an empty one), checked.
+
+    ``IBuilderConfig.set_timing_cache(cache, ignore_mismatch)`` returns False when it refuses a cache
+    (one written by another TensorRT release or GPU, or a damaged file), and ``create_timing_cache``
+    may return None for a blob it cannot read (TensorRT Python API, IBuilderConfig:
+    https://docs.nvidia.com/deeplearning/tensorrt/latest/_static/python-api/infer/Core/BuilderConfig.html).
+    A refused cache is replaced by a fresh one, with a warning, and the build goes on; the fresh
+    cache overwrites the old file after the build.
+    """
+    blob = cache_path.read_bytes() if cache_path is not None and cache_path.exists() else b""
+    cache = config.create_timing_cache(blob)
+    if cache is not None and config.set_timing_cache(cache, ignore_mismatch=False):
+        return
+    if not blob:
+        raise ExportError(f"TensorRT {trt.__version__} refused a new, empty timing cache")
+    msg = (
+        f"TensorRT {trt.__version__} refused the timing cache {cache_path} (another TensorRT, GPU or a damaged "
+        "file): building with a fresh cache, which replaces it"
+    )
+    warnings.warn(msg, RuntimeWarning, stacklevel=3)
+    log.append(msg)
+    cache = config.create_timing_cache(b"")
+    if cache is None or not config.set_timing_cache(cache, ignore_mismatch=False):
+        raise ExportError(f"TensorRT {trt.__version__} refused a new, empty timing cache")
+
+
 def build_engine(
     onnx_path: str | os.PathLike,
     engine_path: str | os.PathLike,
-    precision: str = "fp16",
-    profile: BatchProfile | None = None,
-    workspace_mib: int = DEFAULT_WORKSPACE_MIB,
-    dla_core: int | None = None,
-    timing_cache: str | os.PathLike | None = None,
-    fp16_mode: str = "auto",
-    calib_data: Any = None,
-    calib_cache: str | os.PathLike | None = None,
-    calib_size: int = 300,
-    calib_batch: int = 8,
-    device: int = 0,
+    spec: EngineBuildSpec | None = None,
     verbose: bool = False,
 ) -> EngineBuild:
-    """Build a serialized engine from an edgefer ONNX and write it atomically with its sidecar.
+    """Build a serialized engine from an edgefer ONNX with ``spec`` and write it atomically with its sidecar.
 
     The ONNX kind (FP32 / FP16 / Q-DQ) comes from its metadata; :func:`plan_build` decides the
-    flags for the installed TensorRT. ``profile`` is required for a dynamic-batch ONNX (default
-    (1, 4, 32)) and must be static for DLA. ``calib_data`` (a dataset path) or an existing
-    ``calib_cache`` selects the legacy entropy calibrator (FP32 ONNX, TensorRT <= 10); the cache
-    is written after calibration and reused on the next build.
+    flags for the installed TensorRT. ``spec.profile`` is required for a dynamic-batch ONNX (default
+    (1, 4, 32)) and must be static for DLA. ``spec.calib_data`` (a dataset path) or an existing
+    ``spec.calib_cache`` selects the legacy entropy calibrator (FP32 ONNX, TensorRT <= 10); the cache
+    is written after calibration and reused on the next build. CUDA device ``spec.device`` is made
+    current for the whole build (TensorRT builds on the calling thread's current device).
     """
-    from edgefer.metadata import read_metadata
+    from edgefer.backends.cuda_mem import device_current
 
     try:
         import tensorrt as trt
     except ImportError as exc:
         raise MissingDependencyError("tensorrt", "trt", "building TensorRT engines") from exc
+    spec = spec if spec is not None else EngineBuildSpec()
     onnx_path, engine_path = Path(onnx_path), Path(engine_path)
     if not onnx_path.exists():
         raise ExportError(f"ONNX model {onnx_path} does not exist")
+    with device_current(spec.device):
+        return _build(trt, onnx_path, engine_path, spec, verbose)
+
+
+def _build(trt: Any, onnx_path: Path, engine_path: Path, spec: EngineBuildSpec, verbose: bool) -> EngineBuild:
+    """:func:`build_engine` once its device is current."""
+    from edgefer.metadata import read_metadata
+
     meta = read_metadata(onnx_path)
-    use_calib = calib_data is not None or (calib_cache is not None and Path(calib_cache).exists())
-    plan = plan_build(trt.__version__, precision, onnx_kind_of(meta), dla_core, fp16_mode, calibrator=use_calib)
+    dla_core, calib_cache = spec.dla_core, spec.calib_cache
+    use_calib = spec.calib_data is not None or (calib_cache is not None and calib_cache.exists())
+    plan = plan_build(trt.__version__, spec.precision, onnx_kind_of(meta), dla_core, spec.fp16_mode, use_calib)
     img = meta.preprocessing.input_size
     logger = trt.Logger(trt.Logger.VERBOSE if verbose else trt.Logger.WARNING)
     builder = trt.Builder(logger)
@@ -386,6 +451,7 @@ def build_engine(
         raise ExportError(f"{onnx_path.name} has {network.num_inputs} inputs; edgefer models have one")
     inp = network.get_input(0)
     dynamic = int(inp.shape[0]) < 0
+    profile = spec.profile
     if dynamic and profile is None:
         profile = batch_profile(dynamic=True, max_batch=meta.extra.get("max_batch"))
     if not dynamic:
@@ -399,7 +465,7 @@ def build_engine(
         raise ExportError("DLA needs static shapes: use --batch N (min = opt = max) with a DLA core")
 
     config = builder.create_builder_config()
-    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mib) << 20)
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(spec.workspace_mib) << 20)
     for name in plan.builder_flags:
         config.set_flag(getattr(trt.BuilderFlag, name))
     if profile is not None:
@@ -413,11 +479,15 @@ def build_engine(
         config.DLA_core = int(dla_core)
 
     calibrator = None
-    calib_path = Path(calib_cache) if calib_cache is not None else engine_path.with_suffix(".calib.cache")
+    calib_path = calib_cache if calib_cache is not None else engine_path.with_suffix(".calib.cache")
     if plan.calibrator:
         from edgefer.export.calibrator import make_entropy_calibrator
 
-        calibrator = make_entropy_calibrator(trt, meta, calib_data, calib_path, calib_size, calib_batch, device)
+        # the input's own shape decides the calibration batch (a static batch wins over calib_batch)
+        input_shape = tuple(int(d) for d in inp.shape)
+        calibrator = make_entropy_calibrator(
+            trt, meta, spec.calib_data, calib_path, spec.calib_size, spec.calib_batch, input_shape, spec.device
+        )
         config.int8_calibrator = calibrator
         if dynamic:
             cal_profile = builder.create_optimization_profile()
@@ -425,14 +495,15 @@ def build_engine(
             cal_profile.set_shape(inp.name, shape, shape, shape)
             config.set_calibration_profile(cal_profile)
 
-    cache_path = Path(timing_cache) if timing_cache is not None else None
-    cache_blob = cache_path.read_bytes() if cache_path is not None and cache_path.exists() else b""
-    cache = config.create_timing_cache(cache_blob)
-    config.set_timing_cache(cache, ignore_mismatch=False)
+    log: list[str] = []
+    cache_path = spec.timing_cache
+    _attach_timing_cache(trt, config, cache_path, log)
 
-    serialized = builder.build_serialized_network(network, config)
-    if calibrator is not None:
-        calibrator.close()
+    try:
+        serialized = builder.build_serialized_network(network, config)
+    finally:
+        if calibrator is not None:
+            calibrator.close()
     if serialized is None:
         raise ExportError(f"TensorRT {trt.__version__} failed to build an engine from {onnx_path.name} (see log above)")
     with atomic_path(engine_path, suffix=engine_path.suffix) as tmp:
@@ -440,7 +511,7 @@ def build_engine(
     if cache_path is not None:
         with atomic_path(cache_path) as tmp:
             tmp.write_bytes(bytes(config.get_timing_cache().serialize()))
-    gpu_name, cc = gpu_info(device)
+    gpu_name, cc = gpu_info(spec.device)
     info = make_sidecar(
         meta,
         trt.__version__,
@@ -450,7 +521,7 @@ def build_engine(
         profile,
         img,
         onnx_path,
-        workspace_mib,
+        spec.workspace_mib,
         input_name=inp.name,
         output_name=network.get_output(0).name,
         engine_sha256=sha256_file(engine_path),
@@ -462,4 +533,5 @@ def build_engine(
         info=info,
         timing_cache=cache_path,
         calib_cache=calib_path if plan.calibrator else None,
+        log=log,
     )

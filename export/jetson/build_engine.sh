@@ -10,6 +10,14 @@
 # version, GPU, shapes, metadata) that the edgefer runtime checks before loading. Without
 # Python, the equivalent trtexec command builds a bare engine (no sidecar): set USE_TRTEXEC=1 to
 # force it. The timing cache (OUT_DIR/trt_timing.cache) makes rebuilds fast.
+#
+# The trtexec path follows the rules of edgefer's build plan (edgefer/export/tensorrt.py,
+# plan_build): the profile's precision must match the ONNX kind. INT8 is built only from the Q/DQ
+# ONNX, or from the FP32 ONNX with an existing calibration cache (CALIB_CACHE=file, TensorRT <= 10,
+# written by a first `edgefer export --int8-mode entropy` build). A bare --int8 on an FP32 ONNX is
+# refused: trtexec 8.5-10.x would build it with placeholder dynamic ranges (a wrong engine), 11.x
+# has no --int8 and would build FP32 under an _int8 name. A mismatch exits 2 with a message.
+# The TensorRT version comes from `trtexec --help` ("[TensorRT v8501]"); TRT_VERSION=10.3 overrides.
 set -euo pipefail
 
 if [[ $# -lt 2 ]]; then
@@ -37,11 +45,22 @@ fi
 
 TRTEXEC=${TRTEXEC:-$(command -v trtexec || echo /usr/src/tensorrt/bin/trtexec)}
 [[ -x "$TRTEXEC" ]] || { echo "neither edgefer (with tensorrt) nor trtexec found" >&2; exit 2; }
-# trtexec prints "[TensorRT v8501]" (8.x: M*1000+m*100+p) or "[TensorRT v100300]" (10.x+: M*10000+...).
-CODE=$("$TRTEXEC" --help 2>&1 | sed -n 's/.*TensorRT v\([0-9][0-9]*\).*/\1/p' | head -n1)
-if [[ -z "$CODE" ]]; then TRT_MAJOR=10
-elif (( ${#CODE} >= 6 )); then TRT_MAJOR=${CODE:0:${#CODE}-4}
-else TRT_MAJOR=${CODE:0:${#CODE}-3}; fi
+fail() { echo "error: $*" >&2; exit 2; }
+# trtexec prints "[TensorRT v8501]" (8.x: M*1000+m*100+p) or "[TensorRT v100300]" (10.x+: M*10000+m*100+p).
+if [[ -n "${TRT_VERSION:-}" ]]; then
+  IFS=. read -r TRT_MAJOR TRT_MINOR TRT_PATCH _ <<< "$TRT_VERSION"
+else
+  CODE=$("$TRTEXEC" --help 2>&1 | sed -n 's/.*TensorRT v\([0-9][0-9]*\).*/\1/p' | head -n1 || true)
+  [[ -n "$CODE" ]] || fail "cannot tell the TensorRT version from '$TRTEXEC --help'; set TRT_VERSION (e.g. TRT_VERSION=10.3)"
+  if (( ${#CODE} >= 6 )); then
+    TRT_MAJOR=${CODE:0:${#CODE}-4}; TRT_MINOR=${CODE:${#CODE}-4:2}; TRT_PATCH=${CODE:${#CODE}-2:2}
+  else
+    TRT_MAJOR=${CODE:0:${#CODE}-3}; TRT_MINOR=${CODE:${#CODE}-3:1}; TRT_PATCH=${CODE:${#CODE}-2:2}
+  fi
+fi
+TRT_MAJOR=$((10#${TRT_MAJOR:-0})); TRT_MINOR=$((10#${TRT_MINOR:-0})); TRT_PATCH=$((10#${TRT_PATCH:-0}))
+TRT="$TRT_MAJOR.$TRT_MINOR.$TRT_PATCH"
+(( TRT_MAJOR * 100 + TRT_MINOR >= 805 )) || fail "TensorRT $TRT is too old: edgefer builds with TensorRT >= 8.5 (JetPack 5.1 or newer)"
 
 STEM=$(basename "$ONNX" .onnx)
 ENGINE="$OUT/${STEM%_fp16}"
@@ -61,17 +80,36 @@ SIZE=${IMG_SIZE:-$(get img_size)}
 [[ -z "$SIZE" || "$SIZE" == "null" ]] && SIZE=112
 ARGS=("${ARGS[@]//HxW/${SIZE}x${SIZE}}")
 
-# Precision: TensorRT 11 takes it from the network; 10.x builds FP16/Q-DQ ONNX strongly typed
-# (DLA: builder flags); 8.x uses the flags.
+# Precision, by the rules of plan_build. TensorRT 11 takes it from the network (no flags); 10.x
+# builds the FP16/Q-DQ ONNX strongly typed (DLA: builder flags); 8.x uses the flags.
 case "$ONNX" in *_fp16.onnx) KIND=fp16 ;; *qdq*.onnx) KIND=qdq ;; *) KIND=fp32 ;; esac
+CALIB=${CALIB_CACHE:-}
+[[ -z "$CALIB" || -f "$CALIB" ]] || fail "calibration cache $CALIB not found"
+[[ "$PRECISION" =~ ^(fp32|fp16|int8)$ ]] || fail "unknown precision '$PRECISION' in $PROFILE (fp32, fp16 or int8)"
+[[ -n "$DLA" && "$PRECISION" == "fp32" ]] && fail "DLA runs FP16 or INT8 networks only: set precision fp16 or int8 with dla_core"
+if [[ -n "$DLA" ]] && (( TRT_MAJOR == 11 && TRT_MINOR * 100 + TRT_PATCH < 401 )); then
+  fail "TensorRT $TRT has no DLA support on Jetson (DLA returned in TensorRT 11.4.1, JetPack 7.2.2+)"
+fi
+case "$PRECISION/$KIND" in
+  fp32/fp32|fp16/fp16|int8/qdq) ;;
+  fp16/fp32)
+    (( TRT_MAJOR < 11 )) || fail "TensorRT $TRT takes FP16 from the network: build from the FP16 ONNX (<model>_fp16.onnx)" ;;
+  int8/fp32)
+    [[ -n "$CALIB" ]] || fail "INT8 needs the Q/DQ ONNX from \`edgefer quantize --target trt\` (<model>_int8_qdq.onnx), or on TensorRT <= 10 the FP32 ONNX with CALIB_CACHE=<calibration cache>; a bare --int8 would use placeholder ranges"
+    (( TRT_MAJOR < 11 )) || fail "TensorRT $TRT removed implicit INT8 calibration: build from the Q/DQ ONNX" ;;
+  *) WANT=${PRECISION^^}; [[ "$PRECISION" == "int8" ]] && WANT="Q/DQ"
+     fail "a $PRECISION engine cannot be built from $(basename "$ONNX") (a $KIND ONNX): give the $WANT ONNX or change precision in $PROFILE" ;;
+esac
+[[ -n "$CALIB" && "$PRECISION/$KIND" != "int8/fp32" ]] && fail "CALIB_CACHE is used with the FP32 ONNX and precision int8 only"
 if (( TRT_MAJOR >= 11 )); then
   :
-elif (( TRT_MAJOR >= 10 )) && [[ -z "$DLA" && "$KIND" != "fp32" ]]; then
+elif (( TRT_MAJOR >= 9 )) && [[ -z "$DLA" && -z "$CALIB" && "$KIND" != "fp32" ]]; then
   ARGS+=(--stronglyTyped)
 else
   [[ "$PRECISION" == "fp16" ]] && ARGS+=(--fp16)
   [[ "$PRECISION" == "int8" ]] && ARGS+=(--int8)
   [[ "$PRECISION" == "int8" && -n "$DLA" ]] && ARGS+=(--fp16)
+  [[ -n "$CALIB" ]] && ARGS+=(--calib="$CALIB")
 fi
 [[ -n "$DLA" ]] && ARGS+=(--useDLACore="$DLA" --allowGPUFallback)
 

@@ -1,0 +1,511 @@
+"""TensorRT builder, calibrator and backend against stand-ins for ``tensorrt`` and the CUDA allocator.
+
+TensorRT is not installed where these run: a small fake ``tensorrt`` module (installed with
+``monkeypatch.setitem(sys.modules, ...)``) and a fake allocator record what edgefer asks of them,
+written against the real Python API's names (``Runtime.DLA_core``, ``IBuilderConfig.set_timing_cache``
+returning a bool, ``IInt8EntropyCalibrator2``, the named-tensor I/O calls). They show that edgefer
+makes the right calls in the right order; they do not show that a real engine builds or runs.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import edgefer.backends.cuda_mem as cuda_mem
+import edgefer.engine_sidecar as engine_sidecar
+import edgefer.metadata as metadata_mod
+from edgefer.engine_sidecar import make_sidecar
+from edgefer.errors import BackendError, ExportError
+from edgefer.export import tensorrt as trt_export
+from edgefer.export.calibrator import calibration_batch_size, make_entropy_calibrator
+from edgefer.export.tensorrt import BatchProfile, EngineBuildSpec, build_engine, plan_build
+from edgefer.metadata import ModelMetadata, sidecar_path
+from edgefer.preprocess import Preprocessing
+
+IMG = 16
+N_CLASSES = 7
+
+
+# --- a stand-in allocator ------------------------------------------------------------------------
+
+
+class FakeAllocator:
+    """Host memory posing as device memory; counts every allocation."""
+
+    name = "stand-in"
+    stream_handle = 1234
+
+    def __init__(self) -> None:
+        self.mem: dict[int, np.ndarray] = {}
+        self.mallocs: list[int] = []
+        self.host_buffers: list[tuple[tuple[int, ...], Any]] = []
+        self.copies: list[np.ndarray] = []
+        self._next = 4096
+        self.closed = False
+
+    def malloc(self, nbytes: int) -> int:
+        ptr = self._next
+        self._next += nbytes + 256
+        self.mem[ptr] = np.zeros(nbytes, dtype=np.uint8)
+        self.mallocs.append(nbytes)
+        return ptr
+
+    def free(self, ptr: int) -> None:
+        self.mem.pop(ptr, None)
+
+    def htod_async(self, dst: int, src: np.ndarray) -> None:
+        raw = np.ascontiguousarray(src).view(np.uint8).ravel()
+        assert raw.size <= self.mem[dst].size, "host-to-device copy overruns the device buffer"
+        self.mem[dst][: raw.size] = raw
+        self.copies.append(np.array(src, copy=True))
+
+    def dtoh_async(self, dst: np.ndarray, src: int) -> None:
+        dst.view(np.uint8).ravel()[:] = self.mem[src][: dst.nbytes]
+
+    def synchronize(self) -> None:
+        pass
+
+    def record(self) -> float:
+        return 0.0
+
+    def elapsed_ms(self, start: Any, end: Any) -> float:
+        return 0.5
+
+    def host_buffer(self, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+        self.host_buffers.append((tuple(shape), dtype))
+        return np.empty(shape, dtype=dtype)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+# --- a stand-in tensorrt: builder side -------------------------------------------------------------
+
+
+class _Enum:
+    def __init__(self, **members: int) -> None:
+        self.__dict__.update(members)
+
+
+def fake_builder_trt(version: str, input_shape: tuple[int, ...], events: list, refuse_cache: bool = False) -> Any:
+    """A ``tensorrt`` module with the builder calls :func:`build_engine` makes; ``events`` records them."""
+    trt = types.ModuleType("tensorrt")
+    trt.__version__ = version
+
+    class Logger:
+        WARNING, VERBOSE = 2, 4
+
+        def __init__(self, level: int) -> None:
+            self.level = level
+
+    class TimingCache:
+        def __init__(self, blob: bytes) -> None:
+            self.blob = blob
+
+        def serialize(self) -> bytes:
+            return b"fresh-cache" if not self.blob else self.blob
+
+    class Config:
+        def __init__(self) -> None:
+            self.flags: list[int] = []
+            self.int8_calibrator = None
+            self.cache: TimingCache | None = None
+
+        def set_memory_pool_limit(self, pool: int, size: int) -> None:
+            events.append(("workspace", size))
+
+        def set_flag(self, flag: int) -> None:
+            self.flags.append(flag)
+
+        def add_optimization_profile(self, profile: Any) -> None:
+            events.append(("profile", profile.shapes))
+
+        def set_calibration_profile(self, profile: Any) -> None:
+            events.append(("calibration_profile", profile.shapes))
+
+        def create_timing_cache(self, blob: bytes) -> TimingCache:
+            return TimingCache(bytes(blob))
+
+        def set_timing_cache(self, cache: TimingCache, ignore_mismatch: bool) -> bool:
+            ok = not (refuse_cache and cache.blob)  # a real TensorRT refuses another release's cache
+            events.append(("set_timing_cache", cache.blob, ok))
+            if ok:
+                self.cache = cache
+            return ok
+
+        def get_timing_cache(self) -> TimingCache:
+            return self.cache
+
+    class Profile:
+        def __init__(self) -> None:
+            self.shapes: dict[str, tuple] = {}
+
+        def set_shape(self, name: str, mn: tuple, opt: tuple, mx: tuple) -> None:
+            self.shapes[name] = (tuple(mn), tuple(opt), tuple(mx))
+
+    class Tensor:
+        def __init__(self, name: str, shape: tuple[int, ...]) -> None:
+            self.name, self.shape = name, shape
+
+    class Network:
+        num_inputs = 1
+
+        def get_input(self, i: int) -> Tensor:
+            return Tensor("input", input_shape)
+
+        def get_output(self, i: int) -> Tensor:
+            return Tensor("logits", (input_shape[0], N_CLASSES))
+
+    class Builder:
+        num_DLA_cores = 0
+
+        def __init__(self, logger: Logger) -> None:
+            events.append(("builder", cuda_current()))
+
+        def create_network(self, flags: int) -> Network:
+            return Network()
+
+        def create_builder_config(self) -> Config:
+            return Config()
+
+        def create_optimization_profile(self) -> Profile:
+            return Profile()
+
+        def build_serialized_network(self, network: Network, config: Config) -> bytes:
+            cal = config.int8_calibrator
+            if cal is not None:  # what TensorRT does: pull batches until None
+                while cal.get_batch(["input"]) is not None:
+                    events.append(("calibration_batch", cal.batch))
+            events.append(("build", cuda_current()))
+            return b"serialized-engine"
+
+    class OnnxParser:
+        def __init__(self, network: Network, logger: Logger) -> None:
+            pass
+
+        def parse_from_file(self, path: str) -> bool:
+            return True
+
+    class IInt8EntropyCalibrator2:
+        def __init__(self) -> None:
+            pass
+
+    trt.Logger, trt.Builder, trt.OnnxParser = Logger, Builder, OnnxParser
+    trt.IInt8EntropyCalibrator2 = IInt8EntropyCalibrator2
+    trt.NetworkDefinitionCreationFlag = _Enum(EXPLICIT_BATCH=0, STRONGLY_TYPED=1)
+    trt.BuilderFlag = _Enum(FP16=0, INT8=1, GPU_FALLBACK=2)
+    trt.MemoryPoolType = _Enum(WORKSPACE=0)
+    trt.DeviceType = _Enum(GPU=0, DLA=1)
+    return trt
+
+
+_CURRENT: list[int] = []  # the stand-in's "current CUDA device" stack
+
+
+def cuda_current() -> int | None:
+    return _CURRENT[-1] if _CURRENT else None
+
+
+class _DeviceCurrent:
+    def __init__(self, device: int = 0, prefer: str | None = None) -> None:
+        self.device = device
+
+    def __enter__(self) -> None:
+        _CURRENT.append(self.device)
+
+    def __exit__(self, *exc: object) -> None:
+        _CURRENT.pop()
+
+
+@pytest.fixture
+def builder_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    """Install a stand-in tensorrt for builds; returns a function (version, input shape) -> events."""
+    onnx = tmp_path / "m.onnx"
+    onnx.write_bytes(b"stand-in onnx, only hashed")
+    meta = ModelMetadata("msff_resnet18", preprocessing=Preprocessing(input_size=IMG))
+    monkeypatch.setattr(metadata_mod, "read_metadata", lambda p: meta)
+    monkeypatch.setattr(trt_export, "gpu_info", lambda device=0: (f"Stand-in GPU {device}", "8.7"))
+    monkeypatch.setattr(cuda_mem, "device_current", _DeviceCurrent)
+    allocs: list[FakeAllocator] = []
+
+    def open_fake(device: int = 0, prefer: str | None = None) -> FakeAllocator:
+        allocs.append(FakeAllocator())
+        return allocs[-1]
+
+    monkeypatch.setattr(cuda_mem, "open_allocator", open_fake)
+
+    def install(version: str, input_shape: tuple[int, ...], refuse_cache: bool = False) -> list:
+        events: list = []
+        monkeypatch.setitem(sys.modules, "tensorrt", fake_builder_trt(version, input_shape, events, refuse_cache))
+        return events
+
+    install.onnx = onnx  # type: ignore[attr-defined]
+    install.allocs = allocs  # type: ignore[attr-defined]
+    return install
+
+
+# --- builder: timing cache, device -------------------------------------------------------------
+
+
+def test_refused_timing_cache_is_replaced_with_a_fresh_one(builder_env, tmp_path: Path) -> None:
+    events = builder_env("10.3.0", (-1, 3, IMG, IMG), refuse_cache=True)
+    cache = tmp_path / "trt_timing.cache"
+    cache.write_bytes(b"written by another TensorRT")
+    with pytest.warns(RuntimeWarning, match="refused the timing cache"):
+        build = build_engine(builder_env.onnx, tmp_path / "m.engine", EngineBuildSpec("fp32", timing_cache=cache))
+    sets = [e for e in events if e[0] == "set_timing_cache"]
+    assert sets == [("set_timing_cache", b"written by another TensorRT", False), ("set_timing_cache", b"", True)]
+    assert any("refused the timing cache" in line for line in build.log)
+    assert cache.read_bytes() == b"fresh-cache" and build.engine.read_bytes() == b"serialized-engine"
+
+
+def test_accepted_timing_cache_is_kept_without_warning(builder_env, tmp_path: Path, recwarn) -> None:
+    events = builder_env("10.3.0", (-1, 3, IMG, IMG))
+    cache = tmp_path / "trt_timing.cache"
+    cache.write_bytes(b"good cache")
+    build = build_engine(builder_env.onnx, tmp_path / "m.engine", EngineBuildSpec("fp32", timing_cache=cache))
+    assert [e for e in events if e[0] == "set_timing_cache"] == [("set_timing_cache", b"good cache", True)]
+    assert not build.log and not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
+
+
+def test_build_runs_with_its_device_current(builder_env, tmp_path: Path) -> None:
+    events = builder_env("10.3.0", (-1, 3, IMG, IMG))
+    build = build_engine(builder_env.onnx, tmp_path / "m.engine", EngineBuildSpec("fp32", device=1))
+    assert ("builder", 1) in events and ("build", 1) in events
+    assert cuda_current() is None  # restored after the build
+    assert build.info["gpu"]["name"] == "Stand-in GPU 1"
+    # the default profile of a dynamic ONNX: (1, 4, 32)
+    (profile,) = [e[1] for e in events if e[0] == "profile"]
+    assert profile["input"][2] == (32, 3, IMG, IMG)
+
+
+def test_device_current_without_cuda_packages(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cuda_mem, "installed_allocators", lambda: {"pycuda": False, "cuda-python": False})
+    with cuda_mem.device_current(0):  # device 0 is CUDA's default: nothing to switch
+        pass
+    with pytest.raises(Exception, match=r"edgefer\[trt\]"), cuda_mem.device_current(1):
+        pass
+
+
+# --- calibrator ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("shape", "calib_batch", "expected"), [((4, 3, 8, 8), 8, 4), ((-1, 3, 8, 8), 8, 8)])
+def test_calibration_batch_size(shape: tuple[int, ...], calib_batch: int, expected: int) -> None:
+    assert calibration_batch_size(shape, calib_batch) == expected
+
+
+def test_calibration_batch_size_refuses_non_image_inputs() -> None:
+    with pytest.raises(ExportError, match="image input"):
+        calibration_batch_size((4, 3, 8), 8)
+    with pytest.raises(ExportError, match="dynamic non-batch"):
+        calibration_batch_size((-1, 3, -1, -1), 8)
+
+
+def _calibrator(monkeypatch, tmp_path: Path, input_shape: tuple[int, ...], calib_batch: int, n_images: int = 20):
+    import edgefer.data.calibration as calibration
+
+    x = np.arange(n_images * 3 * IMG * IMG, dtype=np.float32).reshape(n_images, 3, IMG, IMG)
+    monkeypatch.setattr(calibration, "calibration_arrays", lambda data, pp, calib_size: types.SimpleNamespace(x=x))
+    alloc = FakeAllocator()
+    monkeypatch.setattr(cuda_mem, "open_allocator", lambda device=0, prefer=None: alloc)
+    trt = fake_builder_trt("8.6.1", input_shape, [])
+    meta = ModelMetadata("msff_resnet18", preprocessing=Preprocessing(input_size=IMG))
+    cal = make_entropy_calibrator(trt, meta, "data", tmp_path / "c.cache", 300, calib_batch, input_shape)
+    return cal, alloc, x
+
+
+@pytest.mark.parametrize(("static_batch", "calib_batch"), [(4, 8), (8, 4)])
+def test_static_batch_sizes_the_calibration_buffer(monkeypatch, tmp_path: Path, static_batch: int, calib_batch: int):
+    """TensorRT reads the input's static volume per batch: the buffer and every batch hold exactly N images."""
+    cal, alloc, x = _calibrator(monkeypatch, tmp_path, (static_batch, 3, IMG, IMG), calib_batch)
+    assert cal.get_batch_size() == static_batch
+    assert alloc.mallocs == [static_batch * 3 * IMG * IMG * 4]
+    batches = []
+    while (ptrs := cal.get_batch(["input"])) is not None:
+        assert len(ptrs) == 1
+        batches.append(alloc.copies[-1])
+    assert len(batches) == len(x) // static_batch
+    assert all(b.shape == (static_batch, 3, IMG, IMG) for b in batches)
+    np.testing.assert_array_equal(np.concatenate(batches), x[: len(batches) * static_batch])
+    cal.close()
+    assert alloc.closed
+
+
+def test_dynamic_batch_calibrates_with_calib_batch(monkeypatch, tmp_path: Path) -> None:
+    cal, alloc, _ = _calibrator(monkeypatch, tmp_path, (-1, 3, IMG, IMG), 5)
+    assert cal.get_batch_size() == 5 and alloc.mallocs == [5 * 3 * IMG * IMG * 4]
+
+
+def test_calibration_images_must_match_the_input(monkeypatch, tmp_path: Path) -> None:
+    with pytest.raises(ExportError, match="calibration images have shape"):
+        _calibrator(monkeypatch, tmp_path, (4, 3, IMG * 2, IMG * 2), 8)
+
+
+def test_build_calibrates_with_the_static_batch(builder_env, tmp_path: Path, monkeypatch) -> None:
+    import edgefer.data.calibration as calibration
+
+    x = np.zeros((12, 3, IMG, IMG), dtype=np.float32)
+    monkeypatch.setattr(calibration, "calibration_arrays", lambda data, pp, calib_size: types.SimpleNamespace(x=x))
+    events = builder_env("8.6.1", (3, 3, IMG, IMG))
+    spec = EngineBuildSpec("int8", calib_data="data", calib_batch=8, calib_cache=tmp_path / "m.calib.cache")
+    build = build_engine(builder_env.onnx, tmp_path / "m.engine", spec)
+    assert [e for e in events if e[0] == "calibration_batch"] == [("calibration_batch", 3)] * 4
+    assert builder_env.allocs[-1].mallocs == [3 * 3 * IMG * IMG * 4]
+    assert build.info["build"]["mode"] == "int8 entropy calibrator"
+    assert not [e for e in events if e[0] == "calibration_profile"]  # static input: no calibration profile
+
+
+# --- backend: DLA core, page-locked buffers -------------------------------------------------------
+
+
+def fake_runtime_trt(version: str, max_batch: int, events: list) -> Any:
+    """A ``tensorrt`` module with the runtime calls the backend makes; the engine returns per-image means."""
+    trt = types.ModuleType("tensorrt")
+    trt.__version__ = version
+    trt.TensorIOMode = _Enum(INPUT=0, OUTPUT=1)
+    trt.nptype = lambda dtype: np.float32
+
+    class Logger:
+        WARNING = 2
+
+        def __init__(self, level: int) -> None:
+            pass
+
+    class Context:
+        def __init__(self, alloc_ref: dict) -> None:
+            self.shape: tuple[int, ...] = ()
+            self.addr: dict[str, int] = {}
+            self.alloc_ref = alloc_ref
+
+        def set_input_shape(self, name: str, shape: tuple[int, ...]) -> bool:
+            self.shape = tuple(shape)
+            return True
+
+        def get_tensor_shape(self, name: str) -> tuple[int, ...]:
+            return (self.shape[0], N_CLASSES)
+
+        def set_tensor_address(self, name: str, ptr: int) -> None:
+            self.addr[name] = ptr
+
+        def execute_async_v3(self, stream: int) -> bool:
+            mem = self.alloc_ref["alloc"].mem
+            n = self.shape[0]
+            x = mem[self.addr["input"]][: n * 3 * IMG * IMG * 4].view(np.float32).reshape(self.shape)
+            logits = np.repeat(x.mean(axis=(1, 2, 3))[:, None], N_CLASSES, axis=1) + np.arange(N_CLASSES)
+            mem[self.addr["logits"]][: logits.nbytes] = logits.astype(np.float32).view(np.uint8).ravel()
+            return True
+
+    class Engine:
+        num_io_tensors = 2
+
+        def __init__(self, alloc_ref: dict) -> None:
+            self.alloc_ref = alloc_ref
+
+        def get_tensor_name(self, i: int) -> str:
+            return ("input", "logits")[i]
+
+        def get_tensor_mode(self, name: str) -> int:
+            return 0 if name == "input" else 1
+
+        def get_tensor_shape(self, name: str) -> tuple[int, ...]:
+            return (-1, 3, IMG, IMG) if name == "input" else (-1, N_CLASSES)
+
+        def get_tensor_dtype(self, name: str) -> str:
+            return "float32"
+
+        def get_tensor_profile_shape(self, name: str, profile: int) -> tuple:
+            return ((1, 3, IMG, IMG), (2, 3, IMG, IMG), (max_batch, 3, IMG, IMG))
+
+        def create_execution_context(self) -> Context:
+            return Context(self.alloc_ref)
+
+    class Runtime:
+        num_DLA_cores = 2
+
+        def __init__(self, logger: Logger) -> None:
+            self.DLA_core = -1  # TensorRT's default: no DLA core chosen
+
+        def deserialize_cuda_engine(self, blob: bytes) -> Engine:
+            events.append(("deserialize", self.DLA_core))
+            return Engine(trt.alloc_ref)
+
+    trt.Logger, trt.Runtime = Logger, Runtime
+    trt.alloc_ref = {}
+    return trt
+
+
+@pytest.fixture
+def engine_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    """Write a stand-in engine + sidecar and install a stand-in tensorrt; returns a loader."""
+    from edgefer.backends.tensorrt import TensorRTBackend
+
+    monkeypatch.setattr(engine_sidecar, "gpu_info", lambda device=0: ("Stand-in GPU", "8.7"))
+
+    allocs: list[FakeAllocator] = []
+
+    def load(version: str = "10.3.0", dla_core: int | None = None, max_batch: int = 8, built_with: str | None = None):
+        events: list = []
+        trt = fake_runtime_trt(version, max_batch, events)
+        monkeypatch.setitem(sys.modules, "tensorrt", trt)
+        alloc = FakeAllocator()
+        allocs.append(alloc)
+        trt.alloc_ref["alloc"] = alloc
+        monkeypatch.setattr(cuda_mem, "open_allocator", lambda device=0, prefer=None: alloc)
+        onnx = tmp_path / "m.onnx"
+        onnx.write_bytes(b"only hashed")
+        meta = ModelMetadata("msff_resnet18", preprocessing=Preprocessing(input_size=IMG))
+        profile = BatchProfile(2, 2, 2) if dla_core is not None else BatchProfile(1, 2, max_batch)
+        plan = plan_build(built_with or version, "fp16", "fp16", dla_core=dla_core)
+        sc = make_sidecar(meta, version, "Stand-in GPU", "8.7", plan, profile, IMG, onnx, 256)
+        engine = tmp_path / "m.engine"
+        engine.write_bytes(b"stand-in engine")
+        sidecar_path(engine).write_text(json.dumps(sc))
+        return TensorRTBackend(engine, device="cuda"), alloc, events
+
+    load.allocs = allocs  # type: ignore[attr-defined]
+    return load
+
+
+def test_dla_engine_sets_the_runtime_core_before_deserialising(engine_env) -> None:
+    backend, _, events = engine_env(dla_core=1)
+    assert events == [("deserialize", 1)]
+    backend.close()
+    backend, _, events = engine_env(dla_core=None)
+    assert events == [("deserialize", -1)]  # a GPU engine leaves the runtime's default alone
+    backend.close()
+
+
+def test_dla_engine_refused_where_dla_is_missing(engine_env) -> None:
+    # an engine whose sidecar says TensorRT 11.2 + DLA core 0 (made by another tool): refused before deserialising
+    with pytest.raises(BackendError, match=r"no DLA support.*11\.4\.1"):
+        engine_env(version="11.2.0", dla_core=0, built_with="10.3.0")
+    with pytest.raises(BackendError, match="DLA core 5 but this device has 2"):
+        engine_env(dla_core=5)
+    assert all(a.closed for a in engine_env.allocs)  # a refused load releases its CUDA stream/context
+
+
+def test_pinned_host_buffers_are_made_once_per_shape(engine_env) -> None:
+    backend, alloc, _ = engine_env()
+    rng = np.random.default_rng(0)
+    x1, x2 = (rng.standard_normal((2, 3, IMG, IMG)).astype(np.float32) for _ in range(2))
+    out1 = backend.infer(x1)
+    made = len(alloc.host_buffers)
+    assert made == 2  # one input staging buffer, one output buffer
+    out2 = backend.infer(x2)
+    assert len(alloc.host_buffers) == made  # same shape: reused, nothing allocated in the timed call
+    expected = lambda x: x.mean(axis=(1, 2, 3))[:, None] + np.arange(N_CLASSES)  # noqa: E731
+    np.testing.assert_allclose(out1, expected(x1), rtol=1e-5)  # the first result is a copy, not the reused buffer
+    np.testing.assert_allclose(out2, expected(x2), rtol=1e-5)
+    backend.infer(rng.standard_normal((3, 3, IMG, IMG)).astype(np.float32))
+    assert len(alloc.host_buffers) == made + 2  # a new shape gets its own pair
+    assert {s for s, _ in alloc.host_buffers} == {(2, 3, IMG, IMG), (2, N_CLASSES), (3, 3, IMG, IMG), (3, N_CLASSES)}
+    backend.close()
+    assert alloc.closed
