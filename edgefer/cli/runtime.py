@@ -116,7 +116,10 @@ def register(app: typer.Typer) -> None:
             "template matching in between. 1 = every frame.",
         ),
         detect_width: int | None = typer.Option(
-            320, "--detect-width", help="Downscale frames to this width for detection only (0 = full size)."
+            480,
+            "--detect-width",
+            help="Downscale frames to this width for detection only; boxes are mapped back (0 = the detector's "
+            "own size: Haar 480 px on the longer side, YuNet the full frame).",
         ),
         reconnect: int = typer.Option(
             10, "--reconnect", help="Attempts to reopen a dropped live stream (URL or GStreamer) before giving up."
