@@ -154,7 +154,12 @@ def main() -> None:
     print(table)
     if args.out:
         stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-        args.out.write_text(_report(args, table, machine, stamp), encoding="utf-8")
+        from frame_loop_bench import MARK_END, MARK_START
+
+        old = args.out.read_text(encoding="utf-8") if args.out.exists() else ""
+        # keep the frame-loop section frame_loop_bench.py wrote into the same file
+        kept = MARK_START + old.split(MARK_START, 1)[1].split(MARK_END, 1)[0] + MARK_END if MARK_START in old else ""
+        args.out.write_text(_report(args, table, machine, stamp) + (f"\n{kept}\n" if kept else ""), encoding="utf-8")
 
 
 def _report(args, table: str, machine: str, stamp: str) -> str:
@@ -187,8 +192,9 @@ What the columns mean:
 
 Caveats: this build machine has 2 CPU cores (AMD EPYC, AVX2, no VNNI, so INT8 gains little over FP32
 here; VNNI/AMX CPUs and Intel GPUs/NPUs gain more) and was shared with other jobs while measuring, so
-treat the numbers as an order of magnitude. The detector dominates the frame: YuNet
-(`--detector yunet:PATH`) or a smaller detection resolution is the lever for FPS, not the classifier.
+treat the numbers as an order of magnitude. The detector dominates the frame: running it less often
+(`edgefer run --detect-every N`, the frame-loop section below), YuNet (`--detector yunet
+--detector-model PATH`) or a smaller detection resolution is the lever for FPS, not the classifier.
 """
 
 

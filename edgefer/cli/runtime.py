@@ -26,7 +26,15 @@ def register(app: typer.Typer) -> None:
         out: Path | None = typer.Option(None, "--out", "-o", help="Folder for annotated copies of the images."),
         as_json: bool = typer.Option(False, "--json", help="Print one JSON document (a list, one record per image)."),
         aligned: bool = typer.Option(False, "--aligned", help="Images are aligned face crops: skip detection."),
-        detector: str = typer.Option("auto", "--detector", help="auto | haar[:cascade.xml] | yunet:/path.onnx | none"),
+        detector: str = typer.Option(
+            "auto", "--detector", help="auto | haar[:cascade.xml] | yunet[:/path.onnx] | none"
+        ),
+        detector_model: Path | None = typer.Option(
+            None,
+            "--detector-model",
+            help="Detector weights, e.g. --detector yunet --detector-model face_detection_yunet_2023mar.onnx "
+            "(github.com/opencv/opencv_zoo, models/face_detection_yunet).",
+        ),
         device: str = typer.Option("cpu", "--device", help="Inference device (cpu, GPU, cuda:0, ...)."),
         threads: int | None = typer.Option(None, "--threads", help="Inference threads."),
         margin: float = typer.Option(0.15, "--margin", help="Border around a detected box without landmarks."),
@@ -40,7 +48,13 @@ def register(app: typer.Typer) -> None:
         if out is not None:  # before the model is loaded: a refusal costs nothing
             check_outputs(out, [rel for _, rel in annotated_targets(inputs, out)], overwrite=overwrite)
         with Predictor(
-            model, device=device, detector=detector, aligned=aligned, threads=threads, margin=margin
+            model,
+            device=device,
+            detector=detector,
+            detector_model=detector_model,
+            aligned=aligned,
+            threads=threads,
+            margin=margin,
         ) as predictor:
             records = predict_images(predictor, inputs, out_dir=out, overwrite=overwrite)
         if as_json:
@@ -64,12 +78,26 @@ def register(app: typer.Typer) -> None:
     @app.command("run")
     def run(
         model: Path = typer.Option(..., "--model", "-m", help="Artifact (.onnx, .xml, .engine) or bundle folder."),
-        source: str = typer.Option("0", "--source", "-s", help="Camera index, video file or stream URL (rtsp://...)."),
+        source: str = typer.Option(
+            "0",
+            "--source",
+            "-s",
+            help="Camera index, video file, stream URL (rtsp://, http://) or GStreamer pipeline ending in appsink "
+            "(needs an OpenCV built with GStreamer, e.g. JetPack's).",
+        ),
         out: Path | None = typer.Option(None, "--out", "-o", help="Annotated output video (.mp4, mp4v codec)."),
         jsonl: Path | None = typer.Option(None, "--jsonl", help="Events file: one JSON line per processed frame."),
         show: bool = typer.Option(False, "--show", help="Show the annotated stream in a window (needs GUI OpenCV)."),
         max_frames: int | None = typer.Option(None, "--max-frames", help="Stop after this many processed frames."),
-        detector: str = typer.Option("auto", "--detector", help="auto | haar[:cascade.xml] | yunet:/path.onnx | none"),
+        detector: str = typer.Option(
+            "auto", "--detector", help="auto | haar[:cascade.xml] | yunet[:/path.onnx] | none"
+        ),
+        detector_model: Path | None = typer.Option(
+            None,
+            "--detector-model",
+            help="Detector weights, e.g. --detector yunet --detector-model face_detection_yunet_2023mar.onnx "
+            "(github.com/opencv/opencv_zoo, models/face_detection_yunet).",
+        ),
         aligned: bool = typer.Option(False, "--aligned", help="Frames are aligned face crops: skip detection."),
         device: str = typer.Option("cpu", "--device", help="Inference device."),
         threads: int | None = typer.Option(None, "--threads", help="Inference threads."),
@@ -81,6 +109,24 @@ def register(app: typer.Typer) -> None:
             help="Drop stale frames (default: on for cameras/streams, off for files, which are read at their FPS "
             "when on).",
         ),
+        detect_every: int = typer.Option(
+            5,
+            "--detect-every",
+            help="Run the face detector every N frames (sooner when a face is lost); boxes are carried forward by "
+            "template matching in between. 1 = every frame.",
+        ),
+        detect_width: int | None = typer.Option(
+            480,
+            "--detect-width",
+            help="Downscale frames to this width for detection only; boxes are mapped back (0 = the detector's "
+            "own size: Haar 480 px on the longer side, YuNet the full frame).",
+        ),
+        reconnect: int = typer.Option(
+            10, "--reconnect", help="Attempts to reopen a dropped live stream (URL or GStreamer) before giving up."
+        ),
+        reconnect_delay: float = typer.Option(
+            1.0, "--reconnect-delay", help="Seconds before the first reconnect attempt; doubled per attempt (max 30)."
+        ),
         summary_json: Path | None = typer.Option(None, "--summary-json", help="Write the run summary as JSON."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No status lines while running."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace the outputs of an earlier run."),
@@ -88,14 +134,23 @@ def register(app: typer.Typer) -> None:
         """Faces and expressions on a camera, video file or stream; FPS and latency at the end."""
         from edgefer.errors import EdgeferError
         from edgefer.runtime import Predictor
-        from edgefer.runtime.stream import check_stream_outputs, run_stream, save_summary
+        from edgefer.runtime.stream import check_stream_outputs, parse_source, run_stream, save_summary
 
         if max_frames is not None and max_frames < 1:
             raise EdgeferError(f"--max-frames must be positive, got {max_frames}")
-        # every output is checked before the model is loaded and the first frame read
+        # every output, and the source's form, is checked before the model is loaded and the first frame read
         check_stream_outputs(out, jsonl, summary_json, overwrite=overwrite)
+        parse_source(source)
         with Predictor(
-            model, device=device, detector=detector, aligned=aligned, threads=threads, smoothing=smoothing
+            model,
+            device=device,
+            detector=detector,
+            detector_model=detector_model,
+            aligned=aligned,
+            threads=threads,
+            smoothing=smoothing,
+            detect_every=detect_every,
+            detect_width=detect_width or None,
         ) as predictor:
             summary = run_stream(
                 predictor,
@@ -108,6 +163,9 @@ def register(app: typer.Typer) -> None:
                 realtime=realtime,
                 log=None if quiet else _echo_err,
                 overwrite=overwrite,
+                reconnect=reconnect,
+                reconnect_delay=reconnect_delay,
+                warn=_echo_err,  # reconnect attempts are shown even with --quiet
             )
         typer.echo(summary.format())
         if summary_json is not None:

@@ -191,9 +191,18 @@ class FullFrameDetector:
         return [Detection(box=(0, 0, int(w), int(h)), score=1.0)]
 
 
-def make_detector(spec: str | FaceDetector | None = "auto") -> FaceDetector:
+def make_detector(spec: str | FaceDetector | None = "auto", model: str | os.PathLike | None = None) -> FaceDetector:
     """A detector from a spec: ``auto``/``haar``, ``haar:/path/cascade.xml``, ``yunet:/path.onnx``,
-    ``none``/``full`` (whole frame), ``None`` (whole frame), or a ready :class:`FaceDetector`."""
+    ``none``/``full`` (whole frame), ``None`` (whole frame), or a ready :class:`FaceDetector`.
+
+    ``model`` is the weights file for a detector named without one (``yunet`` + ``model`` is
+    ``yunet:model``; ``edgefer run --detector yunet --detector-model PATH``)."""
+    if model is not None:
+        if not isinstance(spec, str) or ":" in spec or spec.strip().lower() not in ("auto", "haar", "yunet"):
+            raise DetectorError(
+                f"--detector-model is the weights file of --detector yunet (or a cascade for haar), not of {spec!r}"
+            )
+        spec = f"{spec.strip().lower()}:{model}"
     if spec is None:
         return FullFrameDetector()
     if not isinstance(spec, str):
@@ -206,29 +215,39 @@ def make_detector(spec: str | FaceDetector | None = "auto") -> FaceDetector:
         return HaarDetector(arg or None)
     if kind == "yunet":
         if not arg:
-            raise DetectorError("YuNet needs its weights: --detector yunet:/path/face_detection_yunet_2023mar.onnx")
+            raise DetectorError(
+                "YuNet needs its weights: --detector yunet --detector-model /path/face_detection_yunet_2023mar.onnx "
+                "(download it from github.com/opencv/opencv_zoo, models/face_detection_yunet)"
+            )
         return YuNetDetector(arg)
     if kind in ("none", "full"):
         return FullFrameDetector()
     raise DetectorError(f"unknown detector {spec!r}; use auto, haar[:cascade.xml], yunet:/path/weights.onnx or none")
 
 
-def detect_scaled(detector: FaceDetector, frame_bgr: np.ndarray, max_side: int | None) -> list[Detection]:
-    """Run ``detector`` on ``frame_bgr`` downscaled so its longer side is ``max_side`` at most,
-    and return detections in the coordinates of the full frame."""
+def detect_scaled(
+    detector: FaceDetector, frame_bgr: np.ndarray, max_side: int | None, width: int | None = None
+) -> list[Detection]:
+    """Run ``detector`` on ``frame_bgr`` downscaled so its longer side is ``max_side`` at most and its
+    width ``width`` at most, and return detections in the coordinates of the full frame."""
     if isinstance(detector, FullFrameDetector):
         return detector.detect(frame_bgr)
-    small, factor = _downscaled(frame_bgr, max_side)
+    small, factor = _downscaled(frame_bgr, max_side, width)
     if factor == 1.0:
         return detector.detect(frame_bgr)
     return [d.scaled(1.0 / factor) for d in detector.detect(small)]
 
 
-def _downscaled(frame: np.ndarray, max_side: int | None) -> tuple[np.ndarray, float]:
-    """``frame`` shrunk so its longer side is at most ``max_side``, and the factor used."""
+def _downscaled(frame: np.ndarray, max_side: int | None, width: int | None = None) -> tuple[np.ndarray, float]:
+    """``frame`` shrunk so its longer side is at most ``max_side`` and its width at most ``width``,
+    and the factor used."""
     h, w = frame.shape[:2]
-    if not max_side or max(h, w) <= max_side:
+    factor = 1.0
+    if max_side and max(h, w) > max_side:
+        factor = max_side / max(h, w)
+    if width and w * factor > width:
+        factor = width / w
+    if factor == 1.0:
         return frame, 1.0
-    factor = max_side / max(h, w)
     size = (max(1, round(w * factor)), max(1, round(h * factor)))
     return cv2.resize(frame, size, interpolation=cv2.INTER_AREA), factor

@@ -9,7 +9,8 @@ evaluated on. Frames are BGR (OpenCV's order); we pass ``input_color="BGR"`` and
 
 Pipeline per frame (each stage timed, milliseconds):
 
-``detect``      face detection (on a downscaled copy of very large frames)
+``detect``      face detection (on a downscaled copy of the frame), or, between detections in a video
+                (``detect_every`` > 1), carrying the last boxes forward (:class:`~edgefer.runtime.tracking.BoxCarrier`)
 ``align``       5-point similarity warp, or square crop with margin, per face
 ``preprocess``  crops -> one NCHW float32 batch (resize, scale, mean/std, colour order)
 ``infer``       the backend, all faces of the frame as one batch (chunked by ``max_batch``)
@@ -38,7 +39,7 @@ from edgefer.metadata import ModelMetadata
 from edgefer.preprocess import preprocess_batch, to_three_channels
 from edgefer.runtime.align import align_by_landmarks, crop_square
 from edgefer.runtime.detect import Detection, FaceDetector, FullFrameDetector, detect_scaled, make_detector
-from edgefer.runtime.tracking import IoUTracker
+from edgefer.runtime.tracking import BoxCarrier, IoUTracker
 
 STAGES = ("detect", "align", "preprocess", "infer", "total")
 
@@ -87,18 +88,24 @@ class Face:
 
 @dataclass
 class FrameResult:
-    """Faces of one frame, per-stage timings in ms, the frame size ``(w, h)`` and an error, if any."""
+    """Faces of one frame, per-stage timings in ms, the frame size ``(w, h)`` and an error, if any.
+
+    ``detected`` is False when the boxes were carried forward from an earlier detection instead of
+    running the detector on this frame (``Predictor(detect_every=N)``).
+    """
 
     faces: list[Face]
     timings: dict[str, float]
     frame_size: tuple[int, int] | None = None
     error: str | None = None
+    detected: bool = True
 
     def to_dict(self, class_names: tuple[str, ...] | None = None) -> dict[str, Any]:
         d: dict[str, Any] = {
             "frame_size": list(self.frame_size) if self.frame_size else None,
             "faces": [f.to_dict(class_names) for f in self.faces],
             "timings_ms": {k: round(v, 3) for k, v in self.timings.items()},
+            "detected": self.detected,
         }
         if self.error:
             d["error"] = self.error
@@ -175,7 +182,9 @@ class Predictor:
         model: an artifact path (``.onnx``, OpenVINO ``.xml``, TensorRT ``.engine``), a bundle
             directory, or an already opened :class:`~edgefer.backends.Backend`.
         device: backend device ("cpu", "GPU", "cuda:0", ...).
-        detector: "auto"/"haar", "yunet:/path.onnx", "none", a :class:`FaceDetector`, or None.
+        detector: "auto"/"haar", "yunet", "yunet:/path.onnx", "none", a :class:`FaceDetector`, or None.
+        detector_model: the detector's weights file (YuNet ONNX, or a Haar cascade XML), for a
+            ``detector`` given by name alone.
         aligned: input frames are already aligned face crops; skip detection.
         threads: inference threads (backend default when None).
         smoothing: EMA weight of new probabilities per tracked face (1.0 = none); ``None`` turns
@@ -183,6 +192,11 @@ class Predictor:
         margin: extra border around a landmark-less box, as a fraction of its side.
         align: use 5-point alignment when the detector gives landmarks.
         detect_max_side: frames larger than this are downscaled for detection only.
+        detect_width: frames wider than this are downscaled to this width for detection only (the
+            boxes are mapped back; crops come from the full frame). None = only ``detect_max_side``.
+        detect_every: run the detector on every N-th frame and carry the boxes forward by template
+            matching in between (sooner when a face is lost); 1 = every frame. For video only:
+            successive calls must be successive frames of one stream (:meth:`reset` between videos).
         strict: raise :class:`FrameError` on bad frames instead of returning an empty result.
     """
 
@@ -199,7 +213,18 @@ class Predictor:
         detect_max_side: int | None = 1280,
         strict: bool = False,
         backend: str | None = None,
+        detector_model: str | os.PathLike | None = None,
+        detect_width: int | None = None,
+        detect_every: int = 1,
     ) -> None:
+        if isinstance(detect_every, bool) or not isinstance(detect_every, int) or detect_every < 1:
+            raise EdgeferError(f"--detect-every must be a whole number >= 1, got {detect_every!r}")
+        if detect_width is not None and detect_width < 32:
+            raise EdgeferError(f"--detect-width must be >= 32 pixels, got {detect_width}")
+        if margin < 0:
+            raise EdgeferError(f"margin must be >= 0, got {margin}")
+        # the detector before the model: a missing detector file is refused before a model is loaded
+        self.detector: FaceDetector = FullFrameDetector() if aligned else make_detector(detector, detector_model)
         if isinstance(model, Backend):
             self.backend = model
         else:
@@ -212,12 +237,14 @@ class Predictor:
         self.preprocessing = self.metadata.preprocessing
         self.class_names = tuple(self.metadata.class_names)
         self.aligned = aligned
-        self.detector: FaceDetector = FullFrameDetector() if aligned else make_detector(detector)
-        if margin < 0:
-            raise EdgeferError(f"margin must be >= 0, got {margin}")
         self.margin = margin
         self.align = align
         self.detect_max_side = detect_max_side
+        self.detect_width = detect_width
+        self.detect_every = detect_every
+        self.carrier = (
+            BoxCarrier(detect_every) if detect_every > 1 and not isinstance(self.detector, FullFrameDetector) else None
+        )
         self.strict = strict
         self.tracker = IoUTracker(alpha=smoothing) if smoothing is not None else None
 
@@ -261,7 +288,13 @@ class Predictor:
             timings["total"] = (time.perf_counter() - t0) * 1e3
             return FrameResult(faces=[], timings=timings, frame_size=None, error=str(exc))
         h, w = img.shape[:2]
-        dets = list(detections) if detections is not None else detect_scaled(self.detector, img, self.detect_max_side)
+        detected = True
+        if detections is not None:
+            dets = list(detections)
+        elif self.carrier is None:
+            dets = self.detect(img)
+        else:
+            dets, detected = self._detect_or_carry(img)
         t1 = time.perf_counter()
         crops = [self.crop(img, d) for d in dets]
         t2 = time.perf_counter()
@@ -296,14 +329,34 @@ class Predictor:
             infer=(t4 - t3) * 1e3,
             total=(t5 - t0) * 1e3,
         )
-        return FrameResult(faces=faces, timings=timings, frame_size=(w, h))
+        return FrameResult(faces=faces, timings=timings, frame_size=(w, h), detected=detected)
 
     __call__ = predict
 
+    def detect(self, frame_bgr: np.ndarray) -> list[Detection]:
+        """Faces of one frame: the detector on a copy downscaled to ``detect_width`` / ``detect_max_side``."""
+        return detect_scaled(self.detector, frame_bgr, self.detect_max_side, width=self.detect_width)
+
+    def _detect_or_carry(self, img: np.ndarray) -> tuple[list[Detection], bool]:
+        """The boxes carried from the last detection, or a fresh detection when one is due or a face was lost."""
+        import cv2
+
+        assert self.carrier is not None
+        grey = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
+        if not self.carrier.due(img.shape):
+            carried = self.carrier.carry(grey)
+            if carried is not None:
+                return carried, False
+        dets = self.detect(img)
+        self.carrier.refresh(grey, dets)
+        return dets, True
+
     def reset(self) -> None:
-        """Forget tracks (call between unrelated videos)."""
+        """Forget tracks and carried boxes (call between unrelated videos)."""
         if self.tracker is not None:
             self.tracker.reset()
+        if self.carrier is not None:
+            self.carrier.reset()
 
     def info(self) -> dict[str, Any]:
         info = dict(self.backend.info())

@@ -17,6 +17,14 @@ events that really happened), optional
 ``cv2.imshow`` window, a status line about once a second, and a :class:`StreamSummary` with FPS,
 drops, capture-to-result latency and per-stage latency. Ctrl-C or the end of the stream stops the
 loop cleanly: the capture thread is joined and every output is closed.
+
+Sources (:func:`source_kind`): a camera index (``0``), a video file, a stream URL (``rtsp://``,
+``http://``...) or a GStreamer pipeline ending in ``appsink`` (Jetson CSI: ``nvarguscamerasrc !
+video/x-raw(memory:NVMM),width=1280,height=720 ! nvvidconv ! video/x-raw,format=BGRx ! videoconvert !
+video/x-raw,format=BGR ! appsink drop=1``), opened with ``cv2.CAP_GSTREAMER``, which needs an OpenCV
+built with GStreamer (JetPack's is; the pip wheels are not). A live source (URL or pipeline) that
+stops delivering frames is reopened with exponential backoff, one message per attempt, until a
+configurable number of attempts fails in a row; a file's end is the end.
 """
 
 from __future__ import annotations
@@ -31,7 +39,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import cv2
 import numpy as np
@@ -44,18 +52,98 @@ class StreamError(EdgeferError):
     """A video source or output that cannot be opened."""
 
 
-def parse_source(source: str | int) -> int | str:
-    """``0``/``"0"`` -> camera index 0; URLs (``rtsp://``...) and existing paths -> str."""
+SOURCE_KINDS = ("device", "file", "url", "gstreamer")
+#: URL schemes of live network streams (reconnected when they drop); other ``scheme://`` URLs are opened
+#: by OpenCV/FFmpeg as given but treated like files (a finished download does not come back).
+LIVE_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp", "srt")
+
+
+def source_kind(source: str | int) -> str:
+    """What ``source`` names: ``"device"`` (camera index), ``"gstreamer"`` (a pipeline string with
+    ``!`` links, e.g. ``nvarguscamerasrc ! ... ! appsink``), ``"url"`` (``scheme://...``) or ``"file"``.
+
+    A pipeline is recognised by its `` ! `` links (no path or URL contains a bare ``!`` between
+    spaces), so ``rtspsrc location=rtsp://... ! ... ! appsink`` is a pipeline, not a URL.
+    """
     if isinstance(source, int):
-        return source
+        return "device"
     text = str(source).strip()
     if text.isdigit():
-        return int(text)
+        return "device"
+    if " ! " in f" {text} " or "appsink" in text.split():
+        return "gstreamer"
     if "://" in text:
+        return "url"
+    return "file"
+
+
+def is_live(source: str | int) -> bool:
+    """True for sources that reconnect when they drop: GStreamer pipelines and network stream URLs."""
+    kind = source_kind(source)
+    if kind == "gstreamer":
+        return True
+    return kind == "url" and str(source).strip().split("://", 1)[0].lower() in LIVE_SCHEMES
+
+
+def gstreamer_available() -> bool:
+    """Whether this OpenCV was built with the GStreamer video I/O backend (``cv2.getBuildInformation()``)."""
+    for line in cv2.getBuildInformation().splitlines():
+        name, _, value = line.strip().partition(":")
+        if name.strip() == "GStreamer":
+            return value.strip().upper().startswith("YES")
+    return False
+
+
+def parse_source(source: str | int) -> int | str:
+    """``0``/``"0"`` -> camera index 0; GStreamer pipelines, URLs (``rtsp://``...) and existing paths -> str.
+
+    A pipeline given to an OpenCV without GStreamer (the pip wheels have none) is refused here with
+    a one-line error, before any model is loaded: OpenCV itself would only say "cannot open".
+    """
+    kind = source_kind(source)
+    if kind == "device":
+        return int(str(source).strip())
+    text = str(source).strip()
+    if kind == "gstreamer":
+        if not gstreamer_available():
+            raise StreamError(
+                f"{text!r} is a GStreamer pipeline but this OpenCV ({cv2.__version__}) was built without GStreamer "
+                "(cv2.getBuildInformation() says 'GStreamer: NO'; the pip opencv-python wheels have none): use "
+                "JetPack's OpenCV on a Jetson (apt install python3-opencv / nvidia-opencv, in a venv made with "
+                "--system-site-packages) or build OpenCV with -DWITH_GSTREAMER=ON; or pass an rtsp:// URL instead"
+            )
+        return text
+    if kind == "url":
         return text
     if not Path(text).exists():
-        raise StreamError(f"video source {text} does not exist (use a file, a camera index like 0, or rtsp://...)")
+        raise StreamError(
+            f"video source {text} does not exist (use a file, a camera index like 0, an rtsp:// or http:// URL, "
+            "or a GStreamer pipeline ending in appsink)"
+        )
     return text
+
+
+class VideoCaptureLike(Protocol):
+    """The part of ``cv2.VideoCapture`` the frame source uses (a test stand-in implements just this)."""
+
+    def isOpened(self) -> bool: ...  # OpenCV's name
+
+    def read(self) -> tuple[bool, np.ndarray | None]: ...
+
+    def get(self, prop_id: int) -> float: ...
+
+    def release(self) -> None: ...
+
+
+CaptureFactory = Callable[[int | str], VideoCaptureLike]
+
+
+def open_capture(source: int | str) -> VideoCaptureLike:
+    """The default capture factory: ``cv2.VideoCapture``, through ``cv2.CAP_GSTREAMER`` for pipelines
+    (OpenCV would otherwise try the string as a file name with FFmpeg)."""
+    if source_kind(source) == "gstreamer":
+        return cv2.VideoCapture(str(source), cv2.CAP_GSTREAMER)
+    return cv2.VideoCapture(source)
 
 
 @dataclass
@@ -69,30 +157,66 @@ class CapturedFrame:
 
 
 class FrameSource:
-    """``cv2.VideoCapture`` read by a background thread into a bounded, stale-dropping queue.
+    """A video capture read by a background thread into a bounded, stale-dropping queue.
 
     Args:
-        source: camera index, file path or stream URL.
+        source: camera index, file path, stream URL or GStreamer pipeline (see :func:`source_kind`).
         queue_size: frames held at most (1 = always the newest).
         realtime: drop stale frames instead of blocking the reader. Default: True for cameras and
             URLs, False for files. For files, True also paces reading at the file's frame rate.
-        max_failures: consecutive failed reads of a live source before it counts as ended.
+        max_failures: consecutive failed reads before a live source counts as dropped (a camera
+            index as ended).
+        reconnect: attempts to reopen a dropped live source (network URL or GStreamer pipeline)
+            before giving up; 0 = never. Files never reconnect: their end is the end. The count
+            starts again once a frame arrives, so a stream that drops every hour runs for ever.
+        reconnect_delay: seconds before the first attempt; doubled after each failed one, up to
+            ``reconnect_max_delay`` (a camera that reboots takes tens of seconds; hammering it
+            every 10 ms helps nobody).
+        capture_factory: opens a source, ``cv2.VideoCapture`` by default (:func:`open_capture`);
+            tests pass a stand-in that drops and comes back.
+        log: receives one line per reconnect attempt and its outcome.
     """
 
     def __init__(
-        self, source: str | int, queue_size: int = 1, realtime: bool | None = None, max_failures: int = 30
+        self,
+        source: str | int,
+        queue_size: int = 1,
+        realtime: bool | None = None,
+        max_failures: int = 30,
+        reconnect: int = 10,
+        reconnect_delay: float = 1.0,
+        reconnect_max_delay: float = 30.0,
+        capture_factory: CaptureFactory | None = None,
+        log: Callable[[str], None] | None = None,
     ) -> None:
         if queue_size < 1:
             raise StreamError(f"queue_size must be >= 1, got {queue_size}")
+        if reconnect < 0:
+            raise StreamError(f"--reconnect must be >= 0, got {reconnect}")
+        if reconnect_delay < 0 or reconnect_max_delay < reconnect_delay:
+            raise StreamError(
+                f"reconnect delays must satisfy 0 <= first ({reconnect_delay}) <= max ({reconnect_max_delay})"
+            )
+        if max_failures < 1:
+            raise StreamError(f"max_failures must be >= 1, got {max_failures}")
         self.source = parse_source(source)
-        self.is_file = isinstance(self.source, str) and "://" not in self.source
+        self.kind = source_kind(self.source)
+        self.is_file = self.kind == "file"
+        self.live = is_live(self.source)
         self.realtime = (not self.is_file) if realtime is None else realtime
-        self._cap = cv2.VideoCapture(self.source)
+        self._factory: CaptureFactory = capture_factory or open_capture
+        self._cap = self._factory(self.source)
         if not self._cap.isOpened():
-            raise StreamError(f"cannot open video source {source!r}")
+            self._cap.release()
+            hint = " (is the camera connected and free?)" if self.kind == "device" else ""
+            raise StreamError(f"cannot open video source {source!r}{hint}")
         fps = float(self._cap.get(cv2.CAP_PROP_FPS) or 0.0)
         self.fps = fps if 0.0 < fps < 1000.0 else 30.0
         self.max_failures = max_failures
+        self.reconnect = reconnect
+        self.reconnect_delay = reconnect_delay
+        self.reconnect_max_delay = reconnect_max_delay
+        self._log = log
         self._queue: queue.Queue[CapturedFrame] = queue.Queue(maxsize=queue_size)
         self._stop = threading.Event()
         self._finished = threading.Event()
@@ -100,10 +224,16 @@ class FrameSource:
         self._error: BaseException | None = None
         self.captured = 0
         self.dropped = 0
+        self.reconnects = 0  # successful reopenings
+        self.ended_by = "end of stream"
 
     def start(self) -> FrameSource:
         self._thread.start()
         return self
+
+    def _say(self, msg: str) -> None:
+        if self._log is not None:
+            self._log(msg)
 
     def _put(self, item: CapturedFrame) -> None:
         if self.realtime:
@@ -122,8 +252,40 @@ class FrameSource:
             except queue.Full:
                 continue
 
+    def _finite(self, frames_this_connection: int) -> bool:
+        """A URL that is really a file (``http://.../clip.mp4``) has a frame count; past it, it has ended."""
+        total = float(self._cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0.0)
+        return 0 < total <= frames_this_connection + 1
+
+    def _reopen(self, attempts_so_far: int) -> int | None:
+        """Reopen a dropped live source with backoff. Returns the attempts used, None when given up or stopped."""
+        self._cap.release()
+        attempt = attempts_so_far
+        delay = min(self.reconnect_delay * 2**attempt, self.reconnect_max_delay)
+        while attempt < self.reconnect:
+            attempt += 1
+            self._say(
+                f"source {self.source}: no frames for {self.max_failures} reads; reconnect attempt "
+                f"{attempt}/{self.reconnect} in {delay:g} s"
+            )
+            if self._stop.wait(delay):
+                return None
+            cap = self._factory(self.source)
+            if cap.isOpened():
+                self._cap = cap
+                self.reconnects += 1
+                self._say(f"source {self.source}: reconnected (attempt {attempt})")
+                return attempt
+            cap.release()
+            delay = min(delay * 2, self.reconnect_max_delay)
+        self.ended_by = f"source lost (gave up after {self.reconnect} reconnect attempts)"
+        self._say(f"source {self.source}: {self.ended_by}")
+        return None
+
     def _run(self) -> None:
         failures = 0
+        attempts = 0  # reconnect attempts since the last frame that arrived
+        this_connection = 0
         start = time.perf_counter()
         try:
             while not self._stop.is_set():
@@ -134,11 +296,22 @@ class FrameSource:
                 ok, image = self._cap.read()
                 if not ok or image is None:
                     failures += 1
-                    if self.is_file or failures >= self.max_failures:
+                    if self.is_file:
                         break
-                    time.sleep(0.01)
+                    if failures < self.max_failures:
+                        self._stop.wait(0.01)
+                        continue
+                    if not self.live or self.reconnect == 0 or self._finite(this_connection):
+                        if self.live and self.reconnect == 0:
+                            self.ended_by = "source lost (reconnect off)"
+                        break
+                    used = self._reopen(attempts)
+                    if used is None:
+                        break
+                    attempts, failures, this_connection = used, 0, 0
                     continue
-                failures = 0
+                failures, attempts = 0, 0
+                this_connection += 1
                 item = CapturedFrame(self.captured, time.time(), time.perf_counter(), image)
                 self.captured += 1
                 self._put(item)
@@ -198,6 +371,8 @@ class StreamSummary:
     frames_dropped: int = 0
     faces: int = 0
     bad_frames: int = 0
+    frames_detected: int = 0  # frames the face detector ran on (the others carried the boxes forward)
+    reconnects: int = 0
     wall_s: float = 0.0
     fps: float = 0.0
     latency_ms: dict[str, float] = field(default_factory=dict)  # capture -> result
@@ -210,7 +385,8 @@ class StreamSummary:
     def format(self) -> str:
         lines = [
             f"source {self.source}: {self.frames_processed} frames processed, {self.frames_captured} captured, "
-            f"{self.frames_dropped} dropped, {self.faces} faces, stopped by {self.stopped_by}",
+            f"{self.frames_dropped} dropped, {self.faces} faces, detector on {self.frames_detected} frames, "
+            f"{self.reconnects} reconnects, stopped by {self.stopped_by}",
             f"throughput {self.fps:.1f} FPS over {self.wall_s:.1f} s; capture->result latency "
             f"p50 {self.latency_ms.get('p50', 0):.1f} ms, p95 {self.latency_ms.get('p95', 0):.1f} ms, "
             f"max {self.latency_ms.get('max', 0):.1f} ms",
@@ -294,13 +470,19 @@ def run_stream(
     log: Callable[[str], None] | None = None,
     status_every_s: float = 1.0,
     overwrite: bool = False,
+    reconnect: int = 10,
+    reconnect_delay: float = 1.0,
+    capture_factory: CaptureFactory | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> StreamSummary:
     """Run ``predictor`` on a camera, file or stream until it ends, ``max_frames`` or Ctrl-C.
 
     ``out`` (video) and ``jsonl`` (events) are checked before the first frame (see
     :func:`check_stream_outputs`). The video is written under a temporary name, renamed into place
     when the run ends (Ctrl-C included) and removed when it fails; the events file is live (see the
-    module docstring) and keeps the lines written before a failure.
+    module docstring) and keeps the lines written before a failure. A dropped live source is
+    reopened up to ``reconnect`` times (see :class:`FrameSource`); each attempt is reported to
+    ``warn`` (default: ``log``), which a quiet run still wants to see.
     """
     from edgefer.utils.outputs import clean_stale_staging, record_outputs
 
@@ -316,7 +498,15 @@ def run_stream(
     for p in (out_path, jsonl_path):
         if p is not None:
             clean_stale_staging(p.parent)
-    src = FrameSource(source, queue_size=queue_size, realtime=realtime)
+    src = FrameSource(
+        source,
+        queue_size=queue_size,
+        realtime=realtime,
+        reconnect=reconnect,
+        reconnect_delay=reconnect_delay,
+        capture_factory=capture_factory,
+        log=warn if warn is not None else log,
+    )
     summary = StreamSummary(source=str(source))
     pid = os.getpid()
     partial = out_path.with_name(f".{out_path.stem}.pid{pid}.partial{out_path.suffix or '.mp4'}") if out_path else None
@@ -345,12 +535,14 @@ def run_stream(
         while True:
             item = src.get()
             if item is None:
+                summary.stopped_by = src.ended_by
                 break
             result = predictor.predict(item.image)
             latency = (time.perf_counter() - item.t_capture) * 1e3
             latencies.append(latency)
             summary.frames_processed += 1
             summary.faces += len(result.faces)
+            summary.frames_detected += int(result.detected)
             if result.error:
                 summary.bad_frames += 1
             for k in STAGES:
@@ -413,6 +605,7 @@ def run_stream(
     summary.wall_s = round(time.perf_counter() - t_start, 3)
     summary.frames_captured = src.captured
     summary.frames_dropped = src.dropped
+    summary.reconnects = src.reconnects
     summary.fps = round(summary.frames_processed / summary.wall_s, 2) if summary.wall_s > 0 else 0.0
     summary.latency_ms = _stats(latencies)
     summary.stage_ms = {k: _stats(v) for k, v in stages.items()}
