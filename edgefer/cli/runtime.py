@@ -132,39 +132,37 @@ def register(app: typer.Typer) -> None:
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace the outputs of an earlier run."),
     ) -> None:
         """Faces and expressions on a camera, video file or stream; FPS and latency at the end."""
-        from edgefer.errors import EdgeferError
         from edgefer.runtime import Predictor
-        from edgefer.runtime.stream import check_stream_outputs, parse_source, run_stream, save_summary
+        from edgefer.runtime.predictor import DetectionOptions
+        from edgefer.runtime.stream import StreamOptions, check_stream_outputs, parse_source, run_stream, save_summary
 
-        if max_frames is not None and max_frames < 1:
-            raise EdgeferError(f"--max-frames must be positive, got {max_frames}")
-        # every output, and the source's form, is checked before the model is loaded and the first frame read
-        check_stream_outputs(out, jsonl, summary_json, overwrite=overwrite)
-        parse_source(source)
-        with Predictor(
-            model,
-            device=device,
+        # every setting, every output and the source's form are checked before the model is loaded
+        detection = DetectionOptions(
             detector=detector,
             detector_model=detector_model,
             aligned=aligned,
-            threads=threads,
-            smoothing=smoothing,
             detect_every=detect_every,
             detect_width=detect_width or None,
-        ) as predictor:
+        )
+        stream = StreamOptions(
+            out=out,
+            jsonl=jsonl,
+            show=show,
+            max_frames=max_frames,
+            queue_size=queue_size,
+            realtime=realtime,
+            overwrite=overwrite,
+            reconnect=reconnect,
+            reconnect_delay=reconnect_delay,
+        )
+        check_stream_outputs(out, jsonl, summary_json, overwrite=overwrite)
+        parse_source(source)
+        with Predictor(model, device, detection, threads=threads, smoothing=smoothing) as predictor:
             summary = run_stream(
                 predictor,
                 source,
-                out=out,
-                jsonl=jsonl,
-                show=show,
-                max_frames=max_frames,
-                queue_size=queue_size,
-                realtime=realtime,
+                stream,
                 log=None if quiet else _echo_err,
-                overwrite=overwrite,
-                reconnect=reconnect,
-                reconnect_delay=reconnect_delay,
                 warn=_echo_err,  # reconnect attempts are shown even with --quiet
             )
         typer.echo(summary.format())

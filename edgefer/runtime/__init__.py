@@ -18,12 +18,13 @@ from edgefer.runtime.detect import (
     make_detector,
 )
 from edgefer.runtime.draw import draw_result
-from edgefer.runtime.predictor import Face, FrameError, FrameResult, Predictor, as_bgr_frame
-from edgefer.runtime.stream import FrameSource, StreamError, StreamSummary, run_stream
+from edgefer.runtime.predictor import DetectionOptions, Face, FrameError, FrameResult, Predictor, as_bgr_frame
+from edgefer.runtime.stream import FrameSource, StreamError, StreamOptions, StreamSummary, run_stream
 from edgefer.runtime.tracking import IoUTracker
 
 __all__ = [
     "Detection",
+    "DetectionOptions",
     "DetectorError",
     "Face",
     "FaceDetector",
@@ -35,6 +36,7 @@ __all__ = [
     "IoUTracker",
     "Predictor",
     "StreamError",
+    "StreamOptions",
     "StreamSummary",
     "YuNetDetector",
     "as_bgr_frame",

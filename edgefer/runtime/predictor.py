@@ -40,6 +40,7 @@ from edgefer.preprocess import preprocess_batch, to_three_channels
 from edgefer.runtime.align import align_by_landmarks, crop_square
 from edgefer.runtime.detect import Detection, FaceDetector, FullFrameDetector, detect_scaled, make_detector
 from edgefer.runtime.tracking import BoxCarrier, IoUTracker
+from edgefer.utils.options import merged
 
 STAGES = ("detect", "align", "preprocess", "infer", "total")
 
@@ -175,6 +176,32 @@ def resolve_artifact(path: str | os.PathLike, backend: str | None = None) -> Pat
     return bundle.root / usable[0]["path"]
 
 
+@dataclass(frozen=True)
+class DetectionOptions:
+    """How a :class:`Predictor` finds faces, checked when made (see the Predictor's arguments).
+
+    ``detect_every`` and ``detect_width`` make a video loop keep up: the detector runs on every
+    N-th frame, on a copy downscaled to ``detect_width``, and boxes are carried in between.
+    """
+
+    detector: str | FaceDetector | None = "auto"
+    detector_model: str | os.PathLike | None = None
+    aligned: bool = False
+    margin: float = 0.15
+    align: bool = True
+    detect_max_side: int | None = 1280
+    detect_width: int | None = None
+    detect_every: int = 1
+
+    def __post_init__(self) -> None:
+        if isinstance(self.detect_every, bool) or not isinstance(self.detect_every, int) or self.detect_every < 1:
+            raise EdgeferError(f"--detect-every must be a whole number >= 1, got {self.detect_every!r}")
+        if self.detect_width is not None and self.detect_width < 32:
+            raise EdgeferError(f"--detect-width must be >= 32 pixels, got {self.detect_width}")
+        if self.margin < 0:
+            raise EdgeferError(f"margin must be >= 0, got {self.margin}")
+
+
 class Predictor:
     """Faces and expressions for BGR frames, torch-free.
 
@@ -182,6 +209,8 @@ class Predictor:
         model: an artifact path (``.onnx``, OpenVINO ``.xml``, TensorRT ``.engine``), a bundle
             directory, or an already opened :class:`~edgefer.backends.Backend`.
         device: backend device ("cpu", "GPU", "cuda:0", ...).
+        detection: how faces are found (:class:`DetectionOptions`); its fields may be given as
+            keywords instead (``Predictor(m, detector="none", margin=0.0)``). They are:
         detector: "auto"/"haar", "yunet", "yunet:/path.onnx", "none", a :class:`FaceDetector`, or None.
         detector_model: the detector's weights file (YuNet ONNX, or a Haar cascade XML), for a
             ``detector`` given by name alone.
@@ -204,27 +233,22 @@ class Predictor:
         self,
         model: str | os.PathLike | Backend,
         device: str = "cpu",
-        detector: str | FaceDetector | None = "auto",
-        aligned: bool = False,
+        detection: DetectionOptions | None = None,
+        *,
         threads: int | None = None,
         smoothing: float | None = None,
-        margin: float = 0.15,
-        align: bool = True,
-        detect_max_side: int | None = 1280,
         strict: bool = False,
         backend: str | None = None,
-        detector_model: str | os.PathLike | None = None,
-        detect_width: int | None = None,
-        detect_every: int = 1,
+        **detection_fields: Any,
     ) -> None:
-        if isinstance(detect_every, bool) or not isinstance(detect_every, int) or detect_every < 1:
-            raise EdgeferError(f"--detect-every must be a whole number >= 1, got {detect_every!r}")
-        if detect_width is not None and detect_width < 32:
-            raise EdgeferError(f"--detect-width must be >= 32 pixels, got {detect_width}")
-        if margin < 0:
-            raise EdgeferError(f"margin must be >= 0, got {margin}")
+        # how faces are found: DetectionOptions, or its fields as keywords (Predictor(m, detector="none"))
+        det = merged(DetectionOptions, detection, detection_fields, EdgeferError)
+        aligned, detect_every = det.aligned, det.detect_every
+        self.detection = det
         # the detector before the model: a missing detector file is refused before a model is loaded
-        self.detector: FaceDetector = FullFrameDetector() if aligned else make_detector(detector, detector_model)
+        self.detector: FaceDetector = (
+            FullFrameDetector() if aligned else make_detector(det.detector, det.detector_model)
+        )
         if isinstance(model, Backend):
             self.backend = model
         else:
@@ -237,10 +261,10 @@ class Predictor:
         self.preprocessing = self.metadata.preprocessing
         self.class_names = tuple(self.metadata.class_names)
         self.aligned = aligned
-        self.margin = margin
-        self.align = align
-        self.detect_max_side = detect_max_side
-        self.detect_width = detect_width
+        self.margin = det.margin
+        self.align = det.align
+        self.detect_max_side = det.detect_max_side
+        self.detect_width = det.detect_width
         self.detect_every = detect_every
         self.carrier = (
             BoxCarrier(detect_every) if detect_every > 1 and not isinstance(self.detector, FullFrameDetector) else None

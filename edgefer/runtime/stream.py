@@ -46,6 +46,7 @@ import numpy as np
 
 from edgefer.errors import EdgeferError
 from edgefer.runtime.predictor import STAGES, Predictor
+from edgefer.utils.options import merged
 
 
 class StreamError(EdgeferError):
@@ -458,24 +459,56 @@ def _stop_on_sigterm(flag: list[bool]) -> Any:
     return previous if previous is not None else signal.SIG_DFL
 
 
+@dataclass(frozen=True)
+class StreamOptions:
+    """How :func:`run_stream` runs, checked when made.
+
+    Attributes:
+        out / jsonl: the annotated video and the live events file (None: not written).
+        show: show the annotated stream in a window (needs GUI OpenCV).
+        max_frames: stop after this many processed frames.
+        queue_size / realtime: the capture queue; drop stale frames (default: on for cameras and
+            streams, off for files).
+        status_every_s: seconds between status lines.
+        overwrite: replace the outputs of an earlier run.
+        reconnect / reconnect_delay: attempts to reopen a dropped live stream, and the first wait
+            (doubled per attempt).
+    """
+
+    out: str | os.PathLike | None = None
+    jsonl: str | os.PathLike | None = None
+    show: bool = False
+    max_frames: int | None = None
+    queue_size: int = 1
+    realtime: bool | None = None
+    status_every_s: float = 1.0
+    overwrite: bool = False
+    reconnect: int = 10
+    reconnect_delay: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.max_frames is not None and self.max_frames < 1:
+            raise StreamError(f"--max-frames must be positive, got {self.max_frames}")
+        if self.queue_size < 1:
+            raise StreamError(f"--queue-size must be positive, got {self.queue_size}")
+        if self.reconnect < 0:
+            raise StreamError(f"--reconnect must be >= 0, got {self.reconnect}")
+        if self.reconnect_delay < 0:
+            raise StreamError(f"--reconnect-delay must be >= 0, got {self.reconnect_delay}")
+
+
 def run_stream(
     predictor: Predictor,
     source: str | int,
-    out: str | os.PathLike | None = None,
-    jsonl: str | os.PathLike | None = None,
-    show: bool = False,
-    max_frames: int | None = None,
-    queue_size: int = 1,
-    realtime: bool | None = None,
+    options: StreamOptions | None = None,
+    *,
     log: Callable[[str], None] | None = None,
-    status_every_s: float = 1.0,
-    overwrite: bool = False,
-    reconnect: int = 10,
-    reconnect_delay: float = 1.0,
     capture_factory: CaptureFactory | None = None,
     warn: Callable[[str], None] | None = None,
+    **fields: Any,
 ) -> StreamSummary:
-    """Run ``predictor`` on a camera, file or stream until it ends, ``max_frames`` or Ctrl-C.
+    """Run ``predictor`` on a camera, file or stream until it ends, ``max_frames`` or Ctrl-C, as
+    :class:`StreamOptions` say (``fields`` is shorthand for them: ``run_stream(p, src, max_frames=5)``).
 
     ``out`` (video) and ``jsonl`` (events) are checked before the first frame (see
     :func:`check_stream_outputs`). The video is written under a temporary name, renamed into place
@@ -484,12 +517,17 @@ def run_stream(
     reopened up to ``reconnect`` times (see :class:`FrameSource`); each attempt is reported to
     ``warn`` (default: ``log``), which a quiet run still wants to see.
     """
+    opts = merged(StreamOptions, options, fields, StreamError)
+    out, jsonl, show, max_frames = opts.out, opts.jsonl, opts.show, opts.max_frames
+    queue_size, realtime, status_every_s, overwrite = (
+        opts.queue_size,
+        opts.realtime,
+        opts.status_every_s,
+        opts.overwrite,
+    )
+    reconnect, reconnect_delay = opts.reconnect, opts.reconnect_delay
     from edgefer.utils.outputs import clean_stale_staging, record_outputs
 
-    if max_frames is not None and max_frames < 1:
-        raise StreamError(f"--max-frames must be positive, got {max_frames}")
-    if queue_size < 1:
-        raise StreamError(f"--queue-size must be positive, got {queue_size}")
     check_stream_outputs(out, jsonl, overwrite=overwrite)
     if show:
         check_gui()
