@@ -184,14 +184,19 @@ def test_missing_opencv_says_how_to_get_one_and_a_bug_stays_a_bug(tiny_checkpoin
         def boom():
             raise ModuleNotFoundError("No module named 'edgefer.gone'", name="edgefer.gone")
         """
-    predict, bug = _cli_calls(
-        [["predict", image, "--model", str(arts["onnx"]), "--aligned"], ["boom"]],
+    bench = ["benchmark", str(arts["onnx"]), "--data", str(synth_data), "--batch", "1", "--warmup", "0"]
+    bench += ["--iters", "1", "--max-images", "8", "--threads", "1", "--no-plots", "-q"]
+    predict, benchmark, bug = _cli_calls(
+        [["predict", image, "--model", str(arts["onnx"]), "--aligned"], bench, ["boom"]],
         blocked=(*DEVICE_ABSENT, "cv2"),
         setup=textwrap.indent(textwrap.dedent(setup), " " * 8).strip(),
     )
     assert predict["rc"] == 2, predict
     assert "'cv2' is needed for `edgefer predict`" in predict["stderr"], predict
     assert "edgefer[opencv]" in predict["stderr"] and "--system-site-packages" in predict["stderr"], predict
+    # the benchmark turns a failed model into a row: that row, and the final error, name the extra too
+    assert benchmark["rc"] == 2 and "'cv2' is needed but is not installed" in benchmark["stderr"], benchmark
+    assert "edgefer[opencv]" in benchmark["stderr"].strip().splitlines()[-1], benchmark
     # a missing module no extra provides is edgefer's bug: exit 1 and "internal error", never advice
     assert bug["rc"] == 1 and "internal error: ModuleNotFoundError" in bug["stderr"], bug
 
