@@ -43,11 +43,11 @@ class EngineMismatchError(BackendError):
 class MissingDependencyError(EdgeferError):
     """An optional package is needed for this feature; the message names the extra to install."""
 
-    def __init__(self, package: str, extra: str, feature: str = "") -> None:
+    def __init__(self, package: str, extra: str, feature: str = "", hint: str = "") -> None:
         what = f" for {feature}" if feature else ""
-        # torch is a core dependency (no extra); a device without it benchmarks exported artifacts instead
+        # extras and the modules they bring: edgefer.extras.MODULE_EXTRAS ("" = not an extra: plain pip)
         how = f"pip install 'edgefer[{extra}]'" if extra else f"pip install {package}"
-        super().__init__(f"'{package}' is needed{what} but is not installed. Install it with: {how}")
+        super().__init__(f"'{package}' is needed{what} but is not installed. Install it with: {how}{hint}")
         self.package = package
         self.extra = extra
 

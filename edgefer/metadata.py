@@ -213,7 +213,7 @@ def read_metadata(path: str | os.PathLike) -> ModelMetadata:
     if fmt.metadata == "onnx":
         from edgefer.errors import require
 
-        onnx = require("onnx", "onnx", "reading ONNX metadata")
+        onnx = require("onnx", "runtime", "reading ONNX metadata")
         try:
             model = onnx.load(str(p), load_external_data=False)
         except Exception as exc:  # protobuf raises DecodeError, RuntimeWarning-ish types, OSError...
@@ -222,7 +222,7 @@ def read_metadata(path: str | os.PathLike) -> ModelMetadata:
     if fmt.metadata == "openvino":
         from edgefer.errors import require
 
-        ov = require("openvino", "openvino", "reading OpenVINO metadata")
+        ov = require("openvino", "runtime", "reading OpenVINO metadata")
         try:
             model = ov.Core().read_model(str(p))
         except Exception as exc:  # OpenVINO raises RuntimeError for a bad .xml or a missing .bin

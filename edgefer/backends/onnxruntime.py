@@ -73,7 +73,7 @@ class OnnxRuntimeBackend(Backend):
     """An ``.onnx`` file in an ``onnxruntime.InferenceSession``."""
 
     name: ClassVar[str] = "onnxruntime"
-    extra: ClassVar[str] = "onnx"
+    extra: ClassVar[str] = "runtime"
 
     def _load(self, path: Path) -> None:
         import onnxruntime as ort

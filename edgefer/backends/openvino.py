@@ -71,7 +71,7 @@ class OpenVinoBackend(Backend):
     """An OpenVINO IR (``model.xml`` + ``model.bin``) compiled for one device."""
 
     name: ClassVar[str] = "openvino"
-    extra: ClassVar[str] = "openvino"
+    extra: ClassVar[str] = "runtime"
 
     def _load(self, path: Path) -> None:
         import openvino as ov

@@ -25,7 +25,7 @@ class TorchBackend(Backend):
     """An edgefer checkpoint run eagerly by PyTorch (FP32)."""
 
     name: ClassVar[str] = "torch"
-    extra: ClassVar[str] = ""  # torch is a core dependency, not an extra
+    extra: ClassVar[str] = "train"  # torch is not on a device: exported artifacts run there
 
     def _load(self, path: Path) -> None:
         import torch

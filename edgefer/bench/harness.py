@@ -242,6 +242,10 @@ def _bench_one(
 
 
 def _short(exc: BaseException) -> str:
+    if isinstance(exc, ModuleNotFoundError):  # an optional package (cv2 on a device): name the extra
+        from edgefer.extras import missing_extra
+
+        exc = missing_extra(exc) or exc
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     if not isinstance(exc, EdgeferError):
         text = f"{type(exc).__name__}: {text}"

@@ -38,7 +38,7 @@ def save_plots(d: dict[str, Any], out: Path) -> tuple[dict[str, str], str | None
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        return {}, "matplotlib is not installed: plots were skipped"
+        return {}, "plots skipped: matplotlib is not installed (pip install matplotlib, or the train extra)"
     rows = [r for r in d["rows"] if r.get("status") == "ok" and r.get("accuracy")]
     if not rows:
         return {}, "no model ran successfully: no plots"

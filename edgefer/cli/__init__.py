@@ -2,8 +2,10 @@
 
 Each area registers its commands from its own module (``edgefer/cli/<area>.py`` with a
 ``register(app)`` function). Command modules import only typer and the standard library at
-module level; the library (and torch) is imported inside the command, so ``edgefer benchmark``
-and ``edgefer run`` work on a device without PyTorch.
+module level; the library (and torch) is imported inside the command, so the whole CLI starts
+on a device without PyTorch (``pip install edgefer[runtime]``) and ``edgefer benchmark`` /
+``predict`` / ``run`` work there. A command that needs torch (train, export, quantize, ...)
+fails on its first import, and :func:`main` turns that into one line naming the extra.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import importlib
 import os
 import sys
 import traceback
+from typing import NoReturn
 
 import typer
 
@@ -75,7 +78,9 @@ def main(argv: list[str] | None = None) -> None:
 
     * 0: success (or ``--help`` / ``--version``);
     * 2: the user's mistake: a usage error (typer's own message) or an :class:`EdgeferError`
-      (bad data, a missing file, a failed check), printed as one line, never a traceback;
+      (bad data, a missing file, a failed check), printed as one line, never a traceback; a
+      command whose optional package is missing (torch on a device) names the extra to install
+      (:func:`edgefer.extras.missing_extra`);
     * 1: an unexpected exception, printed as one line naming its type; the traceback only with
       ``--debug`` or ``EDGEFER_DEBUG=1`` (a bug report then has what it needs).
 
@@ -87,8 +92,14 @@ def main(argv: list[str] | None = None) -> None:
         if isinstance(rc, int) and rc != 0:  # click returns typer.Exit(code) instead of raising it
             sys.exit(rc)
     except EdgeferError as exc:
-        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
-        sys.exit(2)
+        _user_error(exc)
+    except ModuleNotFoundError as exc:  # an optional package this command needs is not installed
+        from edgefer.extras import missing_extra
+
+        missing = missing_extra(exc, feature=_command_of(args))
+        if missing is None:  # not a module an extra provides: a bug, reported as one
+            _internal_error(exc, args)
+        _user_error(missing)
     except KeyboardInterrupt:
         typer.secho("interrupted", fg=typer.colors.YELLOW, err=True)
         sys.exit(130)
@@ -105,12 +116,29 @@ def main(argv: list[str] | None = None) -> None:
             typer.echo(f"Error: {exc.format_message()}", err=True)
         sys.exit(exc.exit_code)
     except Exception as exc:
-        if _debug_enabled(args):
-            traceback.print_exc()
-        else:
-            typer.secho(
-                f"internal error: {type(exc).__name__}: {exc} (run again with --debug for the traceback)",
-                fg=typer.colors.RED,
-                err=True,
-            )
-        sys.exit(1)
+        _internal_error(exc, args)
+
+
+def _command_of(args: list[str]) -> str:
+    """``"edgefer <command>"`` for the command in ``args`` (the first word that is not an option)."""
+    word = next((a for a in args if not a.startswith("-")), "")
+    return f"`edgefer {word}`" if word else ""
+
+
+def _user_error(exc: EdgeferError) -> NoReturn:
+    """The user's mistake or a missing extra: one line and exit status 2."""
+    typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+    sys.exit(2)
+
+
+def _internal_error(exc: BaseException, args: list[str]) -> NoReturn:
+    """A bug: one line naming the exception, exit status 1; the traceback with --debug."""
+    if _debug_enabled(args):
+        traceback.print_exc()
+    else:
+        typer.secho(
+            f"internal error: {type(exc).__name__}: {exc} (run again with --debug for the traceback)",
+            fg=typer.colors.RED,
+            err=True,
+        )
+    sys.exit(1)

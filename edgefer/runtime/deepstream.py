@@ -91,7 +91,7 @@ def prepare_onnx(
     ``Softmax`` (probabilities for nvinfer's classifier parser). Returns the output blob name."""
     from edgefer.errors import require
 
-    onnx = require("onnx", "onnx", "the DeepStream config")
+    onnx = require("onnx", "runtime", "the DeepStream config")
     from onnx import helper, numpy_helper
 
     model = onnx.load(str(onnx_in))
