@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Literal
 
 from edgefer.errors import BackendError
+from edgefer.extras import MODULE_EXTRAS
 
 #: Precisions ``edgefer export`` knows, lowest rank last.
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -47,7 +48,6 @@ class Format:
         backend: the :attr:`~edgefer.backends.base.Backend.name` of the backend that runs it.
         backend_module: the module that defines and registers that backend (imported lazily).
         runtime: the Python package the backend needs (looked up, never imported here).
-        extra: the ``pip install edgefer[...]`` extra that brings ``runtime``.
         suffixes: file suffixes of the main file, lower case; the first is the one edgefer writes.
         companions: the other files of the artifact, as templates over the main file's ``{name}``
             and ``{stem}`` (e.g. an IR's ``{stem}.bin``); the ones that exist travel with it.
@@ -61,7 +61,6 @@ class Format:
     backend: str
     backend_module: str
     runtime: str
-    extra: str
     suffixes: tuple[str, ...]
     companions: tuple[str, ...]
     metadata: MetadataKind
@@ -83,6 +82,11 @@ class Format:
                 seen.append(f)
         return seen
 
+    @property
+    def extra(self) -> str:
+        """The ``pip install edgefer[...]`` extra that brings ``runtime`` (:data:`edgefer.extras.MODULE_EXTRAS`)."""
+        return MODULE_EXTRAS[self.runtime]
+
     def installed(self) -> bool:
         """True when the backend's engine package can be imported here (it is not imported)."""
         try:
@@ -100,7 +104,6 @@ FORMATS: tuple[Format, ...] = (
         backend="onnxruntime",
         backend_module="edgefer.backends.onnxruntime",
         runtime="onnxruntime",
-        extra="runtime",
         suffixes=(".onnx",),
         companions=("{name}.data", "{stem}.data", _SIDECAR),  # external weights
         metadata="onnx",
@@ -113,7 +116,6 @@ FORMATS: tuple[Format, ...] = (
         backend="openvino",
         backend_module="edgefer.backends.openvino",
         runtime="openvino",
-        extra="runtime",
         suffixes=(".xml",),
         companions=("{stem}.bin", _SIDECAR),  # the IR's weights
         metadata="openvino",
@@ -126,7 +128,6 @@ FORMATS: tuple[Format, ...] = (
         backend="tensorrt",
         backend_module="edgefer.backends.tensorrt",
         runtime="tensorrt",
-        extra="trt",
         suffixes=(".engine", ".plan", ".trt"),
         companions=(_SIDECAR,),  # which TensorRT and GPU built it, and the model metadata
         metadata="sidecar",
@@ -139,7 +140,6 @@ FORMATS: tuple[Format, ...] = (
         backend="torch",
         backend_module="edgefer.backends.torch",
         runtime="torch",
-        extra="train",  # training only: a device runs exported artifacts
         suffixes=(".pt", ".pth"),
         companions=(),
         metadata="checkpoint",

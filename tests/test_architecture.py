@@ -46,6 +46,7 @@ TOP = ("edgefer.pipeline", "edgefer.cli")
 HEAVY = ("torch", "torchvision", "nncf", "matplotlib")
 BASE = (
     "edgefer.errors",
+    "edgefer.extras",
     "edgefer.labels",
     "edgefer.preprocess",
     "edgefer.metadata",
