@@ -1,8 +1,13 @@
 """OpenVINO backend: FP32, FP16 and INT8 (NNCF) IR on CPU, GPU or NPU.
 
 The IR is read once, its batch dimension made dynamic (except on the NPU, which needs static
-shapes), and compiled once with a latency hint and ``INFERENCE_NUM_THREADS``; one infer request is
-reused for every batch. Metadata comes from the model's ``rt_info`` (written by ``edgefer export``).
+shapes), and compiled with a latency hint and ``INFERENCE_NUM_THREADS``. Each batch size a caller
+uses is then compiled once more with that batch *static* (up to :data:`STATIC_BATCHES` sizes; any
+further size runs on the dynamic model): OpenVINO's CPU kernels for a dynamic shape re-infer
+shapes and pick kernels on every call, which cost edgefer 1.27-1.38x OpenVINO's own
+``benchmark_app`` (static shape) on the small INT8 models at batch 1 (``benchmarks/ov_side_by_side.md``).
+The first call at a new batch size pays the compile; the benchmark's warm-up calls absorb it.
+Metadata comes from the model's ``rt_info`` (written by ``edgefer export``).
 
 Note on precision: ``precision`` reports what the *artifact* is (fp16 weights, int8 Q/DQ); the
 precision OpenVINO *executes* in on the chosen device is reported in :meth:`info` as
@@ -24,6 +29,9 @@ from edgefer.backends.base import Backend, register_backend
 from edgefer.backends.devices import parse_device
 from edgefer.errors import BackendError
 from edgefer.metadata import PROPS_KEY, ModelMetadata, read_metadata
+
+#: How many batch sizes get their own static-shape compiled model (each holds its own kernels).
+STATIC_BATCHES = 4
 
 
 def openvino_device_name(device: str, available: list[str]) -> str:
@@ -66,6 +74,56 @@ def compile_config(precision: str, device_name: str, threads: int | None = None)
     return config
 
 
+class StaticBatches:
+    """One model compiled per batch size with that batch static (see the module docstring).
+
+    ``model``'s batch dimension is dynamic or static; when dynamic, batch 1 is compiled at once
+    (the call a camera makes; it is also the check that the model compiles on this device at all)
+    and every further batch size on its first use, up to :data:`STATIC_BATCHES` sizes, after which
+    the dynamic model (compiled when first needed) runs the rest. The quantization evaluation uses
+    this class too, so an in-memory model and its saved IR run the same compiled kernels
+    (docs/architecture.md invariant 5: the same numbers, bit for bit).
+    """
+
+    def __init__(self, core: Any, model: Any, device_name: str, config: dict[str, Any]) -> None:
+        self._core, self._model, self._device, self._config = core, model, device_name, config
+        self._input_shape = [d.get_length() if d.is_static else -1 for d in model.input(0).get_partial_shape()]
+        self.dynamic = self._input_shape[0] == -1
+        self._static: dict[int, tuple[Any, Any]] = {}  # batch size -> (infer request, output)
+        self._fallback: tuple[Any, Any] | None = None  # the model as it is (dynamic batch)
+        self.first = self._compile(1 if self.dynamic else None)
+        pair = (self.first.create_infer_request(), self.first.output(0))
+        if self.dynamic:
+            self._static[1] = pair
+        else:
+            self._fallback = pair
+
+    def _compile(self, batch: int | None) -> Any:
+        """The model compiled with a static ``batch``, or as it is (``None``)."""
+        model = self._model
+        if batch is not None:
+            model = self._model.clone()
+            model.reshape([batch, *self._input_shape[1:]])
+        return self._core.compile_model(model, self._device, self._config)
+
+    def request_for(self, n: int) -> tuple[Any, Any]:
+        """``(infer request, output)`` for a batch of ``n``."""
+        hit = self._static.get(n)
+        if hit is not None:
+            return hit
+        if self.dynamic and len(self._static) < STATIC_BATCHES:
+            try:
+                compiled = self._compile(n)
+                hit = self._static[n] = (compiled.create_infer_request(), compiled.output(0))
+                return hit
+            except Exception:  # the dynamic model runs every shape: a refused static compile costs only speed
+                pass
+        if self._fallback is None:
+            compiled = self._compile(None)
+            self._fallback = (compiled.create_infer_request(), compiled.output(0))
+        return self._fallback
+
+
 @register_backend
 class OpenVinoBackend(Backend):
     """An OpenVINO IR (``model.xml`` + ``model.bin``) compiled for one device."""
@@ -98,21 +156,21 @@ class OpenVinoBackend(Backend):
         self.max_batch = batch_dim.get_length() if batch_dim.is_static else None
         config = compile_config(self.metadata.precision, self._device_name, self.threads)
         try:
-            self._compiled = core.compile_model(model, self._device_name, config)
+            self._batches = StaticBatches(core, model, self._device_name, config)
         except Exception as exc:
             raise BackendError(
                 f"openvino cannot compile {path.name} for {self._device_name}: {str(exc).strip()[:300]}"
             ) from exc
-        self._request = self._compiled.create_infer_request()
-        self._output = self._compiled.output(0)
+        self._compiled = self._batches.first
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         x = self.check_batch(batch)
+        request, output = self._batches.request_for(x.shape[0])
         try:
-            result = self._request.infer({0: x}, share_inputs=True)
+            result = request.infer({0: x}, share_inputs=True)
         except Exception as exc:
             raise BackendError(f"openvino failed on {self.path.name}: {str(exc).strip()[:300]}") from exc
-        return np.array(result[self._output], dtype=np.float32, copy=True)
+        return np.array(result[output], dtype=np.float32, copy=True)
 
     def _property(self, key: str) -> Any:
         try:

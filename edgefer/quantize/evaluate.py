@@ -92,10 +92,17 @@ def _make_backend(model: Any, threads: int | None, precision: str) -> Any:
 
         if isinstance(model, ov.CompiledModel):  # NNCF compiled it (in f32, as the backend runs INT8)
             return _ov_backend(model)
-        from edgefer.backends.openvino import compile_config
+        from edgefer.backends.openvino import StaticBatches, compile_config
 
+        # compiled exactly as the benchmark's backend compiles the saved IR (one static shape per batch)
         config = compile_config(_ov_precision(model, precision), "CPU", threads)
-        return _ov_backend(ov.Core().compile_model(model, "CPU", config))
+        batches = StaticBatches(ov.Core(), model, "CPU", config)
+
+        def fn(x: np.ndarray) -> np.ndarray:
+            request, out = batches.request_for(len(x))
+            return np.array(request.infer([x])[out], dtype=np.float32)
+
+        return _InMemory(fn, None if batches.dynamic else int(model.input(0).get_partial_shape()[0].get_length()))
     if kind == "onnx":
         return _ort_backend(model.SerializeToString(), threads)
     if isinstance(model, (str, os.PathLike)):  # a saved artifact: run it the way the benchmark does
