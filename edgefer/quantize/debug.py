@@ -52,7 +52,7 @@ from typing import Any
 
 import numpy as np
 
-from edgefer.errors import EdgeferError, QuantizationError
+from edgefer.errors import QuantizationError
 
 DEFAULT_SAMPLES = 64
 DEFAULT_TOP = 5
@@ -391,7 +391,9 @@ def debug_int8(
         if kind == "onnx":
             q_model = onnx.load(str(int8_path))
             if not any(n.op_type == "DequantizeLinear" for n in q_model.graph.node):
-                raise QuantizationError(f"{int8_path.name} has no QuantizeLinear/DequantizeLinear: not a Q/DQ INT8 ONNX")
+                raise QuantizationError(
+                    f"{int8_path.name} has no QuantizeLinear/DequantizeLinear: not a Q/DQ INT8 ONNX"
+                )
             from edgefer.quantize.ptq import quantized_op_names
 
             q_acts = _onnx_activations(int8_path, sample.x, scratch)
@@ -430,7 +432,8 @@ def debug_int8(
             "split": split,
             "samples": len(sample),
             "class_counts": {
-                meta.class_names[c]: int(k) for c, k in enumerate(np.bincount(sample.labels, minlength=len(meta.class_names)))
+                meta.class_names[c]: int(k)
+                for c, k in enumerate(np.bincount(sample.labels, minlength=len(meta.class_names)))
             },
             "agreement": cmp["agreement"],
             "fp32_accuracy": cmp["reference_accuracy"],
@@ -484,7 +487,9 @@ def _check_shapes(fp_model: Any, int8: Path, kind: str) -> None:
 
         pshape = ov.Core().read_model(str(int8)).input(0).get_partial_shape()
         q_dims = [d.get_length() if d.is_static else None for d in pshape]
-    same = len(fp_dims) == len(q_dims) and all(a is None or b is None or a == b for a, b in zip(fp_dims, q_dims))
+    same = len(fp_dims) == len(q_dims) and all(
+        a is None or b is None or a == b for a, b in zip(fp_dims, q_dims, strict=False)
+    )
     if not same:
         raise QuantizationError(f"the FP32 ONNX takes input {fp_dims} but {int8.name} {q_dims}: not the same model")
 
@@ -605,11 +610,22 @@ def _plot(layers: list[dict[str, Any]], target: Path, top: int) -> str | None:
     fig, ax = plt.subplots(figsize=(max(8.0, len(layers) * 0.06), 4.0))
     ax.plot(x, [r["rel_l2"] for r in layers], color="tab:blue", lw=1.2, label="rel-L2 vs FP32 (accumulated)")
     q = [r for r in layers if r["quantized"]]
-    ax.bar([r["index"] for r in q], [max(r["added_rel_l2"], 0.0) for r in q], color="tab:orange", width=1.0,
-           label="rel-L2 added by the layer")
+    ax.bar(
+        [r["index"] for r in q],
+        [max(r["added_rel_l2"], 0.0) for r in q],
+        color="tab:orange",
+        width=1.0,
+        label="rel-L2 added by the layer",
+    )
     for r in sorted(q, key=lambda r: r["rank"])[:top]:
-        ax.annotate(f"#{r['rank']}", (r["index"], max(r["added_rel_l2"], 0.0)), fontsize=7, color="tab:red",
-                    ha="center", va="bottom")
+        ax.annotate(
+            f"#{r['rank']}",
+            (r["index"], max(r["added_rel_l2"], 0.0)),
+            fontsize=7,
+            color="tab:red",
+            ha="center",
+            va="bottom",
+        )
     ax.set_xlabel("layer (graph order)")
     ax.set_ylabel("relative L2 error")
     ax.set_title("INT8 vs FP32 activations, layer by layer")
@@ -635,7 +651,8 @@ def _markdown(summary: dict[str, Any], layers: list[dict[str, Any]], patterns: l
         "",
         "## Worst layers (by the error each adds)",
         "",
-        "| rank | layer | op | added rel-L2 | rel-L2 | cosine | input SQNR (dB) |" + (" agreement kept FP |" if keep else ""),
+        "| rank | layer | op | added rel-L2 | rel-L2 | cosine | input SQNR (dB) |"
+        + (" agreement kept FP |" if keep else ""),
         "| ---: | --- | --- | ---: | ---: | ---: | ---: |" + (" ---: |" if keep else ""),
     ]
     for r in worst:
@@ -661,7 +678,7 @@ def _markdown(summary: dict[str, Any], layers: list[dict[str, Any]], patterns: l
         "- For a TensorRT engine, compare on the device with Polygraphy (`polygraphy run <int8_qdq.onnx> --trt "
         "--onnxrt --trt-outputs mark all --onnx-outputs mark all`).",
         "",
-        "`debug.json` holds every layer in graph order; `debug.png` plots them." if not plot_note else plot_note,
+        plot_note or "`debug.json` holds every layer in graph order; `debug.png` plots them.",
         "",
     ]
     return "\n".join(lines)
