@@ -33,8 +33,8 @@ How the intermediate tensors are exposed:
 ignored scope matches it against the ONNX node names (trt/onnx targets) and the OpenVINO friendly
 names (openvino target, where the quantized Convolution carries the ``/WithoutBiases`` suffix), so
 ``edgefer quantize --ignore-from DIR/ignore.json`` keeps those layers in floating point for both.
-(QAT quantizes the PyTorch model, whose NNCF node names differ: there the list is refused by NNCF's
-validation with a clear error.)
+(QAT quantizes the PyTorch model, whose NNCF node names differ: the patterns match none of them, which
+NNCF's ignored-scope validation should refuse; that path is not tested.)
 
 Torch-free (it reads exported artifacts only).
 """
