@@ -23,6 +23,9 @@ def register(app: typer.Typer) -> None:
         keep_fp: bool = typer.Option(
             False, "--keep-fp", help="Slower: agreement when each layer alone is kept in FP (Q/DQ ONNX only)."
         ),
+        keep_fp_max: int | None = typer.Option(
+            None, "--keep-fp-max", help="With --keep-fp: only the N worst-ranked layers (default all)."
+        ),
         seed: int = typer.Option(0, "--seed", help="Seed of the sample."),
         allow_missing_classes: bool = typer.Option(
             False, "--allow-missing-classes", help="Accept a split that lacks some class."
@@ -41,6 +44,7 @@ def register(app: typer.Typer) -> None:
             top=top,
             split=split,
             keep_fp=keep_fp,
+            keep_fp_max=keep_fp_max,
             seed=seed,
             allow_missing_classes=allow_missing_classes,
             overwrite=overwrite,

@@ -332,6 +332,7 @@ def debug_int8(
     top: int = DEFAULT_TOP,
     split: str = "test",
     keep_fp: bool = False,
+    keep_fp_max: int | None = None,
     seed: int = 0,
     allow_missing_classes: bool = False,
     overwrite: bool = False,
@@ -348,6 +349,7 @@ def debug_int8(
         keep_fp: also measure, for every quantized layer, the agreement with FP32 when that layer
             alone is kept in floating point (its input and weight Q/DQ removed): one full run of
             the sample per layer. Q/DQ ONNX only (an IR no longer holds the FP32 weights).
+        keep_fp_max: with ``keep_fp``, measure only this many of the worst-ranked layers (None: all).
         overwrite: replace an earlier debug output in ``out_dir``.
 
     Writes ``debug.json`` (``summary`` and ``layers``: per layer in graph order ``name``, ``op``,
@@ -365,6 +367,8 @@ def debug_int8(
     if samples < 1:
         raise QuantizationError(f"samples must be at least 1, got {samples}")
     meta, _qmeta, kind = _check_inputs(fp32_path, int8_path)
+    if keep_fp_max is not None and keep_fp_max < 1:
+        raise QuantizationError(f"keep_fp_max must be at least 1, got {keep_fp_max}")
     if keep_fp and kind != "onnx":
         raise QuantizationError(
             "keep_fp (--keep-fp) needs the Q/DQ ONNX: an OpenVINO INT8 IR no longer holds the FP32 weights"
@@ -427,7 +431,7 @@ def debug_int8(
         cmp = compare(bench_fp, bench_q, sample.labels, sample.ids, meta.class_names)
         exposed = float(np.mean(fp_logits.argmax(1) == q_logits.argmax(1)))
         if keep_fp:
-            _keep_fp_rows(q_model, layers, sample, bench_fp, bench_q)
+            _keep_fp_rows(q_model, layers, sample, bench_fp, bench_q, keep_fp_max)
         patterns = [ignore_pattern(r["name"]) for r in sorted(_ranked(layers), key=lambda r: r["rank"])[:top]]
         summary = {
             "fp32": str(fp32_path),
@@ -451,6 +455,7 @@ def debug_int8(
             "quantized_layers": sum(r["quantized"] for r in layers),
             "top": top,
             "keep_fp": keep_fp,
+            "keep_fp_layers": sum("agreement_kept_fp" in r for r in layers),
             "out": str(out_dir),
         }
         plot_note = _plot(layers, stage.path("debug.png"), top)
@@ -582,16 +587,20 @@ def keep_layer_fp(q_model: Any, node_name: str) -> Any:
 
 
 def _keep_fp_rows(
-    q_model: Any, layers: list[dict[str, Any]], sample: Any, fp_logits: np.ndarray, q_logits: np.ndarray
+    q_model: Any,
+    layers: list[dict[str, Any]],
+    sample: Any,
+    fp_logits: np.ndarray,
+    q_logits: np.ndarray,
+    limit: int | None = None,
 ) -> None:
-    """Per quantized layer: agreement (and accuracy) with FP32 when that layer alone is kept in FP."""
+    """Per quantized layer (the ``limit`` worst-ranked, or all): agreement (and accuracy) with FP32 when
+    that layer alone is kept in FP."""
     from edgefer.quantize.evaluate import predict
 
     fp_top = fp_logits.argmax(1)
     base = float(np.mean(q_logits.argmax(1) == fp_top))
-    for r in layers:
-        if not r["quantized"]:
-            continue
+    for r in sorted(_ranked(layers), key=lambda r: r["rank"])[:limit]:
         logits = predict(keep_layer_fp(q_model, r["name"]), sample.x)
         agree = float(np.mean(logits.argmax(1) == fp_top))
         r["agreement_kept_fp"] = agree
@@ -669,8 +678,10 @@ def _markdown(summary: dict[str, Any], layers: list[dict[str, Any]], patterns: l
             f"| {r['rank']} | `{r['name']}` | {r['op']} | {r['added_rel_l2']:+.4f} | {r['rel_l2']:.4f} | "
             f"{r['cosine']:.4f} | {sq} |"
         )
-        if keep:
+        if keep and "agreement_kept_fp" in r:
             row += f" {100 * r['agreement_kept_fp']:.1f}% ({100 * r['agreement_gain']:+.1f}) |"
+        elif keep:
+            row += " - |"
         lines.append(row)
     lines += [
         "",
