@@ -27,7 +27,7 @@ from edgefer.utils.options import FLAG, FLAG_FALSE, to_argv
 #: data, and how the result is shown or what is run instead.
 NOT_FIELDS = {
     "export": {"--checkpoint", "--onnx", "--print-trtexec", "--json"},
-    "quantize": {"--checkpoint", "--onnx", "--data", "--sensitivity"},
+    "quantize": {"--checkpoint", "--onnx", "--data", "--sensitivity", "--ignore-from"},  # adds to --ignore
 }
 
 

@@ -35,6 +35,9 @@ def register(app: typer.Typer) -> None:
         ),
         preset: str = typer.Option("performance", "--preset", help="performance (symmetric) | mixed (OpenVINO)."),
         ignore: list[str] = typer.Option([], "--ignore", help="Regex of graph node names to keep in FP (repeat)."),
+        ignore_from: Path | None = typer.Option(
+            None, "--ignore-from", help="ignore.json from `edgefer debug`: its patterns are added to --ignore."
+        ),
         out: Path = typer.Option(Path("runs/quantize"), "--out", "-o", help="Output directory."),
         onnx_path: Path | None = typer.Option(None, "--onnx", help="Start from this FP32 ONNX (no torch needed)."),
         img_size: int | None = typer.Option(None, "--img-size", help="Export size (default: the checkpoint's)."),
@@ -60,6 +63,10 @@ def register(app: typer.Typer) -> None:
         from edgefer.quantize import sensitivity as run_sensitivity
         from edgefer.quantize.options import QuantizeOptions
 
+        if ignore_from is not None:  # an ignore list written by `edgefer debug`: its patterns join --ignore
+            from edgefer.quantize.debug import read_ignore_file
+
+            ignore = [*ignore, *read_ignore_file(ignore_from)]
         options = QuantizeOptions(
             target=target,
             method=method,
