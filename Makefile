@@ -25,9 +25,11 @@ test: lint
 	$(PY) -m pytest $(PYTEST_OPTS)
 
 # The same suite with the test files in reverse order (and no cache from an earlier run): a test
-# whose outcome depends on what ran before it (shared state, session fixtures) fails here.
+# whose outcome depends on what ran before it (shared state, session fixtures) fails here. The
+# fresh-venv install test (needs_index) shares no state with the others and costs minutes of pip:
+# it runs once, in `make test`.
 test-reverse: $(STAMP)
-	$(PY) -m pytest $(PYTEST_OPTS) -p no:cacheprovider $$(ls tests/test_*.py | sort -r)
+	$(PY) -m pytest $(PYTEST_OPTS) -p no:cacheprovider -m "not needs_index" $$(ls tests/test_*.py | sort -r)
 
 # Lint and formatting: `make test` runs this first, so CI fails on an unformatted file.
 # `ruff format edgefer tests benchmarks` fixes the formatting.
