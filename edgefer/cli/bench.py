@@ -40,7 +40,7 @@ def register(app: typer.Typer) -> None:
         batch: str | None = typer.Option(None, "--batch", help="Batch sizes, comma-separated [default: 1,8]."),
         warmup: int | None = typer.Option(None, "--warmup", help="Untimed warm-up calls [default: 10]."),
         iters: int | None = typer.Option(
-            None, "--iters", help="Timed calls per measurement [default: 50; with a bundle or on a Jetson: --seconds 5]."
+            None, "--iters", help="Timed calls per measurement [default: 50; bundle or Jetson: --seconds 5]."
         ),
         seconds: float | None = typer.Option(None, "--seconds", help="Time budget per measurement instead of --iters."),
         cache_dir: Path | None = typer.Option(
