@@ -468,10 +468,22 @@ def test_flags_named_in_library_errors_exist_on_some_command() -> None:
         ["data", "synth"],
         ["data", "info"],
         ["models"],
+        ["debug"],
     ):
         known |= _help_flags(command)
-    # torchrun, nvidia-smi and trtexec flags that appear in hints: not edgefer's
-    device_side = {"--nproc_per_node", "--query-gpu", "--format", "--calib"}
+    # torchrun, nvidia-smi, trtexec, dpkg-query, `python -m venv` and Polygraphy flags in hints: not edgefer's
+    device_side = {
+        "--nproc_per_node",
+        "--query-gpu",
+        "--format",
+        "--calib",
+        "--system-site-packages",
+        "--showformat",
+        "--trt",
+        "--onnxrt",
+        "--trt-outputs",
+        "--onnx-outputs",
+    }
     unknown: dict[str, set[str]] = {}
     for path in root.rglob("*.py"):
         if path.parent.name == "cli" or path.name in ("tensorrt.py", "calibrator.py", "speed.py"):

@@ -39,10 +39,18 @@ class Backend(ABC):
     #: the extra to install when the engine package is missing
     extra: ClassVar[str] = ""
 
-    def __init__(self, path: str | os.PathLike, device: str = "cpu", threads: int | None = None) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        device: str = "cpu",
+        threads: int | None = None,
+        cache_dir: str | os.PathLike | None = None,
+    ) -> None:
         self.path = Path(path)
         self.device = device
         self.threads = threads
+        #: where a backend that compiles on load keeps compiled models (OpenVINO); others ignore it
+        self.cache_dir = None if cache_dir is None else Path(cache_dir)
         self.metadata: ModelMetadata | None = None
         self.max_batch: int | None = None
         self._load(self.path)
@@ -121,13 +129,20 @@ def available_backends() -> dict[str, type[Backend]]:
 
 
 def open_model(
-    path: str | os.PathLike, device: str = "cpu", threads: int | None = None, backend: str | None = None
+    path: str | os.PathLike,
+    device: str = "cpu",
+    threads: int | None = None,
+    backend: str | None = None,
+    cache_dir: str | os.PathLike | None = None,
 ) -> Backend:
     """Load an artifact with the backend that understands it (or the one named by ``backend``).
 
     ``.onnx`` runs on ONNX Runtime, ``.xml`` on OpenVINO, ``.engine``/``.plan`` on TensorRT and
     ``.pt`` checkpoints on PyTorch by default: the backend of the row of
     :data:`edgefer.formats.FORMATS` that claims the suffix.
+
+    ``cache_dir``: a folder where a backend that compiles on load (OpenVINO) keeps the compiled
+    model, so that the next open on the same device reads it instead of compiling again.
     """
     p = Path(path)
     if not p.exists():
@@ -143,6 +158,6 @@ def open_model(
         raise BackendError(f"no backend can load {p.name} (known: {known_suffixes()})")
     cls = candidates[0]
     try:
-        return cls(p, device=device, threads=threads)
+        return cls(p, device=device, threads=threads, cache_dir=cache_dir)
     except ImportError as exc:
         raise MissingDependencyError(exc.name or cls.name, cls.extra, f"the {cls.name} backend") from exc

@@ -16,6 +16,12 @@ FP32 row must be FP32, and the layers NNCF's accuracy control kept out of INT8 w
 their precision (in bf16 they lost it again: 1.33 pt drop re-scored vs 0.67 pt measured by NNCF).
 FP16 IRs run in the device's default (bf16 on CPUs with AVX512-BF16/AMX, f32 on plain AVX2 CPUs,
 f16 on GPUs).
+
+Model cache: with ``cache_dir`` (``edgefer benchmark --cache-dir``) OpenVINO writes the compiled
+model there (a ``*.blob`` per model and device) and the next open reads it instead of compiling.
+Off by default: on a workstation a compile is a one-off and a stale folder is one more thing to
+clean. Turn it on where the model is opened often -- a camera service that restarts, an NPU or
+iGPU whose compile takes seconds. ``info()`` says whether the model came from the cache.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from edgefer.backends.base import Backend, register_backend
 from edgefer.backends.devices import parse_device
 from edgefer.errors import BackendError
 from edgefer.metadata import PROPS_KEY, ModelMetadata, read_metadata
+from edgefer.utils.io import ensure_writable_dir
 
 #: How many batch sizes get their own static-shape compiled model (each holds its own kernels).
 STATIC_BATCHES = 4
@@ -57,11 +64,13 @@ def openvino_device_name(device: str, available: list[str]) -> str:
     return name
 
 
-def compile_config(precision: str, device_name: str, threads: int | None = None) -> dict[str, Any]:
+def compile_config(
+    precision: str, device_name: str, threads: int | None = None, cache_dir: str | Path | None = None
+) -> dict[str, Any]:
     """The ``compile_model`` config for a model of ``precision`` on OpenVINO device ``device_name``.
 
     One place for it, so a model scored in memory (:mod:`edgefer.quantize.evaluate`) runs with the
-    same hints as the saved artifact in the benchmark.
+    same hints as the saved artifact in the benchmark. ``cache_dir`` sets OpenVINO's ``CACHE_DIR``.
     """
     config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
     if precision in ("fp32", "int8"):
@@ -71,6 +80,8 @@ def compile_config(precision: str, device_name: str, threads: int | None = None)
         config["INFERENCE_PRECISION_HINT"] = "f32"
     if threads and device_name in ("CPU", "AUTO"):
         config["INFERENCE_NUM_THREADS"] = int(threads)
+    if cache_dir is not None:
+        config["CACHE_DIR"] = str(cache_dir)
     return config
 
 
@@ -154,7 +165,9 @@ class OpenVinoBackend(Backend):
             model.reshape([-1, 3, s, s])
             batch_dim = model.input(0).get_partial_shape()[0]
         self.max_batch = batch_dim.get_length() if batch_dim.is_static else None
-        config = compile_config(self.metadata.precision, self._device_name, self.threads)
+        if self.cache_dir is not None:
+            ensure_writable_dir(self.cache_dir)  # a clear error now, not OpenVINO's at compile time
+        config = compile_config(self.metadata.precision, self._device_name, self.threads, self.cache_dir)
         try:
             self._batches = StaticBatches(core, model, self._device_name, config)
         except Exception as exc:
@@ -162,6 +175,7 @@ class OpenVinoBackend(Backend):
                 f"openvino cannot compile {path.name} for {self._device_name}: {str(exc).strip()[:300]}"
             ) from exc
         self._compiled = self._batches.first
+        self._full_device_name = self._core_property(core, "FULL_DEVICE_NAME")
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         x = self.check_batch(batch)
@@ -172,9 +186,30 @@ class OpenVinoBackend(Backend):
             raise BackendError(f"openvino failed on {self.path.name}: {str(exc).strip()[:300]}") from exc
         return np.array(result[output], dtype=np.float32, copy=True)
 
+    @staticmethod
+    def _text(value: Any) -> str:
+        """A property as text: ``bf16`` for an element type (``str`` gives ``<Type: 'bfloat16'>``)."""
+        to_string = getattr(value, "to_string", None)
+        return str(to_string()) if callable(to_string) else str(value)
+
     def _property(self, key: str) -> Any:
+        """What the *compiled* model uses for ``key`` (None where the device does not say)."""
         try:
-            return str(self._compiled.get_property(key))
+            return self._text(self._compiled.get_property(key))
+        except Exception:
+            return None
+
+    def _core_property(self, core: Any, key: str) -> str | None:
+        """A device property (``FULL_DEVICE_NAME``); for AUTO, the device it picked when it says."""
+        device = self._device_name
+        if device == "AUTO":
+            try:
+                picked = list(self._compiled.get_property("EXECUTION_DEVICES"))
+            except Exception:
+                picked = []
+            device = str(picked[0]) if picked else device
+        try:
+            return self._text(core.get_property(device, key))
         except Exception:
             return None
 
@@ -187,8 +222,13 @@ class OpenVinoBackend(Backend):
             "device": self.device,
             "ov_device": self._device_name,
             "precision": self.precision,
+            "full_device_name": self._full_device_name,
+            "performance_hint": self._property("PERFORMANCE_HINT"),
             "inference_precision": self._property("INFERENCE_PRECISION_HINT"),
+            "num_streams": self._property("NUM_STREAMS"),
             "threads": self.threads or self._property("INFERENCE_NUM_THREADS"),
+            "cache_dir": None if self.cache_dir is None else str(self.cache_dir),
+            "loaded_from_cache": self._property("LOADED_FROM_CACHE") == "True",
             "path": str(self.path),
             "max_batch": self.max_batch,
         }

@@ -174,6 +174,7 @@ def _bench_one(
     threads: int | None,
     device: str,
     e2e: bool,
+    cache_dir: Path | None = None,
 ) -> tuple[dict[str, Any], np.ndarray | None, Any]:
     """Benchmark one artifact; never raises for a model problem (the row says what went wrong)."""
     from edgefer.bundle import artifact_size
@@ -202,7 +203,7 @@ def _bench_one(
         reset_ok = reset_peak_rss()
         rss0 = rss_mb()
         t0 = time.perf_counter()
-        backend = open_model(spec.path, device=dev, threads=thr, backend=spec.backend)
+        backend = open_model(spec.path, device=dev, threads=thr, backend=spec.backend, cache_dir=cache_dir)
         row["load_s"] = _fp(time.perf_counter() - t0, 3)
         rss_loaded = rss_mb()
     except Exception as exc:  # a broken artifact is a row, not a crash
@@ -334,12 +335,14 @@ def run_benchmark(
     gate they fail it unless ``allow_partial``: a gate must not pass on part of its reference.
     """
     opts = merged(BenchOptions, options, fields, EdgeferError)
-    split, batches, warmup, iters, seconds = opts.split, list(opts.batches), opts.warmup, opts.iters, opts.seconds
+    split, batches, warmup = opts.split, list(opts.batches), opts.warmup
     threads, device, gate, e2e, max_images = opts.threads, opts.device, opts.gate, opts.e2e, opts.max_images
     progress, allow_partial, allow_missing_classes = opts.progress, opts.allow_partial, opts.allow_missing_classes
     notes: list[str] = []
     specs, bundles, bundle_ref = _expand_models(models, notes)
     try:
+        machine = machine_info()
+        iters, seconds, timing = opts.timing(on_device=bool(bundles) or "jetson" in machine)
         evalset = load_evalset(
             data, split, max_images=max_images, progress=progress, allow_missing_classes=allow_missing_classes
         )
@@ -374,7 +377,7 @@ def run_benchmark(
                 label = _row_label(spec, taken, spec.device or device)
                 prog.update(task, description=f"benchmark {label}")
                 row, logits, meta = _bench_one(
-                    spec, label, evalset, batches, warmup, iters, seconds, threads, device, e2e
+                    spec, label, evalset, batches, warmup, iters, seconds, threads, device, e2e, opts.cache_dir
                 )
                 rows.append(row)
                 if logits is not None:
@@ -424,13 +427,15 @@ def run_benchmark(
             "warmup": warmup,
             "iters": iters,
             "seconds": seconds,
+            "timing": timing,
+            "cache_dir": None if opts.cache_dir is None else str(opts.cache_dir),
             "threads": threads,
             "device": device,
             "e2e": e2e,
             "max_images": max_images,
             "allow_partial": allow_partial,
         }
-        report = BenchReport(machine_info(), settings, ref_info, rows, notes=notes)
+        report = BenchReport(machine, settings, ref_info, rows, notes=notes)
         if gate is not None:
             report.gate = gate.to_dict()
             report.gate_failures = gate.evaluate(rows)

@@ -15,6 +15,12 @@ from pathlib import Path
 from edgefer.bench.gate import Gate
 from edgefer.errors import EdgeferError
 
+#: timed calls per measurement on a workstation when neither ``iters`` nor ``seconds`` is given.
+DEFAULT_ITERS = 50
+#: time budget per measurement (s) on a device -- a bundle is benchmarked, or this is a Jetson --
+#: when neither is given: clocks ramp up and heat builds over seconds, not over 50 calls.
+DEVICE_SECONDS = 5.0
+
 
 @dataclass(frozen=True)
 class BenchOptions:
@@ -24,7 +30,11 @@ class BenchOptions:
         split: the dataset split every model is scored on.
         batches: batch sizes timed (sorted, duplicates dropped).
         warmup / iters / seconds: untimed calls, then ``iters`` timed calls -- or, with ``seconds``,
-            as many as fit that time budget per measurement (``iters`` is then unset).
+            as many as fit that time budget per measurement (``iters`` is then unset). Neither given:
+            :meth:`timing` picks -- :data:`DEVICE_SECONDS` on a device, :data:`DEFAULT_ITERS` calls
+            on a workstation.
+        cache_dir: OpenVINO model cache folder (compiled models are kept there and read back on the
+            next open, so a restart is not a compile); None: no cache.
         threads / device: CPU threads per backend (None: the backend's default); the device.
         gate: accuracy gate (a :class:`Gate`, its CLI string or a suite-file mapping); its
             verdict is in the report.
@@ -40,8 +50,9 @@ class BenchOptions:
     split: str = "test"
     batches: tuple[int, ...] = (1, 8)
     warmup: int = 10
-    iters: int | None = 50
+    iters: int | None = None
     seconds: float | None = None
+    cache_dir: Path | None = None
     threads: int | None = None
     device: str = "cpu"
     gate: Gate | None = None
@@ -73,8 +84,25 @@ class BenchOptions:
             if float(self.seconds) <= 0:
                 raise EdgeferError(f"--seconds must be positive, got {self.seconds}")
             object.__setattr__(self, "iters", None)  # a time budget replaces the call count
-        elif self.iters is None:
-            raise EdgeferError("give a number of timed calls (--iters) or a time budget (--seconds)")
         object.__setattr__(self, "gate", Gate.from_value(self.gate))
-        if isinstance(self.out_dir, (str, os.PathLike)):
-            object.__setattr__(self, "out_dir", Path(self.out_dir))
+        for name in ("out_dir", "cache_dir"):
+            value = getattr(self, name)
+            if isinstance(value, (str, os.PathLike)):
+                object.__setattr__(self, name, Path(value))
+
+    def timing(self, on_device: bool) -> tuple[int | None, float | None, str]:
+        """``(iters, seconds, why)`` of each measurement: what was given, else the default for where it runs.
+
+        On a device (``on_device``: a bundle is benchmarked, or this is a Jetson) the default is a
+        time budget of :data:`DEVICE_SECONDS`: a fixed 50 calls of a 2 ms model is 0.1 s, before
+        the clocks have ramped up or the heat has built up, and says nothing of the latency
+        a camera will see after a minute. On a workstation it is :data:`DEFAULT_ITERS` calls:
+        comparable from run to run, and quick when many artifacts are compared.
+        """
+        if self.seconds is not None:
+            return None, float(self.seconds), "given"
+        if self.iters is not None:
+            return int(self.iters), None, "given"
+        if on_device:
+            return None, DEVICE_SECONDS, "device default (a bundle or a Jetson): time budget"
+        return DEFAULT_ITERS, None, "workstation default"

@@ -100,6 +100,35 @@ def _machine_line(m: dict[str, Any]) -> str:
     )
 
 
+def _jetson_line(j: dict[str, Any]) -> str:
+    """One line of Jetson facts: model, L4T, power mode, clocks, hottest zones."""
+    if "error" in j:
+        return str(j["error"])
+    temps = j.get("temperatures_c")
+    if isinstance(temps, dict):
+        temps = ", ".join(f"{k} {v:g} °C" for k, v in temps.items()) or DASH
+    return (
+        f"{j.get('model')}, L4T {j.get('l4t')}, power mode {j.get('power_mode')}, clocks {j.get('clocks')}; "
+        f"temperatures: {temps}"
+    )
+
+
+def openvino_table(d: dict[str, Any]) -> str:
+    """What each OpenVINO row's compiled model actually uses: device name, hint, precision, streams, cache."""
+    rows = [r for r in d["rows"] if r.get("backend") == "openvino" and r.get("info")]
+    if not rows:
+        return ""
+    header = ["Model", "Device", "Performance hint", "Inference precision", "Streams", "Threads", "Cache"]
+    cells = []
+    for r in rows:
+        i = r["info"]
+        cache = DASH if not i.get("cache_dir") else ("hit" if i.get("loaded_from_cache") else "written")
+        device = f"{i.get('full_device_name') or DASH} ({i.get('ov_device') or r.get('device')})"
+        fields = (i.get("performance_hint"), i.get("inference_precision"), i.get("num_streams"), i.get("threads"))
+        cells.append([r["label"], device, *(DASH if v is None else str(v) for v in fields), cache])
+    return _md_table(header, cells)
+
+
 def _change_cell(ch: dict[str, Any]) -> str:
     """``14: -1 img (-4.55 pt, p=0.5)``: correct images, net change in images and points, and for a
     drop the one-sided McNemar p-value the gate's ``max-class-drop`` rule judges it by."""
@@ -138,6 +167,8 @@ def to_markdown(report: Any) -> str:
     pkgs = d["machine"].get("packages", {})
     versions = ", ".join(f"{k} {v}" for k, v in pkgs.items() if k in ("onnxruntime", "openvino", "tensorrt", "torch"))
     timing = f"{s['seconds']} s per measurement" if s.get("seconds") else f"{s['iters']} iterations"
+    if s.get("timing") and s["timing"] != "given":
+        timing += f" ({s['timing']})"
     ref = d.get("reference")
     ref_line = (
         f"{ref['source']}: {ref.get('path') or ref.get('artifact')} (model {ref.get('model')}, {ref.get('n')} images)"
@@ -154,6 +185,7 @@ def to_markdown(report: Any) -> str:
         "# edgefer benchmark",
         "",
         f"- **Machine**: {_machine_line(d['machine'])}",
+        *([f"- **Jetson**: {_jetson_line(d['machine']['jetson'])}"] if d["machine"].get("jetson") else []),
         f"- **Backends**: {versions or 'n/a'}",
         f"- **Data**: {s['data']} split `{s['split']}`, {s['images']} images{skipped}",
         f"- **FP32 reference**: {ref_line}",
@@ -164,6 +196,9 @@ def to_markdown(report: Any) -> str:
         markdown_table(d),
         "",
     ]
+    ovt = openvino_table(d)
+    if ovt:
+        parts += ["## OpenVINO: what each compiled model uses", "", ovt, ""]
     pc = per_class_table(d)
     if pc:
         parts += ["## Per-class change vs the FP32 reference", "", pc, ""]

@@ -49,6 +49,7 @@ _TOP_KEYS = {
     "warmup",
     "iters",
     "seconds",
+    "cache_dir",
     "threads",
     "device",
     "gate",

@@ -88,7 +88,13 @@ def package_versions() -> dict[str, str]:
 
 
 def machine_info() -> dict[str, Any]:
-    """CPU model, cores, flags, memory, GPU(s), OS, Python and backend package versions."""
+    """CPU model, cores, flags, memory, GPU(s), OS, Python and backend package versions.
+
+    On a Jetson also ``jetson``: L4T version, power mode, clocks, temperatures (see
+    :mod:`edgefer.bench.jetson`); elsewhere that key is absent.
+    """
+    from edgefer.bench.jetson import jetson_info
+
     mem_total = None
     with contextlib.suppress(OSError, ValueError):
         for line in Path("/proc/meminfo").read_text().splitlines():
@@ -98,7 +104,7 @@ def machine_info() -> dict[str, Any]:
         usable = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         usable = os.cpu_count()
-    return {
+    info: dict[str, Any] = {
         "cpu": _cpu_model(),
         "cpu_flags": _cpu_flags(),
         "cores_logical": os.cpu_count(),
@@ -111,6 +117,10 @@ def machine_info() -> dict[str, Any]:
         "packages": package_versions(),
         "env": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "CUDA_VISIBLE_DEVICES") if k in os.environ},
     }
+    jetson = jetson_info()
+    if jetson is not None:
+        info["jetson"] = jetson
+    return info
 
 
 def _status_kb(field: str) -> int | None:

@@ -39,8 +39,13 @@ def register(app: typer.Typer) -> None:
         reference: Path | None = typer.Option(None, "--reference", help="FP32 reference.npz to compare against."),
         batch: str | None = typer.Option(None, "--batch", help="Batch sizes, comma-separated [default: 1,8]."),
         warmup: int | None = typer.Option(None, "--warmup", help="Untimed warm-up calls [default: 10]."),
-        iters: int | None = typer.Option(None, "--iters", help="Timed calls per measurement [default: 50]."),
+        iters: int | None = typer.Option(
+            None, "--iters", help="Timed calls per measurement [default: 50; bundle or Jetson: --seconds 5]."
+        ),
         seconds: float | None = typer.Option(None, "--seconds", help="Time budget per measurement instead of --iters."),
+        cache_dir: Path | None = typer.Option(
+            None, "--cache-dir", help="OpenVINO model cache: compile once, reopen from it (a camera that restarts)."
+        ),
         threads: int | None = typer.Option(None, "--threads", help="Inference threads (backend default if unset)."),
         device: str | None = typer.Option(None, "--device", help="cpu | gpu | cuda:N | npu | tensorrt [default: cpu]."),
         gate: str | None = typer.Option(
@@ -81,6 +86,7 @@ def register(app: typer.Typer) -> None:
             "warmup": warmup,
             "iters": iters,
             "seconds": seconds,
+            "cache_dir": cache_dir,
             "threads": threads,
             "device": device,
             "gate": gate,
