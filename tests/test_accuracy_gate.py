@@ -10,6 +10,9 @@ budget, one within every rule must be within it, and ``drop <= u`` must agree wi
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -132,3 +135,35 @@ def test_per_item_values_rank_lost_images_first() -> None:
     _, values = gate_metric(PRODUCTION, _logits(int8), labels, _logits(fp32), NAMES)
     # NNCF ranks items by value(FP32) - value(INT8): lost images first, then other flips
     assert [r - v for r, v in zip(ref_values, values, strict=True)] == [1.0, 0.0, 0.5, 0.0]
+
+
+def test_pipeline_holds_every_int8_stage_to_its_benchmark_gate(tmp_path: Path) -> None:
+    """``edgefer pipeline --max-drop X`` reaches every INT8 target through the benchmark gate's rules."""
+    from edgefer.pipeline.flow import PipelineConfig, _Flow
+
+    def stage_options(**cfg_fields: Any) -> tuple[list[dict[str, Any]], _Flow]:
+        cfg = PipelineConfig(out=str(tmp_path / "run"), targets=("openvino", "onnx"), progress=False, **cfg_fields)
+        flow = _Flow(cfg, on_event=lambda _msg: None)
+        return [flow.int8_stage(t).params for t in ("openvino", "onnx")], flow
+
+    params, flow = stage_options(int8_method="ptq-acc", max_drop=0.5, gate="max-drop=1.0,min-agreement=0.95")
+    assert [p["gate"] for p in params] == ["max-drop=0.5,min-agreement=0.95"] * 2  # the tighter max-drop
+    params, flow = stage_options(int8_method="ptq-acc", max_drop=2.0, gate="max-drop=1.0,max-p99-ms=5")
+    assert params[0]["gate"] == "max-drop=1"  # the benchmark's own budget wins; latency is not for quantize
+    assert "--gate" in flow.int8_stage("onnx").command
+    params, _ = stage_options(max_drop=0.3, gate="max-p99-ms=5")
+    assert params[0]["gate"] == "max-drop=0.3"
+
+
+def test_benchmark_markdown_lists_the_layers_kept_in_higher_precision() -> None:
+    from edgefer.bench.report import kept_fp_lines
+
+    rows = [
+        {"label": "m_int8_acc.xml", "kept_fp": ["/stem/Conv", "/head/Gemm"]},
+        {"label": "m_int8_qdq_acc.onnx", "kept_fp": []},
+        {"label": "m.onnx", "kept_fp": None},  # not a mixed-precision model: no line
+    ]
+    assert kept_fp_lines({"rows": rows}) == [
+        "- **m_int8_acc.xml**: 2 layer(s): `/stem/Conv`, `/head/Gemm`",
+        "- **m_int8_qdq_acc.onnx**: 0 layer(s): none (fully INT8)",
+    ]
