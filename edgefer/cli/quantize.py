@@ -107,8 +107,9 @@ def register(app: typer.Typer) -> None:
         acc = r.get("accuracy_control")
         if acc:
             typer.echo(
-                f"  plain PTQ       delta {acc['plain_ptq_delta_pts']:+.2f} pt; kept in FP: "
-                f"{', '.join(acc['kept_fp']) or 'none'}"
+                f"  plain PTQ       delta {acc['plain_ptq_delta_pts']:+.2f} pt, agreement "
+                f"{_pct(acc.get('plain_ptq_agreement'))}, gate severity {acc.get('plain_ptq_severity', 0.0):.2f} "
+                f"(> 1 fails); kept in FP: {', '.join(acc['kept_fp']) or 'none'}"
             )
         typer.echo(f"  report          {res.report_path}")
         if r.get("gate"):
