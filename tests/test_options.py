@@ -126,7 +126,6 @@ QUANTIZES = [
         target="onnx",
         method="qat",
         calib_size=77,
-        calib_balanced=True,
         max_drop=0.25,
         ignore=("/attn/.*", "classifier"),
         out_dir="runs/q q",

@@ -31,9 +31,6 @@ def register(app: typer.Typer) -> None:
         target: str = typer.Option("openvino", "--target", help="openvino (INT8 IR) | trt | onnx (Q/DQ ONNX)."),
         method: str = typer.Option("ptq", "--method", help="ptq | ptq-acc | qat | wc (INT8 weights only)."),
         calib_size: int = typer.Option(300, "--calib-size", help="Calibration images (deterministic subset)."),
-        balanced_calib: bool = typer.Option(
-            False, "--balanced-calib", help="Draw the calibration images evenly from every class."
-        ),
         max_drop: float | None = typer.Option(
             None, "--max-drop", help="Accuracy budget in points (ptq-acc: enforced; else checked, exit 3)."
         ),
@@ -74,7 +71,6 @@ def register(app: typer.Typer) -> None:
             target=target,
             method=method,
             calib_size=calib_size,
-            calib_balanced=balanced_calib,
             max_drop=max_drop,
             gate=gate,
             preset=preset,

@@ -74,28 +74,6 @@ def select_subset(n_available: int, size: int | None, seed: int = 0) -> np.ndarr
     return np.sort(rng.permutation(n_available)[:size])
 
 
-def select_balanced(labels: np.ndarray, size: int | None, seed: int = 0) -> np.ndarray:
-    """Indices of a deterministic class-balanced subset of ``size`` items (sorted).
-
-    Each class contributes its own seeded permutation in turn, one image per class per round, so
-    every class gets ``size // classes`` images (a class with fewer gives all it has and the others
-    fill its share). On an imbalanced split a plain random subset calibrates the activation ranges
-    mostly on the majority class; a rare class's activations then fall outside them more often.
-    """
-    labels = np.asarray(labels, dtype=np.int64)
-    n = len(labels)
-    if size is None or size >= n:
-        return np.arange(n)
-    rng = np.random.default_rng(seed)
-    queues = [list(rng.permutation(np.flatnonzero(labels == c))) for c in np.unique(labels)]
-    picked: list[int] = []
-    while len(picked) < size:
-        for q in queues:
-            if q and len(picked) < size:
-                picked.append(int(q.pop(0)))
-    return np.sort(np.asarray(picked, dtype=np.int64))
-
-
 def load_arrays(
     dataset: DatasetLike, indices: Sequence[int], pp: Preprocessing, split: str, chunk: int = 256
 ) -> ArrayData:
@@ -125,10 +103,8 @@ def calibration_arrays(
     seed: int = 0,
     min_size: int = MIN_CALIB_SIZE,
     allow_missing_classes: bool = False,
-    balanced: bool = False,
 ) -> ArrayData:
-    """The calibration subset of ``split``: ``calib_size`` images chosen deterministically
-    (``balanced``: the same number from each class, :func:`select_balanced`).
+    """The calibration subset of ``split``: ``calib_size`` images chosen deterministically.
 
     Raises :class:`QuantizationError` when ``calib_size`` is below ``min_size`` or the split holds
     fewer images than asked (rather than silently calibrating on less than the user asked for).
@@ -147,9 +123,6 @@ def calibration_arrays(
             f"the {split!r} split has only {n} images but --calib-size {calib_size} was asked; "
             f"pass --calib-size {n} (>= {min_size}) or use a larger dataset"
         )
-    labels = getattr(dataset, "labels", None)
-    if balanced and labels is not None:
-        return load_arrays(dataset, select_balanced(np.asarray(labels), calib_size, seed), pp, split)
     return load_arrays(dataset, select_subset(n, calib_size, seed), pp, split)
 
 

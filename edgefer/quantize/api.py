@@ -207,7 +207,6 @@ def quantize(
             split=opts.calib_split,
             seed=opts.seed,
             allow_missing_classes=opts.allow_missing_classes,
-            balanced=opts.calib_balanced,
         )
         val = validation_arrays(
             val_data if val_data is not None else data,
@@ -230,7 +229,6 @@ def quantize(
             "preset": opts.preset,
             "calib_size": len(calib),
             "calib_split": opts.calib_split,
-            "calib_balanced": opts.calib_balanced,
             "fast_bias_correction": opts.fast_bias_correction,
             "ignored": list(opts.ignore),
         }

@@ -45,8 +45,6 @@ class QuantizeOptions:
         method: "ptq", "ptq-acc" (accuracy control within ``max_drop``; default
             :data:`DEFAULT_MAX_DROP`), "qat", or "wc" (INT8 weights only, OpenVINO).
         calib_size: calibration images (deterministic subset).
-        calib_balanced: draw the calibration images evenly from every class
-            (:func:`edgefer.data.calibration.select_balanced`) instead of at random.
         max_drop: accuracy budget in points (absolute); for ptq/qat it is checked, not enforced.
             It is the gate's ``max-drop`` term (giving both with different values is an error).
         gate: the benchmark gate's accuracy rules, in ``edgefer benchmark --gate`` syntax
@@ -71,7 +69,6 @@ class QuantizeOptions:
     target: str = flag("openvino", "--target")
     method: str = flag("ptq", "--method")
     calib_size: int = flag(300, "--calib-size")
-    calib_balanced: bool = flag(False, "--balanced-calib")
     max_drop: float | None = flag(None, "--max-drop")
     gate: str | None = flag(None, "--gate")
     preset: str = flag("performance", "--preset")
