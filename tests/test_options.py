@@ -142,10 +142,11 @@ QUANTIZES = [
     ),
     QuantizeOptions(method="ptq-acc"),  # the default budget appears on the command line
     QuantizeOptions(method="wc", preset="mixed"),
+    QuantizeOptions(method="ptq-acc", target="trt", gate="max-drop=0.3,max-class-drop=2,min-agreement=0.99"),
 ]
 
 
-@pytest.mark.parametrize("options", QUANTIZES, ids=["defaults", "every-flag", "ptq-acc", "wc"])
+@pytest.mark.parametrize("options", QUANTIZES, ids=["defaults", "every-flag", "ptq-acc", "wc", "gate"])
 def test_quantize_options_round_trip_through_the_cli(monkeypatch, tmp_path, options):
     seen = _record(monkeypatch, "edgefer.quantize.quantize")
     _run_cli(options.to_argv(tmp_path, checkpoint=tmp_path / "best.pt"))
@@ -197,6 +198,10 @@ def test_export_options_are_checked_when_made(fields, match):
         ({"calib_size": 0}, "calib_size must be a positive"),
         ({"val_size": 0}, "val_size must be a positive"),
         ({"qat_lr": 0.0}, "qat_lr must be positive"),
+        ({"gate": "max-drop=abc"}, "--gate 'max-drop=abc': gate max-drop needs a number"),
+        ({"gate": "min-accuracy=0.8"}, "min-accuracy is not a budget against the FP32 model"),
+        ({"gate": "max-drop=0.5,max-p99-ms=3"}, "max-p99-ms is not a budget"),
+        ({"gate": "max-drop=1.0", "max_drop": 0.5}, "disagree"),
     ],
 )
 def test_quantize_options_are_checked_when_made(fields, match):
@@ -206,6 +211,24 @@ def test_quantize_options_are_checked_when_made(fields, match):
 
 def test_quantize_options_normalise_what_they_are_given():
     assert QuantizeOptions(method="ptq-acc").max_drop == DEFAULT_MAX_DROP
+    # the gate is kept in its canonical spelling, so an equal gate spelt differently is equal options
+    assert QuantizeOptions(gate=" min_agreement=0.99, max-drop=0.5").gate == "max-drop=0.5,min-agreement=0.99"
+
+
+def test_the_gate_quantization_is_held_to():
+    """ptq-acc defaults to the production budget; --max-drop is the gate's max-drop term; other
+    methods check what they are given and nothing when given nothing."""
+    assert str(QuantizeOptions(method="ptq-acc").accuracy_gate()) == (
+        "max-drop=0.5,max-class-drop=1,class-alpha=0.05,min-agreement=0.98"
+    )
+    assert QuantizeOptions(method="ptq-acc", max_drop=0.3).accuracy_gate().max_drop == 0.3
+    given = QuantizeOptions(method="ptq-acc", gate="min-agreement=0.99", max_drop=0.2)
+    assert str(given.accuracy_gate()) == "max-drop=0.2,min-agreement=0.99"
+    from_gate = QuantizeOptions(method="ptq-acc", gate="max-drop=0.4,min-agreement=0.99")
+    assert from_gate.max_drop == 0.4 and from_gate.accuracy_gate().min_agreement == 0.99
+    assert QuantizeOptions().accuracy_gate() is None
+    assert str(QuantizeOptions(max_drop=1.0).accuracy_gate()) == "max-drop=1"
+    assert QuantizeOptions(method="qat", gate="max-class-drop=2").accuracy_gate().max_class_drop == 2.0
     assert QuantizeOptions(ignore="classifier").ignore == ("classifier",)  # one pattern, not its letters
     assert QuantizeOptions(ignore=["a", "b"]).ignore == ("a", "b")
 

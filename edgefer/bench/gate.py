@@ -35,6 +35,9 @@ from edgefer.errors import EdgeferError
 
 #: exit status of ``edgefer benchmark`` when the gate fails (2 is a user error).
 GATE_EXIT_CODE = 3
+#: a failed rule's severity is at least 1 + this: a clear margin over 1 for a consumer that compares
+#: it with float slack (accuracy control allows 1e-9), even when the rule failed by a rounding error.
+FAILED_SEVERITY_MARGIN = 1e-6
 #: significance level of the per-class rule when ``class-alpha`` is not given.
 DEFAULT_CLASS_ALPHA = 0.05
 
@@ -185,6 +188,64 @@ class Gate:
                 )
         return out
 
+    def severity(self, acc: dict[str, Any]) -> float:
+        """The largest normalised violation of the gate's accuracy rules: <= 1 exactly when they pass.
+
+        ``acc`` is a row's ``accuracy`` dict (:func:`edgefer.bench.metrics.compare_to_reference`).
+        Each rule gives a ratio of its number to its limit -- drop / ``max-drop``, the same for
+        ``max-mean-class-drop``, (1 - agreement) / (1 - ``min-agreement``), (1 - accuracy) /
+        (1 - ``min-accuracy``), KL / ``max-kl``, and per class drop / ``max-class-drop`` -- and
+        the result is the largest. A class's drop is first discounted by its evidence, times
+        min(1, ``class-alpha`` / p) with p its one-sided McNemar p-value, so noise on a small class
+        does not dominate. A ratio is then pinned to the rule's own verdict, so rounding or a limit
+        of 0 cannot make the two disagree: a rule that :meth:`check` fails is above 1, one it passes
+        at most 1 (a class whose drop exceeds ``max-class-drop`` but is not significant at
+        ``class-alpha`` counts 1 at most). 0 means no loss at all; latency
+        (``max-p99-ms``) is not an accuracy rule and is not included. This is the number
+        accuracy-controlled quantization optimises (:mod:`edgefer.quantize.accuracy_control`), so
+        a model it accepts passes :meth:`check` with the same gate.
+        """
+        worst = 0.0
+        for attr, key, _, is_drop in _ACCURACY_CHECKS:
+            limit = getattr(self, attr)
+            if limit is None:
+                continue
+            value = acc.get(key)
+            if value is None or (isinstance(value, float) and math.isnan(value)):
+                return math.inf  # unknown: check() reports it as a violation
+            value, limit = float(value), float(limit)
+            if is_drop:
+                amount, allowed, failed = -value, limit, -value > limit
+            elif attr.startswith("min_"):
+                amount, allowed, failed = 1.0 - value, 1.0 - limit, value < limit
+            else:
+                amount, allowed, failed = value, limit, value > limit
+            worst = max(worst, _pinned(amount, allowed, failed))
+        if self.max_class_drop is not None:
+            changes = acc.get("per_class_changes")
+            if changes is None:
+                return math.inf
+            limit, alpha = float(self.max_class_drop), float(self.class_alpha or DEFAULT_CLASS_ALPHA)
+            for ch in changes:
+                images, lost, gained = int(ch["images"]), int(ch["lost"]), int(ch["gained"])
+                if images == 0:
+                    continue
+                drop = 100.0 * (lost - gained) / images
+                p = mcnemar_drop_p(lost, gained)
+                # a drop is discounted by its evidence (alpha / p, at most 1), so one flipped image
+                # of a small class does not dominate the number; it is pinned to the verdict anyway
+                worst = max(worst, _pinned(drop * min(1.0, alpha / p), limit, drop > limit and p < alpha))
+        return worst
+
     def evaluate(self, rows: list[dict[str, Any]]) -> list[str]:
         """All violations over all rows (empty list = the gate passes)."""
         return [v for row in rows for v in self.check(row)]
+
+
+def _pinned(amount: float, allowed: float, failed: bool) -> float:
+    """``amount / allowed``, kept above 1 when the rule ``failed`` and at most 1 when it passed."""
+    if allowed > 0:
+        ratio = max(amount, 0.0) / allowed
+    else:  # a zero tolerance: any loss is a violation, graded by its size
+        ratio = 0.0 if amount <= 0 else 1.0 + amount
+    return max(ratio, 1.0 + FAILED_SEVERITY_MARGIN) if failed else min(ratio, 1.0)

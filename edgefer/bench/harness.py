@@ -197,6 +197,7 @@ def _bench_one(
         "info": {},
         "accuracy": None,
         "latency": {},
+        "kept_fp": None,  # layers a mixed-precision INT8 model keeps in higher precision (its metadata)
     }
     try:
         row["size_mb"] = _fp(artifact_size(spec.path) / 1e6, 3) if spec.path.exists() else None
@@ -219,6 +220,7 @@ def _bench_one(
             input_size=meta.preprocessing.input_size,
             info=info,
             threads=info.get("threads", thr),
+            kept_fp=(meta.quantization or {}).get("kept_fp"),
         )
         try:
             x_all = evalset.preprocessed(meta.preprocessing)

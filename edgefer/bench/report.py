@@ -161,6 +161,19 @@ def per_class_table(d: dict[str, Any]) -> str:
     return _md_table(header, cells)
 
 
+def kept_fp_lines(d: dict[str, Any]) -> list[str]:
+    """One line per artifact whose metadata says which layers accuracy control kept out of INT8
+    (``quantization.kept_fp``): the mixed precision a row's numbers were measured with."""
+    out = []
+    for row in d["rows"]:
+        kept = row.get("kept_fp")
+        if kept is None:
+            continue
+        names = ", ".join(f"`{n}`" for n in kept) if kept else "none (fully INT8)"
+        out.append(f"- **{row['label']}**: {len(kept)} layer(s): {names}")
+    return out
+
+
 def to_markdown(report: Any) -> str:
     d = report if isinstance(report, dict) else report.to_dict()
     s = d["settings"]
@@ -208,6 +221,9 @@ def to_markdown(report: Any) -> str:
                 "McNemar p-value over the images whose correctness changed).",
                 "",
             ]
+    kept = kept_fp_lines(d)
+    if kept:
+        parts += ["## Layers kept in higher precision (mixed-precision INT8)", "", *kept, ""]
     if d.get("gate") is not None:
         verdict = "PASSED" if d.get("gate_passed") else "FAILED"
         gate = ",".join(f"{k}={v:g}" for k, v in d["gate"].items())

@@ -1,8 +1,9 @@
 """``edgefer quantize``: INT8 PTQ / accuracy-controlled PTQ / QAT / weights-only, and ``--sensitivity``.
 
 Thin: everything is :func:`edgefer.quantize.quantize` and :func:`edgefer.quantize.sensitivity`.
-Exit status: 0 = done (and within ``--max-drop`` when given), 2 = user error, 3 = the INT8 model
-was written but its accuracy drop exceeds ``--max-drop`` (the report says by how much).
+Exit status: 0 = done (and within ``--max-drop`` / ``--gate`` when given), 2 = user error, 3 = the
+INT8 model was written but breaks the budget (``--gate``'s accuracy rules, or ``--max-drop`` alone;
+the report says which and by how much).
 """
 
 from __future__ import annotations
@@ -32,6 +33,12 @@ def register(app: typer.Typer) -> None:
         calib_size: int = typer.Option(300, "--calib-size", help="Calibration images (deterministic subset)."),
         max_drop: float | None = typer.Option(
             None, "--max-drop", help="Accuracy budget in points (ptq-acc: enforced; else checked, exit 3)."
+        ),
+        gate: str | None = typer.Option(
+            None,
+            "--gate",
+            help="Accuracy rules as for benchmark --gate (ptq-acc: enforced, default "
+            "max-drop=<max-drop>,max-class-drop=1.0,min-agreement=0.98; else checked, exit 3).",
         ),
         preset: str = typer.Option("performance", "--preset", help="performance (symmetric) | mixed (OpenVINO)."),
         ignore: list[str] = typer.Option([], "--ignore", help="Regex of graph node names to keep in FP (repeat)."),
@@ -72,6 +79,7 @@ def register(app: typer.Typer) -> None:
             method=method,
             calib_size=calib_size,
             max_drop=max_drop,
+            gate=gate,
             preset=preset,
             ignore=tuple(ignore),
             out_dir=out,
@@ -102,14 +110,19 @@ def register(app: typer.Typer) -> None:
         acc = r.get("accuracy_control")
         if acc:
             typer.echo(
-                f"  plain PTQ       delta {acc['plain_ptq_delta_pts']:+.2f} pt; kept in FP: "
-                f"{', '.join(acc['kept_fp']) or 'none'}"
+                f"  plain PTQ       delta {acc['plain_ptq_delta_pts']:+.2f} pt, agreement "
+                f"{_pct(acc.get('plain_ptq_agreement'))}, gate severity {acc.get('plain_ptq_severity', 0.0):.2f} "
+                f"(> 1 fails); kept in FP: {', '.join(acc['kept_fp']) or 'none'}"
             )
         typer.echo(f"  report          {res.report_path}")
+        if r.get("gate"):
+            typer.echo(f"  gate            {r['gate']}: {'passed' if r.get('budget_met') else 'FAILED'}")
         if r.get("budget_met") is False:
+            for violation in r.get("gate_violations") or []:
+                typer.secho(f"  {violation}", fg=typer.colors.RED, err=True)
             typer.secho(
-                f"INT8 drop {-r['delta_pts']:.2f} pt exceeds --max-drop {r['max_drop_pt']} pt"
-                + ("" if method == "ptq-acc" else " (try --method ptq-acc or qat)"),
+                f"INT8 model is outside the budget ({r['gate']})"
+                + (" (try --method qat)" if method == "ptq-acc" else " (try --method ptq-acc or qat)"),
                 fg=typer.colors.RED,
                 err=True,
             )

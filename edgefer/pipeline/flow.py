@@ -49,8 +49,10 @@ class PipelineConfig:
     * train: the resolved training configuration (``recipe`` and its contents, ``model``,
       ``epochs``, ``img_size``, ``batch_size``, ``lr``, ``pretrained``, ``seed``, ``data``);
     * export: ``model``, ``checkpoint``, ``data`` (the FP32 reference's images);
-    * INT8 stages: ``int8_method``, ``calib_size``, ``max_drop`` (recorded in the report even for
-      ptq), ``checkpoint``, ``data``; FP16/TensorRT stages: the precision and ``model``;
+    * INT8 stages: ``int8_method``, ``calib_size``, ``max_drop`` and the INT8 gate
+      (:meth:`_Flow.int8_gate`: ``gate``'s accuracy rules with ``max_drop`` as the overall term when
+      tighter; ``ptq-acc`` enforces it on every target, the other methods report it),
+      ``checkpoint``, ``data``; FP16/TensorRT stages: the precision and ``model``;
     * benchmark: the compared artifacts (``targets``), ``data``, ``gate`` (as parsed, so a
       re-spelled equal gate is no change), ``batches``, ``warmup``, ``iters`` and ``threads`` (the
       latencies it reports depend on the thread count); bundle: the bundled artifacts.
@@ -419,14 +421,31 @@ class _Flow:
             {"model": self.cfg.model, "precision": precision},
         )
 
+    def int8_gate(self) -> str | None:
+        """The accuracy rules every INT8 stage is held to: the benchmark gate's (``ptq-acc`` enforces
+        them, so its models pass the benchmark on the same images; other methods report them),
+        with ``max_drop`` as the overall term when it is tighter. Latency and absolute-accuracy
+        terms are the benchmark's alone. None when nothing is left (then ``max_drop`` alone)."""
+        import dataclasses
+
+        from edgefer.bench.gate import Gate
+
+        gate = dataclasses.replace(Gate.parse(self.cfg.gate), min_accuracy=None, max_p99_ms=None)
+        if self.cfg.max_drop is not None:
+            tighter = self.cfg.max_drop if gate.max_drop is None else min(self.cfg.max_drop, gate.max_drop)
+            gate = dataclasses.replace(gate, max_drop=tighter)
+        return str(gate) if gate.to_dict() else None
+
     def int8_stage(self, target: str) -> Stage:
         name = f"{target}-int8"
         cfg = self.cfg
+        gate = self.int8_gate()
         opts = QuantizeOptions(
             target=target,
             method=cfg.int8_method,
             calib_size=cfg.calib_size,
-            max_drop=cfg.max_drop,
+            max_drop=cfg.max_drop if gate is None else None,  # else it is the gate's max-drop term
+            gate=gate,
             out_dir=str(self.out / target),
             progress=cfg.progress,
             overwrite=True,  # the stage's folder is the pipeline's own
@@ -447,6 +466,7 @@ class _Flow:
             "method": cfg.int8_method,
             "calib_size": cfg.calib_size,
             "max_drop": cfg.max_drop,
+            "gate": gate,
             "checkpoint": str(self.checkpoint),
             "data": str(self.data),
         }

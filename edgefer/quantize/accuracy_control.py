@@ -1,14 +1,38 @@
-"""Accuracy-controlled PTQ: NNCF's ``quantize_with_accuracy_control`` with our metric.
+"""Accuracy-controlled PTQ: NNCF's ``quantize_with_accuracy_control`` with the benchmark gate as its metric.
 
-NNCF quantizes, measures the drop on the validation images with our validation function (top-1
-accuracy against the labels, the same number the report states), and while the drop exceeds the
-budget it ranks groups of quantizers by how much removing them helps and puts the worst ones
-back into floating point. Both the OpenVINO and the ONNX backends of NNCF 3.x support it.
+NNCF quantizes, scores the FP32 and the INT8 model with our validation function, and while
+``drop = metric(FP32) - metric(INT8)`` exceeds ``max_drop`` it ranks groups of quantizers by how
+much removing them helps and puts the worst ones back into floating point. Both the OpenVINO and
+the ONNX backends of NNCF 3.x support it.
 
-``max_drop`` is in accuracy *points*, absolute (``DropType.ABSOLUTE``): 0.5 means INT8 may be at
-most half a point below FP32. Which layers stayed in FP is found by diffing the quantized-op sets
-of a plain PTQ run and the accuracy-controlled result (:func:`edgefer.quantize.ptq.quantized_op_names`),
-which does not depend on NNCF's log format.
+**The metric is the gate, not accuracy alone.** Overall top-1 accuracy hides the damage the gate
+exists to catch: an INT8 model can keep the accuracy while 10 % of its predictions flip and a
+small class loses several points. So the validation function scores a candidate against the FP32
+predictions with the benchmark's own numbers (:func:`edgefer.bench.metrics.compare_to_reference`)
+and turns them into one number with :meth:`edgefer.bench.gate.Gate.severity` -- ``s``, the largest
+normalised violation (drop / ``max-drop``, (1 - agreement) / (1 - ``min-agreement``), the per-class
+McNemar rule's drop / ``max-class-drop``, ...), which is <= 1 exactly when the gate passes::
+
+    metric = 1 - u * s        u = max-drop / 100 (0.01 when the gate has no max-drop or it is 0)
+    NNCF max_drop = u         (DropType.ABSOLUTE; times 1 + 1e-9 for float rounding)
+
+The FP32 model scores s = 0 against itself (no drop, full agreement), so NNCF's
+``drop = u * s <= u  <=>  s <= 1  <=>`` the gate passes, and a model that passes accuracy control
+passes ``edgefer benchmark --gate`` with the same spec on the same images. When the overall drop
+is the binding rule, NNCF's logged drop is the accuracy drop as a fraction, as before.
+
+Per-item values (NNCF ranks on them): item i scores ``(agrees_i + correct_i) / 2``. NNCF picks its
+ranking subset where ``value(FP32) - value(INT8)`` is largest: images INT8 got wrong that FP32 got
+right (1) first, then other flipped predictions (0.5); unchanged images score 0. It then ranks
+each quantizer group by the *metric* on that subset (higher = removing the group helps more), so
+the ranking optimises the same gate. Each item carries its index, so the FP32 predictions of any
+subset NNCF hands over are known.
+
+``max_drop`` is in accuracy *points*, absolute. Which layers stayed in FP is found by diffing the
+quantized-op sets of a plain PTQ run and the accuracy-controlled result
+(:func:`edgefer.quantize.ptq.quantized_op_names`), which does not depend on NNCF's log format;
+OpenVINO's names are given as the ONNX node names they came from (a biased Convolution is
+``<node>/WithoutBiases`` there), so the two targets' ``kept_fp`` lists compare directly.
 
 For the ``trt``/``onnx`` targets the validation function scores the model *after*
 :func:`edgefer.quantize.ptq.to_signed_int8`, i.e. the numerics TensorRT will run, so the budget
@@ -22,6 +46,7 @@ from typing import Any
 
 import numpy as np
 
+from edgefer.bench.gate import Gate
 from edgefer.data.calibration import ArrayData
 from edgefer.quantize import ptq
 from edgefer.quantize.evaluate import Runner, accuracy
@@ -29,14 +54,21 @@ from edgefer.quantize.ptq import nncf_dataset
 
 
 class _Validator:
-    """``validation_fn(model, items) -> (accuracy, per-item correctness)`` with one cached runner.
+    """``validation_fn(model, items) -> (1 - unit * gate severity, per-item values)`` with one cached runner.
 
-    NNCF calls it once per candidate model on the full set and then per item while ranking; the
-    runner (an ORT session or an OpenVINO infer request) is built once per model object.
+    An item is ``(image batch of 1, label, index)``; the index finds the FP32 logits of any subset
+    NNCF passes. NNCF calls this once per candidate model on the full set and then on its ranking
+    subset; the runner (an ORT session or an OpenVINO infer request) is built once per model object.
     """
 
-    def __init__(self, signed_qdq: bool) -> None:
+    def __init__(
+        self, signed_qdq: bool, gate: Gate, fp32_logits: np.ndarray, class_names: tuple[str, ...], unit: float
+    ) -> None:
         self.signed_qdq = signed_qdq
+        self.gate = gate
+        self.fp32_logits = np.asarray(fp32_logits, dtype=np.float32)
+        self.class_names = tuple(class_names)
+        self.unit = unit
         self._model: Any = None
         self._runner: Runner | None = None
 
@@ -50,12 +82,54 @@ class _Validator:
             self._model = model  # keep a reference so the identity check stays valid
         return self._runner
 
+    def score(self, logits: np.ndarray, labels: np.ndarray, index: np.ndarray) -> tuple[float, list[float]]:
+        """The metric and per-item values of ``logits`` on the items ``index`` (see the module docstring)."""
+        return gate_metric(self.gate, logits, labels, self.fp32_logits[index], self.class_names, self.unit)
+
     def __call__(self, model: Any, items: Any) -> tuple[float, list[float]]:
         items = list(items)
         x = np.concatenate([it[0] for it in items])
-        labels = np.asarray([it[1] for it in items])
-        correct = (self._runner_for(model)(x).argmax(1) == labels).astype(np.float64)
-        return float(correct.mean()), [float(c) for c in correct]
+        labels = np.asarray([it[1] for it in items], dtype=np.int64)
+        index = np.asarray([it[2] for it in items], dtype=np.int64)
+        return self.score(self._runner_for(model)(x), labels, index)
+
+
+def metric_unit(gate: Gate) -> float:
+    """``u`` of ``metric = 1 - u * s``: the overall budget as a fraction (0.01 without one)."""
+    return float(gate.max_drop) / 100.0 if gate.max_drop else 0.01
+
+
+def nncf_max_drop(gate: Gate) -> float:
+    """NNCF's ``max_drop``: ``u``, with room for float rounding so that s exactly 1 (a rule met with
+    equality, which the gate passes) is not refused."""
+    return metric_unit(gate) * (1.0 + 1e-9)
+
+
+def gate_metric(
+    gate: Gate,
+    logits: np.ndarray,
+    labels: np.ndarray,
+    fp32_logits: np.ndarray,
+    class_names: tuple[str, ...],
+    unit: float | None = None,
+) -> tuple[float, list[float]]:
+    """``(1 - unit * gate.severity(...), per-item values)`` of ``logits`` against the FP32 logits.
+
+    The metric is what accuracy control compares (FP32 scores 1.0): ``1 - metric <= unit`` exactly
+    when ``gate`` passes on these images. Per item: (same top-1 as FP32 + correct) / 2.
+    """
+    from edgefer.bench.metrics import compare_to_reference
+    from edgefer.reference import Reference
+
+    unit = metric_unit(gate) if unit is None else unit
+    logits = np.asarray(logits, dtype=np.float32)
+    labels = np.asarray(labels, dtype=np.int64)
+    ids = np.arange(len(labels)).astype(str)
+    ref = Reference(ids=ids, labels=labels, logits=fp32_logits, class_names=class_names)
+    acc = compare_to_reference(logits, labels, ref, class_names)
+    preds = logits.argmax(1)
+    per_item = ((preds == ref.predictions).astype(np.float64) + (preds == labels)) / 2.0
+    return 1.0 - unit * gate.severity(acc), [float(v) for v in per_item]
 
 
 def quantize_with_accuracy_control(
@@ -64,13 +138,15 @@ def quantize_with_accuracy_control(
     calib: ArrayData,
     val: ArrayData,
     fp32_logits: np.ndarray,
-    max_drop_pt: float,
+    gate: Gate,
+    class_names: tuple[str, ...],
     kwargs: dict[str, Any],
 ) -> tuple[Any, dict[str, Any]]:
-    """Quantize within ``max_drop_pt`` points; returns ``(model, info)``.
+    """Quantize so that ``gate``'s accuracy rules hold on ``val``; returns ``(model, info)``.
 
-    ``info`` has ``plain_ptq_accuracy`` / ``plain_ptq_drop_pts`` (what PTQ alone gives on the same
-    validation images), ``kept_fp`` (op names left in floating point) and the budget.
+    ``info`` has ``plain_ptq_accuracy`` / ``plain_ptq_delta_pts`` / ``plain_ptq_severity`` (what PTQ
+    alone gives on the same validation images), ``kept_fp`` (layers left in floating point, as ONNX
+    node names) and the gate.
     """
     import nncf
     from nncf.quantization.advanced_parameters import AdvancedAccuracyRestorerParameters
@@ -83,19 +159,21 @@ def quantize_with_accuracy_control(
         name = input_name(fp32_model)
     calib_ds = nncf_dataset(calib.x, name)
 
-    def to_input(item: tuple[np.ndarray, int]) -> Any:
+    def to_input(item: tuple[np.ndarray, int, int]) -> Any:
         return {name: item[0]} if name else item[0]
 
-    val_items = [(val.x[i : i + 1], int(val.labels[i])) for i in range(len(val))]
+    val_items = [(val.x[i : i + 1], int(val.labels[i]), i) for i in range(len(val))]
     val_ds = nncf.Dataset(val_items, to_input)
+    unit = metric_unit(gate)
+    validator = _Validator(onnx_like, gate, fp32_logits, class_names, unit)
 
     # Plain PTQ first: the baseline accuracy control improves on, and the set of quantized ops
     # whose difference to the final model names the layers kept in FP.
     plain = ptq.run_nncf(nncf.quantize, copy.deepcopy(fp32_model) if onnx_like else fp32_model, calib_ds, **kwargs)
     if onnx_like:
         ptq.to_signed_int8(plain)
-    plain_acc = accuracy(Runner(plain)(val.x), val.labels)
-    fp32_acc = accuracy(fp32_logits, val.labels)
+    plain_logits = Runner(plain)(val.x)
+    plain_metric, _ = validator.score(plain_logits, val.labels, np.arange(len(val)))
 
     acc_kwargs = dict(kwargs)
     advanced = acc_kwargs.pop("advanced_parameters", None)
@@ -106,8 +184,8 @@ def quantize_with_accuracy_control(
         fp32_model,
         calib_ds,
         val_ds,
-        _Validator(signed_qdq=onnx_like),
-        max_drop=max_drop_pt / 100.0,
+        validator,
+        max_drop=nncf_max_drop(gate),
         drop_type=nncf.DropType.ABSOLUTE,
         advanced_accuracy_restorer_parameters=AdvancedAccuracyRestorerParameters(
             max_num_iterations=len(ptq.quantized_op_names(plain)) or 1
@@ -117,12 +195,33 @@ def quantize_with_accuracy_control(
     if onnx_like:
         ptq.to_signed_int8(model)
         ptq.check_qdq(model)
-    kept = sorted(ptq.quantized_op_names(plain) - ptq.quantized_op_names(model))
+    kept = sorted(onnx_names(ptq.quantized_op_names(plain) - ptq.quantized_op_names(model)))
+    fp32_acc = accuracy(fp32_logits, val.labels)
+    plain_acc = accuracy(plain_logits, val.labels)
     return model, {
-        "max_drop_pts": max_drop_pt,
+        "gate": str(gate),
+        "max_drop_pts": gate.max_drop,
         "fp32_accuracy": fp32_acc,
         "plain_ptq_accuracy": plain_acc,
         "plain_ptq_delta_pts": (plain_acc - fp32_acc) * 100.0,
+        "plain_ptq_agreement": float((plain_logits.argmax(1) == fp32_logits.argmax(1)).mean()),
+        "plain_ptq_severity": (1.0 - plain_metric) / unit,
         "kept_fp": kept,
         "validation_images": len(val),
     }
+
+
+#: Suffixes OpenVINO's ONNX frontend appends to the op a node became (a Conv with a bias is a
+#: Convolution ``<node>/WithoutBiases`` plus an Add ``<node>``).
+_OV_SUFFIXES = ("/WithoutBiases",)
+
+
+def onnx_names(op_names: set[str]) -> set[str]:
+    """Op names as the ONNX node names they came from, so OpenVINO and ONNX ``kept_fp`` compare."""
+    out = set()
+    for n in op_names:
+        for suffix in _OV_SUFFIXES:
+            if n.endswith(suffix):
+                n = n[: -len(suffix)]
+        out.add(n)
+    return out

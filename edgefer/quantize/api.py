@@ -11,7 +11,9 @@ The flow for every method and target:
 4. the artifact is written atomically with ``precision="int8"`` metadata, loaded back through
    :func:`edgefer.backends.open_model` like the benchmark would, and scored against the FP32
    ONNX on the same validation images: accuracy, drop overall and for the worst class, agreement,
-   size. ``report["budget_met"]`` says whether the drop is within ``max_drop`` when one is given.
+   size. ``report["budget_met"]`` says whether the gate's accuracy rules hold
+   (:meth:`QuantizeOptions.accuracy_gate`: ``max_drop`` alone when only it is given, the
+   production gate for ``ptq-acc``), ``report["gate_violations"]`` which do not.
 
 Torch is needed only to export the checkpoint and for QAT; with ``onnx_path`` and ``method``
 ``ptq``/``ptq-acc``/``wc`` this runs without PyTorch.
@@ -176,7 +178,8 @@ def quantize(
     Nothing is written unless everything succeeded. The report holds ``fp32``/``int8`` accuracies
     (on the labels), ``delta_pts`` (INT8 - FP32, negative = worse), ``worst_class_delta_pts``,
     ``agreement`` (top-1 equal to FP32), sizes, timings, and for ``ptq-acc`` the plain-PTQ numbers
-    and ``kept_fp`` (layers left in FP).
+    and ``kept_fp`` (layers left in FP), and the gate held to with its violations (``gate``,
+    ``gate_violations``, ``budget_met``).
     """
     opts = merged(QuantizeOptions, options, fields, QuantizationError)
     for what, value in (("dataset", data), ("validation dataset", val_data)):
@@ -243,7 +246,7 @@ def quantize(
         else:
             save_onnx(model, staged, qmeta)
         int8_logits = predict(staged, val.x)
-        report = _report(meta, qmeta, val, fp32_logits, int8_logits, fp32_path, staged, opts.max_drop, extra)
+        report = _report(meta, qmeta, val, fp32_logits, int8_logits, fp32_path, staged, opts, extra)
         report["artifact"] = str(artifact)
         report["seconds"] = round(time.perf_counter() - t0, 1)
         files = [artifact, *(artifact.with_name(n) for n in names[1:])]
@@ -303,16 +306,20 @@ def _run_method(run: _Run) -> Any:
     if opts.method == "ptq-acc":
         from edgefer.quantize.accuracy_control import quantize_with_accuracy_control
 
+        gate = opts.accuracy_gate()
+        assert gate is not None  # ptq-acc always has one (QuantizeOptions.accuracy_gate)
         model, info = quantize_with_accuracy_control(
             opts.target,
             _load_fp32(run.fp32_path, opts.target),
             run.calib,
             run.val,
             run.fp32_logits,
-            float(opts.max_drop or 0.0),
+            gate,
+            tuple(run.meta.class_names),
             kwargs,
         )
         run.qinfo["max_drop_pt"] = opts.max_drop
+        run.qinfo["gate"] = str(gate)
         run.qinfo["kept_fp"] = info["kept_fp"]
         run.extra["accuracy_control"] = info
         return model
@@ -373,10 +380,13 @@ def _report(
     int8_logits: np.ndarray,
     fp32_path: Path,
     artifact: Path,
-    max_drop: float | None,
+    opts: QuantizeOptions,
     extra: dict[str, Any],
 ) -> dict[str, Any]:
     cmp = compare(fp32_logits, int8_logits, val.labels, val.ids, meta.class_names)
+    max_drop = opts.max_drop
+    gate = opts.accuracy_gate()
+    violations = None if gate is None else gate.check({"label": artifact.name, "status": "ok", "accuracy": cmp})
     report: dict[str, Any] = {
         "model": meta.model_name,
         "artifact": str(artifact),
@@ -392,7 +402,10 @@ def _report(
         "fp32_size_bytes": _artifact_size(fp32_path),
         "int8_size_bytes": _artifact_size(artifact),
         "max_drop_pt": max_drop,
-        "budget_met": None if max_drop is None else bool(-cmp["delta_pts"] <= max_drop + 1e-9),
+        "gate": None if gate is None else str(gate),
+        "gate_violations": violations,
+        # within the budget: the gate's accuracy rules (max-drop alone when only that is given)
+        "budget_met": None if violations is None else not violations,
         "comparison": cmp,
     }
     report.update(extra)

@@ -9,11 +9,13 @@ file is opened -- from ``edgefer quantize``, the pipeline or Python alike.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from edgefer.errors import QuantizationError
+from edgefer.errors import EdgeferError, QuantizationError
 from edgefer.formats import TARGETS
 from edgefer.utils.options import as_paths, flag, to_argv
 
@@ -21,6 +23,15 @@ METHODS = ("ptq", "ptq-acc", "qat", "wc")
 PRESETS = ("performance", "mixed")
 #: Budget used by ``ptq-acc`` when no ``max_drop`` is given (the issue's target: <= 0.5 point).
 DEFAULT_MAX_DROP = 0.5
+#: The rest of the production budget ``ptq-acc`` enforces when no ``gate`` is given, beside
+#: ``max-drop``: no class significantly worse by more than a point (the gate's McNemar rule, so one
+#: flipped image of a small class is not a failure) and >= 98 % of top-1 predictions as FP32.
+DEFAULT_GATE_TERMS = "max-class-drop=1.0,min-agreement=0.98"
+#: Gate keys that are not a budget against the FP32 model, so quantization cannot enforce them.
+_NOT_QUANTIZATION_TERMS = ("min_accuracy", "max_p99_ms")
+
+if TYPE_CHECKING:
+    from edgefer.bench.gate import Gate
 
 PathLike = str | os.PathLike
 
@@ -35,6 +46,12 @@ class QuantizeOptions:
             :data:`DEFAULT_MAX_DROP`), "qat", or "wc" (INT8 weights only, OpenVINO).
         calib_size: calibration images (deterministic subset).
         max_drop: accuracy budget in points (absolute); for ptq/qat it is checked, not enforced.
+            It is the gate's ``max-drop`` term (giving both with different values is an error).
+        gate: the benchmark gate's accuracy rules, in ``edgefer benchmark --gate`` syntax
+            (``max-drop``, ``max-class-drop``, ``class-alpha``, ``max-mean-class-drop``,
+            ``min-agreement``, ``max-kl``). ``ptq-acc`` enforces it (default: ``max_drop`` plus
+            :data:`DEFAULT_GATE_TERMS`); for the other methods it is checked and reported. See
+            :meth:`accuracy_gate`.
         preset: "performance" (symmetric) or "mixed" (asymmetric activations; OpenVINO only).
         ignore: regex patterns of graph node names to keep in floating point.
         out_dir: where the artifact and ``<stem>.report.json`` go.
@@ -53,6 +70,7 @@ class QuantizeOptions:
     method: str = flag("ptq", "--method")
     calib_size: int = flag(300, "--calib-size")
     max_drop: float | None = flag(None, "--max-drop")
+    gate: str | None = flag(None, "--gate")
     preset: str = flag("performance", "--preset")
     ignore: tuple[str, ...] = flag((), "--ignore")
     out_dir: PathLike = flag(Path("runs/quantize"), "--out")
@@ -100,8 +118,54 @@ class QuantizeOptions:
         if isinstance(self.ignore, str):  # one pattern given as a string, not its characters
             object.__setattr__(self, "ignore", (self.ignore,))
         object.__setattr__(self, "ignore", tuple(str(p) for p in self.ignore))
-        if self.method == "ptq-acc" and self.max_drop is None:
+        if self.method == "ptq-acc" and self.max_drop is None and self.gate is None:
             object.__setattr__(self, "max_drop", DEFAULT_MAX_DROP)
+        if self.gate is not None:
+            object.__setattr__(self, "gate", self._checked_gate(str(self.gate)))
+            if self.method == "ptq-acc" and self.max_drop is None:
+                given = self.accuracy_gate()
+                object.__setattr__(self, "max_drop", given.max_drop if given and given.max_drop is not None else None)
+
+    def _checked_gate(self, text: str) -> str:
+        """The gate string in its canonical spelling, or a QuantizationError saying what is wrong."""
+        from edgefer.bench.gate import Gate
+
+        try:
+            gate = Gate.parse(text)
+        except EdgeferError as exc:
+            raise QuantizationError(f"--gate {text!r}: {exc}") from None
+        for attr in _NOT_QUANTIZATION_TERMS:
+            if getattr(gate, attr) is not None:
+                key = attr.replace("_", "-")
+                raise QuantizationError(
+                    f"--gate {key} is not a budget against the FP32 model, so quantization cannot hold it; "
+                    f"give it to edgefer benchmark --gate (quantize takes max-drop, max-class-drop, class-alpha, "
+                    "max-mean-class-drop, min-agreement, max-kl)"
+                )
+        if self.max_drop is not None and gate.max_drop is not None and gate.max_drop != self.max_drop:
+            raise QuantizationError(
+                f"--max-drop {self.max_drop:g} and --gate max-drop={gate.max_drop:g} disagree: --max-drop is the "
+                "gate's max-drop term, give it once"
+            )
+        return str(gate)
+
+    def accuracy_gate(self) -> Gate | None:
+        """The accuracy rules this quantization is held to (None: none given, nothing to check).
+
+        ``gate`` with ``max_drop`` as its ``max-drop`` term; for ``ptq-acc`` without a ``gate``, the
+        production budget ``max-drop=<max_drop>`` + :data:`DEFAULT_GATE_TERMS`; for the other
+        methods without a ``gate``, ``max-drop=<max_drop>`` alone when a ``max_drop`` is given.
+        """
+        from edgefer.bench.gate import Gate
+
+        if self.gate is not None:
+            gate = Gate.parse(self.gate)
+            if self.max_drop is not None and gate.max_drop is None:
+                gate = dataclasses.replace(gate, max_drop=self.max_drop)
+            return gate
+        if self.method == "ptq-acc":
+            return Gate.parse(f"max-drop={self.max_drop},{DEFAULT_GATE_TERMS}")
+        return None if self.max_drop is None else Gate(max_drop=self.max_drop)
 
     def to_argv(self, data: PathLike, *, checkpoint: PathLike | None = None, onnx: PathLike | None = None) -> list[str]:
         """The ``edgefer quantize`` command line that runs these options on ``data`` and the model."""
