@@ -151,8 +151,12 @@ def test_pipeline_holds_every_int8_stage_to_its_benchmark_gate(tmp_path: Path) -
     params, flow = stage_options(int8_method="ptq-acc", max_drop=2.0, gate="max-drop=1.0,max-p99-ms=5")
     assert params[0]["gate"] == "max-drop=1"  # the benchmark's own budget wins; latency is not for quantize
     assert "--gate" in flow.int8_stage("onnx").command
-    params, _ = stage_options(max_drop=0.3, gate="max-p99-ms=5")
+    params, _ = stage_options(int8_method="ptq-acc", max_drop=0.3, gate="max-p99-ms=5")
     assert params[0]["gate"] == "max-drop=0.3"
+    # plain PTQ does not search: its artifact does not depend on the gate (the benchmark checks it),
+    # so a changed gate must not rerun it
+    params, _ = stage_options(max_drop=0.3, gate="max-drop=1.0,min-agreement=0.95")
+    assert params[0]["gate"] is None and params[0]["max_drop"] == 0.3
 
 
 def test_benchmark_markdown_lists_the_layers_kept_in_higher_precision() -> None:
