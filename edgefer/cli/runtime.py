@@ -18,6 +18,16 @@ def _echo_err(msg: str) -> None:
     typer.echo(msg, err=True)
 
 
+#: The face-detector options `predict` and `run` share (one definition, one help text).
+DETECTOR = typer.Option("auto", "--detector", help="auto | haar[:cascade.xml] | yunet[:/path.onnx] | none")
+DETECTOR_MODEL = typer.Option(
+    None,
+    "--detector-model",
+    help="Detector weights, e.g. --detector yunet --detector-model face_detection_yunet_2023mar.onnx "
+    "(github.com/opencv/opencv_zoo, models/face_detection_yunet).",
+)
+
+
 def register(app: typer.Typer) -> None:
     @app.command("predict")
     def predict(
@@ -26,15 +36,8 @@ def register(app: typer.Typer) -> None:
         out: Path | None = typer.Option(None, "--out", "-o", help="Folder for annotated copies of the images."),
         as_json: bool = typer.Option(False, "--json", help="Print one JSON document (a list, one record per image)."),
         aligned: bool = typer.Option(False, "--aligned", help="Images are aligned face crops: skip detection."),
-        detector: str = typer.Option(
-            "auto", "--detector", help="auto | haar[:cascade.xml] | yunet[:/path.onnx] | none"
-        ),
-        detector_model: Path | None = typer.Option(
-            None,
-            "--detector-model",
-            help="Detector weights, e.g. --detector yunet --detector-model face_detection_yunet_2023mar.onnx "
-            "(github.com/opencv/opencv_zoo, models/face_detection_yunet).",
-        ),
+        detector: str = DETECTOR,
+        detector_model: Path | None = DETECTOR_MODEL,
         device: str = typer.Option("cpu", "--device", help="Inference device (cpu, GPU, cuda:0, ...)."),
         threads: int | None = typer.Option(None, "--threads", help="Inference threads."),
         margin: float = typer.Option(0.15, "--margin", help="Border around a detected box without landmarks."),
@@ -89,15 +92,8 @@ def register(app: typer.Typer) -> None:
         jsonl: Path | None = typer.Option(None, "--jsonl", help="Events file: one JSON line per processed frame."),
         show: bool = typer.Option(False, "--show", help="Show the annotated stream in a window (needs GUI OpenCV)."),
         max_frames: int | None = typer.Option(None, "--max-frames", help="Stop after this many processed frames."),
-        detector: str = typer.Option(
-            "auto", "--detector", help="auto | haar[:cascade.xml] | yunet[:/path.onnx] | none"
-        ),
-        detector_model: Path | None = typer.Option(
-            None,
-            "--detector-model",
-            help="Detector weights, e.g. --detector yunet --detector-model face_detection_yunet_2023mar.onnx "
-            "(github.com/opencv/opencv_zoo, models/face_detection_yunet).",
-        ),
+        detector: str = DETECTOR,
+        detector_model: Path | None = DETECTOR_MODEL,
         aligned: bool = typer.Option(False, "--aligned", help="Frames are aligned face crops: skip detection."),
         device: str = typer.Option("cpu", "--device", help="Inference device."),
         threads: int | None = typer.Option(None, "--threads", help="Inference threads."),
