@@ -24,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-MEDIAN = re.compile(r"Median:\s+([0-9.]+)\s*ms")
+#: benchmark_app prints its median in ms, or in us when it is under a millisecond.
+MEDIAN = re.compile(r"Median:\s+([0-9.]+)\s*(ms|us)")
 
 
 def benchmark_app(xml: Path, shape: list[int], iters: int) -> float:
@@ -49,7 +50,8 @@ def benchmark_app(xml: Path, shape: list[int], iters: int) -> float:
     m = MEDIAN.search(out)
     if m is None:
         raise RuntimeError(f"no median in benchmark_app output:\n{out[-2000:]}")
-    return float(m.group(1))
+    value = float(m.group(1))
+    return value / 1000.0 if m.group(2) == "us" else value
 
 
 def edgefer_median(xml: Path, shape: list[int], iters: int, warmup: int = 30) -> float:

@@ -17,7 +17,7 @@ from edgefer.models.blocks import PyConv2d
 from edgefer.models.complexity import count_flops, count_params, model_table
 
 PAPER = {"msff_resnet50", "mask_cbam_resnet"}
-EDGE = {"msff_resnet18", "msff_mobilenetv3", "mask_cbam_resnet18"}
+EDGE = {"msff_resnet18", "msff_mobilenetv3", "msff_mobilenetv3_lite", "mask_cbam_resnet18"}
 BASELINE = {"resnet18", "resnet50"}
 ALL = sorted(PAPER | EDGE | BASELINE)
 
@@ -52,6 +52,7 @@ def test_parameter_counts_in_range(models):
     for name in ("msff_resnet50", "mask_cbam_resnet", "resnet50"):
         assert 20e6 <= params[name] <= 40e6, (name, params[name])
     assert params["msff_mobilenetv3"] < 6e6
+    assert params["msff_mobilenetv3_lite"] < 1e6
     for name in ("msff_resnet18", "mask_cbam_resnet18", "resnet18"):
         assert 10e6 <= params[name] <= 15e6, (name, params[name])
 
@@ -114,6 +115,15 @@ def test_pretrained_imagenet_loads_torchvision_weights(monkeypatch, tmp_path):
     light = create_model("mask_cbam_resnet", pretrained="imagenet", base_width=16)
     torch.testing.assert_close(light.layer2[1].conv1.weight, sd50["layer2.1.conv1.weight"])
 
+    # The lite edge trunk takes every MobileNetV3-Small convolution and BatchNorm (same indices),
+    # though it has no squeeze-excitation for the SE tensors.
+    sds = _cache_weights(monkeypatch, tmp_path, tvm.MobileNet_V3_Small_Weights.IMAGENET1K_V1, tvm.mobilenet_v3_small())
+    lite = create_model("msff_mobilenetv3_lite", pretrained="imagenet")
+    torch.testing.assert_close(lite.trunk.stage8[0][0].weight, sds["features.0.0.weight"])
+    torch.testing.assert_close(lite.trunk.stage16[0].block[0][0].weight, sds["features.4.block.0.0.weight"])
+    last_bn = lite.trunk.stage32[-1].block[-1][1]
+    torch.testing.assert_close(last_bn.running_var, sds["features.11.block.3.1.running_var"])
+
 
 def test_pretrained_without_weights_is_a_clear_error(monkeypatch, tmp_path):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # empty cache
@@ -121,6 +131,20 @@ def test_pretrained_without_weights_is_a_clear_error(monkeypatch, tmp_path):
         monkeypatch.setenv(var, "http://127.0.0.1:9")  # any download attempt fails at once
     with pytest.raises(ModelError, match="checkpoints"):
         create_model("msff_mobilenetv3", pretrained="imagenet")
+
+
+def test_lite_edge_model_is_shaped_for_latency(models):
+    """What makes msff_mobilenetv3_lite fast on a CPU (benchmarks/edge_latency.md): no squeeze-
+    excitation, no hard-swish, fewer operations than msff_mobilenetv3 -- with the same head."""
+    from torchvision.ops.misc import SqueezeExcitation
+
+    lite, large = models["msff_mobilenetv3_lite"], models["msff_mobilenetv3"]
+    kinds = {type(m) for m in lite.modules()}
+    assert SqueezeExcitation not in kinds and nn.Hardswish not in kinds and nn.Hardsigmoid not in kinds
+    assert type(lite.fusion) is type(large.fusion) and type(lite.attention) is type(large.attention)
+    assert count_flops(lite, 112) < 0.5 * count_flops(large, 112)
+    convs = [sum(isinstance(m, nn.Conv2d) for m in net.modules()) for net in (lite, large)]
+    assert convs[0] < 0.6 * convs[1], convs
 
 
 def test_flops_counted_by_torch(models):

@@ -17,6 +17,14 @@ Backbones are torchvision modules so ``pretrained="imagenet"`` loads real ImageN
 * ``msff_mobilenetv3``: MobileNetV3-Large features (fully pretrained) without PyConv — its
   depthwise 3x3/5x5 convolutions already mix kernel sizes, and grouped large kernels would be
   the slowest ops on an edge CPU.
+* ``msff_mobilenetv3_lite``: the latency-shaped edge model (issue 15): a MobileNetV3-Small trunk
+  without squeeze-excitation, with ReLU throughout and without the final 1x1 expansion, under the
+  same fusion, attention and classifier. Each change comes from OpenVINO's per-layer profile of
+  ``msff_mobilenetv3`` (``benchmarks/edge_latency.md``): squeeze-excitation was ~18 % of the
+  time and ~40 of its 108 executed nodes (a global pooling per block that cannot fuse with the
+  convolution before it), per-node scheduling ~20 %, and the Large trunk's wide 1x1 expansions
+  most of the rest. SE's sigmoid multiplies and hard-swish are also the known INT8 risks
+  (issue 16), so the lite trunk is easier to quantize as well as faster.
 """
 
 from __future__ import annotations
@@ -26,12 +34,13 @@ from collections.abc import Sequence
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision import models as tvm
+from torchvision.models.mobilenetv3 import InvertedResidualConfig, MobileNetV3
 from torchvision.models.resnet import ResNet
 
 from edgefer.errors import ModelError
 from edgefer.models.blocks import ImprovedHybridAttention, MultiScaleFusion, PyConvBasicBlock, PyConvBottleneck
 from edgefer.models.registry import register_model
-from edgefer.models.weights import fetch_state_dict
+from edgefer.models.weights import fetch_state_dict, load_matching
 
 #: PyConv kernel sizes per ResNet stage (layer1..layer4).
 #: "paper" is PyConvResNet's (Duta et al. 2020): 4 levels in stage 1, 3, 2, then 1.
@@ -180,3 +189,63 @@ def msff_mobilenetv3(num_classes: int = 7, pretrained: str | None = None, dropou
     # features[:7] -> 40 ch at stride 8, [7:13] -> 112 ch at stride 16, [13:] -> 960 ch at stride 32
     trunk = MobileNetV3Trunk(net.features, cuts=(7, 13))
     return MSFFNet(trunk, (40, 112, 960), 96, 512, num_classes, dropout)
+
+
+#: MobileNetV3-Small's bottlenecks (Howard et al. 2019, table 2) in torchvision's order of fields:
+#: input, kernel, expanded, output channels, whether the original has squeeze-excitation, stride.
+#: Built with ReLU everywhere; strides 8 / 16 / 32 end after the 3rd / 8th / 11th block.
+_MBV3_SMALL: tuple[tuple[int, int, int, int, bool, int], ...] = (
+    (16, 3, 16, 16, True, 2),
+    (16, 3, 72, 24, False, 2),
+    (24, 3, 88, 24, False, 1),
+    (24, 5, 96, 40, True, 2),
+    (40, 5, 240, 40, True, 1),
+    (40, 5, 240, 40, True, 1),
+    (40, 5, 120, 48, True, 1),
+    (48, 5, 144, 48, True, 1),
+    (48, 5, 288, 96, True, 2),
+    (96, 5, 576, 96, True, 1),
+    (96, 5, 576, 96, True, 1),
+)
+
+
+def _drop_squeeze_excitation(module: nn.Module) -> int:
+    """Replace every torchvision ``SqueezeExcitation`` under ``module`` by ``nn.Identity`` (no op in
+    the exported graph); returns how many were replaced."""
+    from torchvision.ops.misc import SqueezeExcitation
+
+    n = 0
+    for parent in list(module.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, SqueezeExcitation):
+                setattr(parent, name, nn.Identity())
+                n += 1
+    return n
+
+
+@register_model(
+    "msff_mobilenetv3_lite",
+    description=(
+        "latency-shaped edge MSFF: MobileNetV3-Small trunk without squeeze-excitation, ReLU, "
+        "+ multi-scale fusion + improved hybrid attention"
+    ),
+    family="edge",
+)
+def msff_mobilenetv3_lite(num_classes: int = 7, pretrained: str | None = None, dropout: float = 0.0) -> nn.Module:
+    """See the module docstring. The trunk is built with squeeze-excitation where MobileNetV3-Small
+    has it and then each SE is replaced by an identity, so that the block indices (and with them
+    the state-dict keys) stay torchvision's: ``pretrained="imagenet"`` loads torchvision's
+    MobileNetV3-Small weights into every convolution and BatchNorm. Those weights were trained with
+    SE and hard-swish, so they are a starting point for fine-tuning, not a working ImageNet network."""
+    settings = [InvertedResidualConfig(i, k, e, o, se, "RE", s, 1, 1.0) for i, k, e, o, se, s in _MBV3_SMALL]
+    net = MobileNetV3(settings, last_channel=1024)
+    net.features[0][2] = nn.ReLU(inplace=True)  # torchvision's stem is always hard-swish
+    if pretrained == "imagenet":
+        load_matching(net, fetch_state_dict(tvm.MobileNet_V3_Small_Weights.IMAGENET1K_V1))
+    _drop_squeeze_excitation(net)
+    features = net.features[:-1]  # drop the final 96 -> 576 1x1: the fusion projects stride 32 itself
+    for module in features.modules():  # as msff_mobilenetv3: PyTorch's BN momentum (see there)
+        if isinstance(module, nn.BatchNorm2d):
+            module.momentum = 0.1
+    trunk = MobileNetV3Trunk(features, cuts=(4, 9))
+    return MSFFNet(trunk, (24, 48, 96), 96, 512, num_classes, dropout)
