@@ -27,8 +27,9 @@ reference, 0..1), ``min-accuracy`` (0..1), ``max-kl`` (mean KL(ref || model), na
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, NamedTuple
 
 from edgefer.bench.metrics import mcnemar_drop_p
 from edgefer.errors import EdgeferError
@@ -61,6 +62,31 @@ _ACCURACY_CHECKS = (
     ("min_accuracy", "accuracy", "accuracy", False),
     ("max_kl", "mean_kl", "mean KL", False),
 )
+
+
+class _RuleReading(NamedTuple):
+    """One accuracy rule read against one row: what :meth:`Gate.check` words and
+    :meth:`Gate.severity` grades (``amount`` of loss against ``allowed``), from the same numbers."""
+
+    attr: str
+    what: str
+    is_drop: bool
+    value: float | None  # None: the row lacks the number (no FP32 reference)
+    limit: float
+    amount: float
+    allowed: float
+    failed: bool
+
+
+class _ClassReading(NamedTuple):
+    """One class's change against the reference, read from its image counts."""
+
+    name: str
+    images: int
+    lost: int
+    gained: int
+    drop: float  # net loss in points
+    p: float  # one-sided McNemar p-value of the loss
 
 
 @dataclass(frozen=True)
@@ -135,23 +161,18 @@ class Gate:
             return [f"{label}: did not run ({row.get('status')})"]
         acc = row.get("accuracy") or {}
         out: list[str] = []
-        for attr, key, what, is_drop in _ACCURACY_CHECKS:
-            limit = getattr(self, attr)
-            if limit is None:
+        for r in self._accuracy_rules(acc):
+            gate_key = _ATTR_TO_KEY[r.attr]
+            if r.value is None:
+                out.append(f"{label}: {r.what} is unknown (no FP32 reference to compare with)")
+            elif not r.failed:
                 continue
-            value = acc.get(key)
-            if value is None or (isinstance(value, float) and math.isnan(value)):
-                out.append(f"{label}: {what} is unknown (no FP32 reference to compare with)")
-                continue
-            value = float(value)
-            gate_key = _ATTR_TO_KEY[attr]
-            if is_drop and -value > limit:
-                extra = f" ({acc.get('worst_class')})" if key == "worst_class_delta_pts" else ""
-                out.append(f"{label}: {what}{extra} dropped {-value:.2f} pts > {gate_key} {limit:g}")
-            elif not is_drop and attr.startswith("min_") and value < limit:
-                out.append(f"{label}: {what} {value:.4f} < {gate_key} {limit:g}")
-            elif not is_drop and attr.startswith("max_") and value > limit:
-                out.append(f"{label}: {what} {value:.4g} > {gate_key} {limit:g}")
+            elif r.is_drop:
+                out.append(f"{label}: {r.what} dropped {-r.value:.2f} pts > {gate_key} {r.limit:g}")
+            elif r.attr.startswith("min_"):
+                out.append(f"{label}: {r.what} {r.value:.4f} < {gate_key} {r.limit:g}")
+            else:
+                out.append(f"{label}: {r.what} {r.value:.4g} > {gate_key} {r.limit:g}")
         if self.max_class_drop is not None:
             out += self._class_failures(label, acc)
         if self.max_p99_ms is not None:
@@ -161,32 +182,49 @@ class Gate:
                     out.append(f"{label}: batch {batch} p99 {p99:.2f} ms > max-p99-ms {self.max_p99_ms:g}")
         return out
 
-    def _class_failures(self, label: str, acc: dict[str, Any]) -> list[str]:
-        """The classes whose drop exceeds ``max-class-drop`` *and* is significant at ``class-alpha``.
+    def _accuracy_rules(self, acc: dict[str, Any]) -> Iterator[_RuleReading]:
+        """Each accuracy rule the gate sets, read against ``acc`` (a row's ``accuracy`` dict)."""
+        for attr, key, what, is_drop in _ACCURACY_CHECKS:
+            limit = getattr(self, attr)
+            if limit is None:
+                continue
+            limit = float(limit)
+            value = acc.get(key)
+            if value is None or (isinstance(value, float) and math.isnan(value)):
+                yield _RuleReading(attr, what, is_drop, None, limit, math.inf, limit, True)
+                continue
+            value = float(value)
+            if is_drop:
+                amount, allowed, failed = -value, limit, -value > limit
+            elif attr.startswith("min_"):
+                amount, allowed, failed = 1.0 - value, 1.0 - limit, value < limit
+            else:
+                amount, allowed, failed = value, limit, value > limit
+            yield _RuleReading(attr, what, is_drop, value, limit, amount, allowed, failed)
 
-        Judged from the image counts (``per_class_changes``), not from the rounded points, and the
-        p-value is recomputed from ``lost``/``gained`` so a report cannot carry a stale one.
-        """
+    @staticmethod
+    def _class_readings(changes: list[dict[str, Any]]) -> Iterator[_ClassReading]:
+        """Each non-empty class's net drop and McNemar p, recomputed from ``lost``/``gained`` (not
+        from rounded points or a p-value the report carries, which could be stale)."""
+        for ch in changes:
+            images, lost, gained = int(ch["images"]), int(ch["lost"]), int(ch["gained"])
+            if images:
+                drop = 100.0 * (lost - gained) / images
+                yield _ClassReading(str(ch["class"]), images, lost, gained, drop, mcnemar_drop_p(lost, gained))
+
+    def _class_failures(self, label: str, acc: dict[str, Any]) -> list[str]:
+        """The classes whose drop exceeds ``max-class-drop`` *and* is significant at ``class-alpha``."""
         changes = acc.get("per_class_changes")
         if changes is None:
             return [f"{label}: per-class change is unknown (no FP32 reference to compare with)"]
         limit, alpha = float(self.max_class_drop or 0.0), float(self.class_alpha or DEFAULT_CLASS_ALPHA)
-        out = []
-        for ch in changes:
-            images, lost, gained = int(ch["images"]), int(ch["lost"]), int(ch["gained"])
-            if images == 0:
-                continue
-            drop = 100.0 * (lost - gained) / images
-            if drop <= limit:
-                continue
-            p = mcnemar_drop_p(lost, gained)
-            if p < alpha:
-                out.append(
-                    f"{label}: class {ch['class']} dropped {drop:.2f} pts ({gained - lost:+d} of {images} images: "
-                    f"lost {lost}, gained {gained}; one-sided McNemar p={p:.2g} < class-alpha {alpha:g}) "
-                    f"> max-class-drop {limit:g}"
-                )
-        return out
+        return [
+            f"{label}: class {c.name} dropped {c.drop:.2f} pts ({c.gained - c.lost:+d} of {c.images} images: "
+            f"lost {c.lost}, gained {c.gained}; one-sided McNemar p={c.p:.2g} < class-alpha {alpha:g}) "
+            f"> max-class-drop {limit:g}"
+            for c in self._class_readings(changes)
+            if c.drop > limit and c.p < alpha
+        ]
 
     def severity(self, acc: dict[str, Any]) -> float:
         """The largest normalised violation of the gate's accuracy rules: <= 1 exactly when they pass.
@@ -206,35 +244,19 @@ class Gate:
         a model it accepts passes :meth:`check` with the same gate.
         """
         worst = 0.0
-        for attr, key, _, is_drop in _ACCURACY_CHECKS:
-            limit = getattr(self, attr)
-            if limit is None:
-                continue
-            value = acc.get(key)
-            if value is None or (isinstance(value, float) and math.isnan(value)):
+        for r in self._accuracy_rules(acc):
+            if r.value is None:
                 return math.inf  # unknown: check() reports it as a violation
-            value, limit = float(value), float(limit)
-            if is_drop:
-                amount, allowed, failed = -value, limit, -value > limit
-            elif attr.startswith("min_"):
-                amount, allowed, failed = 1.0 - value, 1.0 - limit, value < limit
-            else:
-                amount, allowed, failed = value, limit, value > limit
-            worst = max(worst, _pinned(amount, allowed, failed))
+            worst = max(worst, _pinned(r.amount, r.allowed, r.failed))
         if self.max_class_drop is not None:
             changes = acc.get("per_class_changes")
             if changes is None:
                 return math.inf
             limit, alpha = float(self.max_class_drop), float(self.class_alpha or DEFAULT_CLASS_ALPHA)
-            for ch in changes:
-                images, lost, gained = int(ch["images"]), int(ch["lost"]), int(ch["gained"])
-                if images == 0:
-                    continue
-                drop = 100.0 * (lost - gained) / images
-                p = mcnemar_drop_p(lost, gained)
+            for c in self._class_readings(changes):
                 # a drop is discounted by its evidence (alpha / p, at most 1), so one flipped image
                 # of a small class does not dominate the number; it is pinned to the verdict anyway
-                worst = max(worst, _pinned(drop * min(1.0, alpha / p), limit, drop > limit and p < alpha))
+                worst = max(worst, _pinned(c.drop * min(1.0, alpha / c.p), limit, c.drop > limit and c.p < alpha))
         return worst
 
     def evaluate(self, rows: list[dict[str, Any]]) -> list[str]:
