@@ -366,10 +366,13 @@ def test_edgefer_run_writes_events_and_video(artifacts, tmp_path: Path) -> None:
             str(summary),
             "--max-frames",
             "10",
+            "--cache-dir",
+            str(tmp_path / "ov-cache"),
             "--quiet",
         ],
     )
     assert res.exit_code == 0, res.output
+    assert any((tmp_path / "ov-cache").iterdir())  # the compiled model was cached for the next start
     lines = [json.loads(line) for line in events.read_text().splitlines()]
     assert [e["frame"] for e in lines] == list(range(10))  # a file is read without drops by default
     assert all({"timestamp", "faces", "timings_ms", "latency_ms"} <= set(e) for e in lines)

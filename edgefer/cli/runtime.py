@@ -19,6 +19,9 @@ def _echo_err(msg: str) -> None:
 
 
 #: The face-detector options `predict` and `run` share (one definition, one help text).
+CACHE_DIR = typer.Option(
+    None, "--cache-dir", help="OpenVINO model cache: compile on the first start, read back on later ones."
+)
 DETECTOR = typer.Option("auto", "--detector", help="auto | haar[:cascade.xml] | yunet[:/path.onnx] | none")
 DETECTOR_MODEL = typer.Option(
     None,
@@ -40,6 +43,7 @@ def register(app: typer.Typer) -> None:
         detector_model: Path | None = DETECTOR_MODEL,
         device: str = typer.Option("cpu", "--device", help="Inference device (cpu, GPU, cuda:0, ...)."),
         threads: int | None = typer.Option(None, "--threads", help="Inference threads."),
+        cache_dir: Path | None = CACHE_DIR,
         margin: float = typer.Option(0.15, "--margin", help="Border around a detected box without landmarks."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace annotated images of an earlier run."),
     ) -> None:
@@ -57,6 +61,7 @@ def register(app: typer.Typer) -> None:
             detector_model=detector_model,
             aligned=aligned,
             threads=threads,
+            cache_dir=cache_dir,
             margin=margin,
         ) as predictor:
             records = predict_images(predictor, inputs, out_dir=out, overwrite=overwrite)
@@ -97,6 +102,7 @@ def register(app: typer.Typer) -> None:
         aligned: bool = typer.Option(False, "--aligned", help="Frames are aligned face crops: skip detection."),
         device: str = typer.Option("cpu", "--device", help="Inference device."),
         threads: int | None = typer.Option(None, "--threads", help="Inference threads."),
+        cache_dir: Path | None = CACHE_DIR,
         smoothing: float = typer.Option(0.5, "--smoothing", help="EMA weight of new probabilities (1 = off)."),
         queue_size: int = typer.Option(1, "--queue-size", help="Frames buffered between capture and inference."),
         realtime: bool | None = typer.Option(
@@ -153,7 +159,9 @@ def register(app: typer.Typer) -> None:
         )
         check_stream_outputs(out, jsonl, summary_json, overwrite=overwrite)
         parse_source(source)
-        with Predictor(model, device, detection, threads=threads, smoothing=smoothing) as predictor:
+        with Predictor(
+            model, device, detection, threads=threads, smoothing=smoothing, cache_dir=cache_dir
+        ) as predictor:
             summary = run_stream(
                 predictor,
                 source,

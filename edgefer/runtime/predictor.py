@@ -227,6 +227,8 @@ class Predictor:
             matching in between (sooner when a face is lost); 1 = every frame. For video only:
             successive calls must be successive frames of one stream (:meth:`reset` between videos).
         strict: raise :class:`FrameError` on bad frames instead of returning an empty result.
+        cache_dir: OpenVINO model cache folder: the first start compiles and writes it, later starts
+            read the compiled model back (a camera that restarts does not compile again).
     """
 
     def __init__(
@@ -239,6 +241,7 @@ class Predictor:
         smoothing: float | None = None,
         strict: bool = False,
         backend: str | None = None,
+        cache_dir: str | os.PathLike | None = None,
         **detection_fields: Any,
     ) -> None:
         # how faces are found: DetectionOptions, or its fields as keywords (Predictor(m, detector="none"))
@@ -254,7 +257,9 @@ class Predictor:
         else:
             from edgefer.backends import open_model
 
-            self.backend = open_model(resolve_artifact(model, backend), device=device, threads=threads, backend=backend)
+            self.backend = open_model(
+                resolve_artifact(model, backend), device=device, threads=threads, backend=backend, cache_dir=cache_dir
+            )
         if self.backend.metadata is None:
             raise BackendError(f"{self.backend!r} has no metadata")
         self.metadata: ModelMetadata = self.backend.metadata
