@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from runtime_bench import build_artifacts  # noqa: E402
+from runtime_bench import build_artifacts
 
 
 def main() -> None:

@@ -209,7 +209,7 @@ _MBV3_SMALL: tuple[tuple[int, int, int, int, bool, int], ...] = (
 )
 
 
-def _drop_squeeze_excitation(module: nn.Module) -> int:
+def drop_squeeze_excitation(module: nn.Module) -> int:
     """Replace every torchvision ``SqueezeExcitation`` under ``module`` by ``nn.Identity`` (no op in
     the exported graph); returns how many were replaced."""
     from torchvision.ops.misc import SqueezeExcitation
@@ -242,7 +242,7 @@ def msff_mobilenetv3_lite(num_classes: int = 7, pretrained: str | None = None, d
     net.features[0][2] = nn.ReLU(inplace=True)  # torchvision's stem is always hard-swish
     if pretrained == "imagenet":
         load_matching(net, fetch_state_dict(tvm.MobileNet_V3_Small_Weights.IMAGENET1K_V1))
-    _drop_squeeze_excitation(net)
+    drop_squeeze_excitation(net)
     features = net.features[:-1]  # drop the final 96 -> 576 1x1: the fusion projects stride 32 itself
     for module in features.modules():  # as msff_mobilenetv3: PyTorch's BN momentum (see there)
         if isinstance(module, nn.BatchNorm2d):
