@@ -232,9 +232,13 @@ def test_qat_not_worse_than_ptq(tiny_checkpoint: Path, synth_data: Path, ov_ptq,
         qat_epochs=1,
         qat_lr=1e-4,
         qat_max_steps=12,
+        gate="max-drop=1.0,min-agreement=0.97",  # what _assert_close_to_fp32 holds it to, checked by quantize
     )
     assert res.report["qat"]["steps"] == 12
+    assert res.report["gate"] == "max-drop=1,min-agreement=0.97" and res.report["budget_met"] is True, res.report
     assert res.metadata.quantization["method"] == "qat"
+    # the default fine-tune distils from the FP32 model, and the artifact says so
+    assert res.report["qat"]["loss"] == "distill" and res.metadata.quantization["qat_loss"] == "distill"
     assert res.report["int8_accuracy"] >= ov_ptq.report["int8_accuracy"] - 0.01, (res.report, ov_ptq.report)
     _assert_close_to_fp32(res.report)
 

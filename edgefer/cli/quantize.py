@@ -56,6 +56,10 @@ def register(app: typer.Typer) -> None:
         ),
         qat_epochs: int = typer.Option(2, "--qat-epochs", help="QAT fine-tuning epochs."),
         qat_lr: float = typer.Option(1e-4, "--qat-lr", help="QAT learning rate."),
+        qat_loss: str = typer.Option(
+            "distill", "--qat-loss", help="QAT fine-tunes towards: distill (the FP32 model's logits) | labels."
+        ),
+        qat_temperature: float = typer.Option(1.0, "--qat-temperature", help="QAT distillation temperature."),
         sensitivity: bool = typer.Option(
             False, "--sensitivity", help="Instead: per-block accuracy impact when only that block is INT8."
         ),
@@ -87,6 +91,8 @@ def register(app: typer.Typer) -> None:
             fast_bias_correction=not accurate_bias_correction,
             qat_epochs=qat_epochs,
             qat_lr=qat_lr,
+            qat_loss=qat_loss,
+            qat_temperature=qat_temperature,
             progress=not quiet,
             val_size=val_size,
             calib_split=calib_split,

@@ -341,8 +341,14 @@ def _run_method(run: _Run) -> Any:
             seed=opts.seed,
             max_steps=opts.qat_max_steps,
             progress=opts.progress,
+            loss=opts.qat_loss,
+            temperature=opts.qat_temperature,
         )
-        run.qinfo.update(qat_epochs=opts.qat_epochs, qat_lr=opts.qat_lr, qat_steps=info.get("steps"))
+        run.qinfo.update(
+            qat_epochs=opts.qat_epochs, qat_lr=opts.qat_lr, qat_steps=info.get("steps"), qat_loss=info["loss"]
+        )
+        if opts.qat_loss == "distill":
+            run.qinfo["qat_temperature"] = opts.qat_temperature
         run.extra["qat"] = info
         return model
     raise QuantizationError(f"unknown method {opts.method!r}")  # pragma: no cover - checked by the options

@@ -21,6 +21,8 @@ from edgefer.utils.options import as_paths, flag, to_argv
 
 METHODS = ("ptq", "ptq-acc", "qat", "wc")
 PRESETS = ("performance", "mixed")
+#: QAT fine-tuning losses (see :mod:`edgefer.quantize.qat`): towards the FP32 model's logits, or the labels.
+QAT_LOSSES = ("distill", "labels")
 #: Budget used by ``ptq-acc`` when no ``max_drop`` is given (the issue's target: <= 0.5 point).
 DEFAULT_MAX_DROP = 0.5
 #: The rest of the production budget ``ptq-acc`` enforces when no ``gate`` is given, beside
@@ -58,6 +60,11 @@ class QuantizeOptions:
         img_size: export size when starting from a checkpoint (default: the checkpoint's).
         fast_bias_correction: NNCF's fast bias correction (False: the accurate, slower one).
         qat_epochs / qat_lr / qat_max_steps: QAT fine-tuning length and learning rate.
+        qat_loss: what QAT fine-tunes towards: "distill" (default), the FP32 model's own logits
+            (KL at ``qat_temperature``, no label term), or "labels" (cross-entropy). Distillation
+            is the default because the gate scores INT8 against FP32 (agreement, per-class change)
+            and label fine-tuning moves decisions away from FP32's (benchmarks/quantization.md).
+        qat_temperature: the distillation temperature T (loss T^2 * KL at T; "distill" only).
         progress: progress bars and NNCF's logs.
         val_size: validation images scored (None = the whole ``val_split``).
         calib_split / val_split: the splits calibration and validation images come from.
@@ -79,6 +86,8 @@ class QuantizeOptions:
     qat_epochs: int = flag(2, "--qat-epochs")
     qat_lr: float = flag(1e-4, "--qat-lr")
     qat_max_steps: int | None = flag(None, None)
+    qat_loss: str = flag("distill", "--qat-loss")
+    qat_temperature: float = flag(1.0, "--qat-temperature")
     progress: bool = flag(True, None, false="--quiet")
     val_size: int | None = flag(None, "--val-size")
     calib_split: str = flag("train", "--calib-split")
@@ -115,6 +124,12 @@ class QuantizeOptions:
                 raise QuantizationError(f"{what} must be a positive whole number, got {value!r}")
         if not self.qat_lr > 0:
             raise QuantizationError(f"qat_lr must be positive, got {self.qat_lr}")
+        if self.qat_loss not in QAT_LOSSES:
+            raise QuantizationError(f"qat_loss must be one of {', '.join(QAT_LOSSES)}, not {self.qat_loss!r}")
+        if isinstance(self.qat_temperature, bool) or not (
+            isinstance(self.qat_temperature, int | float) and 0 < self.qat_temperature < float("inf")
+        ):
+            raise QuantizationError(f"qat_temperature must be a positive number, got {self.qat_temperature!r}")
         if isinstance(self.ignore, str):  # one pattern given as a string, not its characters
             object.__setattr__(self, "ignore", (self.ignore,))
         object.__setattr__(self, "ignore", tuple(str(p) for p in self.ignore))
