@@ -81,7 +81,9 @@ def test_distillation_pulls_a_perturbed_student_back_towards_the_teacher(
             return float(kd_kl(student(x), teacher(x)))
 
     start = gap()
-    fine_tune(student, synth_data, "train", pp, train_config, 1, 1e-3, max_steps=8, progress=False, teacher=teacher)
+    fine_tune(
+        student, synth_data, "train", pp, train_config, epochs=1, lr=1e-3, max_steps=8, progress=False, teacher=teacher
+    )
     assert gap() < 0.97 * start, (start, gap())
 
 
@@ -90,9 +92,9 @@ def test_fine_tune_refuses_a_bad_loss_choice(tiny_checkpoint: Path, synth_data: 
 
     student, pp, train_config = _model_and_pieces(tiny_checkpoint)
     with pytest.raises(QuantizationError, match="QAT loss must be one of distill, labels, not 'mse'"):
-        fine_tune(student, synth_data, "train", pp, train_config, 1, 1e-4, loss="mse")
+        fine_tune(student, synth_data, "train", pp, train_config, epochs=1, lr=1e-4, loss="mse")
     with pytest.raises(QuantizationError, match="needs the FP32 teacher"):
-        fine_tune(student, synth_data, "train", pp, train_config, 1, 1e-4, loss="distill", teacher=None)
+        fine_tune(student, synth_data, "train", pp, train_config, epochs=1, lr=1e-4, loss="distill", teacher=None)
 
 
 def test_distillation_is_the_default_and_labels_stay_selectable() -> None:

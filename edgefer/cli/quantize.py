@@ -15,6 +15,13 @@ import typer
 BUDGET_EXIT_CODE = 3
 
 
+#: what to try when the INT8 model misses the budget, by the method that missed it
+_NEXT_STEP = {
+    "ptq-acc": " (try --method qat)",
+    "qat": " (try --method ptq-acc, which keeps the sensitive layers in FP, or more --qat-epochs)",
+}
+
+
 def _pct(v: float | None) -> str:
     return "n/a" if v is None else f"{100.0 * v:.2f}%"
 
@@ -128,7 +135,7 @@ def register(app: typer.Typer) -> None:
                 typer.secho(f"  {violation}", fg=typer.colors.RED, err=True)
             typer.secho(
                 f"INT8 model is outside the budget ({r['gate']})"
-                + (" (try --method qat)" if method == "ptq-acc" else " (try --method ptq-acc or qat)"),
+                + _NEXT_STEP.get(method, " (try --method ptq-acc or qat)"),
                 fg=typer.colors.RED,
                 err=True,
             )

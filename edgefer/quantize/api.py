@@ -326,7 +326,7 @@ def _run_method(run: _Run) -> Any:
     if opts.method == "qat":
         if run.checkpoint is None:
             raise QuantizationError("QAT fine-tunes the PyTorch model: pass the checkpoint")
-        from edgefer.quantize.qat import quantization_aware_training
+        from edgefer.quantize.qat import FineTune, quantization_aware_training
 
         model, info = quantization_aware_training(
             run.checkpoint,
@@ -336,13 +336,7 @@ def _run_method(run: _Run) -> Any:
             run.data,
             opts.calib_split,
             kwargs,
-            epochs=opts.qat_epochs,
-            lr=opts.qat_lr,
-            seed=opts.seed,
-            max_steps=opts.qat_max_steps,
-            progress=opts.progress,
-            loss=opts.qat_loss,
-            temperature=opts.qat_temperature,
+            FineTune.from_options(opts),
         )
         run.qinfo.update(
             qat_epochs=opts.qat_epochs, qat_lr=opts.qat_lr, qat_steps=info.get("steps"), qat_loss=info["loss"]

@@ -41,6 +41,7 @@ import os
 import tempfile
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +50,8 @@ import numpy as np
 from edgefer.data.calibration import ArrayData, open_split
 from edgefer.errors import QuantizationError
 from edgefer.metadata import ModelMetadata
-from edgefer.quantize.options import QAT_LOSSES
+from edgefer.quantize.options import QAT_LOSSES, QuantizeOptions
+from edgefer.utils.options import merged
 
 
 def use_reference_fake_quantize() -> None:
@@ -75,28 +77,63 @@ def _freeze_bn(model: Any) -> None:
             m.eval()
 
 
+@dataclass(frozen=True)
+class FineTune:
+    """How QAT fine-tunes: length, learning rate, loss. Validated when made.
+
+    ``loss="distill"`` pulls the student towards the FP32 teacher's logits, T^2 * KL(teacher_T ||
+    student_T) on each augmented batch (``temperature`` T); ``loss="labels"`` is cross-entropy on
+    the labels with the checkpoint's label smoothing. :meth:`from_options` reads the ``qat_*``
+    fields of :class:`~edgefer.quantize.options.QuantizeOptions`.
+    """
+
+    epochs: int = 2
+    lr: float = 1e-4
+    seed: int = 0
+    max_steps: int | None = None
+    batch_size: int = 32
+    progress: bool = True
+    loss: str = "distill"
+    temperature: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.loss not in QAT_LOSSES:
+            raise QuantizationError(f"QAT loss must be one of {', '.join(QAT_LOSSES)}, not {self.loss!r}")
+        if not self.temperature > 0:
+            raise QuantizationError(f"QAT distillation temperature must be positive, got {self.temperature}")
+        if self.epochs < 1:
+            raise QuantizationError(f"QAT needs at least one epoch, got {self.epochs}")
+        if not self.lr > 0:
+            raise QuantizationError(f"QAT learning rate must be positive, got {self.lr}")
+
+    @classmethod
+    def from_options(cls, opts: QuantizeOptions) -> FineTune:
+        return cls(
+            epochs=opts.qat_epochs,
+            lr=opts.qat_lr,
+            seed=opts.seed,
+            max_steps=opts.qat_max_steps,
+            progress=opts.progress,
+            loss=opts.qat_loss,
+            temperature=opts.qat_temperature,
+        )
+
+
 def fine_tune(
     model: Any,
     data: Any,
     split: str,
     pp: Any,
     train_config: dict[str, Any],
-    epochs: int,
-    lr: float,
-    seed: int = 0,
-    max_steps: int | None = None,
-    batch_size: int = 32,
-    progress: bool = True,
-    loss: str = "distill",
+    settings: FineTune | None = None,
     teacher: Any = None,
-    temperature: float = 1.0,
+    **fields: Any,
 ) -> dict[str, Any]:
-    """Fine-tune the fake-quantized ``model`` in place; returns loss/step statistics.
+    """Fine-tune the fake-quantized ``model`` in place as ``settings`` say (or their fields given as
+    keywords: ``fine_tune(..., epochs=1, loss="labels")``); returns loss/step statistics.
 
     ``loss="distill"`` needs ``teacher``, the FP32 network the student should agree with (frozen
-    and kept in eval mode here); the loss is T^2 * KL(teacher_T || student_T) on each augmented
-    batch (``temperature`` T). ``loss="labels"`` is cross-entropy on the labels with the
-    checkpoint's label smoothing, and takes no teacher.
+    and kept in eval mode here).
     """
     import torch
     from torch import nn
@@ -107,16 +144,11 @@ def fine_tune(
     from edgefer.training.distill import DistillationLoss, Teacher
     from edgefer.training.optim import build_optimizer, build_scheduler
 
-    if loss not in QAT_LOSSES:
-        raise QuantizationError(f"QAT loss must be one of {', '.join(QAT_LOSSES)}, not {loss!r}")
+    s = merged(FineTune, settings, fields, QuantizationError)
+    epochs, lr, seed, max_steps, batch_size = s.epochs, s.lr, s.seed, s.max_steps, s.batch_size
+    loss, temperature = s.loss, s.temperature
     if loss == "distill" and teacher is None:
         raise QuantizationError("QAT loss 'distill' needs the FP32 teacher model")
-    if not temperature > 0:
-        raise QuantizationError(f"QAT distillation temperature must be positive, got {temperature}")
-    if epochs < 1:
-        raise QuantizationError(f"QAT needs at least one epoch, got {epochs}")
-    if not lr > 0:
-        raise QuantizationError(f"QAT learning rate must be positive, got {lr}")
     reader = open_split(data, split)
     if len(reader) < batch_size:
         raise QuantizationError(f"the {split!r} split has {len(reader)} images, less than a QAT batch ({batch_size})")
@@ -154,7 +186,7 @@ def fine_tune(
     step, losses, t0 = 0, [], time.perf_counter()
     from rich.progress import Progress
 
-    with Progress(disable=not progress, transient=True) as bar:
+    with Progress(disable=not s.progress, transient=True) as bar:
         task = bar.add_task("QAT fine-tuning", total=total)
         for epoch in range(epochs):
             train_set.set_epoch(epoch)
@@ -196,13 +228,7 @@ def quantization_aware_training(
     data: Any,
     split: str,
     nncf_kwargs: dict[str, Any],
-    epochs: int = 2,
-    lr: float = 1e-4,
-    seed: int = 0,
-    max_steps: int | None = None,
-    progress: bool = True,
-    loss: str = "distill",
-    temperature: float = 1.0,
+    settings: FineTune | None = None,
 ) -> tuple[Any, dict[str, Any]]:
     """QAT of the checkpoint's model; returns (``openvino.Model`` or Q/DQ ``onnx.ModelProto``, info).
 
@@ -217,28 +243,15 @@ def quantization_aware_training(
 
     ckpt = load_checkpoint(checkpoint)
     model = build_model(ckpt)
-    teacher = copy.deepcopy(model).eval() if loss == "distill" else None
+    settings = settings if settings is not None else FineTune()
+    teacher = copy.deepcopy(model).eval() if settings.loss == "distill" else None
     pp = meta.preprocessing
     use_reference_fake_quantize()
     calib_ds = nncf.Dataset([torch.from_numpy(calib.x[i : i + 1]) for i in range(len(calib))])
     from edgefer.quantize.ptq import run_nncf
 
     qmodel = run_nncf(nncf.quantize, model, calib_ds, **nncf_kwargs)
-    info = fine_tune(
-        qmodel,
-        data,
-        split,
-        pp,
-        dict(ckpt.get("train_config") or {}),
-        epochs,
-        lr,
-        seed,
-        max_steps,
-        progress=progress,
-        loss=loss,
-        teacher=teacher,
-        temperature=temperature,
-    )
+    info = fine_tune(qmodel, data, split, pp, dict(ckpt.get("train_config") or {}), settings, teacher=teacher)
     example = torch.from_numpy(calib.x[:1])
     with torch.no_grad():
         if target == "openvino":
