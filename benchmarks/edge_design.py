@@ -41,24 +41,25 @@ def _relu_everywhere(net: nn.Module) -> nn.Module:
     return net
 
 
-def _large(se: bool = True, relu: bool = False, last: bool = True, mid: int = 96, fused: int = 512) -> nn.Module:
-    net = tvm.mobilenet_v3_large(weights=None)
+#: torchvision MobileNetV3 variant -> (factory, cuts at strides 8/16, index of the final 1x1
+#: expansion, channels at strides 8/16/32 with that expansion, stride-32 channels without it)
+_MBV3 = {
+    "large": (tvm.mobilenet_v3_large, (7, 13), 16, (40, 112, 960), 160),
+    "small": (tvm.mobilenet_v3_small, (4, 9), 12, (24, 48, 576), 96),
+}
+
+
+def _mbv3(arch: str, se: bool, relu: bool, last: bool, mid: int = 96, fused: int = 512) -> nn.Module:
+    """The MSFF head on a MobileNetV3 trunk with or without SE, hard-swish and the final 1x1."""
+    factory, cuts, final, channels, bare = _MBV3[arch]
+    net = factory(weights=None)
     if not se:
         drop_squeeze_excitation(net)
     if relu:
         _relu_everywhere(net)
-    feats = net.features if last else net.features[:16]
-    return MSFFNet(MobileNetV3Trunk(feats, (7, 13)), (40, 112, 960 if last else 160), mid, fused, 7, 0.0)
-
-
-def _small(se: bool = False, relu: bool = True, last: bool = False, mid: int = 96, fused: int = 512) -> nn.Module:
-    net = tvm.mobilenet_v3_small(weights=None)
-    if not se:
-        drop_squeeze_excitation(net)
-    if relu:
-        _relu_everywhere(net)
-    feats = net.features if last else net.features[:12]
-    return MSFFNet(MobileNetV3Trunk(feats, (4, 9)), (24, 48, 576 if last else 96), mid, fused, 7, 0.0)
+    feats = net.features if last else net.features[:final]
+    in_channels = channels if last else (*channels[:2], bare)
+    return MSFFNet(MobileNetV3Trunk(feats, cuts), in_channels, mid, fused, 7, 0.0)
 
 
 def _mbv2() -> nn.Module:
@@ -71,13 +72,13 @@ def _resnet18() -> nn.Module:
 
 CANDIDATES: dict[str, Callable[[], nn.Module]] = {
     "msff_mobilenetv3 (Large, SE, hard-swish)": lambda: create_model("msff_mobilenetv3"),
-    "Large, no SE": lambda: _large(se=False),
-    "Large, no SE, ReLU": lambda: _large(se=False, relu=True),
-    "Large, no SE, ReLU, no final 1x1": lambda: _large(se=False, relu=True, last=False),
-    "Large, no SE, head 64/256": lambda: _large(se=False, mid=64, fused=256),
-    "Small, SE, hard-swish, final 1x1": lambda: _small(se=True, relu=False, last=True),
+    "Large, no SE": lambda: _mbv3("large", se=False, relu=False, last=True),
+    "Large, no SE, ReLU": lambda: _mbv3("large", se=False, relu=True, last=True),
+    "Large, no SE, ReLU, no final 1x1": lambda: _mbv3("large", se=False, relu=True, last=False),
+    "Large, no SE, head 64/256": lambda: _mbv3("large", se=False, relu=False, last=True, mid=64, fused=256),
+    "Small, SE, hard-swish, final 1x1": lambda: _mbv3("small", se=True, relu=False, last=True),
     "msff_mobilenetv3_lite (Small, no SE, ReLU, no final 1x1)": lambda: create_model("msff_mobilenetv3_lite"),
-    "Small lite, head 64/256": lambda: _small(mid=64, fused=256),
+    "Small lite, head 64/256": lambda: _mbv3("small", se=False, relu=True, last=False, mid=64, fused=256),
     "MobileNetV2 trunk": _mbv2,
     "ResNet-18 trunk (no PyConv)": _resnet18,
 }
