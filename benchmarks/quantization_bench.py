@@ -150,7 +150,7 @@ def bench_model(name: str, ckpt: Path, data: Path, out: Path, args: argparse.Nam
         )
         if "accuracy_control" in r:
             row["kept_fp"] = r["accuracy_control"]["kept_fp"]
-            row["plain_ptq_delta_pts"] = r["accuracy_control"]["plain_ptq_delta_pts"]
+            row["plain_ptq_delta_pts"] = r["accuracy_control"]["before_delta_pts"]
         rows.append(row)
         print(json.dumps(row), flush=True)
     return rows

@@ -221,11 +221,13 @@ def test_quantize_options_normalise_what_they_are_given():
 
 
 def test_the_gate_quantization_is_held_to():
-    """ptq-acc defaults to the production budget; --max-drop is the gate's max-drop term; other
-    methods check what they are given and nothing when given nothing."""
-    assert str(QuantizeOptions(method="ptq-acc").accuracy_gate()) == (
-        "max-drop=0.5,max-class-drop=1,class-alpha=0.05,min-agreement=0.98"
-    )
+    """ptq-acc and qat (the methods that enforce it) default to the production budget; --max-drop
+    is the gate's max-drop term; ptq and wc check what they are given and nothing when given nothing."""
+    for method in ("ptq-acc", "qat"):
+        assert str(QuantizeOptions(method=method).accuracy_gate()) == (
+            "max-drop=0.5,max-class-drop=1,class-alpha=0.05,min-agreement=0.98"
+        )
+    assert str(QuantizeOptions(method="qat", max_drop=1.0).accuracy_gate()).startswith("max-drop=1,max-class-drop=1")
     assert QuantizeOptions(method="ptq-acc", max_drop=0.3).accuracy_gate().max_drop == 0.3
     given = QuantizeOptions(method="ptq-acc", gate="min-agreement=0.99", max_drop=0.2)
     assert str(given.accuracy_gate()) == "max-drop=0.2,min-agreement=0.99"

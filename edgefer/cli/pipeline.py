@@ -38,7 +38,9 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0, "--seed"),
         calib_size: int = typer.Option(300, "--calib-size", help="INT8 calibration images."),
         int8_method: str = typer.Option("ptq", "--int8-method", help="ptq | ptq-acc | qat"),
-        max_drop: float | None = typer.Option(None, "--max-drop", help="Accuracy budget (points) for ptq-acc."),
+        max_drop: float | None = typer.Option(
+            None, "--max-drop", help="Accuracy budget (points), enforced by ptq-acc and qat."
+        ),
         gate: str | None = typer.Option(None, "--gate", help="Benchmark gate, e.g. max-drop=0.5,min-agreement=0.98"),
         batch: str = typer.Option("1,8", "--batch", help="Batch sizes for latency."),
         warmup: int = typer.Option(5, "--warmup", help="Untimed iterations before each measurement."),

@@ -18,7 +18,7 @@ BUDGET_EXIT_CODE = 3
 #: what to try when the INT8 model misses the budget, by the method that missed it
 _NEXT_STEP = {
     "ptq-acc": " (try --method qat)",
-    "qat": " (try --method ptq-acc, which keeps the sensitive layers in FP, or more --qat-epochs)",
+    "qat": " (accuracy control could not restore it: see the report's accuracy_control section)",
 }
 
 
@@ -39,12 +39,12 @@ def register(app: typer.Typer) -> None:
         method: str = typer.Option("ptq", "--method", help="ptq | ptq-acc | qat | wc (INT8 weights only)."),
         calib_size: int = typer.Option(300, "--calib-size", help="Calibration images (deterministic subset)."),
         max_drop: float | None = typer.Option(
-            None, "--max-drop", help="Accuracy budget in points (ptq-acc: enforced; else checked, exit 3)."
+            None, "--max-drop", help="Accuracy budget in points (ptq-acc, qat: enforced; else checked, exit 3)."
         ),
         gate: str | None = typer.Option(
             None,
             "--gate",
-            help="Accuracy rules as for benchmark --gate (ptq-acc: enforced, default "
+            help="Accuracy rules as for benchmark --gate (ptq-acc, qat: enforced, default "
             "max-drop=<max-drop>,max-class-drop=1.0,min-agreement=0.98; else checked, exit 3).",
         ),
         preset: str = typer.Option("performance", "--preset", help="performance (symmetric) | mixed (OpenVINO)."),
@@ -123,8 +123,8 @@ def register(app: typer.Typer) -> None:
         acc = r.get("accuracy_control")
         if acc:
             typer.echo(
-                f"  plain PTQ       delta {acc['plain_ptq_delta_pts']:+.2f} pt, agreement "
-                f"{_pct(acc.get('plain_ptq_agreement'))}, gate severity {acc.get('plain_ptq_severity', 0.0):.2f} "
+                f"  {acc['before'] + ' alone':<15} delta {acc['before_delta_pts']:+.2f} pt, agreement "
+                f"{_pct(acc.get('before_agreement'))}, gate severity {acc.get('before_severity', 0.0):.2f} "
                 f"(> 1 fails); kept in FP: {', '.join(acc['kept_fp']) or 'none'}"
             )
         typer.echo(f"  report          {res.report_path}")

@@ -27,7 +27,7 @@ from edgefer.errors import EdgeferError
 from edgefer.export.options import ExportOptions
 from edgefer.formats import TARGETS, format_named  # one list for export, quantize and the pipeline
 from edgefer.pipeline.stages import Stage, StageOutcome, StageRunner, canonical_params
-from edgefer.quantize.options import QuantizeOptions
+from edgefer.quantize.options import ENFORCING_METHODS, QuantizeOptions
 from edgefer.utils.io import ensure_writable_dir, write_json
 
 #: Default gate of the pipeline, sized for the demo: a 750-image synthetic test split (one image of a
@@ -51,7 +51,7 @@ class PipelineConfig:
     * export: ``model``, ``checkpoint``, ``data`` (the FP32 reference's images);
     * INT8 stages: ``int8_method``, ``calib_size``, ``max_drop`` and the INT8 gate
       (:meth:`_Flow.int8_gate`: ``gate``'s accuracy rules with ``max_drop`` as the overall term when
-      tighter; for ``ptq-acc`` only, which enforces it on every target -- the other methods'
+      tighter; for ``ptq-acc`` and ``qat`` only, which enforce it on every target -- plain ptq's
       artifacts do not depend on the gate, which the benchmark checks),
       ``checkpoint``, ``data``; FP16/TensorRT stages: the precision and ``model``;
     * benchmark: the compared artifacts (``targets``), ``data``, ``gate`` (as parsed, so a
@@ -423,8 +423,8 @@ class _Flow:
         )
 
     def int8_gate(self) -> str | None:
-        """The accuracy rules every INT8 stage is held to: the benchmark gate's (``ptq-acc`` enforces
-        them, so its models pass the benchmark on the same images; other methods report them),
+        """The accuracy rules every INT8 stage is held to: the benchmark gate's (``ptq-acc`` and ``qat`` enforce
+        them, so their models pass the benchmark on the same images; other methods report them),
         with ``max_drop`` as the overall term when it is tighter. Latency and absolute-accuracy
         terms are the benchmark's alone. None when nothing is left (then ``max_drop`` alone)."""
         import dataclasses
@@ -440,10 +440,10 @@ class _Flow:
     def int8_stage(self, target: str) -> Stage:
         name = f"{target}-int8"
         cfg = self.cfg
-        # ptq-acc searches for the model that passes the gate, so the gate shapes its artifact (and
-        # a changed gate reruns it); the other methods' artifacts do not depend on it: the benchmark
-        # checks the gate, and a changed gate reruns only the benchmark and the bundle.
-        gate = self.int8_gate() if cfg.int8_method == "ptq-acc" else None
+        # ptq-acc and qat search for the model that passes the gate, so the gate shapes their artifact
+        # (and a changed gate reruns it); plain ptq's does not depend on it: the benchmark checks the
+        # gate, and a changed gate reruns only the benchmark and the bundle.
+        gate = self.int8_gate() if cfg.int8_method in ENFORCING_METHODS else None
         opts = QuantizeOptions(
             target=target,
             method=cfg.int8_method,

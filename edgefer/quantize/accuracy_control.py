@@ -62,9 +62,9 @@ class _Validator:
     """
 
     def __init__(
-        self, signed_qdq: bool, gate: Gate, fp32_logits: np.ndarray, class_names: tuple[str, ...], unit: float
+        self, target: str, gate: Gate, fp32_logits: np.ndarray, class_names: tuple[str, ...], unit: float
     ) -> None:
-        self.signed_qdq = signed_qdq
+        self.target = target
         self.gate = gate
         self.fp32_logits = np.asarray(fp32_logits, dtype=np.float32)
         self.class_names = tuple(class_names)
@@ -74,11 +74,14 @@ class _Validator:
 
     def _runner_for(self, model: Any) -> Runner:
         if self._model is not model or self._runner is None:
-            target = model
-            if self.signed_qdq and type(model).__module__.startswith("onnx"):
-                target = copy.deepcopy(model)
-                ptq.to_signed_int8(target)
-            self._runner = Runner(target)
+            runnable = model
+            if type(model).__module__.startswith("onnx"):  # scored as the target will run it
+                if self.target == "openvino":
+                    runnable = onnx_to_openvino(model)
+                else:
+                    runnable = copy.deepcopy(model)
+                    ptq.to_signed_int8(runnable)
+            self._runner = Runner(runnable)
             self._model = model  # keep a reference so the identity check stays valid
         return self._runner
 
@@ -92,6 +95,16 @@ class _Validator:
         labels = np.asarray([it[1] for it in items], dtype=np.int64)
         index = np.asarray([it[2] for it in items], dtype=np.int64)
         return self.score(self._runner_for(model)(x), labels, index)
+
+
+def onnx_to_openvino(model: Any) -> Any:
+    """An in-memory ONNX model as OpenVINO reads it from a file (``ov.convert_model``: Q/DQ pairs
+    become FakeQuantize, int8 weights stay int8)."""
+    import io
+
+    import openvino as ov
+
+    return ov.convert_model(io.BytesIO(model.SerializeToString()))
 
 
 def metric_unit(gate: Gate) -> float:
@@ -132,6 +145,90 @@ def gate_metric(
     return 1.0 - unit * gate.severity(acc), [float(v) for v in per_item]
 
 
+def _validation(
+    target: str,
+    fp32_model: Any,
+    val: ArrayData,
+    fp32_logits: np.ndarray,
+    gate: Gate,
+    class_names: tuple[str, ...],
+) -> tuple[Any, _Validator, str | None]:
+    """NNCF's validation dataset of ``val`` (items ``(x, label, index)``), the gate validator, and
+    the ONNX input name (None for OpenVINO)."""
+    import nncf
+
+    name = None
+    if type(fp32_model).__module__.startswith("onnx"):
+        from edgefer.quantize.api import input_name
+
+        name = input_name(fp32_model)
+
+    def to_input(item: tuple[np.ndarray, int, int]) -> Any:
+        return {name: item[0]} if name else item[0]
+
+    val_items = [(val.x[i : i + 1], int(val.labels[i]), i) for i in range(len(val))]
+    validator = _Validator(target, gate, fp32_logits, class_names, metric_unit(gate))
+    return nncf.Dataset(val_items, to_input), validator, name
+
+
+def restore_accuracy(
+    target: str,
+    fp32_model: Any,
+    quantized: Any,
+    val: ArrayData,
+    fp32_logits: np.ndarray,
+    gate: Gate,
+    class_names: tuple[str, ...],
+    ranking_subset_size: int = 300,
+) -> tuple[Any, dict[str, Any]]:
+    """Put layers of an already quantized model (QAT's) back into FP until ``gate`` holds on ``val``.
+
+    The second half of accuracy control without its PTQ: NNCF's ``QuantizationAccuracyRestorer``
+    (the loop ``quantize_with_accuracy_control`` runs after its own quantization) with the same gate
+    metric, on ``quantized`` -- a Q/DQ ONNX whose weights are still floating point (before
+    :func:`~edgefer.quantize.ptq.fold_weight_quantizers`), scored as ``target`` runs it (OpenVINO's
+    reading of it for ``openvino``, the signed model on ONNX Runtime otherwise). ``fp32_model`` is
+    the same network unquantized, exported the same way, with the same node names:
+    reverting an operation removes its quantizers *and* writes back its FP32 weights and bias, so
+    reverting everything gives the FP32 model itself, and the loop can always end within the
+    budget. Returns ``(model, info)``: ``info`` has the quantized model's own numbers
+    (``before_accuracy``, ``before_delta_pts``, ``before_agreement``, ``before_severity``; the keys
+    :func:`quantize_with_accuracy_control` gives plain PTQ's under) and ``kept_fp``.
+    """
+    import nncf
+    from nncf.quantization.algorithms.accuracy_control.algorithm import QuantizationAccuracyRestorer
+    from nncf.quantization.algorithms.accuracy_control.evaluator import Evaluator
+
+    val_ds, validator, _ = _validation(target, fp32_model, val, fp32_logits, gate, class_names)
+    evaluator = Evaluator(validator)
+    evaluator.enable_iteration_count()
+    initial = evaluator.collect_metric_results(fp32_model, val_ds, model_name="initial")
+    size = evaluator.num_passed_iterations
+    evaluator.disable_iteration_count()
+    before = evaluator.collect_metric_results(quantized, val_ds, model_name="quantized")
+    before_logits = validator._runner_for(quantized)(val.x)
+    before_ops = ptq.quantized_op_names(quantized)
+    restorer = QuantizationAccuracyRestorer(
+        ranking_subset_size=ranking_subset_size,
+        max_num_iterations=len(before_ops) or 1,
+        max_drop=nncf_max_drop(gate),
+        drop_type=nncf.DropType.ABSOLUTE,
+    )
+    model = restorer.apply(fp32_model, initial, quantized, before, val_ds, size, evaluator)
+    fp32_acc = accuracy(fp32_logits, val.labels)
+    before_acc = accuracy(before_logits, val.labels)
+    return model, {
+        "gate": str(gate),
+        "before": "QAT",
+        "before_accuracy": before_acc,
+        "before_delta_pts": (before_acc - fp32_acc) * 100.0,
+        "before_agreement": float((before_logits.argmax(1) == fp32_logits.argmax(1)).mean()),
+        "before_severity": (1.0 - before.metric_value) / validator.unit,
+        "kept_fp": sorted(onnx_names(before_ops - ptq.quantized_op_names(model))),
+        "validation_images": len(val),
+    }
+
+
 def quantize_with_accuracy_control(
     target: str,
     fp32_model: Any,
@@ -144,28 +241,17 @@ def quantize_with_accuracy_control(
 ) -> tuple[Any, dict[str, Any]]:
     """Quantize so that ``gate``'s accuracy rules hold on ``val``; returns ``(model, info)``.
 
-    ``info`` has ``plain_ptq_accuracy`` / ``plain_ptq_delta_pts`` / ``plain_ptq_severity`` (what PTQ
-    alone gives on the same validation images), ``kept_fp`` (layers left in floating point, as ONNX
-    node names) and the gate.
+    ``info`` has ``before_accuracy`` / ``before_delta_pts`` / ``before_agreement`` /
+    ``before_severity`` (what plain PTQ gives on the same validation images; ``before`` names it),
+    ``kept_fp`` (layers left in floating point, as ONNX node names) and the gate.
     """
     import nncf
     from nncf.quantization.advanced_parameters import AdvancedAccuracyRestorerParameters
 
     onnx_like = target != "openvino"
-    name = None
-    if onnx_like:
-        from edgefer.quantize.api import input_name
-
-        name = input_name(fp32_model)
+    val_ds, validator, name = _validation(target, fp32_model, val, fp32_logits, gate, class_names)
+    unit = validator.unit
     calib_ds = nncf_dataset(calib.x, name)
-
-    def to_input(item: tuple[np.ndarray, int, int]) -> Any:
-        return {name: item[0]} if name else item[0]
-
-    val_items = [(val.x[i : i + 1], int(val.labels[i]), i) for i in range(len(val))]
-    val_ds = nncf.Dataset(val_items, to_input)
-    unit = metric_unit(gate)
-    validator = _Validator(onnx_like, gate, fp32_logits, class_names, unit)
 
     # Plain PTQ first: the baseline accuracy control improves on, and the set of quantized ops
     # whose difference to the final model names the layers kept in FP.
@@ -202,10 +288,11 @@ def quantize_with_accuracy_control(
         "gate": str(gate),
         "max_drop_pts": gate.max_drop,
         "fp32_accuracy": fp32_acc,
-        "plain_ptq_accuracy": plain_acc,
-        "plain_ptq_delta_pts": (plain_acc - fp32_acc) * 100.0,
-        "plain_ptq_agreement": float((plain_logits.argmax(1) == fp32_logits.argmax(1)).mean()),
-        "plain_ptq_severity": (1.0 - plain_metric) / unit,
+        "before": "plain PTQ",
+        "before_accuracy": plain_acc,
+        "before_delta_pts": (plain_acc - fp32_acc) * 100.0,
+        "before_agreement": float((plain_logits.argmax(1) == fp32_logits.argmax(1)).mean()),
+        "before_severity": (1.0 - plain_metric) / unit,
         "kept_fp": kept,
         "validation_images": len(val),
     }

@@ -337,6 +337,7 @@ def _run_method(run: _Run) -> Any:
             opts.calib_split,
             kwargs,
             FineTune.from_options(opts),
+            restore=_restorer(run, int(kwargs.get("subset_size", 300))),
         )
         run.qinfo.update(
             qat_epochs=opts.qat_epochs, qat_lr=opts.qat_lr, qat_steps=info.get("steps"), qat_loss=info["loss"]
@@ -346,6 +347,34 @@ def _run_method(run: _Run) -> Any:
         run.extra["qat"] = info
         return model
     raise QuantizationError(f"unknown method {opts.method!r}")  # pragma: no cover - checked by the options
+
+
+def _restorer(run: _Run, ranking_subset_size: int) -> Any:
+    """QAT's ``restore`` step: hold the fine-tuned model to the options' gate on the validation images
+    (:func:`edgefer.quantize.accuracy_control.restore_accuracy`), recording what it kept in FP;
+    None when no budget is set."""
+    gate = run.opts.accuracy_gate()
+    if gate is None:
+        return None
+
+    def restore(fp32_model: Any, quantized: Any) -> Any:
+        from edgefer.quantize.accuracy_control import restore_accuracy
+
+        model, info = restore_accuracy(
+            run.opts.target,
+            fp32_model,
+            quantized,
+            run.val,
+            run.fp32_logits,
+            gate,
+            tuple(run.meta.class_names),
+            ranking_subset_size,
+        )
+        run.qinfo.update(max_drop_pt=run.opts.max_drop, gate=str(gate), kept_fp=info["kept_fp"])
+        run.extra["accuracy_control"] = info
+        return model
+
+    return restore
 
 
 def _load_fp32(fp32_path: Path, target: str) -> Any:

@@ -23,14 +23,18 @@ METHODS = ("ptq", "ptq-acc", "qat", "wc")
 PRESETS = ("performance", "mixed")
 #: QAT fine-tuning losses (see :mod:`edgefer.quantize.qat`): towards the FP32 model's logits, or the labels.
 QAT_LOSSES = ("distill", "labels")
-#: Budget used by ``ptq-acc`` when no ``max_drop`` is given (the issue's target: <= 0.5 point).
+#: Budget used by ``ptq-acc`` and ``qat`` when no ``max_drop`` is given (the issue's target: <= 0.5 point).
 DEFAULT_MAX_DROP = 0.5
-#: The rest of the production budget ``ptq-acc`` enforces when no ``gate`` is given, beside
+#: The rest of the production budget ``ptq-acc`` and ``qat`` enforce when no ``gate`` is given, beside
 #: ``max-drop``: no class significantly worse by more than a point (the gate's McNemar rule, so one
 #: flipped image of a small class is not a failure) and >= 98 % of top-1 predictions as FP32.
 DEFAULT_GATE_TERMS = "max-class-drop=1.0,min-agreement=0.98"
 #: Gate keys that are not a budget against the FP32 model, so quantization cannot enforce them.
 _NOT_QUANTIZATION_TERMS = ("min_accuracy", "max_p99_ms")
+
+#: Methods that *enforce* the gate -- put layers back into floating point until it holds, NNCF's
+#: accuracy restorer after PTQ (ptq-acc) or after the fine-tune (qat) -- rather than only check it.
+ENFORCING_METHODS = ("ptq-acc", "qat")
 
 if TYPE_CHECKING:
     from edgefer.bench.gate import Gate
@@ -45,14 +49,15 @@ class QuantizeOptions:
     Attributes:
         target: "openvino" (INT8 IR), "trt" or "onnx" (explicit Q/DQ ONNX, TensorRT-compatible).
         method: "ptq", "ptq-acc" (accuracy control within ``max_drop``; default
-            :data:`DEFAULT_MAX_DROP`), "qat", or "wc" (INT8 weights only, OpenVINO).
+            :data:`DEFAULT_MAX_DROP`), "qat" (fine-tuning, then the same accuracy control on the
+            fine-tuned model), or "wc" (INT8 weights only, OpenVINO).
         calib_size: calibration images (deterministic subset).
-        max_drop: accuracy budget in points (absolute); for ptq/qat it is checked, not enforced.
+        max_drop: accuracy budget in points (absolute); ptq-acc/qat enforce it, ptq/wc check it.
             It is the gate's ``max-drop`` term (giving both with different values is an error).
         gate: the benchmark gate's accuracy rules, in ``edgefer benchmark --gate`` syntax
             (``max-drop``, ``max-class-drop``, ``class-alpha``, ``max-mean-class-drop``,
-            ``min-agreement``, ``max-kl``). ``ptq-acc`` enforces it (default: ``max_drop`` plus
-            :data:`DEFAULT_GATE_TERMS`); for the other methods it is checked and reported. See
+            ``min-agreement``, ``max-kl``). ``ptq-acc`` and ``qat`` enforce it (default: ``max_drop``
+            plus :data:`DEFAULT_GATE_TERMS`); for the other methods it is checked and reported. See
             :meth:`accuracy_gate`.
         preset: "performance" (symmetric) or "mixed" (asymmetric activations; OpenVINO only).
         ignore: regex patterns of graph node names to keep in floating point.
@@ -133,11 +138,11 @@ class QuantizeOptions:
         if isinstance(self.ignore, str):  # one pattern given as a string, not its characters
             object.__setattr__(self, "ignore", (self.ignore,))
         object.__setattr__(self, "ignore", tuple(str(p) for p in self.ignore))
-        if self.method == "ptq-acc" and self.max_drop is None and self.gate is None:
+        if self.method in ENFORCING_METHODS and self.max_drop is None and self.gate is None:
             object.__setattr__(self, "max_drop", DEFAULT_MAX_DROP)
         if self.gate is not None:
             object.__setattr__(self, "gate", self._checked_gate(str(self.gate)))
-            if self.method == "ptq-acc" and self.max_drop is None:
+            if self.method in ENFORCING_METHODS and self.max_drop is None:
                 given = self.accuracy_gate()
                 object.__setattr__(self, "max_drop", given.max_drop if given and given.max_drop is not None else None)
 
@@ -167,7 +172,7 @@ class QuantizeOptions:
     def accuracy_gate(self) -> Gate | None:
         """The accuracy rules this quantization is held to (None: none given, nothing to check).
 
-        ``gate`` with ``max_drop`` as its ``max-drop`` term; for ``ptq-acc`` without a ``gate``, the
+        ``gate`` with ``max_drop`` as its ``max-drop`` term; for ``ptq-acc``/``qat`` without a ``gate``, the
         production budget ``max-drop=<max_drop>`` + :data:`DEFAULT_GATE_TERMS`; for the other
         methods without a ``gate``, ``max-drop=<max_drop>`` alone when a ``max_drop`` is given.
         """
@@ -178,7 +183,7 @@ class QuantizeOptions:
             if self.max_drop is not None and gate.max_drop is None:
                 gate = dataclasses.replace(gate, max_drop=self.max_drop)
             return gate
-        if self.method == "ptq-acc":
+        if self.method in ENFORCING_METHODS:
             return Gate.parse(f"max-drop={self.max_drop},{DEFAULT_GATE_TERMS}")
         return None if self.max_drop is None else Gate(max_drop=self.max_drop)
 

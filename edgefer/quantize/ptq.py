@@ -155,7 +155,7 @@ def to_signed_int8(model: Any) -> int:
         if info.name in q_outputs:
             info.type.tensor_type.elem_type = TensorProto.INT8
     model.graph.initializer.extend(new_inits)
-    _drop_unused_initializers(model)
+    drop_unused_initializers(model)
     return changed
 
 
@@ -190,11 +190,12 @@ def fold_weight_quantizers(model: Any) -> int:
         folded.append(node)
     for node in folded:
         model.graph.node.remove(node)
-    _drop_unused_initializers(model)
+    drop_unused_initializers(model)
     return len(folded)
 
 
-def _drop_unused_initializers(model: Any) -> None:
+def drop_unused_initializers(model: Any) -> None:
+    """Remove the initializers no node (and no graph output) reads."""
     used = {i for n in model.graph.node for i in n.input} | {o.name for o in model.graph.output}
     keep = [t for t in model.graph.initializer if t.name in used]
     del model.graph.initializer[:]
