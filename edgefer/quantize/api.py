@@ -289,6 +289,12 @@ class _Run:
     qinfo: dict[str, Any]  # filled in: what the artifact's metadata says about its quantization
     extra: dict[str, Any]  # filled in: method-specific sections of the report
 
+    def record_accuracy_control(self, gate: Any, info: dict[str, Any]) -> None:
+        """What accuracy control (ptq-acc's, or qat's after the fine-tune) held the model to and kept
+        in FP, into the artifact's metadata and the report."""
+        self.qinfo.update(max_drop_pt=self.opts.max_drop, gate=str(gate), kept_fp=info["kept_fp"])
+        self.extra["accuracy_control"] = info
+
 
 def _run_method(run: _Run) -> Any:
     """Run one method; returns the in-memory quantized model (ov.Model or onnx.ModelProto)."""
@@ -318,10 +324,7 @@ def _run_method(run: _Run) -> Any:
             tuple(run.meta.class_names),
             kwargs,
         )
-        run.qinfo["max_drop_pt"] = opts.max_drop
-        run.qinfo["gate"] = str(gate)
-        run.qinfo["kept_fp"] = info["kept_fp"]
-        run.extra["accuracy_control"] = info
+        run.record_accuracy_control(gate, info)
         return model
     if opts.method == "qat":
         if run.checkpoint is None:
@@ -370,8 +373,7 @@ def _restorer(run: _Run, ranking_subset_size: int) -> Any:
             tuple(run.meta.class_names),
             ranking_subset_size,
         )
-        run.qinfo.update(max_drop_pt=run.opts.max_drop, gate=str(gate), kept_fp=info["kept_fp"])
-        run.extra["accuracy_control"] = info
+        run.record_accuracy_control(gate, info)
         return model
 
     return restore
