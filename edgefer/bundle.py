@@ -29,7 +29,6 @@ Torch-free.
 
 from __future__ import annotations
 
-import datetime as _dt
 import hashlib
 import json
 import os
@@ -44,6 +43,7 @@ from typing import Any
 from edgefer.errors import EdgeferError
 from edgefer.formats import DEPLOYABLE_SUFFIXES, UnknownFormatError, format_of
 from edgefer.metadata import ModelMetadata, read_metadata, sidecar_path
+from edgefer.utils.compat import utc_now_iso
 from edgefer.utils.io import atomic_path, ensure_writable_dir, sha256_file, write_json, write_text
 
 #: 2: the manifest has a ``bundle.json.sha256`` and records the gate's verdict.
@@ -500,7 +500,7 @@ def make_bundle(
         manifest: dict[str, Any] = {
             "schema": BUNDLE_SCHEMA,
             "kind": BUNDLE_KIND,
-            "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+            "created": utc_now_iso(),
             "edgefer_version": __version__,
             "metadata": main_meta.to_dict(),
             "artifacts": entries,

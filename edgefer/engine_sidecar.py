@@ -13,7 +13,6 @@ Torch-free and free of builder imports (docs/architecture.md, layer rules): it r
 
 from __future__ import annotations
 
-import datetime as _dt
 import os
 import re
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any, Protocol
 
 from edgefer.errors import BackendError, EngineMismatchError, ExportError, MissingDependencyError
 from edgefer.metadata import ModelMetadata, _load_json, sidecar_path
+from edgefer.utils.compat import utc_now_iso
 from edgefer.utils.io import sha256_file, write_json
 
 SIDECAR_SCHEMA = 1
@@ -108,7 +108,7 @@ def make_sidecar(
         "class_names": list(meta.class_names),
         "preprocessing": meta.preprocessing.to_dict(),
         "metadata": meta.to_dict(),
-        "built_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "built_at": utc_now_iso(),
     }
 
 

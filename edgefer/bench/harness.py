@@ -9,7 +9,6 @@ run goes on. Torch-free unless a ``.pt`` checkpoint is among the models.
 
 from __future__ import annotations
 
-import datetime as _dt
 import os
 import time
 from collections.abc import Sequence
@@ -28,6 +27,7 @@ from edgefer.bench.system import machine_info, peak_rss_mb, reset_peak_rss, rss_
 from edgefer.errors import EdgeferError
 from edgefer.preprocess import preprocess_batch
 from edgefer.reference import Reference
+from edgefer.utils.compat import utc_now_iso
 from edgefer.utils.options import merged
 
 #: bump when a field of the report JSON changes meaning.
@@ -67,7 +67,7 @@ class BenchReport:
     gate: dict[str, Any] | None = None
     gate_failures: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-    created: str = field(default_factory=lambda: _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"))
+    created: str = field(default_factory=utc_now_iso)
     schema: int = REPORT_SCHEMA
     files: dict[str, str] = field(default_factory=dict)
 

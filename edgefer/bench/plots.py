@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from edgefer.utils.compat import zip_strict
 from edgefer.utils.io import save_figure
 
 
@@ -53,9 +54,9 @@ def save_plots(d: dict[str, Any], out: Path) -> tuple[dict[str, str], str | None
             labels.append(r["label"])
     if pts:
         fig, ax = plt.subplots(figsize=(7, 4.5))
-        xs, ys = zip(*pts, strict=True)
+        xs, ys = zip_strict(*pts)
         ax.scatter(xs, ys, color="tab:blue")
-        for (x, y), lab in zip(pts, labels, strict=True):
+        for (x, y), lab in zip_strict(pts, labels):
             ax.annotate(lab, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
         front = pareto_front(pts)
         ax.plot([pts[i][0] for i in front], [pts[i][1] for i in front], "--", color="tab:red", label="Pareto front")
@@ -86,7 +87,7 @@ def save_plots(d: dict[str, Any], out: Path) -> tuple[dict[str, str], str | None
     cols = min(n, 3)
     nrows = math.ceil(n / cols)
     fig, axes = plt.subplots(nrows, cols, figsize=(4.2 * cols, 4 * nrows), squeeze=False)
-    for ax, r in zip(axes.ravel(), rows, strict=False):
+    for ax, r in zip(axes.ravel(), rows):
         cm = np.asarray(r["accuracy"]["confusion_matrix"], dtype=np.float64)
         norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
         ax.imshow(norm, vmin=0, vmax=1, cmap="Blues")

@@ -14,7 +14,7 @@ import importlib
 import os
 import sys
 import traceback
-from typing import NoReturn
+from typing import List, NoReturn, Optional
 
 import typer
 
@@ -69,11 +69,11 @@ def _register_all() -> None:
 _register_all()
 
 
-def _debug_enabled(argv: list[str]) -> bool:
+def _debug_enabled(argv: List[str]) -> bool:
     return "--debug" in argv or os.environ.get("EDGEFER_DEBUG", "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: Optional[List[str]] = None) -> None:
     """Console entry point with three exit paths a script can rely on.
 
     * 0: success (or ``--help`` / ``--version``);
@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> None:
         _internal_error(exc, args)
 
 
-def _command_of(args: list[str]) -> str:
+def _command_of(args: List[str]) -> str:
     """``"edgefer <command>"`` for the command in ``args`` (the first word that is not an option)."""
     word = next((a for a in args if not a.startswith("-")), "")
     return f"`edgefer {word}`" if word else ""
@@ -131,7 +131,7 @@ def _user_error(exc: EdgeferError) -> NoReturn:
     sys.exit(2)
 
 
-def _internal_error(exc: BaseException, args: list[str]) -> NoReturn:
+def _internal_error(exc: BaseException, args: List[str]) -> NoReturn:
     """A bug: one line naming the exception, exit status 1; the traceback with --debug."""
     if _debug_enabled(args):
         traceback.print_exc()

@@ -13,11 +13,12 @@ Thin and torch-free: the library is imported inside the commands. Exit status of
 from __future__ import annotations
 
 from pathlib import Path
+from typing import List, Optional
 
 import typer
 
 
-def parse_batches(text: str) -> list[int]:
+def parse_batches(text: str) -> List[int]:
     from edgefer.errors import EdgeferError
 
     try:
@@ -32,27 +33,35 @@ def parse_batches(text: str) -> list[int]:
 def register(app: typer.Typer) -> None:
     @app.command("benchmark")
     def benchmark(
-        models: list[Path] = typer.Argument(None, help="Artifacts (.onnx, .xml, .engine, .pt) and/or bundles."),
-        suite: Path | None = typer.Option(None, "--suite", help="A benchmark suite YAML (benchmarks/NAME.yaml)."),
-        data: Path | None = typer.Option(None, "--data", help="Dataset root (RAF-DB, FER2013, folders, synthetic)."),
-        split: str | None = typer.Option(None, "--split", help="Split to evaluate on [default: test]."),
-        reference: Path | None = typer.Option(None, "--reference", help="FP32 reference.npz to compare against."),
-        batch: str | None = typer.Option(None, "--batch", help="Batch sizes, comma-separated [default: 1,8]."),
-        warmup: int | None = typer.Option(None, "--warmup", help="Untimed warm-up calls [default: 10]."),
-        iters: int | None = typer.Option(
+        models: List[Path] = typer.Argument(None, help="Artifacts (.onnx, .xml, .engine, .pt) and/or bundles."),
+        suite: Optional[Path] = typer.Option(None, "--suite", help="A benchmark suite YAML (benchmarks/NAME.yaml)."),
+        data: Optional[Path] = typer.Option(None, "--data", help="Dataset root (RAF-DB, FER2013, folders, synthetic)."),
+        split: Optional[str] = typer.Option(None, "--split", help="Split to evaluate on [default: test]."),
+        reference: Optional[Path] = typer.Option(None, "--reference", help="FP32 reference.npz to compare against."),
+        batch: Optional[str] = typer.Option(None, "--batch", help="Batch sizes, comma-separated [default: 1,8]."),
+        warmup: Optional[int] = typer.Option(None, "--warmup", help="Untimed warm-up calls [default: 10]."),
+        iters: Optional[int] = typer.Option(
             None, "--iters", help="Timed calls per measurement [default: 50; bundle or Jetson: --seconds 5]."
         ),
-        seconds: float | None = typer.Option(None, "--seconds", help="Time budget per measurement instead of --iters."),
-        cache_dir: Path | None = typer.Option(
+        seconds: Optional[float] = typer.Option(
+            None, "--seconds", help="Time budget per measurement instead of --iters."
+        ),
+        cache_dir: Optional[Path] = typer.Option(
             None, "--cache-dir", help="OpenVINO model cache: compile once, reopen from it (a camera that restarts)."
         ),
-        threads: int | None = typer.Option(None, "--threads", help="Inference threads (backend default if unset)."),
-        device: str | None = typer.Option(None, "--device", help="cpu | gpu | cuda:N | npu | tensorrt [default: cpu]."),
-        gate: str | None = typer.Option(
+        threads: Optional[int] = typer.Option(None, "--threads", help="Inference threads (backend default if unset)."),
+        device: Optional[str] = typer.Option(
+            None, "--device", help="cpu | gpu | cuda:N | npu | tensorrt [default: cpu]."
+        ),
+        gate: Optional[str] = typer.Option(
             None, "--gate", help="e.g. max-drop=0.5,max-class-drop=1.0,min-agreement=0.98 (exit 3 when broken)."
         ),
-        out: Path | None = typer.Option(None, "--out", "-o", help="Report directory (report.json, report.md, PNGs)."),
-        max_images: int | None = typer.Option(None, "--max-images", help="Use only the first N images (quick runs)."),
+        out: Optional[Path] = typer.Option(
+            None, "--out", "-o", help="Report directory (report.json, report.md, PNGs)."
+        ),
+        max_images: Optional[int] = typer.Option(
+            None, "--max-images", help="Use only the first N images (quick runs)."
+        ),
         no_e2e: bool = typer.Option(False, "--no-e2e", help="Skip end-to-end (decode + preprocess) latency."),
         no_plots: bool = typer.Option(False, "--no-plots", help="Do not draw PNG plots."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
@@ -136,10 +145,10 @@ def register(app: typer.Typer) -> None:
 
     @app.command("bundle")
     def bundle(
-        artifacts: list[Path] = typer.Argument(..., help="Artifacts to pack (.onnx, .xml + .bin, .engine + sidecar)."),
+        artifacts: List[Path] = typer.Argument(..., help="Artifacts to pack (.onnx, .xml + .bin, .engine + sidecar)."),
         out: Path = typer.Option(..., "--out", "-o", help="Bundle directory to create."),
-        reference: Path | None = typer.Option(None, "--reference", help="reference.npz to ship with the artifacts."),
-        report: Path | None = typer.Option(None, "--report", help="Benchmark report directory (or report.json)."),
+        reference: Optional[Path] = typer.Option(None, "--reference", help="reference.npz to ship with the artifacts."),
+        report: Optional[Path] = typer.Option(None, "--report", help="Benchmark report directory (or report.json)."),
         archive: bool = typer.Option(False, "--archive", help="Also write OUT.tar.gz."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing bundle (never another folder)."),
         allow_failed_gate: bool = typer.Option(

@@ -6,6 +6,7 @@ Thin: everything is :func:`edgefer.quantize.debug.debug_int8`.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -23,7 +24,7 @@ def register(app: typer.Typer) -> None:
         keep_fp: bool = typer.Option(
             False, "--keep-fp", help="Slower: agreement when each layer alone is kept in FP (Q/DQ ONNX only)."
         ),
-        keep_fp_max: int | None = typer.Option(
+        keep_fp_max: Optional[int] = typer.Option(
             None, "--keep-fp-max", help="With --keep-fp: only the N worst-ranked layers (default all)."
         ),
         seed: int = typer.Option(0, "--seed", help="Seed of the sample."),

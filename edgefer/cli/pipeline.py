@@ -9,6 +9,7 @@ on it, while ``--quiet``, ``--force`` and ``--workers`` never make a stage stale
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -20,14 +21,14 @@ def register(app: typer.Typer) -> None:
         model: str = typer.Option("msff_mobilenetv3", "--model", help="Registered model name (edgefer models)."),
         targets: str = typer.Option("openvino,onnx", "--targets", help="Comma list of openvino, onnx, trt."),
         out: Path = typer.Option(Path("runs/pipeline"), "--out", help="Run directory."),
-        checkpoint: Path | None = typer.Option(None, "--checkpoint", help="Skip training: use this checkpoint."),
-        config: str | None = typer.Option(None, "--config", help="Training recipe (name or YAML path)."),
-        epochs: int | None = typer.Option(None, "--epochs"),
-        img_size: int | None = typer.Option(None, "--img-size"),
-        batch_size: int | None = typer.Option(None, "--batch-size"),
-        lr: float | None = typer.Option(None, "--lr"),
-        pretrained: str | None = typer.Option(None, "--pretrained", help="'imagenet' loads torchvision weights."),
-        workers: int | None = typer.Option(
+        checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Skip training: use this checkpoint."),
+        config: Optional[str] = typer.Option(None, "--config", help="Training recipe (name or YAML path)."),
+        epochs: Optional[int] = typer.Option(None, "--epochs"),
+        img_size: Optional[int] = typer.Option(None, "--img-size"),
+        batch_size: Optional[int] = typer.Option(None, "--batch-size"),
+        lr: Optional[float] = typer.Option(None, "--lr"),
+        pretrained: Optional[str] = typer.Option(None, "--pretrained", help="'imagenet' loads torchvision weights."),
+        workers: Optional[int] = typer.Option(
             None, "--workers", help="Data-loader worker processes (speed only: changing it reruns nothing)."
         ),
         synthetic_train: int = typer.Option(3000, "--synthetic-train", help="Synthetic train images."),
@@ -38,14 +39,14 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0, "--seed"),
         calib_size: int = typer.Option(300, "--calib-size", help="INT8 calibration images."),
         int8_method: str = typer.Option("ptq", "--int8-method", help="ptq | ptq-acc | qat"),
-        max_drop: float | None = typer.Option(
+        max_drop: Optional[float] = typer.Option(
             None, "--max-drop", help="Accuracy budget (points), enforced by ptq-acc and qat."
         ),
-        gate: str | None = typer.Option(None, "--gate", help="Benchmark gate, e.g. max-drop=0.5,min-agreement=0.98"),
+        gate: Optional[str] = typer.Option(None, "--gate", help="Benchmark gate, e.g. max-drop=0.5,min-agreement=0.98"),
         batch: str = typer.Option("1,8", "--batch", help="Batch sizes for latency."),
         warmup: int = typer.Option(5, "--warmup", help="Untimed iterations before each measurement."),
         iters: int = typer.Option(30, "--iters", help="Timed iterations per measurement."),
-        threads: int | None = typer.Option(
+        threads: Optional[int] = typer.Option(
             None, "--threads", help="Benchmark inference threads (latencies depend on it: reruns the benchmark)."
         ),
         force: bool = typer.Option(

@@ -9,6 +9,7 @@ the report says which and by how much).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import List, Optional
 
 import typer
 
@@ -22,7 +23,7 @@ _NEXT_STEP = {
 }
 
 
-def _pct(v: float | None) -> str:
+def _pct(v: Optional[float]) -> str:
     return "n/a" if v is None else f"{100.0 * v:.2f}%"
 
 
@@ -33,29 +34,29 @@ def _size(n: int) -> str:
 def register(app: typer.Typer) -> None:
     @app.command("quantize")
     def quantize_cmd(
-        checkpoint: Path | None = typer.Option(None, "--checkpoint", "-c", help="FP32 checkpoint (.pt)."),
+        checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", "-c", help="FP32 checkpoint (.pt)."),
         data: Path = typer.Option(..., "--data", help="Dataset root: calibration from --calib-split."),
         target: str = typer.Option("openvino", "--target", help="openvino (INT8 IR) | trt | onnx (Q/DQ ONNX)."),
         method: str = typer.Option("ptq", "--method", help="ptq | ptq-acc | qat | wc (INT8 weights only)."),
         calib_size: int = typer.Option(300, "--calib-size", help="Calibration images (deterministic subset)."),
-        max_drop: float | None = typer.Option(
+        max_drop: Optional[float] = typer.Option(
             None, "--max-drop", help="Accuracy budget in points (ptq-acc, qat: enforced; else checked, exit 3)."
         ),
-        gate: str | None = typer.Option(
+        gate: Optional[str] = typer.Option(
             None,
             "--gate",
             help="Accuracy rules as for benchmark --gate (ptq-acc, qat: enforced, default "
             "max-drop=<max-drop>,max-class-drop=1.0,min-agreement=0.98; else checked, exit 3).",
         ),
         preset: str = typer.Option("performance", "--preset", help="performance (symmetric) | mixed (OpenVINO)."),
-        ignore: list[str] = typer.Option([], "--ignore", help="Regex of graph node names to keep in FP (repeat)."),
-        ignore_from: Path | None = typer.Option(
+        ignore: List[str] = typer.Option([], "--ignore", help="Regex of graph node names to keep in FP (repeat)."),
+        ignore_from: Optional[Path] = typer.Option(
             None, "--ignore-from", help="ignore.json from `edgefer debug`: its patterns are added to --ignore."
         ),
         out: Path = typer.Option(Path("runs/quantize"), "--out", "-o", help="Output directory."),
-        onnx_path: Path | None = typer.Option(None, "--onnx", help="Start from this FP32 ONNX (no torch needed)."),
-        img_size: int | None = typer.Option(None, "--img-size", help="Export size (default: the checkpoint's)."),
-        val_size: int | None = typer.Option(None, "--val-size", help="Score on N validation images (default all)."),
+        onnx_path: Optional[Path] = typer.Option(None, "--onnx", help="Start from this FP32 ONNX (no torch needed)."),
+        img_size: Optional[int] = typer.Option(None, "--img-size", help="Export size (default: the checkpoint's)."),
+        val_size: Optional[int] = typer.Option(None, "--val-size", help="Score on N validation images (default all)."),
         calib_split: str = typer.Option("train", "--calib-split", help="Split the calibration images come from."),
         val_split: str = typer.Option("test", "--val-split", help="Split INT8 is scored (and controlled) on."),
         accurate_bias_correction: bool = typer.Option(

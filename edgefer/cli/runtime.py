@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import List, Optional
 
 import typer
 
@@ -34,16 +35,16 @@ DETECTOR_MODEL = typer.Option(
 def register(app: typer.Typer) -> None:
     @app.command("predict")
     def predict(
-        inputs: list[Path] = typer.Argument(..., help="Image files and/or folders (searched recursively)."),
+        inputs: List[Path] = typer.Argument(..., help="Image files and/or folders (searched recursively)."),
         model: Path = typer.Option(..., "--model", "-m", help="Artifact (.onnx, .xml, .engine) or bundle folder."),
-        out: Path | None = typer.Option(None, "--out", "-o", help="Folder for annotated copies of the images."),
+        out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for annotated copies of the images."),
         as_json: bool = typer.Option(False, "--json", help="Print one JSON document (a list, one record per image)."),
         aligned: bool = typer.Option(False, "--aligned", help="Images are aligned face crops: skip detection."),
         detector: str = DETECTOR,
-        detector_model: Path | None = DETECTOR_MODEL,
+        detector_model: Optional[Path] = DETECTOR_MODEL,
         device: str = typer.Option("cpu", "--device", help="Inference device (cpu, GPU, cuda:0, ...)."),
-        threads: int | None = typer.Option(None, "--threads", help="Inference threads."),
-        cache_dir: Path | None = CACHE_DIR,
+        threads: Optional[int] = typer.Option(None, "--threads", help="Inference threads."),
+        cache_dir: Optional[Path] = CACHE_DIR,
         margin: float = typer.Option(0.15, "--margin", help="Border around a detected box without landmarks."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace annotated images of an earlier run."),
     ) -> None:
@@ -93,19 +94,19 @@ def register(app: typer.Typer) -> None:
             help="Camera index, video file, stream URL (rtsp://, http://) or GStreamer pipeline ending in appsink "
             "(needs an OpenCV built with GStreamer, e.g. JetPack's).",
         ),
-        out: Path | None = typer.Option(None, "--out", "-o", help="Annotated output video (.mp4, mp4v codec)."),
-        jsonl: Path | None = typer.Option(None, "--jsonl", help="Events file: one JSON line per processed frame."),
+        out: Optional[Path] = typer.Option(None, "--out", "-o", help="Annotated output video (.mp4, mp4v codec)."),
+        jsonl: Optional[Path] = typer.Option(None, "--jsonl", help="Events file: one JSON line per processed frame."),
         show: bool = typer.Option(False, "--show", help="Show the annotated stream in a window (needs GUI OpenCV)."),
-        max_frames: int | None = typer.Option(None, "--max-frames", help="Stop after this many processed frames."),
+        max_frames: Optional[int] = typer.Option(None, "--max-frames", help="Stop after this many processed frames."),
         detector: str = DETECTOR,
-        detector_model: Path | None = DETECTOR_MODEL,
+        detector_model: Optional[Path] = DETECTOR_MODEL,
         aligned: bool = typer.Option(False, "--aligned", help="Frames are aligned face crops: skip detection."),
         device: str = typer.Option("cpu", "--device", help="Inference device."),
-        threads: int | None = typer.Option(None, "--threads", help="Inference threads."),
-        cache_dir: Path | None = CACHE_DIR,
+        threads: Optional[int] = typer.Option(None, "--threads", help="Inference threads."),
+        cache_dir: Optional[Path] = CACHE_DIR,
         smoothing: float = typer.Option(0.5, "--smoothing", help="EMA weight of new probabilities (1 = off)."),
         queue_size: int = typer.Option(1, "--queue-size", help="Frames buffered between capture and inference."),
-        realtime: bool | None = typer.Option(
+        realtime: Optional[bool] = typer.Option(
             None,
             "--realtime/--no-realtime",
             help="Drop stale frames (default: on for cameras/streams, off for files, which are read at their FPS "
@@ -117,7 +118,7 @@ def register(app: typer.Typer) -> None:
             help="Run the face detector every N frames (sooner when a face is lost); boxes are carried forward by "
             "template matching in between. 1 = every frame.",
         ),
-        detect_width: int | None = typer.Option(
+        detect_width: Optional[int] = typer.Option(
             480,
             "--detect-width",
             help="Downscale frames to this width for detection only; boxes are mapped back (0 = the detector's "
@@ -129,7 +130,7 @@ def register(app: typer.Typer) -> None:
         reconnect_delay: float = typer.Option(
             1.0, "--reconnect-delay", help="Seconds before the first reconnect attempt; doubled per attempt (max 30)."
         ),
-        summary_json: Path | None = typer.Option(None, "--summary-json", help="Write the run summary as JSON."),
+        summary_json: Optional[Path] = typer.Option(None, "--summary-json", help="Write the run summary as JSON."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No status lines while running."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace the outputs of an earlier run."),
     ) -> None:
@@ -177,7 +178,7 @@ def register(app: typer.Typer) -> None:
     def deepstream(
         model: Path = typer.Option(..., "--model", "-m", help="ONNX (preferred) or TensorRT engine with metadata."),
         out: Path = typer.Option(..., "--out", "-o", help="Folder for the nvinfer config, labels and model."),
-        precision: str | None = typer.Option(None, "--precision", help="fp32 | fp16 | int8 (network-mode)."),
+        precision: Optional[str] = typer.Option(None, "--precision", help="fp32 | fp16 | int8 (network-mode)."),
         batch_size: int = typer.Option(16, "--batch-size", help="Faces per nvinfer batch."),
         gie_unique_id: int = typer.Option(2, "--gie-unique-id"),
         operate_on_gie_id: int = typer.Option(1, "--operate-on-gie-id", help="gie-unique-id of the face detector."),

@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Dict, List
 
 import typer
 
 
-def _parse_sets(items: list[str]) -> dict[str, object]:
+def _parse_sets(items: List[str]) -> Dict[str, object]:
     import yaml
 
     from edgefer.training.config import ConfigError
 
-    out: dict[str, object] = {}
+    out: Dict[str, object] = {}
     for item in items:
         if "=" not in item:
             raise ConfigError(f"--set expects key=value, got {item!r}")
@@ -66,7 +67,7 @@ def register(app: typer.Typer) -> None:
         device: str = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N."),
         amp: bool = typer.Option(None, "--amp/--no-amp", help="Mixed precision (CUDA only)."),
         channels_last: bool = typer.Option(None, "--channels-last/--no-channels-last", help="CUDA only."),
-        sets: list[str] = typer.Option([], "--set", help="Any other option as key=value (repeatable)."),
+        sets: List[str] = typer.Option([], "--set", help="Any other option as key=value (repeatable)."),
         no_progress: bool = typer.Option(
             False, "--no-progress", "--quiet", "-q", help="No progress bars or epoch lines."
         ),
@@ -79,7 +80,7 @@ def register(app: typer.Typer) -> None:
             for name in C.list_recipes():
                 typer.echo(name)
             return
-        overrides: dict[str, object] = {
+        overrides: Dict[str, object] = {
             "data": data, "model": model, "out": out, "epochs": epochs, "batch_size": batch_size,
             "img_size": img_size, "lr": lr, "optimizer": optimizer, "weight_decay": weight_decay,
             "warmup_epochs": warmup_epochs, "label_smoothing": label_smoothing, "balance": balance,

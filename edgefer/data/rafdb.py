@@ -27,6 +27,7 @@ from pathlib import Path
 from edgefer.data.base import IMAGE_EXTENSIONS, FERDataset, canonical_split, read_image
 from edgefer.errors import DatasetError
 from edgefer.labels import rafdb_label_to_index
+from edgefer.utils.compat import zip_strict
 
 LABEL_FILE_NAME = "list_patition_label.txt"
 RAFDB_SPLITS = ("train", "test")
@@ -122,7 +123,7 @@ def open_rafdb(base: Path, split: str, on_error: str, image_variant: str = "alig
         split=split,
         on_error=on_error,
     )
-    gone = {sid for sid, f in zip(ids, files, strict=True) if f not in present}
+    gone = {sid for sid, f in zip_strict(ids, files) if f not in present}
     ds.drop([i for i, sid in enumerate(ds.ids) if sid in gone], reason="missing")
     return ds
 

@@ -27,6 +27,7 @@ from edgefer.data.rafdb import (
 )
 from edgefer.errors import DatasetError
 from edgefer.labels import CLASS_NAMES
+from edgefer.utils.compat import zip_strict
 
 FORMATS = ("rafdb", "fer2013", "rafdb_folders", "folders")
 
@@ -150,10 +151,10 @@ def dataset_info(path: str | os.PathLike, validate: bool = False, progress: bool
         counts = ds.class_counts()
         splits[split] = {
             "size": len(ds),
-            "histogram": {name: int(n) for name, n in zip(CLASS_NAMES, counts, strict=True)},
+            "histogram": {name: int(n) for name, n in zip_strict(CLASS_NAMES, counts)},
             "skipped": ds.skipped,
             "skipped_ids": list(ds.skipped_ids),
-            "missing_classes": [n for n, c in zip(CLASS_NAMES, counts, strict=True) if c == 0],
+            "missing_classes": [n for n, c in zip_strict(CLASS_NAMES, counts) if c == 0],
         }
     return {
         "format": fmt,

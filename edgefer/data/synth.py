@@ -42,6 +42,7 @@ import numpy as np
 
 from edgefer.errors import DatasetError
 from edgefer.labels import CLASS_NAMES, NUM_CLASSES
+from edgefer.utils.compat import zip_strict
 
 #: RAF-DB basic train / test counts per class, canonical order (Surprise .. Neutral).
 RAFDB_TRAIN_COUNTS: tuple[int, ...] = (1290, 281, 717, 4772, 1982, 705, 2524)
@@ -152,7 +153,7 @@ def jitter_for_difficulty(difficulty: float) -> FaceJitter:
 
     def mix(easy, hard):
         if isinstance(hard, tuple):
-            return tuple(mix(e, h) for e, h in zip(easy, hard, strict=True))
+            return tuple(mix(e, h) for e, h in zip_strict(easy, hard))
         if isinstance(hard, bool):
             return hard
         return easy + (hard - easy) * difficulty
@@ -184,7 +185,7 @@ def expression_params(expression: int, rng: np.random.Generator, jitter: FaceJit
     p = _NEUTRAL + t * (_PROTOTYPES[int(expression)] - _NEUTRAL)
     p = p + rng.normal(0.0, 1.0, size=p.shape) * _PARAM_SD * jitter.param_noise
     p = np.clip(p, _PARAM_LOW, _PARAM_HIGH)
-    return dict(zip(_PARAM_NAMES, p.tolist(), strict=True))
+    return dict(zip_strict(_PARAM_NAMES, p.tolist()))
 
 
 # --------------------------------------------------------------------------------------------

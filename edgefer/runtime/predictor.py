@@ -40,6 +40,7 @@ from edgefer.preprocess import preprocess_batch, to_three_channels
 from edgefer.runtime.align import align_by_landmarks, crop_square
 from edgefer.runtime.detect import Detection, FaceDetector, FullFrameDetector, detect_scaled, make_detector
 from edgefer.runtime.tracking import BoxCarrier, IoUTracker
+from edgefer.utils.compat import zip_strict
 from edgefer.utils.options import merged
 
 STAGES = ("detect", "align", "preprocess", "infer", "total")
@@ -77,7 +78,7 @@ class Face:
             "det_score": round(float(self.det_score), 6),
         }
         if class_names is not None:
-            d["probs"] = {n: round(float(p), 6) for n, p in zip(class_names, self.probs, strict=True)}
+            d["probs"] = {n: round(float(p), 6) for n, p in zip_strict(class_names, self.probs)}
         else:
             d["probs"] = [round(float(p), 6) for p in self.probs]
         if self.landmarks is not None:

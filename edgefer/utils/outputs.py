@@ -25,7 +25,6 @@ through these helpers, so the rules below hold everywhere and are tested once
 from __future__ import annotations
 
 import contextlib
-import datetime as _dt
 import json
 import os
 import re
@@ -37,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from edgefer.errors import EdgeferError
+from edgefer.utils.compat import utc_now_iso, zip_strict
 
 #: The manifest edgefer keeps in every output folder it writes to.
 MANIFEST_NAME = ".edgefer-manifest.json"
@@ -135,7 +135,7 @@ def record_outputs(
             groups[old] = [r for r in groups[old] if r != rel]
             if not groups[old]:
                 del groups[old]
-    when = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+    when = utc_now_iso()
     for members in [rels] if grouped else [[r] for r in rels]:
         group = members[0]
         k = 2
@@ -312,7 +312,7 @@ class StagedOutput:
         staged = sorted((p for p in self.dir.rglob("*") if p.is_file()), key=lambda p: (p in self.last, str(p)))
         rels = [p.relative_to(self.dir).as_posix() for p in staged]
         check_outputs(self.root, rels, overwrite=self.overwrite, flag=self.flag)
-        for src, rel in zip(staged, rels, strict=True):
+        for src, rel in zip_strict(staged, rels):
             dst = self.root / rel
             dst.parent.mkdir(parents=True, exist_ok=True)
             os.replace(src, dst)
