@@ -32,10 +32,12 @@ test-reverse: $(STAMP)
 	$(PY) -m pytest $(PYTEST_OPTS) -p no:cacheprovider -m "not needs_index" $$(ls tests/test_*.py | sort -r)
 
 # Lint and formatting: `make test` runs this first, so CI fails on an unformatted file.
-# `ruff format edgefer tests benchmarks` fixes the formatting.
+# `ruff format edgefer tests benchmarks` fixes the formatting. The last line keeps the device side on
+# the device's Python (3.8 on JetPack 5): ruff's py38 target, vermin, and run-time unions/generics.
 lint: $(STAMP)
 	$(VENV)/bin/ruff check edgefer tests benchmarks
 	$(VENV)/bin/ruff format --check edgefer tests benchmarks
+	$(PY) tests/lint_device_python.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

@@ -52,6 +52,16 @@ class MissingDependencyError(EdgeferError):
         self.extra = extra
 
 
+class UnsupportedPythonError(MissingDependencyError):
+    """This interpreter is too old for the part of edgefer that was asked for (the training side on a
+    Jetson's Python 3.8): installing an extra would not help, so the message says what runs here."""
+
+    def __init__(self, package: str, extra: str, message: str) -> None:
+        EdgeferError.__init__(self, message)
+        self.package = package
+        self.extra = extra
+
+
 def require(module: str, extra: str, feature: str = ""):
     """Import an optional module or raise :class:`MissingDependencyError` naming the extra."""
     import importlib

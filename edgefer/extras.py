@@ -15,7 +15,18 @@ This module imports nothing optional itself (it is loaded when an import has jus
 
 from __future__ import annotations
 
-from edgefer.errors import MissingDependencyError
+import sys
+
+from edgefer.errors import MissingDependencyError, UnsupportedPythonError
+
+#: The oldest Python the training side runs on: edgefer.training, .models, .quantize and .pipeline (PyTorch,
+#: NNCF; the code uses 3.10's ``zip(strict=)``; tested on 3.11). The device side -- predict, run, benchmark,
+#: bundle, deepstream, doctor, export from an ONNX -- runs on 3.8 (JetPack 5) to 3.13 (pyproject.toml).
+TRAIN_PYTHON: tuple[int, int] = (3, 10)
+#: What an interpreter older than TRAIN_PYTHON can still do, for the message that refuses the rest.
+DEVICE_COMMANDS = "predict, run, benchmark, bundle, deepstream, doctor and export --onnx"
+#: The extras that only the training side needs (their packages carry a python_version marker).
+TRAIN_EXTRAS = ("train", "onnx", "openvino")
 
 #: top-level import name -> the extra that installs it (the first one to suggest when several do)
 MODULE_EXTRAS: dict[str, str] = {
@@ -44,6 +55,30 @@ HINTS: dict[str, str] = {
 }
 
 
+def python_too_old(what: str, package: str = "torch", extra: str = "train") -> UnsupportedPythonError | None:
+    """The error for ``what`` (a command or part of edgefer) on an interpreter older than TRAIN_PYTHON, else None."""
+    if sys.version_info[:2] >= TRAIN_PYTHON:
+        return None
+    need = ".".join(map(str, TRAIN_PYTHON))
+    here = ".".join(map(str, sys.version_info[:3]))
+    return UnsupportedPythonError(
+        package,
+        extra,
+        f"{what or 'this'} needs Python >= {need} (PyTorch and the training side); this is Python {here}. "
+        f"This interpreter runs the device side: {DEVICE_COMMANDS}. Train and quantize on a machine with a newer "
+        "Python and bring the ONNX, IR or bundle here.",
+    )
+
+
+def require_train_python(part: str) -> None:
+    """Raise :class:`UnsupportedPythonError` when ``part`` (``"edgefer.training"``) is imported on an
+    interpreter older than :data:`TRAIN_PYTHON` -- e.g. a Jetson's Python 3.8 with JetPack's own torch,
+    where the training code would otherwise fail halfway with a TypeError."""
+    err = python_too_old(part)
+    if err is not None:
+        raise err
+
+
 def missing_extra(exc: ModuleNotFoundError, feature: str = "") -> MissingDependencyError | None:
     """The :class:`MissingDependencyError` for a failed import of an optional module, else None.
 
@@ -55,4 +90,8 @@ def missing_extra(exc: ModuleNotFoundError, feature: str = "") -> MissingDepende
     extra = MODULE_EXTRAS.get(name)
     if extra is None:
         return None
+    if extra in TRAIN_EXTRAS:  # on an old interpreter no extra brings it: say what runs here instead
+        too_old = python_too_old(feature, name, extra)
+        if too_old is not None:
+            return too_old
     return MissingDependencyError(name, extra, feature, hint=HINTS.get(name, ""))

@@ -5,6 +5,7 @@ Both are session-scoped so the whole suite pays for them once (seconds, on 2 CPU
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import random
 from pathlib import Path
@@ -26,6 +27,10 @@ TEST_MODEL = "msff_resnet18"
 #: Whether the tensorrt package is installed (the ``trt`` row of :mod:`edgefer.formats`): the one flag every
 #: test that needs TensorRT, or its absence, uses (``from conftest import HAS_TRT``).
 HAS_TRT = format_named("trt").installed()
+#: Whether torch is installed. The device-side test files (TensorRT stand-ins, sidecar, backends) also run in
+#: a torch-free venv on the device's Python (tests/test_device_python.py): there the fixtures below seed and
+#: guard only what exists.
+HAS_TORCH = importlib.util.find_spec("torch") is not None
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -45,9 +50,11 @@ _GUARDED_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "TORCH_HOME", "CUDA_VISIBL
 
 def _process_state() -> dict[str, object]:
     """The process-wide settings one test could leave behind for the next (torch's, the cwd, some env)."""
+    env = {k: v for k, v in os.environ.items() if k in _GUARDED_ENV or k.startswith("EDGEFER_")}
+    if not HAS_TORCH:
+        return {"os.getcwd()": os.getcwd(), "os.environ": env}
     import torch
 
-    env = {k: v for k, v in os.environ.items() if k in _GUARDED_ENV or k.startswith("EDGEFER_")}
     return {
         "torch.get_num_threads()": torch.get_num_threads(),
         "torch.are_deterministic_algorithms_enabled()": torch.are_deterministic_algorithms_enabled(),
@@ -84,17 +91,20 @@ def _same_start_no_leaks():
     environment variable fails that test by name (and is undone), because it changes what every later
     test computes - the cause of an order-dependent failure is then reported where it happens.
     """
-    import torch
-
     seed = _test_seed()
-    torch.manual_seed(seed)
+    if HAS_TORCH:
+        import torch
+
+        torch.manual_seed(seed)
     np.random.seed(seed)
     random.seed(seed)
     before = _process_state()
     yield
     after = _process_state()
     leaked = {k: (before[k], after[k]) for k in before if before[k] != after[k]}
-    if leaked:
+    if leaked and HAS_TORCH:
+        import torch
+
         torch.set_num_threads(before["torch.get_num_threads()"])
         torch.use_deterministic_algorithms(
             before["torch.are_deterministic_algorithms_enabled()"],
@@ -102,6 +112,7 @@ def _same_start_no_leaks():
         )
         torch.set_default_dtype(before["torch.get_default_dtype()"])
         torch.set_grad_enabled(before["torch.is_grad_enabled()"])
+    if leaked:
         os.chdir(before["os.getcwd()"])
         for k in set(before["os.environ"]) | set(after["os.environ"]):
             if k in before["os.environ"]:

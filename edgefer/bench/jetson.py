@@ -16,10 +16,10 @@ import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, List, Tuple
 
 #: ``runner(argv) -> (returncode, stdout + stderr)``; raises OSError/SubprocessError on failure.
-Runner = Callable[[list[str]], tuple[int, str]]
+Runner = Callable[[List[str]], Tuple[int, str]]
 
 #: seconds a probe command may take before it is given up on.
 PROBE_TIMEOUT_S = 2.0

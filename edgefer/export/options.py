@@ -17,7 +17,7 @@ import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
 
 from edgefer.errors import ExportError
 from edgefer.export.profiles import DeviceProfile, load_profile
@@ -28,7 +28,7 @@ from edgefer.utils.outputs import safe_name
 
 INT8_MODES = ("qdq", "entropy")
 
-PathLike = str | os.PathLike
+PathLike = Union[str, os.PathLike]
 
 
 @dataclass(frozen=True)

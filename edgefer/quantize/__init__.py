@@ -10,7 +10,10 @@ first use (PEP 562), so the CLI and ``edgefer.export`` can reference them withou
 
 from __future__ import annotations
 
+from edgefer.extras import require_train_python
 from edgefer.utils.lazy import lazy_getattr
+
+require_train_python("edgefer.quantize")
 
 _LAZY = {
     "quantize": "edgefer.quantize.api",
@@ -27,6 +30,5 @@ _LAZY = {
 }
 
 __all__ = sorted(_LAZY)
-
 
 __getattr__ = lazy_getattr(__name__, _LAZY)

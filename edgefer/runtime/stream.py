@@ -39,7 +39,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, Union
 
 import cv2
 import numpy as np
@@ -136,7 +136,7 @@ class VideoCaptureLike(Protocol):
     def release(self) -> None: ...
 
 
-CaptureFactory = Callable[[int | str], VideoCaptureLike]
+CaptureFactory = Callable[[Union[int, str]], VideoCaptureLike]
 
 
 def open_capture(source: int | str) -> VideoCaptureLike:

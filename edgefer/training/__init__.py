@@ -12,7 +12,10 @@ is an :class:`edgefer.metrics.ClassificationReport`). Names are imported lazily 
 
 from __future__ import annotations
 
+from edgefer.extras import require_train_python
 from edgefer.utils.lazy import lazy_getattr
+
+require_train_python("edgefer.training")
 
 _EXPORTS = {
     "TrainConfig": "edgefer.training.config",
@@ -29,7 +32,6 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
-
 
 __getattr__ = lazy_getattr(__name__, _EXPORTS)
 
