@@ -48,6 +48,8 @@ DEVICE_SIDE = (
     "edgefer/runtime",
     "edgefer/utils",
 )
+#: Training-side modules inside those folders (they import torch, so they never run on an old interpreter).
+TRAINING_ONLY = ("edgefer/data/torch_dataset.py",)
 #: Where annotations are evaluated at run time (typer reads the command signatures).
 EVALUATED_ANNOTATIONS = ("edgefer/cli",)
 #: Builtins whose subscription (``list[int]``) is 3.9+ at run time.
@@ -70,8 +72,25 @@ def _is_typeish(node: ast.expr) -> bool:
     return False
 
 
-def _is_generic(node: ast.Subscript) -> bool:
-    return isinstance(node.value, ast.Name) and node.value.id in GENERIC_BUILTINS
+def _is_generic(node: ast.Subscript, abc_names: frozenset[str] = frozenset()) -> bool:
+    """``list[...]``, ``collections.abc.Callable[...]`` (or a name imported from there), ``os.PathLike[...]``:
+    subscriptable at run time only from Python 3.9."""
+    value = node.value
+    if isinstance(value, ast.Name):
+        return value.id in GENERIC_BUILTINS or value.id in abc_names
+    if isinstance(value, ast.Attribute):
+        owner = ast.unparse(value.value)
+        return owner in ("collections.abc", "abc") or (owner, value.attr) in {("os", "PathLike"), ("re", "Pattern")}
+    return False
+
+
+def _abc_imports(tree: ast.AST) -> frozenset[str]:
+    """Names a module imports from ``collections.abc`` (``from collections.abc import Callable``)."""
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module == "collections.abc":
+            names |= {a.asname or a.name for a in node.names}
+    return frozenset(names)
 
 
 def _annotation_nodes(tree: ast.AST) -> set[int]:
@@ -94,18 +113,16 @@ def findings(path: Path, evaluated_annotations: bool = False) -> Iterator[str]:
     """``file:line: message`` for each run-time PEP 604 union or PEP 585 generic in ``path``."""
     tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
     skip = set() if evaluated_annotations else _annotation_nodes(tree)
+    abc_names = _abc_imports(tree)
     for node in ast.walk(tree):
         if id(node) in skip:
             continue
         if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
             if _is_typeish(node.left) and _is_typeish(node.right):
                 yield f"{path}:{node.lineno}: `X | Y` evaluated at run time needs Python 3.10 (typing.Optional/Union)"
-        elif isinstance(node, ast.Subscript) and _is_generic(node):
-            name = node.value.id  # type: ignore[attr-defined]
-            yield (
-                f"{path}:{node.lineno}: `{name}[...]` evaluated at run time needs Python 3.9 "
-                f"(use typing.{name.capitalize()})"
-            )
+        elif isinstance(node, ast.Subscript) and _is_generic(node, abc_names):
+            name = ast.unparse(node.value)
+            yield f"{path}:{node.lineno}: `{name}[...]` evaluated at run time needs Python 3.9 (use the typing name)"
 
 
 def _files(paths: list[str]) -> list[Path]:
@@ -113,16 +130,21 @@ def _files(paths: list[str]) -> list[Path]:
     for p in paths:
         path = ROOT / p if not Path(p).is_absolute() else Path(p)
         out += sorted(path.rglob("*.py")) if path.is_dir() else [path] if path.exists() else []
-    return out
+    return [f for f in out if not any(f.as_posix().endswith(t) for t in TRAINING_ONLY)]
 
 
-def check(root: Path | None = None) -> list[str]:
-    """Every finding of the three checks over the device side under ``root`` (this checkout by default)."""
+def check(root: Path | None = None, only: list[Path] | None = None) -> list[str]:
+    """Every finding of vermin and of the run-time typing check over the device side under ``root`` (this
+    checkout by default); with ``only``, over those of its files alone (the rest of the tree is not read)."""
     base = root or ROOT
-    device = [str(base / p) for p in DEVICE_SIDE]
-    cli = [str(base / p) for p in EVALUATED_ANNOTATIONS]
-    problems = [f for path in _files(device) for f in findings(path)]
-    problems += [f for path in _files(cli) for f in findings(path, evaluated_annotations=True)]
+    device = _files([str(base / p) for p in DEVICE_SIDE])
+    cli = _files([str(base / p) for p in EVALUATED_ANNOTATIONS])
+    if only is not None:
+        keep = {Path(f).resolve() for f in only}
+        device = [f for f in device if f.resolve() in keep]
+        cli = [f for f in cli if f.resolve() in keep]
+    problems = [f for path in device for f in findings(path)]
+    problems += [f for path in cli for f in findings(path, evaluated_annotations=True)]
     vermin = [
         str(Path(sys.executable).parent / "vermin"),
         "-t=3.8-",
@@ -131,10 +153,12 @@ def check(root: Path | None = None) -> list[str]:
         "--no-parse-comments",
     ]
     runs = [
-        [*vermin, *[str(f) for f in _files(device)]],
-        [*vermin, "--eval-annotations", "--feature", "union-types", *[str(f) for f in _files(cli)]],
+        vermin + [str(f) for f in device],
+        [*vermin, "--eval-annotations", "--feature", "union-types"] + [str(f) for f in cli],
     ]
-    for cmd in runs:
+    for cmd, files in zip(runs, (device, cli), strict=True):
+        if not files:
+            continue
         res = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if res.returncode != 0:
             lines = [

@@ -36,6 +36,7 @@ DEVICE = (
     "edgefer.bench",
     "edgefer.runtime",
     "edgefer.bundle",
+    "edgefer.doctor",
     "edgefer.metadata",
     "edgefer.engine_sidecar",
     "edgefer.formats",

@@ -14,9 +14,8 @@ import contextlib
 import re
 import shutil
 import subprocess
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, List, Tuple
+from typing import Any, Callable, List, Tuple
 
 #: ``runner(argv) -> (returncode, stdout + stderr)``; raises OSError/SubprocessError on failure.
 Runner = Callable[[List[str]], Tuple[int, str]]

@@ -56,7 +56,7 @@ def _cpu_flags() -> list[str]:
     return []
 
 
-def _gpus() -> list[str]:
+def gpus() -> list[str]:
     """GPU names from nvidia-smi, or the Jetson model file; empty when there is none."""
     smi = shutil.which("nvidia-smi")
     if smi:
@@ -110,7 +110,7 @@ def machine_info() -> dict[str, Any]:
         "cores_logical": os.cpu_count(),
         "cores_usable": usable,
         "memory_gb": mem_total,
-        "gpus": _gpus(),
+        "gpus": gpus(),
         "os": platform.platform(),
         "machine": platform.machine(),
         "python": sys.version.split()[0],

@@ -14,7 +14,7 @@ import importlib
 import os
 import sys
 import traceback
-from typing import List, NoReturn, Optional
+from typing import List, NoReturn, Optional, Tuple, Type
 
 import typer
 
@@ -28,8 +28,22 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+
+def _usage_errors() -> Tuple[Type[Exception], ...]:
+    """The exception a usage error raises: ``typer.TyperException`` where typer vendors click (0.2x and
+    later); click's ``ClickException`` with the older typer that Python 3.8 (JetPack 5) gets."""
+    own = getattr(typer, "TyperException", None)
+    if own is not None:
+        return (own,)
+    import click
+
+    return (click.ClickException,)
+
+
+USAGE_ERRORS = _usage_errors()
+
 #: CLI areas, in help order; each is edgefer/cli/<name>.py with register(app).
-AREAS = ("data", "models", "train", "export", "quantize", "debug", "bench", "runtime", "pipeline")
+AREAS = ("doctor", "data", "models", "train", "export", "quantize", "debug", "bench", "runtime", "pipeline")
 
 
 def _print_version(value: bool) -> None:
@@ -108,7 +122,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     except typer.Abort:
         typer.secho("aborted", fg=typer.colors.YELLOW, err=True)
         sys.exit(1)
-    except typer.TyperException as exc:  # usage errors (typer vendors click: no ``import click``)
+    except USAGE_ERRORS as exc:  # usage errors: typer's own (it vendors click) or click's (older typer)
         show = getattr(exc, "show", None)
         if callable(show):
             show()

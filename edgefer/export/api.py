@@ -24,10 +24,9 @@ from __future__ import annotations
 import contextlib
 import os
 import shlex
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 from edgefer.errors import ExportError, MissingDependencyError
 from edgefer.export.options import ExportOptions

@@ -36,10 +36,9 @@ import queue
 import signal
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, Union
+from typing import Any, Callable, Protocol, Union
 
 import cv2
 import numpy as np
