@@ -67,12 +67,54 @@ ENGINE="$OUT/${STEM%_fp16}"
 ENGINE="${ENGINE%_int8_qdq}_${PRECISION}${DLA:+_dla$DLA}.engine"
 ARGS=(--onnx="$ONNX" --saveEngine="$ENGINE" --memPoolSize=workspace:"$WORKSPACE"
       --timingCacheFile="$OUT/trt_timing.cache")
-# A dynamic-batch ONNX needs shapes; a static profile uses min = opt = max = batch.
-if [[ "$DYNAMIC" == "true" ]]; then
-  OPT=${OPT_BATCH:-$(( MAX_BATCH < 4 ? MAX_BATCH : 4 ))}
-  ARGS+=(--minShapes=input:1x3xHxW --optShapes=input:${OPT}x3xHxW --maxShapes=input:${MAX_BATCH}x3xHxW)
+# Shapes only for an ONNX with a dynamic batch, as trtexec_command does (edgefer/export/tensorrt.py):
+# trtexec refuses --minShapes/--optShapes/--maxShapes for a model without dynamic inputs ("Static
+# model does not take explicit shapes since the shape of inference tensors will be determined by
+# the model itself": NVIDIA/TensorRT samples/common/sampleEngines.cpp, setupNetworkAndConfig, read
+# in the 10.x source; issue 22 places it at 10.3.0 ~839-845 and 8.5.3 ~766), and
+# `edgefer export --profile` with `dynamic: false` writes a static-batch
+# ONNX. Whether the batch is dynamic: ONNX_DYNAMIC=1|0, else the edgefer metadata stored in the ONNX
+# (its metadata_props JSON holds "dynamic_batch" and "batch"), else dynamic: shapes are passed, so a
+# static foreign ONNX fails loudly in trtexec (set ONNX_DYNAMIC=0) instead of a dynamic one being
+# built silently for batch 1 (trtexec's default for a dynamic input given no shapes).
+ONNX_DYN=${ONNX_DYNAMIC:-}
+ONNX_BATCH=""
+if [[ -z "$ONNX_DYN" ]]; then
+  META=$(LC_ALL=C grep -a -o -m1 '"batch": [0-9]*, "dynamic_batch": \(true\|false\)' "$ONNX" | head -n1 || true)
+  if [[ -z "$META" ]]; then
+    META=$(LC_ALL=C grep -a -o -m1 '"dynamic_batch": \(true\|false\)' "$ONNX" | head -n1 || true)
+  fi
+  case "$META" in
+    *'"dynamic_batch": true') ONNX_DYN=1 ;;
+    *'"dynamic_batch": false')
+      ONNX_DYN=0
+      ONNX_BATCH=$(sed -n 's/^"batch": \([0-9]*\),.*/\1/p' <<< "$META") ;;
+  esac
+fi
+case "${ONNX_DYN:-}" in
+  1|true) ONNX_DYN=1 ;;
+  0|false) ONNX_DYN=0 ;;
+  "") ONNX_DYN=1 ;;
+  *) echo "error: ONNX_DYNAMIC must be 1 or 0, not '$ONNX_DYN'" >&2; exit 2 ;;
+esac
+if [[ "$ONNX_DYN" == "1" ]]; then
+  # a dynamic-batch ONNX needs shapes, even for a static engine (min = opt = max = batch)
+  if [[ "$DYNAMIC" == "true" ]]; then
+    OPT=${OPT_BATCH:-$(( MAX_BATCH < 4 ? MAX_BATCH : 4 ))}
+    ARGS+=(--minShapes=input:1x3xHxW --optShapes=input:${OPT}x3xHxW --maxShapes=input:${MAX_BATCH}x3xHxW)
+  else
+    ARGS+=(--minShapes=input:${BATCH}x3xHxW --optShapes=input:${BATCH}x3xHxW --maxShapes=input:${BATCH}x3xHxW)
+  fi
 else
-  ARGS+=(--minShapes=input:${BATCH}x3xHxW --optShapes=input:${BATCH}x3xHxW --maxShapes=input:${BATCH}x3xHxW)
+  SEEN="${ONNX_BATCH:-its own}"
+  if [[ "$DYNAMIC" == "true" ]]; then
+    echo "error: $(basename "$ONNX") has a static batch of $SEEN but $PROFILE asks for a dynamic batch: export it with --dynamic (or use a profile with dynamic: false)" >&2
+    exit 2
+  fi
+  if [[ -n "$ONNX_BATCH" && "$ONNX_BATCH" != "$BATCH" ]]; then
+    echo "error: $(basename "$ONNX") has a static batch of $ONNX_BATCH but $PROFILE asks for batch $BATCH: export it with --batch $BATCH" >&2
+    exit 2
+  fi
 fi
 # Input size (trtexec path only; edgefer reads it from the ONNX metadata): IMG_SIZE, else the
 # profile's img_size, else 112.
@@ -113,6 +155,9 @@ else
 fi
 [[ -n "$DLA" ]] && ARGS+=(--useDLACore="$DLA" --allowGPUFallback)
 
+# An edgefer sidecar beside the engine describes the engine built before (its TensorRT, GPU,
+# shapes and sha256): remove it, so the rebuilt engine is never read with the old one's facts.
+rm -f -- "$ENGINE.json"
 echo "+ $TRTEXEC ${ARGS[*]}"
 "$TRTEXEC" "${ARGS[@]}"
 echo "built $ENGINE with trtexec (no edgefer sidecar: load it with trtexec or rebuild with edgefer for the runtime)"
