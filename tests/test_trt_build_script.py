@@ -6,6 +6,8 @@ The stand-in answers ``--help`` with the banner real trtexec prints ("[TensorRT 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -115,6 +117,8 @@ def test_int8_from_qdq_onnx(tmp_path: Path, trt: str, flags: set[str]) -> None:
 def test_int8_from_fp32_onnx_with_calibration_cache(tmp_path: Path, trt: str) -> None:
     cache = tmp_path / "m.calib.cache"
     cache.write_bytes(b"TRT-8501-EntropyCalibration2\n")
+    onnx_sha = hashlib.sha256(b"stand-in onnx").hexdigest()  # what run_script writes as m.onnx
+    Path(f"{cache}.json").write_text(json.dumps({"schema": 1, "onnx_sha256": onnx_sha}, indent=2))
     rc, err, argv = run_script(tmp_path, trt, _profile(tmp_path, "int8"), "m.onnx", calib=cache)
     assert rc == 0, err
     assert _flags(argv) == {"--int8", f"--calib={cache}"}
@@ -252,3 +256,16 @@ def test_rebuilt_engine_loses_its_old_sidecar(tmp_path: Path) -> None:
     assert rc == 0, err
     assert not old.exists()
     assert (tmp_path / "out" / "m_fp16.engine").read_bytes() == b"engine"
+
+
+def test_calibration_cache_of_another_onnx_is_refused(tmp_path: Path) -> None:
+    """TensorRT matches a cache by tensor names only: one made before retraining is refused, as is one
+    without edgefer's key (nothing ties it to this ONNX)."""
+    cache = tmp_path / "m.calib.cache"
+    cache.write_bytes(b"TRT-8501-EntropyCalibration2\n")
+    prof = _profile(tmp_path, "int8")
+    rc, err, argv = run_script(tmp_path, "8.5", prof, "m.onnx", calib=cache)
+    assert rc == 2 and argv is None and "has no key m.calib.cache.json" in err
+    Path(f"{cache}.json").write_text(json.dumps({"onnx_sha256": hashlib.sha256(b"before retraining").hexdigest()}))
+    rc, err, argv = run_script(tmp_path, "8.5", prof, "m.onnx", calib=cache)
+    assert rc == 2 and argv is None and "made for another ONNX" in err and "--int8-mode entropy" in err

@@ -31,7 +31,7 @@ from edgefer.export.calibrator import calibration_batch_size, make_entropy_calib
 from edgefer.export.tensorrt import BatchProfile, EngineBuildSpec, build_engine, plan_build
 from edgefer.metadata import ModelMetadata, sidecar_path
 from edgefer.preprocess import Preprocessing
-from edgefer.utils.io import sha256_file
+from edgefer.utils.io import sha256_file, write_json
 
 IMG = 16
 N_CLASSES = 7
@@ -197,9 +197,16 @@ def fake_builder_trt(version: str, input_shape: tuple[int, ...], events: list, r
 
         def build_serialized_network(self, network: Network, config: Config) -> bytes:
             cal = config.int8_calibrator
-            if cal is not None:  # what TensorRT does: pull batches until None
-                while cal.get_batch(["input"]) is not None:
-                    events.append(("calibration_batch", cal.batch))
+            if cal is not None:  # what TensorRT does: a cache from read_calibration_cache, else pull batches
+                cached = cal.read_calibration_cache()
+                if cached is not None:
+                    events.append(("calibration_cache_read", bytes(cached)))
+                else:
+                    n = 0
+                    while cal.get_batch(["input"]) is not None:
+                        events.append(("calibration_batch", cal.batch))
+                        n += 1
+                    cal.write_calibration_cache(f"TRT-{version}-EntropyCalibration2 from {n} batches".encode())
             events.append(("build", cuda_current()))
             return b"serialized-engine"
 
@@ -335,7 +342,7 @@ def _calibrator(monkeypatch, tmp_path: Path, input_shape: tuple[int, ...], calib
     monkeypatch.setattr(cuda_mem, "open_allocator", lambda device=0, prefer=None: alloc)
     trt = fake_builder_trt("8.6.1", input_shape, [])
     meta = ModelMetadata("msff_resnet18", preprocessing=Preprocessing(input_size=IMG))
-    cal = make_entropy_calibrator(trt, meta, "data", tmp_path / "c.cache", 300, calib_batch, input_shape)
+    cal = make_entropy_calibrator(trt, meta, "data", tmp_path / "c.cache", 300, calib_batch, input_shape, "0" * 64)
     return cal, alloc, x
 
 
@@ -378,6 +385,73 @@ def test_build_calibrates_with_the_static_batch(builder_env, tmp_path: Path, mon
     assert builder_env.allocs[-1].mallocs == [3 * 3 * IMG * IMG * 4]
     assert build.info["build"]["mode"] == "int8 entropy calibrator"
     assert not [e for e in events if e[0] == "calibration_profile"]  # static input: no calibration profile
+
+
+# --- calibration cache: keyed to the ONNX and the calibration set ----------------------------------
+
+
+def _calib_env(builder_env, monkeypatch, tmp_path: Path):
+    """Calibration sets by name ("a", "b": different images) and a build function -> (events, build)."""
+    import edgefer.data.calibration as calibration
+
+    rng = np.random.default_rng(0)
+    sets = {name: rng.standard_normal((8, 3, IMG, IMG)).astype(np.float32) for name in ("a", "b")}
+    monkeypatch.setattr(
+        calibration, "calibration_arrays", lambda data, pp, calib_size: types.SimpleNamespace(x=sets[data])
+    )
+    cache = tmp_path / "m.calib.cache"
+
+    def build(data: str | None, version: str = "8.6.1") -> tuple[list, Any]:
+        events = builder_env(version, (4, 3, IMG, IMG))
+        spec = EngineBuildSpec("int8", calib_data=data, calib_cache=cache)
+        return events, build_engine(builder_env.onnx, tmp_path / "m.engine", spec)
+
+    return build, cache
+
+
+def _calibrated(events: list) -> bool:
+    return any(e[0] == "calibration_batch" for e in events)
+
+
+def test_calibration_cache_is_keyed_to_onnx_and_images(builder_env, monkeypatch, tmp_path: Path) -> None:
+    """The bug: an existing <stem>.calib.cache was reused whatever the ONNX (retrained) or --calib-data,
+    and TensorRT matches a cache by tensor names only, so the engine got the old scales silently."""
+    build, cache = _calib_env(builder_env, monkeypatch, tmp_path)
+    events, _ = build("a")
+    assert _calibrated(events) and cache.exists()
+    key = json.loads(Path(str(cache) + ".json").read_text())
+    assert key["onnx_sha256"] == trt_export.sha256_file(builder_env.onnx) and len(key["calibration_sha256"]) == 64
+    first = cache.read_bytes()
+
+    events, _ = build("a")  # same ONNX, same images: the cache is what calibration would give again
+    assert not _calibrated(events) and ("calibration_cache_read", first) in events
+
+    events, _ = build("b")  # other images: recalibrated
+    assert _calibrated(events)
+    events, _ = build("b", version="10.3.0")  # another TensorRT wrote it: recalibrated where data is at hand
+    assert _calibrated(events)
+    events, _ = build("b")
+    assert _calibrated(events)
+    events, _ = build(None)  # no data: the cache of set "b" for this ONNX is reused
+    assert not _calibrated(events)
+
+    builder_env.onnx.write_bytes(b"the retrained model")  # same tensor names, other weights
+    events, _ = build("b")
+    assert _calibrated(events)
+    assert json.loads(Path(str(cache) + ".json").read_text())["onnx_sha256"] == trt_export.sha256_file(builder_env.onnx)
+
+
+def test_calibration_cache_for_another_onnx_without_data_is_refused(builder_env, monkeypatch, tmp_path) -> None:
+    build, cache = _calib_env(builder_env, monkeypatch, tmp_path)
+    build("a")
+    builder_env.onnx.write_bytes(b"the retrained model")
+    with pytest.raises(ExportError, match=r"m\.calib\.cache was made for another ONNX.*--calib-data"):
+        build(None)
+    Path(str(cache) + ".json").unlink()  # a cache edgefer did not key (older edgefer, another tool)
+    with pytest.raises(ExportError, match=r"cannot tell which ONNX.*--calib-data"):
+        build(None)
+    events, _ = build("a")  # data given: recalibrated, keyed again
+    assert _calibrated(events) and Path(str(cache) + ".json").exists()
 
 
 # --- backend: DLA core, page-locked buffers -------------------------------------------------------
@@ -735,3 +809,56 @@ def test_cuda_python_host_buffers_are_page_locked(monkeypatch: pytest.MonkeyPatc
         assert rt.device == 1
     alloc.close()
     assert rt.freed_host == [ptr]
+
+
+# --- the printed trtexec --calib command ---------------------------------------------------------
+
+
+def _tiny_edgefer_onnx(path: Path) -> Path:
+    """A real FP32 ONNX with a dynamic batch and edgefer metadata (no torch needed)."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    dims: list = ["batch", 3, IMG, IMG]
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["input"], ["logits"])],
+        "g",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, dims)],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, dims)],
+    )
+    model = helper.make_model(graph)
+    meta = ModelMetadata("m", preprocessing=Preprocessing(input_size=IMG), extra={"dynamic_batch": True})
+    for key, value in meta.to_props().items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(model, str(path))
+    return path
+
+
+def test_printed_trtexec_calib_needs_the_cache_first(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bug: `--onnx-only` printed `trtexec --int8 --calib=X` before X existed; trtexec does not check
+    and calibrates on random data. Now the export refuses, saying how to make the cache."""
+    from edgefer.export.api import export
+    from edgefer.export.calibrator import calib_key_path, calibration_key
+
+    monkeypatch.delitem(sys.modules, "tensorrt", raising=False)
+    onnx = _tiny_edgefer_onnx(tmp_path / "m.onnx")
+    data = tmp_path / "data"
+    data.mkdir()
+    out = tmp_path / "out"
+    kw = dict(onnx=onnx, target="trt", precision="int8", int8_mode="entropy", calib_data=data, out_dir=out)
+    with pytest.raises(ExportError, match=r"calib=.*m\.calib\.cache.*no calibration cache.*random data.*--int8-mode"):
+        export(onnx_only=True, progress=False, **kw)
+    assert not out.exists()  # nothing written
+
+    out.mkdir()
+    cache = out / "m.calib.cache"
+    cache.write_bytes(b"TRT-8601-EntropyCalibration2\n")
+    x = np.zeros((4, 3, IMG, IMG), np.float32)
+    write_json(calib_key_path(cache), calibration_key("f" * 64, x))  # keyed to another ONNX
+    with pytest.raises(ExportError, match="made for another ONNX"):
+        export(onnx_only=True, progress=False, **kw)
+
+    write_json(calib_key_path(cache), calibration_key(sha256_file(onnx), x))
+    res = export(onnx_only=True, progress=False, **kw)
+    assert not res.engine_built and f"--calib={cache}" in res.commands[0]

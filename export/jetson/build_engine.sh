@@ -14,7 +14,8 @@
 # The trtexec path follows the rules of edgefer's build plan (edgefer/export/tensorrt.py,
 # plan_build): the profile's precision must match the ONNX kind. INT8 is built only from the Q/DQ
 # ONNX, or from the FP32 ONNX with an existing calibration cache (CALIB_CACHE=file, TensorRT <= 10,
-# written by a first `edgefer export --int8-mode entropy` build). A bare --int8 on an FP32 ONNX is
+# written by a first `edgefer export --int8-mode entropy` build, with the key CALIB_CACHE.json that
+# ties it to this ONNX: a cache of another ONNX is refused). A bare --int8 on an FP32 ONNX is
 # refused: trtexec 8.5-10.x would build it with placeholder dynamic ranges (a wrong engine), 11.x
 # has no --int8 and would build FP32 under an _int8 name. A mismatch exits 2 with a message.
 # The TensorRT version comes from `trtexec --help` ("[TensorRT v8501]"); TRT_VERSION=10.3 overrides.
@@ -143,6 +144,16 @@ case "$PRECISION/$KIND" in
      fail "a $PRECISION engine cannot be built from $(basename "$ONNX") (a $KIND ONNX): give the $WANT ONNX or change precision in $PROFILE" ;;
 esac
 [[ -n "$CALIB" && "$PRECISION/$KIND" != "int8/fp32" ]] && fail "CALIB_CACHE is used with the FP32 ONNX and precision int8 only"
+# TensorRT matches a calibration cache to the network by tensor names only, so a cache from before
+# retraining would give this engine the old scales silently. edgefer keys each cache to its ONNX
+# (CALIB_CACHE.json, "onnx_sha256", edgefer/export/calibrator.py): use it only for that ONNX.
+if [[ -n "$CALIB" ]]; then
+  MAKE="make it with \`edgefer export --onnx $ONNX --target trt --precision int8 --int8-mode entropy --calib-data DATA\`"
+  [[ -f "$CALIB.json" ]] || fail "calibration cache $CALIB has no key $(basename "$CALIB").json, so it cannot be tied to $(basename "$ONNX"): $MAKE"
+  WANT=$(sed -n 's/.*"onnx_sha256": *"\([0-9a-fA-F]*\)".*/\1/p' "$CALIB.json" | head -n1)
+  HAVE=$(sha256sum "$ONNX" | cut -d' ' -f1)
+  [[ "${WANT,,}" == "$HAVE" ]] || fail "calibration cache $CALIB was made for another ONNX (e.g. before retraining), not $(basename "$ONNX"): $MAKE"
+fi
 if (( TRT_MAJOR >= 11 )); then
   :
 elif (( TRT_MAJOR >= 9 )) && [[ -z "$DLA" && -z "$CALIB" && "$KIND" != "fp32" ]]; then
