@@ -10,7 +10,11 @@ to the GPU with :mod:`edgefer.backends.cuda_mem` (pycuda, or cuda-python).
 
 The cache (``<out>/<stem>.calib.cache``) makes the next build skip calibration, but TensorRT
 matches a cache to a network by tensor names only: a cache from before retraining, or from other
-calibration images, would silently give the new engine the old scales. So each cache gets a key
+calibration images, would silently give the new engine the old scales. TensorRT leaves this to the
+caller: "the network should also be recalibrated if its structure changes, or the input data set
+changes, and it is the responsibility of the application to ensure this" (NVIDIA/TensorRT
+python/docstrings/infer/pyInt8Doc.h, ``IInt8Calibrator.read_calibration_cache``; Polygraphy's
+``Calibrator`` reuses any non-empty cache file by path alone). So each cache gets a key
 beside it (``<cache>.json``: the source ONNX's sha256 and the calibration set's sha256, see
 :func:`calibration_key`). With calibration data the cache is reused only when both match, and
 recalibrated otherwise; without data it is reused only when the ONNX matches, and refused
