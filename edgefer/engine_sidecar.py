@@ -13,6 +13,7 @@ Torch-free and free of builder imports (docs/architecture.md, layer rules): it r
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from pathlib import Path
@@ -51,6 +52,22 @@ def parse_trt_version(version: str) -> tuple[int, int, int]:
         raise ExportError(f"cannot parse TensorRT version {version!r}")
     parts = [int(n) for n in nums[:3]] + [0, 0]
     return parts[0], parts[1], parts[2]
+
+
+def trt_version_fields(version: str) -> tuple[int, int, int, int]:
+    """``"10.3.0.26"`` -> ``(10, 3, 0, 26)``; missing fields are 0 (``"8.6"`` -> ``(8, 6, 0, 0)``).
+
+    All four fields identify the TensorRT that can deserialise a plan: the plan header stores
+    major, minor, patch and build (``trtexec --getPlanVersionOnly`` prints bytes 24-27 of it,
+    NVIDIA/TensorRT samples/common/sampleEngines.cpp ``printPlanVersion``, 10.x), and the runtime
+    refuses a plan from another build ("The engine plan file is not compatible with this version of
+    TensorRT, expecting library version 8.5.1.7 got 8.5.3.1, please rebuild").
+    """
+    nums = re.findall(r"\d+", str(version))
+    if not nums:
+        raise ExportError(f"cannot parse TensorRT version {version!r}")
+    parts = [int(n) for n in nums[:4]] + [0, 0, 0]
+    return parts[0], parts[1], parts[2], parts[3]
 
 
 #: First TensorRT 11 release with DLA again: "DLA was unavailable in TensorRT 11.0 through 11.3, and
@@ -121,8 +138,37 @@ def _cc_str(cc: Any) -> str | None:
 
 
 def _same_trt(a: str, b: str) -> bool:
-    """Engines are tied to the exact TensorRT release (major.minor.patch)."""
-    return parse_trt_version(a) == parse_trt_version(b)
+    """Engines are tied to the exact TensorRT release: major.minor.patch.build (:func:`trt_version_fields`).
+
+    The sidecar's version is ``tensorrt.__version__`` of the build (four fields on every release
+    edgefer supports), so it is compared in full rather than the plan header being parsed: the
+    header's layout is known only from trtexec's source, where it "may depend on the serialization
+    version", while the sidecar is edgefer's own record, tied to the engine by its sha256
+    (:func:`check_engine_bytes`).
+    """
+    return trt_version_fields(a) == trt_version_fields(b)
+
+
+def check_engine_bytes(blob: bytes, sidecar: dict[str, Any], name: str) -> None:
+    """Refuse engine bytes that are not the engine the sidecar describes (its ``engine_sha256``).
+
+    Called on the very bytes that are then deserialised, so the version, GPU and shape checks of the
+    sidecar are known to be about this engine: an engine rebuilt or copied over another keeps the old
+    sidecar beside it, and TensorRT itself would load a plan of the right version with the wrong
+    shapes or precision recorded.
+    """
+    recorded = sidecar.get("engine_sha256")
+    if not isinstance(recorded, str) or not recorded:
+        raise BackendError(
+            f"the sidecar of {name} records no engine_sha256, so it cannot be tied to this engine: "
+            "rebuild it with `edgefer export --target trt`"
+        )
+    actual = hashlib.sha256(blob).hexdigest()
+    if actual != recorded.lower():
+        raise BackendError(
+            f"{name} does not match its sidecar (engine sha256 {actual[:12]}..., the sidecar describes "
+            f"{recorded[:12]}...): the engine was rebuilt or replaced; rebuild it with `edgefer export --target trt`"
+        )
 
 
 def load_sidecar(path: str | os.PathLike) -> dict[str, Any]:

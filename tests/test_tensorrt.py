@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from edgefer.engine_sidecar import check_engine_compat, make_sidecar, parse_trt_version
+from edgefer.engine_sidecar import check_engine_compat, make_sidecar, parse_trt_version, trt_version_fields
 from edgefer.errors import BackendError, EngineMismatchError, ExportError
 from edgefer.export.profiles import load_profile
 from edgefer.export.tensorrt import (
@@ -29,6 +29,7 @@ JETSON = Path(__file__).resolve().parents[1] / "export" / "jetson"
 
 def test_parse_trt_version() -> None:
     assert parse_trt_version("10.3.0.26") == (10, 3, 0)
+    assert trt_version_fields("10.3.0.26") == (10, 3, 0, 26) and trt_version_fields("8.6") == (8, 6, 0, 0)
     assert parse_trt_version("8.6") == (8, 6, 0)
     with pytest.raises(ExportError):
         parse_trt_version("unknown")
@@ -193,8 +194,12 @@ def test_sidecar_contents_and_read_metadata(tmp_path: Path) -> None:
 
 def test_check_engine_compat(tmp_path: Path) -> None:
     sc = _sidecar(tmp_path)
-    check_engine_compat(sc, "10.3.0.26", "Orin", "8.7")  # same system: fine
-    check_engine_compat(sc, "10.3.0.30", "Orin", (8, 7))  # build number does not matter
+    check_engine_compat(sc, "10.3.0.26", "Orin", (8, 7))  # same system: fine
+    # All four fields count: the plan records major.minor.patch.build (trtexec --getPlanVersionOnly
+    # prints bytes 24-27 of the plan header) and the runtime refuses another build ("expecting
+    # library version 8.5.1.7 got 8.5.3.1, please rebuild").
+    with pytest.raises(EngineMismatchError, match=r"TensorRT 10\.3\.0\.26 .*TensorRT 10\.3\.0\.30"):
+        check_engine_compat(sc, "10.3.0.30", "Orin", (8, 7))
     with pytest.raises(
         EngineMismatchError,
         match=r"TensorRT 10\.3\.0\.26 .*TensorRT 10\.7\.0.*rebuild with `edgefer export --target trt`",

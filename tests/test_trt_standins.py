@@ -9,9 +9,12 @@ makes the right calls in the right order; they do not show that a real engine bu
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
+import threading
 import types
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +31,7 @@ from edgefer.export.calibrator import calibration_batch_size, make_entropy_calib
 from edgefer.export.tensorrt import BatchProfile, EngineBuildSpec, build_engine, plan_build
 from edgefer.metadata import ModelMetadata, sidecar_path
 from edgefer.preprocess import Preprocessing
+from edgefer.utils.io import sha256_file, write_json
 
 IMG = 16
 N_CLASSES = 7
@@ -43,6 +47,9 @@ class FakeAllocator:
     stream_handle = 1234
 
     def __init__(self) -> None:
+        self.active = 0  # how deep this allocator's CUDA context is made current (activate())
+        self.activations = 0
+        self.malloc_active: list[bool] = []
         self.mem: dict[int, np.ndarray] = {}
         self.mallocs: list[int] = []
         self.host_buffers: list[tuple[tuple[int, ...], Any]] = []
@@ -50,7 +57,17 @@ class FakeAllocator:
         self._next = 4096
         self.closed = False
 
+    @contextlib.contextmanager
+    def activate(self) -> Iterator[None]:
+        self.active += 1
+        self.activations += 1
+        try:
+            yield
+        finally:
+            self.active -= 1
+
     def malloc(self, nbytes: int) -> int:
+        self.malloc_active.append(self.active > 0)
         ptr = self._next
         self._next += nbytes + 256
         self.mem[ptr] = np.zeros(nbytes, dtype=np.uint8)
@@ -180,9 +197,16 @@ def fake_builder_trt(version: str, input_shape: tuple[int, ...], events: list, r
 
         def build_serialized_network(self, network: Network, config: Config) -> bytes:
             cal = config.int8_calibrator
-            if cal is not None:  # what TensorRT does: pull batches until None
-                while cal.get_batch(["input"]) is not None:
-                    events.append(("calibration_batch", cal.batch))
+            if cal is not None:  # what TensorRT does: a cache from read_calibration_cache, else pull batches
+                cached = cal.read_calibration_cache()
+                if cached is not None:
+                    events.append(("calibration_cache_read", bytes(cached)))
+                else:
+                    n = 0
+                    while cal.get_batch(["input"]) is not None:
+                        events.append(("calibration_batch", cal.batch))
+                        n += 1
+                    cal.write_calibration_cache(f"TRT-{version}-EntropyCalibration2 from {n} batches".encode())
             events.append(("build", cuda_current()))
             return b"serialized-engine"
 
@@ -318,7 +342,7 @@ def _calibrator(monkeypatch, tmp_path: Path, input_shape: tuple[int, ...], calib
     monkeypatch.setattr(cuda_mem, "open_allocator", lambda device=0, prefer=None: alloc)
     trt = fake_builder_trt("8.6.1", input_shape, [])
     meta = ModelMetadata("msff_resnet18", preprocessing=Preprocessing(input_size=IMG))
-    cal = make_entropy_calibrator(trt, meta, "data", tmp_path / "c.cache", 300, calib_batch, input_shape)
+    cal = make_entropy_calibrator(trt, meta, "data", tmp_path / "c.cache", 300, calib_batch, input_shape, "0" * 64)
     return cal, alloc, x
 
 
@@ -363,10 +387,77 @@ def test_build_calibrates_with_the_static_batch(builder_env, tmp_path: Path, mon
     assert not [e for e in events if e[0] == "calibration_profile"]  # static input: no calibration profile
 
 
+# --- calibration cache: keyed to the ONNX and the calibration set ----------------------------------
+
+
+def _calib_env(builder_env, monkeypatch, tmp_path: Path):
+    """Calibration sets by name ("a", "b": different images) and a build function -> (events, build)."""
+    import edgefer.data.calibration as calibration
+
+    rng = np.random.default_rng(0)
+    sets = {name: rng.standard_normal((8, 3, IMG, IMG)).astype(np.float32) for name in ("a", "b")}
+    monkeypatch.setattr(
+        calibration, "calibration_arrays", lambda data, pp, calib_size: types.SimpleNamespace(x=sets[data])
+    )
+    cache = tmp_path / "m.calib.cache"
+
+    def build(data: str | None, version: str = "8.6.1") -> tuple[list, Any]:
+        events = builder_env(version, (4, 3, IMG, IMG))
+        spec = EngineBuildSpec("int8", calib_data=data, calib_cache=cache)
+        return events, build_engine(builder_env.onnx, tmp_path / "m.engine", spec)
+
+    return build, cache
+
+
+def _calibrated(events: list) -> bool:
+    return any(e[0] == "calibration_batch" for e in events)
+
+
+def test_calibration_cache_is_keyed_to_onnx_and_images(builder_env, monkeypatch, tmp_path: Path) -> None:
+    """The bug: an existing <stem>.calib.cache was reused whatever the ONNX (retrained) or --calib-data,
+    and TensorRT matches a cache by tensor names only, so the engine got the old scales silently."""
+    build, cache = _calib_env(builder_env, monkeypatch, tmp_path)
+    events, _ = build("a")
+    assert _calibrated(events) and cache.exists()
+    key = json.loads(Path(str(cache) + ".json").read_text())
+    assert key["onnx_sha256"] == trt_export.sha256_file(builder_env.onnx) and len(key["calibration_sha256"]) == 64
+    first = cache.read_bytes()
+
+    events, _ = build("a")  # same ONNX, same images: the cache is what calibration would give again
+    assert not _calibrated(events) and ("calibration_cache_read", first) in events
+
+    events, _ = build("b")  # other images: recalibrated
+    assert _calibrated(events)
+    events, _ = build("b", version="10.3.0")  # another TensorRT wrote it: recalibrated where data is at hand
+    assert _calibrated(events)
+    events, _ = build("b")
+    assert _calibrated(events)
+    events, _ = build(None)  # no data: the cache of set "b" for this ONNX is reused
+    assert not _calibrated(events)
+
+    builder_env.onnx.write_bytes(b"the retrained model")  # same tensor names, other weights
+    events, _ = build("b")
+    assert _calibrated(events)
+    assert json.loads(Path(str(cache) + ".json").read_text())["onnx_sha256"] == trt_export.sha256_file(builder_env.onnx)
+
+
+def test_calibration_cache_for_another_onnx_without_data_is_refused(builder_env, monkeypatch, tmp_path) -> None:
+    build, cache = _calib_env(builder_env, monkeypatch, tmp_path)
+    build("a")
+    builder_env.onnx.write_bytes(b"the retrained model")
+    with pytest.raises(ExportError, match=r"m\.calib\.cache was made for another ONNX.*--calib-data"):
+        build(None)
+    Path(str(cache) + ".json").unlink()  # a cache edgefer did not key (older edgefer, another tool)
+    with pytest.raises(ExportError, match=r"cannot tell which ONNX.*--calib-data"):
+        build(None)
+    events, _ = build("a")  # data given: recalibrated, keyed again
+    assert _calibrated(events) and Path(str(cache) + ".json").exists()
+
+
 # --- backend: DLA core, page-locked buffers -------------------------------------------------------
 
 
-def fake_runtime_trt(version: str, max_batch: int, events: list) -> Any:
+def fake_runtime_trt(version: str, max_batch: int, events: list, no_context: bool = False) -> Any:
     """A ``tensorrt`` module with the runtime calls the backend makes; the engine returns per-image means."""
     trt = types.ModuleType("tensorrt")
     trt.__version__ = version
@@ -396,6 +487,7 @@ def fake_runtime_trt(version: str, max_batch: int, events: list) -> Any:
             self.addr[name] = ptr
 
         def execute_async_v3(self, stream: int) -> bool:
+            assert self.alloc_ref["alloc"].active, "TensorRT ran outside the backend's CUDA context"
             mem = self.alloc_ref["alloc"].mem
             n = self.shape[0]
             x = mem[self.addr["input"]][: n * 3 * IMG * IMG * 4].view(np.float32).reshape(self.shape)
@@ -424,8 +516,9 @@ def fake_runtime_trt(version: str, max_batch: int, events: list) -> Any:
         def get_tensor_profile_shape(self, name: str, profile: int) -> tuple:
             return ((1, 3, IMG, IMG), (2, 3, IMG, IMG), (max_batch, 3, IMG, IMG))
 
-        def create_execution_context(self) -> Context:
-            return Context(self.alloc_ref)
+        def create_execution_context(self) -> Context | None:
+            events.append(("context", self.alloc_ref["alloc"].active))
+            return None if no_context else Context(self.alloc_ref)  # None: TensorRT could not make one
 
     class Runtime:
         num_DLA_cores = 2
@@ -434,6 +527,7 @@ def fake_runtime_trt(version: str, max_batch: int, events: list) -> Any:
             self.DLA_core = -1  # TensorRT's default: no DLA core chosen
 
         def deserialize_cuda_engine(self, blob: bytes) -> Engine:
+            assert trt.alloc_ref["alloc"].active, "deserialised outside the backend's CUDA context"
             events.append(("deserialize", self.DLA_core))
             return Engine(trt.alloc_ref)
 
@@ -451,9 +545,18 @@ def engine_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
 
     allocs: list[FakeAllocator] = []
 
-    def load(version: str = "10.3.0", dla_core: int | None = None, max_batch: int = 8, built_with: str | None = None):
+    def load(
+        version: str = "10.3.0",
+        dla_core: int | None = None,
+        max_batch: int = 8,
+        built_with: str | None = None,
+        engine_sha256: str | None = None,
+        tamper: bool = False,
+        no_context: bool = False,
+    ):
         events: list = []
-        trt = fake_runtime_trt(version, max_batch, events)
+        load.last_events = events  # type: ignore[attr-defined]
+        trt = fake_runtime_trt(version, max_batch, events, no_context)
         monkeypatch.setitem(sys.modules, "tensorrt", trt)
         alloc = FakeAllocator()
         allocs.append(alloc)
@@ -464,10 +567,13 @@ def engine_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
         meta = ModelMetadata("msff_resnet18", preprocessing=Preprocessing(input_size=IMG))
         profile = BatchProfile(2, 2, 2) if dla_core is not None else BatchProfile(1, 2, max_batch)
         plan = plan_build(built_with or version, "fp16", "fp16", dla_core=dla_core)
-        sc = make_sidecar(meta, version, "Stand-in GPU", "8.7", plan, profile, IMG, onnx, 256)
         engine = tmp_path / "m.engine"
         engine.write_bytes(b"stand-in engine")
+        sha = sha256_file(engine) if engine_sha256 is None else engine_sha256
+        sc = make_sidecar(meta, version, "Stand-in GPU", "8.7", plan, profile, IMG, onnx, 256, engine_sha256=sha)
         sidecar_path(engine).write_text(json.dumps(sc))
+        if tamper:
+            engine.write_bytes(b"another engine, copied over the one the sidecar describes")
         return TensorRTBackend(engine, device="cuda"), alloc, events
 
     load.allocs = allocs  # type: ignore[attr-defined]
@@ -476,10 +582,10 @@ def engine_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
 
 def test_dla_engine_sets_the_runtime_core_before_deserialising(engine_env) -> None:
     backend, _, events = engine_env(dla_core=1)
-    assert events == [("deserialize", 1)]
+    assert [e for e in events if e[0] == "deserialize"] == [("deserialize", 1)]
     backend.close()
     backend, _, events = engine_env(dla_core=None)
-    assert events == [("deserialize", -1)]  # a GPU engine leaves the runtime's default alone
+    assert [e for e in events if e[0] == "deserialize"] == [("deserialize", -1)]  # GPU engine: runtime default
     backend.close()
 
 
@@ -509,3 +615,250 @@ def test_pinned_host_buffers_are_made_once_per_shape(engine_env) -> None:
     assert {s for s, _ in alloc.host_buffers} == {(2, 3, IMG, IMG), (2, N_CLASSES), (3, 3, IMG, IMG), (3, N_CLASSES)}
     backend.close()
     assert alloc.closed
+
+
+# --- backend: engine checksum, execution context, CUDA context ------------------------------------
+
+
+def test_engine_sha256_is_checked_before_deserialising(engine_env) -> None:
+    """The bug: the sidecar's engine_sha256 was written but never read, so an engine copied over
+    another kept the old engine's sidecar (TensorRT version, GPU, shapes) and loaded."""
+    with pytest.raises(BackendError, match=r"m\.engine does not match its sidecar.*sha256.*rebuild"):
+        engine_env(tamper=True)
+    assert engine_env.last_events == []  # refused before TensorRT saw it
+    with pytest.raises(BackendError, match="records no engine_sha256"):
+        engine_env(engine_sha256="")
+    assert engine_env.last_events == []
+    assert all(a.activations == 0 and not a.mallocs for a in engine_env.allocs)  # no CUDA work at all
+    backend, _, events = engine_env()  # the untouched engine loads
+    assert [e[0] for e in events] == ["deserialize", "context"]
+    backend.close()
+
+
+def test_missing_execution_context_is_a_backend_error(engine_env) -> None:
+    """create_execution_context() returns None (e.g. out of device memory): a clear error at load time."""
+    with pytest.raises(BackendError, match="could not create an execution context"):
+        engine_env(no_context=True)
+    assert engine_env.allocs[-1].closed
+
+
+def test_inference_runs_in_the_backends_cuda_context(engine_env) -> None:
+    """Deserialising, allocating and executing happen inside the allocator's activate() (pycuda: its own
+    context pushed and popped), so a second backend on another GPU, or another thread, gets the right one."""
+    backend, alloc, events = engine_env()
+    assert ("context", 1) in events
+    x = np.ones((2, 3, IMG, IMG), dtype=np.float32)
+    backend.infer(x)
+    assert alloc.active == 0 and alloc.activations >= 2
+    assert alloc.malloc_active and all(alloc.malloc_active)
+    errors: list = []
+    worker = threading.Thread(target=lambda: errors.append(backend.infer(x).shape))
+    worker.start()
+    worker.join()
+    assert errors == [(2, N_CLASSES)]
+    backend.close()
+
+
+# --- allocators against stand-in pycuda / cuda-python ---------------------------------------------
+
+
+def _fake_pycuda(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """``pycuda.driver`` with per-thread context stacks, as the CUDA driver keeps them."""
+    local = threading.local()
+
+    def stack() -> list:
+        if not hasattr(local, "stack"):
+            local.stack = []
+        return local.stack
+
+    class Context:
+        def __init__(self, device: int) -> None:
+            self.device = device
+
+        def push(self) -> None:
+            stack().append(self)
+
+        def pop(self) -> None:
+            assert stack() and stack()[-1] is self, "popped a context that is not current"
+            stack().pop()
+
+    contexts = {}
+
+    class Device:
+        def __init__(self, ordinal: int) -> None:
+            self.ordinal = ordinal
+
+        def retain_primary_context(self) -> Context:
+            return contexts.setdefault(self.ordinal, Context(self.ordinal))
+
+    class Mem(int):
+        def free(self) -> None:
+            pass
+
+    drv = types.ModuleType("pycuda.driver")
+    drv.allocs = []
+    drv.stack = stack
+
+    def mem_alloc(nbytes: int) -> Mem:
+        assert stack(), "cuMemAlloc without a current context"
+        drv.allocs.append(stack()[-1].device)
+        return Mem(4096 + len(drv.allocs))
+
+    class Stream:
+        handle = 7
+
+        def __init__(self) -> None:
+            drv.allocs.append(("stream", stack()[-1].device if stack() else None))
+
+    drv.init = lambda: None
+    drv.Device, drv.Stream, drv.mem_alloc = Device, Stream, mem_alloc
+    pkg = types.ModuleType("pycuda")
+    pkg.driver = drv
+    monkeypatch.setitem(sys.modules, "pycuda", pkg)
+    monkeypatch.setitem(sys.modules, "pycuda.driver", drv)
+    return drv
+
+
+def test_pycuda_allocator_pushes_its_own_context_only_while_active(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bug: the allocator pushed its context in __init__ and kept it, so with two GPUs the second
+    allocator's context stayed current for the first one's work, and another thread had none."""
+    drv = _fake_pycuda(monkeypatch)
+    gpu0, gpu1 = cuda_mem.PyCudaAllocator(0), cuda_mem.PyCudaAllocator(1)
+    assert drv.stack() == []  # nothing left current after construction
+    assert drv.allocs == [("stream", 0), ("stream", 1)]  # each stream made in its own device's context
+    with gpu0.activate():
+        gpu0.malloc(16)
+    with gpu1.activate():
+        gpu1.malloc(16)
+    assert drv.allocs[2:] == [0, 1] and drv.stack() == []
+    seen: list = []
+
+    def other_thread() -> None:
+        with gpu0.activate():
+            seen.append([c.device for c in drv.stack()])
+            gpu0.malloc(8)
+
+    worker = threading.Thread(target=other_thread)
+    worker.start()
+    worker.join()
+    assert seen == [[0]] and drv.allocs[-1] == 0
+    for alloc in (gpu0, gpu1):
+        alloc.close()
+    assert drv.stack() == []
+
+
+class _FakeCudart:
+    """``cuda.bindings.runtime`` as far as CudaPythonAllocator uses it; host memory is real (ctypes)."""
+
+    class cudaError_t:
+        cudaSuccess = 0
+
+    class cudaMemcpyKind:
+        cudaMemcpyHostToDevice, cudaMemcpyDeviceToHost = 1, 2
+
+    def __init__(self) -> None:
+        import ctypes
+
+        self._ctypes = ctypes
+        self.pinned: dict[int, Any] = {}
+        self.freed_host: list[int] = []
+        self.device = 0
+        self.set_devices: list[int] = []
+
+    def cudaGetErrorString(self, err: int) -> tuple:
+        return 0, b"stand-in error"
+
+    def cudaSetDevice(self, device: int) -> tuple:
+        self.device = device
+        self.set_devices.append(device)
+        return (0,)
+
+    def cudaGetDevice(self) -> tuple:
+        return 0, self.device
+
+    def cudaStreamCreate(self) -> tuple:
+        return 0, 99
+
+    def cudaStreamDestroy(self, stream: int) -> tuple:
+        return (0,)
+
+    def cudaMallocHost(self, nbytes: int) -> tuple:
+        buf = self._ctypes.create_string_buffer(int(nbytes))
+        ptr = self._ctypes.addressof(buf)
+        self.pinned[ptr] = buf
+        return 0, ptr
+
+    def cudaFreeHost(self, ptr: int) -> tuple:
+        self.freed_host.append(int(ptr))
+        return (0,)
+
+
+def test_cuda_python_host_buffers_are_page_locked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bug: cuda-python host buffers were np.empty (pageable) though documented as page-locked."""
+    rt = _FakeCudart()
+    monkeypatch.setattr(cuda_mem, "_cudart", lambda: rt)
+    alloc = cuda_mem.CudaPythonAllocator(1)
+    buf = alloc.host_buffer((2, 3), np.float32)
+    assert buf.shape == (2, 3) and buf.dtype == np.float32 and buf.flags.c_contiguous and buf.flags.writeable
+    assert buf.ctypes.data in rt.pinned  # the memory cudaMallocHost returned, not a numpy allocation
+    buf[:] = 1.5
+    assert bytes(rt.pinned[buf.ctypes.data])[:4] == np.float32(1.5).tobytes()
+    ptr = buf.ctypes.data
+    rt.set_devices.clear()
+    with alloc.activate():
+        assert rt.device == 1
+    alloc.close()
+    assert rt.freed_host == [ptr]
+
+
+# --- the printed trtexec --calib command ---------------------------------------------------------
+
+
+def _tiny_edgefer_onnx(path: Path) -> Path:
+    """A real FP32 ONNX with a dynamic batch and edgefer metadata (no torch needed)."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    dims: list = ["batch", 3, IMG, IMG]
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["input"], ["logits"])],
+        "g",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, dims)],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, dims)],
+    )
+    model = helper.make_model(graph)
+    meta = ModelMetadata("m", preprocessing=Preprocessing(input_size=IMG), extra={"dynamic_batch": True})
+    for key, value in meta.to_props().items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(model, str(path))
+    return path
+
+
+def test_printed_trtexec_calib_needs_the_cache_first(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bug: `--onnx-only` printed `trtexec --int8 --calib=X` before X existed; trtexec does not check
+    and calibrates on random data. Now the export refuses, saying how to make the cache."""
+    from edgefer.export.api import export
+    from edgefer.export.calibrator import calib_key_path, calibration_key
+
+    monkeypatch.delitem(sys.modules, "tensorrt", raising=False)
+    onnx = _tiny_edgefer_onnx(tmp_path / "m.onnx")
+    data = tmp_path / "data"
+    data.mkdir()
+    out = tmp_path / "out"
+    kw = dict(onnx=onnx, target="trt", precision="int8", int8_mode="entropy", calib_data=data, out_dir=out)
+    with pytest.raises(ExportError, match=r"calib=.*m\.calib\.cache.*no calibration cache.*random data.*--int8-mode"):
+        export(onnx_only=True, progress=False, **kw)
+    assert not out.exists()  # nothing written
+
+    out.mkdir()
+    cache = out / "m.calib.cache"
+    cache.write_bytes(b"TRT-8601-EntropyCalibration2\n")
+    x = np.zeros((4, 3, IMG, IMG), np.float32)
+    write_json(calib_key_path(cache), calibration_key("f" * 64, x))  # keyed to another ONNX
+    with pytest.raises(ExportError, match="made for another ONNX"):
+        export(onnx_only=True, progress=False, **kw)
+
+    write_json(calib_key_path(cache), calibration_key(sha256_file(onnx), x))
+    res = export(onnx_only=True, progress=False, **kw)
+    assert not res.engine_built and f"--calib={cache}" in res.commands[0]

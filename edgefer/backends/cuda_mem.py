@@ -11,6 +11,7 @@ forces one.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import importlib.util
 import os
 from abc import ABC, abstractmethod
@@ -92,16 +93,33 @@ class CudaAllocator(ABC):
     def elapsed_ms(self, start: Any, end: Any) -> float:
         """Milliseconds between two recorded events (waits for ``end``)."""
 
+    @abstractmethod
     def host_buffer(self, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
-        """A host array for transfers (page-locked where the allocator supports it)."""
-        return np.empty(shape, dtype=dtype)
+        """A page-locked host array for transfers, valid until :meth:`close`."""
+
+    @contextlib.contextmanager
+    def activate(self) -> Iterator[None]:
+        """Make this allocator's device (and CUDA context) current on the calling thread for the block.
+
+        Every CUDA call of one backend -- allocations, copies, TensorRT's deserialise and execute --
+        runs inside it, so the current context is its own whichever thread calls and whatever other
+        backend (on another GPU) ran before. Nests.
+        """
+        yield
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release the stream/context."""
 
 
 class PyCudaAllocator(CudaAllocator):
-    """pycuda on the device's *primary* context (the one TensorRT's runtime API uses)."""
+    """pycuda on the device's *primary* context (the one TensorRT's runtime API uses).
+
+    The context is pushed only inside :meth:`activate` and popped on leaving it, never left current:
+    CUDA's context stack is per thread, so a context pushed once at construction is current on that
+    thread only, and stays on top of the stack when a second allocator (another GPU) pushes its own
+    -- the first backend's work would then run in the second's context, or, from another thread, in
+    none.
+    """
 
     name = "pycuda"
 
@@ -111,9 +129,17 @@ class PyCudaAllocator(CudaAllocator):
         cuda.init()
         self._cuda = cuda
         self._ctx = cuda.Device(device).retain_primary_context()
-        self._ctx.push()
-        self._stream = cuda.Stream()
         self._allocs: dict[int, Any] = {}
+        with self.activate():
+            self._stream = cuda.Stream()
+
+    @contextlib.contextmanager
+    def activate(self) -> Iterator[None]:
+        self._ctx.push()
+        try:
+            yield
+        finally:
+            self._ctx.pop()
 
     def malloc(self, nbytes: int) -> int:
         mem = self._cuda.mem_alloc(max(int(nbytes), 1))
@@ -151,10 +177,9 @@ class PyCudaAllocator(CudaAllocator):
         return self._cuda.pagelocked_empty(shape, dtype)
 
     def close(self) -> None:
-        for ptr in list(self._allocs):
-            self.free(ptr)
-        with contextlib.suppress(Exception):  # already popped at interpreter shutdown
-            self._ctx.pop()
+        with contextlib.suppress(Exception), self.activate():  # the context may be gone at interpreter shutdown
+            for ptr in list(self._allocs):
+                self.free(ptr)
 
 
 def _cudart() -> Any:
@@ -166,15 +191,36 @@ def _cudart() -> Any:
 
 
 class CudaPythonAllocator(CudaAllocator):
-    """NVIDIA's ``cuda-python`` runtime bindings; every call returns ``(err, *values)``."""
+    """NVIDIA's ``cuda-python`` runtime bindings; every call returns ``(err, *values)``.
+
+    Host buffers are page-locked with ``cudaMallocHost`` and wrapped as numpy arrays, freed with
+    ``cudaFreeHost`` on :meth:`close` -- the pattern of NVIDIA's own Python samples
+    (NVIDIA/TensorRT samples/python/common_runtime.py, ``HostDeviceMem``, 10.x). An ``np.empty``
+    buffer would be pageable: the driver then stages every async copy through its own pinned
+    buffer, synchronously.
+    """
 
     name = "cuda-python"
 
     def __init__(self, device: int = 0) -> None:
         self._rt = _cudart()
-        self._check(self._rt.cudaSetDevice(device))
-        (self._stream,) = self._check(self._rt.cudaStreamCreate())
+        self._device = int(device)
         self._ptrs: set[int] = set()
+        self._host_ptrs: set[int] = set()
+        with self.activate():
+            (self._stream,) = self._check(self._rt.cudaStreamCreate())
+
+    @contextlib.contextmanager
+    def activate(self) -> Iterator[None]:
+        """``cudaSetDevice`` (the runtime API's per-thread current device) for the block, then restore."""
+        (previous,) = self._check(self._rt.cudaGetDevice())
+        if int(previous) != self._device:
+            self._check(self._rt.cudaSetDevice(self._device))
+        try:
+            yield
+        finally:
+            if int(previous) != self._device:
+                self._rt.cudaSetDevice(previous)
 
     def _check(self, result: Any) -> tuple:
         err, *values = result if isinstance(result, tuple) else (result,)
@@ -220,10 +266,24 @@ class CudaPythonAllocator(CudaAllocator):
             self._rt.cudaEventDestroy(ev)
         return float(ms)
 
+    def host_buffer(self, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+        dt = np.dtype(dtype)
+        nbytes = max(int(np.prod(shape, dtype=np.int64)) * dt.itemsize, 1)
+        (ptr,) = self._check(self._rt.cudaMallocHost(nbytes))
+        ptr = int(ptr)
+        self._host_ptrs.add(ptr)
+        raw = np.ctypeslib.as_array((ctypes.c_ubyte * nbytes).from_address(ptr))
+        count = int(np.prod(shape, dtype=np.int64))
+        return raw[: count * dt.itemsize].view(dt).reshape(shape)
+
     def close(self) -> None:
-        for ptr in list(self._ptrs):
-            self.free(ptr)
-        self._rt.cudaStreamDestroy(self._stream)
+        with self.activate():
+            for ptr in list(self._ptrs):
+                self.free(ptr)
+            for ptr in list(self._host_ptrs):  # the backend dropped its arrays over them first
+                self._host_ptrs.discard(ptr)
+                self._rt.cudaFreeHost(ptr)
+            self._rt.cudaStreamDestroy(self._stream)
 
 
 @contextlib.contextmanager

@@ -14,6 +14,12 @@ API versions (checked against NVIDIA's TensorRT Python API docs and migration gu
 * TensorRT < 8.5: the binding API — ``num_bindings``, ``binding_is_input``,
   ``get_profile_shape``, ``set_binding_shape`` and ``execute_async_v2(bindings, stream)``.
 
+Before deserialising, the engine's bytes are checked against the sidecar's ``engine_sha256``
+(:func:`edgefer.engine_sidecar.check_engine_bytes`), so the sidecar's facts are about this engine.
+Loading, every ``infer`` and ``close`` run inside the allocator's ``activate()`` (pycuda: the
+device's context pushed, then popped), so two backends on two GPUs, or a call from another
+thread, each run in their own CUDA context.
+
 Device buffers come from :mod:`edgefer.backends.cuda_mem` (pycuda or cuda-python); the page-locked
 host buffers the copies go through are made once per input shape and reused, so a timed ``infer``
 allocates nothing after its shape's first call. The GPU time of the last ``infer`` (CUDA events
@@ -136,7 +142,7 @@ class TensorRTBackend(Backend):
         import tensorrt as trt
 
         from edgefer.backends.cuda_mem import open_allocator
-        from edgefer.engine_sidecar import check_engine_compat, load_sidecar
+        from edgefer.engine_sidecar import check_engine_bytes, check_engine_compat, load_sidecar
 
         dev = parse_device(self.device if self.device != "cpu" else "gpu")
         if dev.kind != "gpu":
@@ -145,29 +151,41 @@ class TensorRTBackend(Backend):
         self.metadata = read_metadata(path)
         sidecar = load_sidecar(path)
         check_engine_compat(sidecar, device=dev.ordinal)  # EngineMismatchError: rebuild on this device
+        blob = path.read_bytes()
+        check_engine_bytes(blob, sidecar, path.name)  # the sidecar describes these very bytes
         self._trt = trt
         self._host: dict[tuple[int, ...], tuple[np.ndarray, np.ndarray]] = {}
         self._ptrs: dict[str, int] = {}
         self._capacity = 0
         self.last_device_ms: float | None = None
         dla_core = sidecar_dla_core(sidecar)
-        self._alloc = open_allocator(dev.ordinal)  # makes the device current for the runtime
+        self._alloc = open_allocator(dev.ordinal)
         try:
-            self._open_engine(path, trt, dla_core)
+            with self._alloc.activate():  # the engine lives in this device's context
+                self._open_engine(path, blob, trt, dla_core)
         except BaseException:
             self.close()  # the allocator's stream/context and any buffers: nothing leaks from a refused load
             raise
 
-    def _open_engine(self, path: Path, trt: Any, dla_core: int | None) -> None:
-        """Deserialise the engine (on its DLA core, if any) and read its I/O tensors."""
+    def _open_engine(self, path: Path, blob: bytes, trt: Any, dla_core: int | None) -> None:
+        """Deserialise the engine bytes (on its DLA core, if any) and read its I/O tensors."""
         self._logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(self._logger)
         set_runtime_dla_core(self._runtime, trt.__version__, dla_core)
-        engine = self._runtime.deserialize_cuda_engine(path.read_bytes())
+        engine = self._runtime.deserialize_cuda_engine(blob)
         if engine is None:
             raise BackendError(f"TensorRT could not deserialize {path.name} (see the TensorRT log above)")
         self._engine = engine
-        self._context = engine.create_execution_context()
+        # ICudaEngine.create_execution_context() returns None when TensorRT cannot make one (it
+        # allocates the activation memory, so typically out of device memory); every later call on
+        # it would fail with an AttributeError far from the cause.
+        context = engine.create_execution_context()
+        if context is None:
+            raise BackendError(
+                f"TensorRT could not create an execution context for {path.name} (out of GPU memory? "
+                "see the TensorRT log above)"
+            )
+        self._context = context
         self._named = uses_named_tensors(trt.__version__)
         self._io = read_io_tensors(engine, trt)
         inputs = [t for t in self._io if t.is_input]
@@ -210,6 +228,14 @@ class TensorRTBackend(Backend):
         if n < self._min_batch:
             raise BackendError(f"tensorrt: batch {n} is below the engine profile's minimum {self._min_batch}")
         x = np.ascontiguousarray(x, dtype=self._input.dtype)
+        # This backend's CUDA context for the whole call (pycuda pushes and pops it): another backend
+        # on another GPU, or a call from another thread, must not run in whatever context is current.
+        with self._alloc.activate():
+            return self._infer(x)
+
+    def _infer(self, x: np.ndarray) -> np.ndarray:
+        """:meth:`infer` with the backend's CUDA context current."""
+        n = x.shape[0]
         self._ensure_capacity(n)
         out_t = self._outputs[0]
         ctx = self._context
@@ -258,11 +284,14 @@ class TensorRTBackend(Backend):
         alloc = getattr(self, "_alloc", None)
         if alloc is None:
             return
-        for ptr in self._ptrs.values():
-            alloc.free(ptr)
-        self._ptrs = {}
-        self._host = {}
-        self._context = None
-        self._engine = None
-        alloc.close()
-        self._alloc = None
+        try:
+            with alloc.activate():  # buffers, context and engine are released in their own CUDA context
+                for ptr in self._ptrs.values():
+                    alloc.free(ptr)
+                self._ptrs = {}
+                self._host = {}  # page-locked host buffers: dropped before the allocator frees them
+                self._context = None
+                self._engine = None
+        finally:
+            alloc.close()
+            self._alloc = None

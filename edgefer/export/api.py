@@ -248,6 +248,33 @@ def _export_staged(job: _Job) -> ExportResult:
     )
 
 
+def _check_printed_calib(job: _Job, source: Path, calib_cache: Path) -> None:
+    """Refuse to print ``trtexec --int8 --calib=X`` where X is missing or made for another ONNX.
+
+    trtexec does not check: with no file at X its calibrator feeds uniform random inputs and
+    calibrates on them (NVIDIA/TensorRT samples/common/sampleEngines.cpp, ``RndInt8Calibrator``:
+    only an existing cache file skips the random batches; issue 22 places it at 10.3.0 ~329-358),
+    and a cache of another ONNX is matched by tensor names only. Nothing is written (one-line
+    :class:`ExportError`).
+    """
+    from edgefer.export.calibrator import cache_problem
+    from edgefer.utils.io import sha256_file
+
+    problem = cache_problem(calib_cache, sha256_file(source))
+    if problem is None:
+        return
+    onnx = str(job.src) if not job.from_checkpoint else "<the FP32 ONNX from `edgefer export --target onnx`>"
+    make = (
+        f"edgefer export --onnx {onnx} --target trt --precision int8 --int8-mode entropy "
+        f"--calib-data {job.opts.calib_data} --out {job.out}"
+    )
+    raise ExportError(
+        f"the printed `trtexec --int8 --calib={calib_cache}` needs a calibration cache of this ONNX and {problem} "
+        f"(trtexec would calibrate on random data or another model's scales): make it first with one TensorRT <= 10 "
+        f"build, `{make}`, on the device (it writes the cache and its key), or use the Q/DQ ONNX (--int8-mode qdq)"
+    )
+
+
 def _quantize(job: _Job, fp32_onnx: Path | None, target: str) -> Path:
     """INT8 for ``target`` by the job's quantizer, from the FP32 ONNX, into the staging folder."""
     if fp32_onnx is None:
@@ -358,6 +385,8 @@ def _trt(job: _Job, fp32_onnx: Path | None, stem: str, meta: ModelMetadata) -> t
         ),
     )
     commands = [shlex.join(cmd), shlex.join(device.to_argv(onnx=out / source.name))]
+    if calib and not job.build_here:
+        _check_printed_calib(job, source, calib_cache)  # type: ignore[arg-type]
     if calib:
         job.notes.append("trtexec reuses the calibration cache written by a first `edgefer export` build (--calib)")
     if not job.build_here:

@@ -479,6 +479,7 @@ def _build(trt: Any, onnx_path: Path, engine_path: Path, spec: EngineBuildSpec, 
         config.DLA_core = int(dla_core)
 
     calibrator = None
+    log: list[str] = []
     calib_path = calib_cache if calib_cache is not None else engine_path.with_suffix(".calib.cache")
     if plan.calibrator:
         from edgefer.export.calibrator import make_entropy_calibrator
@@ -486,7 +487,19 @@ def _build(trt: Any, onnx_path: Path, engine_path: Path, spec: EngineBuildSpec, 
         # the input's own shape decides the calibration batch (a static batch wins over calib_batch)
         input_shape = tuple(int(d) for d in inp.shape)
         calibrator = make_entropy_calibrator(
-            trt, meta, spec.calib_data, calib_path, spec.calib_size, spec.calib_batch, input_shape, spec.device
+            trt,
+            meta,
+            spec.calib_data,
+            calib_path,
+            spec.calib_size,
+            spec.calib_batch,
+            input_shape,
+            sha256_file(onnx_path),  # the cache is keyed to this ONNX (TensorRT matches it by tensor names only)
+            spec.device,
+        )
+        log.append(
+            f"INT8 calibration cache {calib_path.name} "
+            + ("reused (same ONNX and calibration images)" if calibrator.reused else "made by calibrating")
         )
         config.int8_calibrator = calibrator
         if dynamic:
@@ -495,7 +508,6 @@ def _build(trt: Any, onnx_path: Path, engine_path: Path, spec: EngineBuildSpec, 
             cal_profile.set_shape(inp.name, shape, shape, shape)
             config.set_calibration_profile(cal_profile)
 
-    log: list[str] = []
     cache_path = spec.timing_cache
     _attach_timing_cache(trt, config, cache_path, log)
 

@@ -14,7 +14,8 @@
 # The trtexec path follows the rules of edgefer's build plan (edgefer/export/tensorrt.py,
 # plan_build): the profile's precision must match the ONNX kind. INT8 is built only from the Q/DQ
 # ONNX, or from the FP32 ONNX with an existing calibration cache (CALIB_CACHE=file, TensorRT <= 10,
-# written by a first `edgefer export --int8-mode entropy` build). A bare --int8 on an FP32 ONNX is
+# written by a first `edgefer export --int8-mode entropy` build, with the key CALIB_CACHE.json that
+# ties it to this ONNX: a cache of another ONNX is refused). A bare --int8 on an FP32 ONNX is
 # refused: trtexec 8.5-10.x would build it with placeholder dynamic ranges (a wrong engine), 11.x
 # has no --int8 and would build FP32 under an _int8 name. A mismatch exits 2 with a message.
 # The TensorRT version comes from `trtexec --help` ("[TensorRT v8501]"); TRT_VERSION=10.3 overrides.
@@ -67,12 +68,54 @@ ENGINE="$OUT/${STEM%_fp16}"
 ENGINE="${ENGINE%_int8_qdq}_${PRECISION}${DLA:+_dla$DLA}.engine"
 ARGS=(--onnx="$ONNX" --saveEngine="$ENGINE" --memPoolSize=workspace:"$WORKSPACE"
       --timingCacheFile="$OUT/trt_timing.cache")
-# A dynamic-batch ONNX needs shapes; a static profile uses min = opt = max = batch.
-if [[ "$DYNAMIC" == "true" ]]; then
-  OPT=${OPT_BATCH:-$(( MAX_BATCH < 4 ? MAX_BATCH : 4 ))}
-  ARGS+=(--minShapes=input:1x3xHxW --optShapes=input:${OPT}x3xHxW --maxShapes=input:${MAX_BATCH}x3xHxW)
+# Shapes only for an ONNX with a dynamic batch, as trtexec_command does (edgefer/export/tensorrt.py):
+# trtexec refuses --minShapes/--optShapes/--maxShapes for a model without dynamic inputs ("Static
+# model does not take explicit shapes since the shape of inference tensors will be determined by
+# the model itself": NVIDIA/TensorRT samples/common/sampleEngines.cpp, setupNetworkAndConfig, read
+# in the 10.x source; issue 22 places it at 10.3.0 ~839-845 and 8.5.3 ~766), and
+# `edgefer export --profile` with `dynamic: false` writes a static-batch
+# ONNX. Whether the batch is dynamic: ONNX_DYNAMIC=1|0, else the edgefer metadata stored in the ONNX
+# (its metadata_props JSON holds "dynamic_batch" and "batch"), else dynamic: shapes are passed, so a
+# static foreign ONNX fails loudly in trtexec (set ONNX_DYNAMIC=0) instead of a dynamic one being
+# built silently for batch 1 (trtexec's default for a dynamic input given no shapes).
+ONNX_DYN=${ONNX_DYNAMIC:-}
+ONNX_BATCH=""
+if [[ -z "$ONNX_DYN" ]]; then
+  META=$(LC_ALL=C grep -a -o -m1 '"batch": [0-9]*, "dynamic_batch": \(true\|false\)' "$ONNX" | head -n1 || true)
+  if [[ -z "$META" ]]; then
+    META=$(LC_ALL=C grep -a -o -m1 '"dynamic_batch": \(true\|false\)' "$ONNX" | head -n1 || true)
+  fi
+  case "$META" in
+    *'"dynamic_batch": true') ONNX_DYN=1 ;;
+    *'"dynamic_batch": false')
+      ONNX_DYN=0
+      ONNX_BATCH=$(sed -n 's/^"batch": \([0-9]*\),.*/\1/p' <<< "$META") ;;
+  esac
+fi
+case "${ONNX_DYN:-}" in
+  1|true) ONNX_DYN=1 ;;
+  0|false) ONNX_DYN=0 ;;
+  "") ONNX_DYN=1 ;;
+  *) echo "error: ONNX_DYNAMIC must be 1 or 0, not '$ONNX_DYN'" >&2; exit 2 ;;
+esac
+if [[ "$ONNX_DYN" == "1" ]]; then
+  # a dynamic-batch ONNX needs shapes, even for a static engine (min = opt = max = batch)
+  if [[ "$DYNAMIC" == "true" ]]; then
+    OPT=${OPT_BATCH:-$(( MAX_BATCH < 4 ? MAX_BATCH : 4 ))}
+    ARGS+=(--minShapes=input:1x3xHxW --optShapes=input:${OPT}x3xHxW --maxShapes=input:${MAX_BATCH}x3xHxW)
+  else
+    ARGS+=(--minShapes=input:${BATCH}x3xHxW --optShapes=input:${BATCH}x3xHxW --maxShapes=input:${BATCH}x3xHxW)
+  fi
 else
-  ARGS+=(--minShapes=input:${BATCH}x3xHxW --optShapes=input:${BATCH}x3xHxW --maxShapes=input:${BATCH}x3xHxW)
+  SEEN="${ONNX_BATCH:-its own}"
+  if [[ "$DYNAMIC" == "true" ]]; then
+    echo "error: $(basename "$ONNX") has a static batch of $SEEN but $PROFILE asks for a dynamic batch: export it with --dynamic (or use a profile with dynamic: false)" >&2
+    exit 2
+  fi
+  if [[ -n "$ONNX_BATCH" && "$ONNX_BATCH" != "$BATCH" ]]; then
+    echo "error: $(basename "$ONNX") has a static batch of $ONNX_BATCH but $PROFILE asks for batch $BATCH: export it with --batch $BATCH" >&2
+    exit 2
+  fi
 fi
 # Input size (trtexec path only; edgefer reads it from the ONNX metadata): IMG_SIZE, else the
 # profile's img_size, else 112.
@@ -101,6 +144,16 @@ case "$PRECISION/$KIND" in
      fail "a $PRECISION engine cannot be built from $(basename "$ONNX") (a $KIND ONNX): give the $WANT ONNX or change precision in $PROFILE" ;;
 esac
 [[ -n "$CALIB" && "$PRECISION/$KIND" != "int8/fp32" ]] && fail "CALIB_CACHE is used with the FP32 ONNX and precision int8 only"
+# TensorRT matches a calibration cache to the network by tensor names only, so a cache from before
+# retraining would give this engine the old scales silently. edgefer keys each cache to its ONNX
+# (CALIB_CACHE.json, "onnx_sha256", edgefer/export/calibrator.py): use it only for that ONNX.
+if [[ -n "$CALIB" ]]; then
+  MAKE="make it with \`edgefer export --onnx $ONNX --target trt --precision int8 --int8-mode entropy --calib-data DATA\`"
+  [[ -f "$CALIB.json" ]] || fail "calibration cache $CALIB has no key $(basename "$CALIB").json, so it cannot be tied to $(basename "$ONNX"): $MAKE"
+  WANT=$(sed -n 's/.*"onnx_sha256": *"\([0-9a-fA-F]*\)".*/\1/p' "$CALIB.json" | head -n1)
+  HAVE=$(sha256sum "$ONNX" | cut -d' ' -f1)
+  [[ "${WANT,,}" == "$HAVE" ]] || fail "calibration cache $CALIB was made for another ONNX (e.g. before retraining), not $(basename "$ONNX"): $MAKE"
+fi
 if (( TRT_MAJOR >= 11 )); then
   :
 elif (( TRT_MAJOR >= 9 )) && [[ -z "$DLA" && -z "$CALIB" && "$KIND" != "fp32" ]]; then
@@ -113,6 +166,9 @@ else
 fi
 [[ -n "$DLA" ]] && ARGS+=(--useDLACore="$DLA" --allowGPUFallback)
 
+# An edgefer sidecar beside the engine describes the engine built before (its TensorRT, GPU,
+# shapes and sha256): remove it, so the rebuilt engine is never read with the old one's facts.
+rm -f -- "$ENGINE.json"
 echo "+ $TRTEXEC ${ARGS[*]}"
 "$TRTEXEC" "${ARGS[@]}"
 echo "built $ENGINE with trtexec (no edgefer sidecar: load it with trtexec or rebuild with edgefer for the runtime)"
