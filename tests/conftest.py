@@ -141,6 +141,8 @@ def synth_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_run(synth_data: Path, tmp_path_factory: pytest.TempPathFactory):
     """A TEST_MODEL trained for a few epochs on ``synth_data`` at TEST_IMG_SIZE (the TrainResult)."""
+    if not HAS_TORCH:  # a device venv (tests/test_device_python.py, or `pytest -m trt` on a Jetson)
+        pytest.skip("torch not installed: this test needs a model trained here (the training side)")
     from edgefer.training import TrainConfig, train
 
     out = tmp_path_factory.mktemp("runs") / TEST_MODEL
