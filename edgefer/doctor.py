@@ -39,6 +39,33 @@ ENABLES: dict[str, str] = {
 }
 
 
+#: L4T major release -> (JetPack, the system Python its TensorRT bindings are built for, that TensorRT).
+#: TensorRT ships Python bindings for JetPack's own interpreter only, so another Python cannot import it.
+JETPACK: dict[str, tuple[str, str, str]] = {
+    "R32": ("4.x", "3.6", "8.2"),
+    "R35": ("5.1", "3.8", "8.5"),
+    "R36": ("6.x", "3.10", "10.3"),
+    "R38": ("7.x", "3.12", "10.x"),
+}
+
+
+def jetpack_facts(l4t: str, python: str | None = None) -> dict[str, Any]:
+    """JetPack, its Python and TensorRT for an L4T release (``"R36.4.0"``); a note when ``python`` (this
+    interpreter's ``major.minor``) is not the one JetPack's TensorRT bindings exist for. Empty if unknown."""
+    known = JETPACK.get(l4t.split(".")[0])
+    if known is None:
+        return {}
+    jetpack, system_python, trt = known
+    facts: dict[str, Any] = {"jetpack": jetpack, "system_python": system_python, "jetpack_tensorrt": trt}
+    here = python or "{}.{}".format(*sys.version_info[:2])
+    if here != system_python:
+        facts["python_note"] = (
+            f"JetPack {jetpack}'s TensorRT bindings exist for its Python {system_python} only; this is Python {here}: "
+            f"make the venv with /usr/bin/python3 -m venv --system-site-packages"
+        )
+    return facts
+
+
 @dataclass
 class Check:
     """One piece of the machine: whether it works here, what it is, and how to get it when it does not."""
@@ -241,6 +268,8 @@ def diagnose(jetson: Callable[[], dict[str, Any] | None] | None = None) -> Diagn
 
     try:
         jetson_facts = (jetson or jetson_info)()
+        if jetson_facts is not None and str(jetson_facts.get("l4t", "")).startswith("R"):
+            jetson_facts.update(jetpack_facts(str(jetson_facts["l4t"])))
     except Exception as exc:
         jetson_facts = {"error": f"unavailable: {exc}"}
     try:
@@ -294,7 +323,11 @@ def render_text(d: Diagnosis) -> str:
             if c.fix:
                 lines.append(f"        to get it: {c.fix}")
     if d.jetson is not None:
-        lines.append("Jetson: " + _detail_text(d.jetson))
+        facts = dict(d.jetson)
+        note = facts.pop("python_note", None)
+        lines.append("Jetson: " + _detail_text(facts))
+        if note:
+            lines.append(f"  note: {note}")
     verdict = (
         "At least one backend runs artifacts here."
         if d.usable

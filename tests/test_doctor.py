@@ -93,3 +93,24 @@ def test_an_old_interpreter_gets_one_line_about_python_not_an_extra(monkeypatch:
     assert cv2_missing is not None and not isinstance(cv2_missing, UnsupportedPythonError)
     torch_row = _rows(doctor.diagnose(jetson=lambda: None))["torch"]
     assert not torch_row.ok and "needs Python >= 99.0" in torch_row.fix
+
+
+def test_on_a_jetson_doctor_names_jetpack_and_the_python_its_tensorrt_needs(tmp_path) -> None:
+    from test_bench_device import NVPMODEL_Q, _fake_jetson, _runner
+
+    from edgefer.bench.jetson import jetson_info
+
+    root = _fake_jetson(tmp_path)  # L4T R36.4.0: JetPack 6, Python 3.10, TensorRT 10.3
+    probe = _runner({"nvpmodel": (0, NVPMODEL_Q), "jetson_clocks": (127, "not found")})
+    found = doctor.diagnose(jetson=lambda: jetson_info(root, probe, jtop=None))
+    assert found.jetson is not None
+    assert found.jetson["l4t"] == "R36.4.0" and found.jetson["jetpack"] == "6.x"
+    assert found.jetson["system_python"] == "3.10" and found.jetson["jetpack_tensorrt"] == "10.3"
+    here = "{}.{}".format(*sys.version_info[:2])
+    text = doctor.render_text(found)
+    assert "Jetson: model: NVIDIA Jetson AGX Orin Developer Kit; l4t: R36.4.0" in text
+    if here != "3.10":
+        assert f"for its Python 3.10 only; this is Python {here}" in text and "--system-site-packages" in text
+    assert "python_note" not in doctor.jetpack_facts("R35.4.1", python="3.8")
+    assert doctor.jetpack_facts("R35.4.1", python="3.11")["jetpack"] == "5.1"
+    assert doctor.jetpack_facts("R99.1") == {}
