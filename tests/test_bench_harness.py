@@ -115,9 +115,16 @@ def test_suite_two_backends_writes_consistent_reports(arts, broken, synth_data, 
         _check_cell(line["Worst-class Δ (pts)"], acc.get("worst_class_delta_pts"))
         _check_cell(line["p50 (ms)"], lat.get("p50_ms"))
         _check_cell(line["p99 (ms)"], lat.get("p99_ms"))
+        _check_cell(line["CV (%)"], lat.get("cv"), 100, digits=1)
         _check_cell(line["FPS"], lat.get("fps"), digits=1)
         _check_cell(line["Size (MB)"], r.get("size_mb"))
     assert "Gate" in md and "FAILED" in md
+    # the conditions of the run are recorded, and every unstable row is named under the table
+    assert d["conditions"]["before"]["load_avg"] and d["conditions"]["after"]["load_avg"]
+    unstable = {(r["label"], b) for r in d["rows"] for b, lat in (r.get("latency") or {}).items()
+                if lat.get("model", {}).get("cv", 0) > 0.10}  # fmt: skip
+    assert len([w for w in d["warnings"] if "coefficient of variation" in w]) == len(unstable)
+    assert ("## Can these latencies be trusted?" in md) is bool(d["warnings"])
     for png in ("pareto.png", "per_class_delta.png", "confusion.png"):
         data = (tmp_path / "report" / png).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 1000

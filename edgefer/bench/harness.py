@@ -24,6 +24,7 @@ from edgefer.bench.latency import time_calls
 from edgefer.bench.metrics import accuracy_summary, compare_to_reference, latency_stats
 from edgefer.bench.options import BenchOptions
 from edgefer.bench.system import machine_info, peak_rss_mb, reset_peak_rss, rss_mb
+from edgefer.bench.trust import snapshot, trust_warnings
 from edgefer.errors import EdgeferError
 from edgefer.preprocess import preprocess_batch
 from edgefer.reference import Reference
@@ -67,6 +68,10 @@ class BenchReport:
     gate: dict[str, Any] | None = None
     gate_failures: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: the machine's load (and on a Jetson its temperatures) before and after the run
+    conditions: dict[str, Any] = field(default_factory=dict)
+    #: why the latency numbers may not be trusted (edgefer.bench.trust), one line each
+    warnings: list[str] = field(default_factory=list)
     created: str = field(default_factory=utc_now_iso)
     schema: int = REPORT_SCHEMA
     files: dict[str, str] = field(default_factory=dict)
@@ -96,6 +101,8 @@ class BenchReport:
             "gate_passed": self.passed if self.gate is not None else None,
             "gate_failures": self.gate_failures,
             "notes": self.notes,
+            "conditions": self.conditions,
+            "warnings": self.warnings,
             "rows": self.rows,
         }
 
@@ -344,6 +351,7 @@ def run_benchmark(
     specs, bundles, bundle_ref = _expand_models(models, notes)
     try:
         machine = machine_info()
+        before = snapshot(machine.get("jetson"))
         iters, seconds, timing = opts.timing(on_device=bool(bundles) or "jetson" in machine)
         evalset = load_evalset(
             data, split, max_images=max_images, progress=progress, allow_missing_classes=allow_missing_classes
@@ -437,7 +445,10 @@ def run_benchmark(
             "max_images": max_images,
             "allow_partial": allow_partial,
         }
+        after = snapshot(machine.get("jetson"))
         report = BenchReport(machine, settings, ref_info, rows, notes=notes)
+        report.conditions = {"before": before, "after": after}
+        report.warnings = trust_warnings(rows, machine, before, after)
         if gate is not None:
             report.gate = gate.to_dict()
             report.gate_failures = gate.evaluate(rows)

@@ -236,18 +236,21 @@ def latency_stats(seconds: Sequence[float] | np.ndarray, batch_size: int = 1) ->
     """Summary of per-call latencies given in seconds, reported in milliseconds.
 
     ``fps`` is images per second at this batch size, from the mean latency
-    (``batch_size / mean``), i.e. sustained single-stream throughput.
+    (``batch_size / mean``), i.e. sustained single-stream throughput. ``cv`` is the coefficient of
+    variation, std / mean: above 10 % the row is flagged as unstable (:mod:`edgefer.bench.trust`).
     """
     x = np.asarray(seconds, dtype=np.float64).ravel()
     if x.size == 0:
         raise EdgeferError("no latency samples were recorded")
     ms = x * 1000.0
     mean = float(ms.mean())
+    std = float(ms.std(ddof=1)) if x.size > 1 else 0.0
     return {
         "n": int(x.size),
         "batch": int(batch_size),
         "mean_ms": mean,
-        "std_ms": float(ms.std(ddof=1)) if x.size > 1 else 0.0,
+        "std_ms": std,
+        "cv": std / mean if mean > 0 else 0.0,
         "min_ms": float(ms.min()),
         "p50_ms": percentile(ms, 50),
         "p90_ms": percentile(ms, 90),

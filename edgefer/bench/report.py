@@ -1,9 +1,11 @@
 """Benchmark reports: ``report.json`` (the record), ``report.md`` (the table), PNG plots.
 
 The Markdown table follows ``yolo benchmark``: one line per artifact and batch size with backend,
-precision, status, size, accuracy, Δ vs the FP32 reference, agreement, worst-class Δ, p50, p99 and
-FPS. Every number in it is formatted from the JSON by :func:`table_rows` (one function, so the two
-cannot disagree). Plots need matplotlib (Agg); without it they are skipped with a note.
+precision, status, size, accuracy, Δ vs the FP32 reference, agreement, worst-class Δ, p50, p99, the
+coefficient of variation of the timed calls (CV) and FPS. Every number in it is formatted from the
+JSON by :func:`table_rows` (one function, so the two cannot disagree). Under it, the reasons the
+latencies may not be trusted (:mod:`edgefer.bench.trust`). Plots need matplotlib (Agg); without it
+they are skipped with a note.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ COLUMNS = (
     "Worst-class Δ (pts)",
     "p50 (ms)",
     "p99 (ms)",
+    "CV (%)",
     "FPS",
     "E2E p50 (ms)",
 )
@@ -73,6 +76,7 @@ def table_rows(report_dict: dict[str, Any]) -> list[list[str]]:
                     worst,
                     _num(model.get("p50_ms"), 2),
                     _num(model.get("p99_ms"), 2),
+                    _num(model.get("cv"), 1, 100),
                     _num(model.get("fps"), 1),
                     _num(e2e.get("p50_ms"), 2),
                 ]
@@ -98,6 +102,16 @@ def _machine_line(m: dict[str, Any]) -> str:
         f"{m.get('cpu')} ({m.get('cores_usable')}/{m.get('cores_logical')} cores usable; {flags}), "
         f"{m.get('memory_gb')} GB RAM, GPU: {gpus}, {m.get('os')}, Python {m.get('python')}"
     )
+
+
+def _load_line(d: dict[str, Any]) -> str:
+    """``1.2 before, 3.4 after (1-minute load average, 2 usable cores)``, or "" when not recorded."""
+    cond = d.get("conditions") or {}
+    loads = [(when, (cond.get(when) or {}).get("load_avg")) for when in ("before", "after")]
+    if not all(v for _, v in loads):
+        return ""
+    cores = d["machine"].get("cores_usable")
+    return ", ".join(f"{v[0]:g} {when}" for when, v in loads) + f" (1-minute load average, {cores} usable cores)"
 
 
 def _jetson_line(j: dict[str, Any]) -> str:
@@ -204,11 +218,14 @@ def to_markdown(report: Any) -> str:
         f"- **FP32 reference**: {ref_line}",
         f"- **Latency**: after {s['warmup']} warm-up calls, {timing}; threads {s.get('threads') or 'default'}, "
         f"device {s['device']}. p50/p99/FPS are model-only (preallocated input); E2E = decode + preprocess + infer.",
+        *([f"- **Load**: {_load_line(d)}"] if _load_line(d) else []),
         f"- **Created**: {d['created']} (edgefer {d['edgefer_version']}, report schema {d['schema']})",
         "",
         markdown_table(d),
         "",
     ]
+    if d.get("warnings"):
+        parts += ["## Can these latencies be trusted?", ""] + [f"- **warning**: {w}" for w in d["warnings"]] + [""]
     ovt = openvino_table(d)
     if ovt:
         parts += ["## OpenVINO: what each compiled model uses", "", ovt, ""]

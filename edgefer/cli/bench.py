@@ -130,6 +130,8 @@ def register(app: typer.Typer) -> None:
         typer.echo(report.table())
         for note in report.notes:
             typer.echo(f"note: {note}", err=True)
+        for warning in report.warnings:
+            typer.secho(f"warning: {warning}", fg=typer.colors.YELLOW, err=True)
         if out_dir is not None:
             typer.echo(f"report: {Path(out_dir) / 'report.md'} (+ report.json, plots)", err=True)
         if not report.ok_rows and report.gate is None:
