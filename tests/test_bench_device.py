@@ -179,6 +179,10 @@ def test_report_records_openvino_facts(arts, synth_data, tmp_path):
     assert info["performance_hint"] == "LATENCY"
     assert info["inference_precision"] == "f32"  # an FP32 IR is pinned to f32 (not bf16)
     assert int(info["num_streams"]) >= 1
+    # start-up: a cold cache is a miss, the second open of the same IR reads the compiled model back
+    assert row["cache"] == "miss" and row["load_s"] > 0 and row["first_infer_ms"] > 0
+    again = run_benchmark([arts["xml"]], synth_data, iters=2, cache_dir=tmp_path / "c", **FAST)
+    assert next(r for r in again.rows if r["backend"] == "openvino")["cache"] == "hit"
     md = (out / "report.md").read_text()
     section = md.split("## OpenVINO: what each compiled model uses", 1)[1]
     ov_line = next(ln for ln in section.splitlines() if ln.startswith(f"| {row['label']} "))

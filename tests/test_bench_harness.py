@@ -118,6 +118,9 @@ def test_suite_two_backends_writes_consistent_reports(arts, broken, synth_data, 
         _check_cell(line["CV (%)"], lat.get("cv"), 100, digits=1)
         _check_cell(line["FPS"], lat.get("fps"), digits=1)
         _check_cell(line["Size (MB)"], r.get("size_mb"))
+        _check_cell(line["Load (s)"], r.get("load_s"))
+        _check_cell(line["1st call (ms)"], r.get("first_infer_ms"), digits=1)
+        assert line["Cache"] == (r.get("cache") or DASH)
     assert "Gate" in md and "FAILED" in md
     # the conditions of the run are recorded, and every unstable row is named under the table
     assert d["conditions"]["before"]["load_avg"] and d["conditions"]["after"]["load_avg"]

@@ -200,6 +200,8 @@ def _bench_one(
         "size_mb": None,
         "input_size": None,
         "load_s": None,
+        "first_infer_ms": None,  # the first call after load: what a camera that restarts waits for
+        "cache": None,  # OpenVINO's model cache: "hit" (compiled model read back), "miss", None (no cache)
         "memory": {},
         "info": {},
         "accuracy": None,
@@ -229,8 +231,13 @@ def _bench_one(
             threads=info.get("threads", thr),
             kept_fp=(meta.quantization or {}).get("kept_fp"),
         )
+        if info.get("cache_dir"):
+            row["cache"] = "hit" if info.get("loaded_from_cache") else "miss"
         try:
             x_all = evalset.preprocessed(meta.preprocessing)
+            t0 = time.perf_counter()
+            backend.infer(x_all[:1])
+            row["first_infer_ms"] = _fp((time.perf_counter() - t0) * 1000, 3)
             logits = infer_all(backend, evalset, max(batches))
             if logits.shape[1] != meta.num_classes:
                 raise EdgeferError(f"model outputs {logits.shape[1]} classes but its metadata names {meta.num_classes}")

@@ -2,7 +2,8 @@
 
 The Markdown table follows ``yolo benchmark``: one line per artifact and batch size with backend,
 precision, status, size, accuracy, Δ vs the FP32 reference, agreement, worst-class Δ, p50, p99, the
-coefficient of variation of the timed calls (CV) and FPS. Every number in it is formatted from the
+coefficient of variation of the timed calls (CV), FPS, and the start-up a camera pays once: load
+time, the first call after it, and whether OpenVINO's model cache was hit. Every number in it is formatted from the
 JSON by :func:`table_rows` (one function, so the two cannot disagree). Under it, the reasons the
 latencies may not be trusted (:mod:`edgefer.bench.trust`). Plots need matplotlib (Agg); without it
 they are skipped with a note.
@@ -35,6 +36,9 @@ COLUMNS = (
     "CV (%)",
     "FPS",
     "E2E p50 (ms)",
+    "Load (s)",
+    "1st call (ms)",
+    "Cache",
 )
 DASH = "—"
 
@@ -79,6 +83,9 @@ def table_rows(report_dict: dict[str, Any]) -> list[list[str]]:
                     _num(model.get("cv"), 1, 100),
                     _num(model.get("fps"), 1),
                     _num(e2e.get("p50_ms"), 2),
+                    _num(row.get("load_s"), 2),
+                    _num(row.get("first_infer_ms"), 1),
+                    row.get("cache") or DASH,
                 ]
             )
     return out
