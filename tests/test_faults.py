@@ -982,3 +982,40 @@ def test_console_script_bad_input_exits_2_with_one_line(args: list[str], corpus:
     proc = edgefer(*[a.format(ws=corpus, data=data) for a in args], cwd=corpus)
     assert_user_error(proc)
     assert snapshot(corpus.parent) == before
+
+
+# == issue 26, fault 1: bundle --overwrite replaces only what edgefer wrote ========================
+
+
+def test_bundle_overwrite_replaces_only_the_files_its_manifest_lists(tmp_path: Path, onnx_model: Path) -> None:
+    from edgefer.bundle import BundleError, make_bundle, open_bundle
+
+    report = tmp_path / "report"
+    report.mkdir()
+    (report / "report.json").write_text(json.dumps({"kind": "edgefer-benchmark", "gate": None, "rows": []}))
+    (report / "report.md").write_text("# report\n")
+    out = make_bundle([onnx_model], tmp_path / "bundle", report=report)
+    make_bundle([onnx_model], out, report=report, overwrite=True)  # only edgefer's files there: replaced
+    assert open_bundle(out).verify()
+
+    # an application folder with a copied bundle in it, and a bundle the user added notes to
+    app = tmp_path / "app"
+    make_bundle([onnx_model], app)
+    (app / "src").mkdir()
+    (app / "src" / "main.py").write_text("print('my app')")
+    (app / "photos").mkdir()
+    (app / "README.md").write_text("mine")
+    (out / "NOTES.txt").write_text("my notes")
+    (out / "calib_photos").mkdir()
+    edited = tmp_path / "edited"
+    make_bundle([onnx_model], edited)
+    (edited / "tiny.onnx").write_bytes(b"the user's own model now")
+    for folder, named in ((app, "src/main.py"), (out, "NOTES.txt"), (out, "calib_photos/"), (edited, "changed")):
+        before = snapshot(folder)
+        with pytest.raises(BundleError, match="refusing to replace") as exc:
+            make_bundle([onnx_model], folder, report=report, overwrite=True)
+        assert named in str(exc.value)
+        assert snapshot(folder) == before and (folder / "calib_photos").exists() == (folder == out)
+    proc = edgefer("bundle", onnx_model, "--out", app, "--overwrite")
+    assert "README.md" in assert_user_error(proc, "refusing to replace")
+    assert (app / "src" / "main.py").read_text() == "print('my app')"
