@@ -1019,3 +1019,243 @@ def test_bundle_overwrite_replaces_only_the_files_its_manifest_lists(tmp_path: P
     proc = edgefer("bundle", onnx_model, "--out", app, "--overwrite")
     assert "README.md" in assert_user_error(proc, "refusing to replace")
     assert (app / "src" / "main.py").read_text() == "print('my app')"
+
+
+# == issue 26, fault 2 and the memory bound: a typo never takes all memory =======================
+
+#: address space a command under test may use (RLIMIT_AS, in a subprocess). Importing numpy,
+#: OpenCV, ONNX Runtime and OpenVINO maps ~0.55 GB; torch alone maps ~3 GB, so torch commands
+#: get more. A command that allocated what its option asked for would fail far beyond these.
+AS_BUDGET = 2 * 1024**3
+AS_BUDGET_TORCH = 5 * 1024**3
+
+
+def _rlimits(as_bytes: int | None = None, fsize: int | None = None):
+    """A ``preexec_fn`` setting the address-space and file-size limits of the child only."""
+
+    def apply() -> None:
+        import resource
+
+        if as_bytes is not None:
+            resource.setrlimit(resource.RLIMIT_AS, (as_bytes, as_bytes))
+        if fsize is not None:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
+
+    return apply
+
+
+def limited(
+    *args: str | os.PathLike, as_bytes: int | None = None, fsize: int | None = None, timeout: int = 180
+) -> subprocess.CompletedProcess:
+    """The console script (like :func:`edgefer`) under RLIMIT_AS / RLIMIT_FSIZE."""
+    exe = Path(sys.executable).with_name("edgefer")
+    env = {k: v for k, v in os.environ.items() if k != "EDGEFER_DEBUG"}
+    env.update(COLUMNS="200", OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+    return subprocess.run(
+        [str(exe), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        preexec_fn=_rlimits(as_bytes, fsize),
+    )
+
+
+def _python_limited(code: str, as_bytes: int, timeout: int = 120) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        preexec_fn=_rlimits(as_bytes),
+    )
+
+
+def test_predict_margin_is_bounded_and_the_largest_margin_fits(tmp_path: Path, onnx_model: Path) -> None:
+    from edgefer.utils.limits import MAX_MARGIN
+
+    face = tmp_path / "face.png"
+    cv2.imwrite(str(face), np.zeros((40, 40, 3), np.uint8))
+    for margin in ("1000", "nan", "-0.1"):
+        proc = limited("predict", face, "--model", onnx_model, "--margin", margin, as_bytes=AS_BUDGET)
+        assert_user_error(proc, "--margin")
+    # the largest margin, a face box filling a 4000 x 3000 frame: a 48 MB crop, within the budget
+    code = f"""
+import numpy as np
+from edgefer.runtime import Predictor
+from edgefer.runtime.detect import Detection
+class Whole:
+    name = "whole"
+    def detect(self, frame):
+        return [Detection(box=(1, 1, frame.shape[1] - 2, frame.shape[0] - 2), score=1.0)]
+with Predictor({str(onnx_model)!r}, detector=Whole(), margin={MAX_MARGIN}) as p:
+    res = p.predict(np.full((3000, 4000, 3), 128, np.uint8))
+assert len(res.faces) == 1 and res.error is None, res
+print("ok", p.crop(np.zeros((3000, 4000, 3), np.uint8), Detection(box=(0, 0, 4000, 3000), score=1.0)).shape)
+"""
+    proc = _python_limited(code, AS_BUDGET)
+    assert proc.returncode == 0 and "ok (8000, 8000, 3)" in proc.stdout, proc.stderr[-2000:]
+
+
+def _conv_onnx(path: Path, channels: int, size: int) -> Path:
+    """An FP32 edgefer-style ONNX whose one hidden tensor is large: a 1x1 Conv to ``channels``."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from edgefer.metadata import ModelMetadata, set_onnx_metadata
+    from edgefer.preprocess import Preprocessing
+
+    rng = np.random.default_rng(2)
+    k = len(CLASS_NAMES)
+    inits = [
+        numpy_helper.from_array(rng.normal(size=(channels, 3, 1, 1)).astype(np.float32), "CW"),
+        numpy_helper.from_array(rng.normal(size=(channels, k)).astype(np.float32), "W"),
+        numpy_helper.from_array(np.zeros(k, np.float32), "B"),
+    ]
+    nodes = [
+        helper.make_node("Conv", ["input", "CW"], ["wide"], name="conv"),
+        helper.make_node("GlobalAveragePool", ["wide"], ["pooled"], name="pool"),
+        helper.make_node("Flatten", ["pooled"], ["flat"], axis=1, name="flat"),
+        helper.make_node("Gemm", ["flat", "W", "B"], ["logits"], name="fc"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "wide",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, size, size])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", k])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    meta = ModelMetadata(model_name="wide", class_names=CLASS_NAMES, preprocessing=Preprocessing(input_size=size))
+    set_onnx_metadata(model, meta)
+    onnx.save(model, str(path))
+    return path
+
+
+def _as_int8_of(fp32: Path, dst: Path, source: Path | None = None, **changes) -> Path:
+    """A copy of ``fp32`` whose metadata says it is the INT8 model quantized from ``source``."""
+    import onnx
+
+    from edgefer.metadata import read_metadata, set_onnx_metadata
+    from edgefer.utils.io import sha256_file
+
+    model = onnx.load(str(fp32))
+    changes = {"precision": "int8", "source_onnx_sha256": sha256_file(source or fp32), **changes}
+    set_onnx_metadata(model, read_metadata(fp32).replace(**changes))
+    onnx.save(model, str(dst))
+    return dst
+
+
+def test_debug_samples_are_bounded_and_refused_before_the_activations_are_held(tmp_path: Path) -> None:
+    from edgefer.utils.limits import MAX_DEBUG_SAMPLES
+
+    data = make_folders(tmp_path / "data", n_per_class=20, splits=("test",))
+    fp32 = _conv_onnx(tmp_path / "wide.onnx", channels=2048, size=64)  # 32 MiB of activations per image
+    int8 = _as_int8_of(fp32, tmp_path / "wide_int8.onnx")
+    out = tmp_path / "debug"
+    proc = limited("debug", fp32, int8, "--data", data, "--out", out, "--samples", MAX_DEBUG_SAMPLES + 1)
+    assert_user_error(proc, "at most")
+    # the largest allowed sample: all 140 images would hold ~18 GiB; refused after a one-image probe
+    proc = limited(
+        "debug", fp32, int8, "--data", data, "--out", out, "--samples", MAX_DEBUG_SAMPLES, as_bytes=AS_BUDGET
+    )
+    message = assert_user_error(proc, "GiB of activations")
+    assert "--samples 15 or fewer" in message and not out.exists()
+
+
+def _clip(path: Path, frames: int = 12, size: tuple[int, int] = (64, 48)) -> Path:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, size)
+    rng = np.random.default_rng(3)
+    for _ in range(frames):
+        writer.write(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
+    writer.release()
+    return path
+
+
+#: every size-like option: (command with {onnx} {ckpt} {data} {tmp} {video}, option, its largest value).
+#: Over the largest value each is refused before any work; at it, those marked ``run`` are run
+#: under the address-space budget (the others are refused values only: they cost a training run).
+_SIZES = [
+    (["benchmark", "{onnx}", "--data", "{data}", *QUICK_BENCH], "--batch", "MAX_BATCH", True),
+    (
+        ["evaluate", "--checkpoint", "{ckpt}", "--data", "{data}", "--out", "{tmp}/ev"],
+        "--batch-size",
+        "MAX_BATCH",
+        True,
+    ),
+    (["run", "--model", "{onnx}", "--source", "{video}", "--aligned", "-q"], "--queue-size", "MAX_QUEUE", True),
+    (["export", "--onnx", "{onnx}", "--target", "openvino", "--out", "{tmp}/ex"], "--max-batch", "MAX_BATCH", False),
+    (["export", "--onnx", "{onnx}", "--target", "trt", "--out", "{tmp}/ex"], "--batch", "MAX_BATCH", False),
+    (["deepstream", "--model", "{onnx}", "--out", "{tmp}/ds"], "--batch-size", "MAX_BATCH", True),
+    (
+        ["train", "--data", "{data}", "--model", "msff_mobilenetv3", "--out", "{tmp}/t"],
+        "--batch-size",
+        "MAX_BATCH",
+        False,
+    ),
+    (
+        ["train", "--data", "{data}", "--model", "msff_mobilenetv3", "--out", "{tmp}/t"],
+        "--img-size",
+        "MAX_IMG_SIZE",
+        False,
+    ),
+    (
+        ["quantize", "--checkpoint", "{ckpt}", "--data", "{data}", "--out", "{tmp}/q"],
+        "--img-size",
+        "MAX_IMG_SIZE",
+        False,
+    ),
+    (["models"], "--img-size", "MAX_IMG_SIZE", False),
+    (["data", "synth", "--out", "{tmp}/s", "--n-train", "7", "--n-test", "7"], "--size", "MAX_IMG_SIZE", True),
+    (["predict", "{tmp}/face.png", "--model", "{onnx}"], "--margin", "MAX_MARGIN", True),
+]
+
+
+@pytest.mark.parametrize(("args", "option", "bound", "run"), _SIZES, ids=[f"{a[0]}{o}" for a, o, _, _ in _SIZES])
+def test_every_size_like_option_is_bounded_and_its_largest_value_fits_in_memory(
+    args: list[str], option: str, bound: str, run: bool, tmp_path: Path, onnx_model: Path, checkpoint: Path, data: Path
+) -> None:
+    from edgefer.errors import EdgeferError
+    from edgefer.utils import limits
+
+    most = getattr(limits, bound)
+    cv2.imwrite(str(tmp_path / "face.png"), np.zeros((40, 40, 3), np.uint8))
+    fill = dict(onnx=onnx_model, ckpt=checkpoint, data=data, tmp=tmp_path, video=_clip(tmp_path / "clip.avi"))
+    filled = [a.format(**fill) for a in args]
+    over = most + 1 if isinstance(most, int) else most * 10
+    before = snapshot(tmp_path)
+    code, out, exc = _cli([*filled, option, str(over)])
+    assert isinstance(exc, EdgeferError) and str(over) in str(exc), (code, out, exc)
+    assert snapshot(tmp_path) == before  # refused before any work
+    if run:
+        torch_cmd = args[0] == "evaluate"
+        proc = limited(*filled, option, most, as_bytes=AS_BUDGET_TORCH if torch_cmd else AS_BUDGET)
+        assert proc.returncode == 0, (proc.returncode, proc.stderr[-2000:])
+
+
+# == issue 26, fault 3: debug refuses an FP32 / INT8 pair that is not one model ==================
+
+
+def test_debug_refuses_an_int8_model_quantized_from_another_onnx(tmp_path: Path, onnx_model: Path, data: Path) -> None:
+    from edgefer.errors import QuantizationError
+    from edgefer.quantize.debug import debug_int8
+
+    other = _conv_onnx(tmp_path / "other.onnx", channels=4, size=SIZE)  # other weights and architecture
+    cases = [
+        (_as_int8_of(onnx_model, tmp_path / "from_other.onnx", source=other), "quantized from another FP32 ONNX"),
+        (_as_int8_of(other, tmp_path / "other_arch.onnx"), "not the FP32 model"),
+        (_as_int8_of(onnx_model, tmp_path / "unknown.onnx", source_onnx_sha256=""), "does not record"),
+    ]
+    out = tmp_path / "debug"
+    for int8, needle in cases:
+        with pytest.raises(QuantizationError, match=needle):
+            debug_int8(onnx_model, int8, data, out_dir=out, samples=7)
+        proc = edgefer("debug", onnx_model, int8, "--data", data, "--out", out, "--samples", "7")
+        assert_user_error(proc, needle)
+        assert not out.exists()
+    # the pair quantize made passes the check (this stand-in then fails as "not a Q/DQ INT8 ONNX")
+    with pytest.raises(QuantizationError, match="no QuantizeLinear"):
+        debug_int8(onnx_model, _as_int8_of(onnx_model, tmp_path / "own.onnx"), data, out_dir=out, samples=7)

@@ -46,6 +46,7 @@ import numpy as np
 
 from edgefer.errors import EdgeferError
 from edgefer.runtime.predictor import STAGES, Predictor
+from edgefer.utils.limits import MAX_QUEUE, check_at_most
 from edgefer.utils.options import merged
 
 
@@ -491,6 +492,7 @@ class StreamOptions:
             raise StreamError(f"--max-frames must be positive, got {self.max_frames}")
         if self.queue_size < 1:
             raise StreamError(f"--queue-size must be positive, got {self.queue_size}")
+        check_at_most("--queue-size", self.queue_size, MAX_QUEUE, StreamError, "each queued frame is held decoded")
         if self.reconnect < 0:
             raise StreamError(f"--reconnect must be >= 0, got {self.reconnect}")
         if self.reconnect_delay < 0:

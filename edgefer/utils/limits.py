@@ -1,0 +1,32 @@
+"""Upper bounds of the size-like options, in one place (issue 26: a typo must not take all memory).
+
+A user-sized number that multiplies an allocation is checked against these before anything is
+allocated: ``predict --margin 1000`` once asked for a 21.7 GB face crop, and ``debug --samples
+100000`` held 9.25 GB of activations. Each bound is far above any useful value and low enough
+that the largest allowed value runs on a small device (``tests/test_faults.py`` runs each one
+under an address-space limit). Device side: Python 3.8.
+"""
+
+from __future__ import annotations
+
+#: ``--margin``: border around a landmark-less face box, as a fraction of its side. 1.0 gives a
+#: crop twice the box's side (four times its area); more only adds black border.
+MAX_MARGIN = 1.0
+#: every batch size a user chooses (benchmark ``--batch``, ``export --batch/--max-batch/--opt-batch``,
+#: ``evaluate`` / ``train --batch-size``, ``deepstream --batch-size``).
+MAX_BATCH = 256
+#: ``run --queue-size``: decoded frames held between capture and inference (a 4K frame is 25 MB).
+MAX_QUEUE = 64
+#: ``debug --samples``: images compared layer by layer (the memory also has its own budget below).
+MAX_DEBUG_SAMPLES = 10000
+#: bytes of activations ``debug`` may hold for its sample (both models, every layer).
+DEBUG_MEMORY_BUDGET = 2 * 1024**3
+#: ``--img-size`` of train / export / quantize / models (``data synth --size`` has the same bound).
+MAX_IMG_SIZE = 1024
+
+
+def check_at_most(what: str, value: float | None, most: float, error: type[Exception], why: str = "") -> None:
+    """Raise ``error`` naming ``what`` when ``value`` is above ``most`` (None passes: not given)."""
+    if value is not None and not value <= most:  # `not <=` also refuses NaN
+        reason = f" ({why})" if why else ""
+        raise error(f"{what} must be at most {most:g}, got {value!r}{reason}")
