@@ -1259,3 +1259,33 @@ def test_debug_refuses_an_int8_model_quantized_from_another_onnx(tmp_path: Path,
     # the pair quantize made passes the check (this stand-in then fails as "not a Q/DQ INT8 ONNX")
     with pytest.raises(QuantizationError, match="no QuantizeLinear"):
         debug_int8(onnx_model, _as_int8_of(onnx_model, tmp_path / "own.onnx"), data, out_dir=out, samples=7)
+
+
+# == issue 26, fault 4: resuming a finished run keeps its record ==================================
+
+
+def test_resume_refuses_contradicting_options_and_a_finished_run_stays_as_it_was(tmp_path: Path, data: Path) -> None:
+    from edgefer.errors import CheckpointError
+    from edgefer.training import TrainConfig, train
+
+    run = tmp_path / "run"
+    cfg = dict(
+        data=str(data), model="msff_mobilenetv3", out=str(run), epochs=1, batch_size=7, img_size=SIZE,
+        workers=0, progress=False,
+    )  # fmt: skip
+    train(TrainConfig(**cfg))
+    before = snapshot(run)
+    other_data = make_folders(tmp_path / "other_data", seed=1)
+    for change, needle in (({"img_size": 48}, "img_size 32 -> 48"), ({"data": str(other_data)}, "data")):
+        with pytest.raises(CheckpointError, match=needle):
+            train(TrainConfig(**{**cfg, **change, "resume": str(run)}))
+        assert snapshot(run) == before
+    proc = edgefer("train", "--resume", run, "--img-size", "48", "--no-progress")
+    assert "img_size 32 -> 48" in assert_user_error(proc, "cannot resume")
+    assert snapshot(run) == before
+    # the same settings: a finished run reports itself and rewrites nothing (config.yaml, summary.json)
+    again = train(TrainConfig(**{**cfg, "resume": str(run)}))
+    assert len(again.history) == 1 and snapshot(run) == before
+    proc = edgefer("train", "--resume", run, "--workers", "1", "--no-progress")  # how it runs may change
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert snapshot(run) == before
