@@ -1289,3 +1289,84 @@ def test_resume_refuses_contradicting_options_and_a_finished_run_stays_as_it_was
     proc = edgefer("train", "--resume", run, "--workers", "1", "--no-progress")  # how it runs may change
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert snapshot(run) == before
+
+
+# == issue 26, fault 5: exit codes that show failure ================================================
+
+
+def test_predict_with_nothing_predicted_is_not_success(tmp_path: Path, onnx_model: Path) -> None:
+    empty = tmp_path / "empty"
+    (empty / "sub").mkdir(parents=True)
+    (empty / "notes.txt").write_text("not an image")
+    assert_user_error(edgefer("predict", empty, "--model", onnx_model), "no image files")
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for name in ("a.png", "b.jpg"):
+        corrupt(broken / name)
+    proc = edgefer("predict", broken, "--model", onnx_model, "--out", tmp_path / "ann")
+    assert_user_error(proc, "none of the 2 images could be read")
+    assert "annotated in" not in proc.stderr and not any((tmp_path / "ann").glob("*.png"))
+    # inputs that lie inside --out (earlier annotated copies) are said, and all of them is an error
+    faces = tmp_path / "faces"
+    faces.mkdir()
+    cv2.imwrite(str(faces / "x.png"), np.zeros((40, 40, 3), np.uint8))
+    assert edgefer("predict", faces, "--model", onnx_model, "--out", faces / "ann", "--aligned").returncode == 0
+    proc = edgefer("predict", faces / "ann", "--model", onnx_model, "--out", faces / "ann", "--aligned")
+    assert_user_error(proc, "inside --out")
+    proc = edgefer("predict", faces, "--model", onnx_model, "--out", faces / "ann", "--aligned", "--overwrite")
+    assert proc.returncode == 0 and "1 images inside --out" in proc.stderr, proc.stderr
+    # one readable image among unreadable ones: done, and the count says the rest
+    corrupt(faces / "y.png")
+    proc = edgefer("predict", faces, "--model", onnx_model, "--aligned", "--out", tmp_path / "mixed")
+    assert proc.returncode == 0 and "faces, 1 unreadable; annotated in" in proc.stderr, proc.stderr
+
+
+class _DroppingCamera:
+    """A live source that serves ``frames`` frames on its first connection, then is gone for good."""
+
+    def __init__(self, frames: int) -> None:
+        self.frames, self.opens = frames, 0
+
+    def __call__(self, source: object) -> _DroppingCamera:
+        self.opens += 1
+        self.left = self.frames if self.opens == 1 else None
+        return self
+
+    def isOpened(self) -> bool:
+        return self.left is not None
+
+    def read(self) -> tuple[bool, np.ndarray | None]:
+        if not self.left:
+            return False, None
+        self.left -= 1
+        return True, np.zeros((40, 40, 3), np.uint8)
+
+    def get(self, prop_id: int) -> float:
+        return 25.0 if prop_id == cv2.CAP_PROP_FPS else 0.0
+
+    def release(self) -> None:
+        pass
+
+
+def test_run_that_lost_its_source_exits_4_and_counts_its_attempts(
+    tmp_path: Path, onnx_model: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    from _fake_runtime import run_cli
+
+    from edgefer.runtime import stream as stream_mod
+
+    camera = _DroppingCamera(frames=3)
+    monkeypatch.setattr(stream_mod, "open_capture", camera)
+    summary = tmp_path / "summary.json"
+    args = ["run", "--model", str(onnx_model), "--source", "rtsp://cam/stream", "--aligned", "-q", "--no-realtime"]
+    rc, err = run_cli([*args, "--reconnect", "2", "--reconnect-delay", "0.001", "--summary-json", str(summary)], capsys)
+    assert rc == 4, err
+    assert err.strip().splitlines()[-1] == "error: source lost (gave up after 2 reconnect attempts) after 3 frames"
+    record = json.loads(summary.read_text())
+    assert record["source_lost"] is True and record["reconnects"] == 0 and record["reconnect_attempts"] == 2
+    assert record["frames_processed"] == 3
+    # a file that ends is success (the entry point returns)
+    monkeypatch.undo()
+    from edgefer.cli import main
+
+    main(["run", "--model", str(onnx_model), "--source", str(_clip(tmp_path / "c.avi")), "--aligned", "-q"])

@@ -55,6 +55,8 @@ class StreamError(EdgeferError):
 
 
 SOURCE_KINDS = ("device", "file", "url", "gstreamer")
+#: how ``stopped_by`` begins when a live source dropped for good (``edgefer run`` then exits 4)
+SOURCE_LOST = "source lost"
 #: URL schemes of live network streams (reconnected when they drop); other ``scheme://`` URLs are opened
 #: by OpenCV/FFmpeg as given but treated like files (a finished download does not come back).
 LIVE_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp", "srt")
@@ -227,6 +229,7 @@ class FrameSource:
         self.captured = 0
         self.dropped = 0
         self.reconnects = 0  # successful reopenings
+        self.reconnect_attempts = 0  # every attempt, failed ones included
         self.ended_by = "end of stream"
 
     def start(self) -> FrameSource:
@@ -266,6 +269,7 @@ class FrameSource:
         delay = min(self.reconnect_delay * 2**attempt, self.reconnect_max_delay)
         while attempt < self.reconnect:
             attempt += 1
+            self.reconnect_attempts += 1
             self._say(
                 f"source {self.source}: no frames for {self.max_failures} reads; reconnect attempt "
                 f"{attempt}/{self.reconnect} in {delay:g} s"
@@ -280,7 +284,7 @@ class FrameSource:
                 return attempt
             cap.release()
             delay = min(delay * 2, self.reconnect_max_delay)
-        self.ended_by = f"source lost (gave up after {self.reconnect} reconnect attempts)"
+        self.ended_by = f"{SOURCE_LOST} (gave up after {self.reconnect} reconnect attempts)"
         self._say(f"source {self.source}: {self.ended_by}")
         return None
 
@@ -305,7 +309,7 @@ class FrameSource:
                         continue
                     if not self.live or self.reconnect == 0 or self._finite(this_connection):
                         if self.live and self.reconnect == 0:
-                            self.ended_by = "source lost (reconnect off)"
+                            self.ended_by = f"{SOURCE_LOST} (reconnect off)"
                         break
                     used = self._reopen(attempts)
                     if used is None:
@@ -375,20 +379,27 @@ class StreamSummary:
     bad_frames: int = 0
     frames_detected: int = 0  # frames the face detector ran on (the others carried the boxes forward)
     reconnects: int = 0
+    reconnect_attempts: int = 0  # failed ones included: "0 reconnects" alone hid two failed attempts
     wall_s: float = 0.0
     fps: float = 0.0
     latency_ms: dict[str, float] = field(default_factory=dict)  # capture -> result
     stage_ms: dict[str, dict[str, float]] = field(default_factory=dict)
     stopped_by: str = "end of stream"
 
+    @property
+    def source_lost(self) -> bool:
+        """True when the run ended because a live source dropped and could not be reopened: not
+        success, so ``edgefer run`` exits with status 4 (a supervisor restarts it)."""
+        return self.stopped_by.startswith(SOURCE_LOST)
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "source_lost": self.source_lost}
 
     def format(self) -> str:
         lines = [
             f"source {self.source}: {self.frames_processed} frames processed, {self.frames_captured} captured, "
             f"{self.frames_dropped} dropped, {self.faces} faces, detector on {self.frames_detected} frames, "
-            f"{self.reconnects} reconnects, stopped by {self.stopped_by}",
+            f"{self.reconnects} reconnects ({self.reconnect_attempts} attempts), stopped by {self.stopped_by}",
             f"throughput {self.fps:.1f} FPS over {self.wall_s:.1f} s; capture->result latency "
             f"p50 {self.latency_ms.get('p50', 0):.1f} ms, p95 {self.latency_ms.get('p95', 0):.1f} ms, "
             f"max {self.latency_ms.get('max', 0):.1f} ms",
@@ -646,6 +657,7 @@ def run_stream(
     summary.frames_captured = src.captured
     summary.frames_dropped = src.dropped
     summary.reconnects = src.reconnects
+    summary.reconnect_attempts = src.reconnect_attempts
     summary.fps = round(summary.frames_processed / summary.wall_s, 2) if summary.wall_s > 0 else 0.0
     summary.latency_ms = _stats(latencies)
     summary.stage_ms = {k: _stats(v) for k, v in stages.items()}
