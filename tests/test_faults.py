@@ -1370,3 +1370,98 @@ def test_run_that_lost_its_source_exits_4_and_counts_its_attempts(
     from edgefer.cli import main
 
     main(["run", "--model", str(onnx_model), "--source", str(_clip(tmp_path / "c.avi")), "--aligned", "-q"])
+
+
+# == issue 26, fault 6: disk full, unwritable outputs and bad detector files are messages ==========
+
+
+def test_bad_detector_files_and_an_unwritable_summary_are_refused_before_any_frame(
+    tmp_path: Path, onnx_model: Path
+) -> None:
+    video = _clip(tmp_path / "clip.avi")
+    (tmp_path / "notes.xml").write_text("<opencv_storage><x>1</x></opencv_storage>")
+    (tmp_path / "garbage.xml").write_bytes(b"\x00\x01 not xml at all")
+    face = tmp_path / "face.png"
+    cv2.imwrite(str(face), np.zeros((64, 64, 3), np.uint8))
+    for spec, needle in (
+        (f"haar:{tmp_path / 'notes.xml'}", "not a Haar cascade"),
+        (f"haar:{tmp_path / 'garbage.xml'}", "not a Haar cascade"),
+        (f"yunet:{onnx_model}", "not YuNet"),  # an ONNX, but not a face detector
+    ):
+        assert_user_error(edgefer("predict", face, "--model", onnx_model, "--detector", spec), needle)
+        proc = edgefer("run", "--model", onnx_model, "--source", video, "--detector", spec)
+        assert_user_error(proc, needle)
+        assert "frames processed" not in proc.stdout
+    # a read-only place for --summary-json (as root too: sysfs takes no new files) is refused up front
+    readonly = Path("/sys/edgefer-summary.json")
+    if not Path("/sys").is_dir():
+        pytest.skip("no /sys to stand for a read-only folder")
+    proc = edgefer("run", "--model", onnx_model, "--source", video, "--aligned", "--summary-json", readonly)
+    assert_user_error(proc, "not writable")
+    assert "frames processed" not in proc.stdout
+
+
+#: (command, file-size limit in bytes): each writes a file larger than its limit
+_DISK_FULL = [
+    (["export", "--onnx", "{onnx}", "--target", "openvino", "--out", "{out}"], 600),
+    (
+        [
+            "quantize",
+            "--onnx",
+            "{onnx}",
+            "--data",
+            "{data}",
+            "--target",
+            "openvino",
+            "--calib-size",
+            "14",
+            "--out",
+            "{out}",
+        ],
+        1000,
+    ),
+    (["evaluate", "--checkpoint", "{ckpt}", "--data", "{data}", "--out", "{out}"], 2000),
+    (["bundle", "{onnx}", "--out", "{out}"], 600),
+]
+
+
+def _tree(root: Path) -> dict[str, bytes | None]:
+    """Every entry below ``root``, hidden ones included (files with their bytes, folders as None)."""
+    return {p.relative_to(root).as_posix(): (p.read_bytes() if p.is_file() else None) for p in sorted(root.rglob("*"))}
+
+
+@pytest.mark.parametrize(("args", "limit"), _DISK_FULL, ids=[a[0] for a, _ in _DISK_FULL])
+def test_a_full_disk_is_one_line_and_leaves_the_earlier_output_intact(
+    args: list[str], limit: int, tmp_path: Path, onnx_model: Path, checkpoint: Path, data: Path
+) -> None:
+    out = tmp_path / "out"
+    filled = [a.format(onnx=onnx_model, ckpt=checkpoint, data=data, out=out) for a in args]
+    first = limited(*filled)  # the earlier output, written with room to spare
+    assert first.returncode == 0, first.stderr[-2000:]
+    before = _tree(tmp_path)
+    proc = limited(*filled, "--overwrite", fsize=limit)  # RLIMIT_FSIZE: writes past it fail with EFBIG
+    assert proc.returncode in (1, 2)
+    assert_user_error(proc, "cannot write")
+    assert _tree(tmp_path) == before  # no half-written file or staging folder; the earlier output intact
+
+
+def test_run_on_a_full_disk_keeps_the_frames_it_finished(tmp_path: Path, onnx_model: Path) -> None:
+    video = _clip(tmp_path / "clip.avi", frames=40, size=(160, 120))
+    earlier = tmp_path / "earlier.jsonl"
+    earlier.write_text("an earlier file in the same folder\n")
+    out, events, summary = tmp_path / "annotated.mp4", tmp_path / "events.jsonl", tmp_path / "summary.json"
+    args = ["run", "--model", onnx_model, "--source", video, "--aligned", "-q", "--out", out, "--jsonl", events]
+    # the video needs more than 20 kB, 40 event lines less: the video fails, every frame is kept as an event
+    proc = limited(*args, "--summary-json", summary, fsize=20_000)
+    assert_user_error(proc, "could not be written completely")
+    assert not out.exists() and not list(tmp_path.glob(".annotated*"))  # no video cut short
+    lines = events.read_text().splitlines()
+    assert len(lines) == 40 and all(json.loads(line)["frame"] == k for k, line in enumerate(lines))
+    assert json.loads(summary.read_text())["output_error"].startswith("the annotated video")
+    assert earlier.read_text() == "an earlier file in the same folder\n"
+    # the events file itself runs out: the run stops there, keeping every whole line
+    proc = limited(*args[:-4], "--jsonl", tmp_path / "short.jsonl", fsize=3000)
+    assert_user_error(proc, "cannot write")
+    short = (tmp_path / "short.jsonl").read_text()
+    assert short.endswith("\n") and 1 <= len(short.splitlines()) < 40
+    assert all(json.loads(line) for line in short.splitlines())

@@ -116,6 +116,11 @@ def main(argv: Optional[List[str]] = None) -> None:
             typer.echo(f"Error: {exc.format_message()}", err=True)
         sys.exit(exc.exit_code)
     except Exception as exc:
+        from edgefer.utils.io import storage_error
+
+        full = storage_error(exc)  # a full disk or a read-only folder is not a bug
+        if full is not None:
+            _user_error(full)
         _internal_error(exc, args)
 
 

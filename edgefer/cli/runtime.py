@@ -178,6 +178,10 @@ def register(app: typer.Typer) -> None:
         typer.echo(summary.format())
         if summary_json is not None:
             save_summary(summary, summary_json, overwrite=overwrite)
+        if summary.output_error:  # a full disk: what was written is kept, and it is not success
+            from edgefer.utils.io import StorageError
+
+            raise StorageError(summary.output_error)
         if summary.source_lost:  # not success: a supervisor must see it (the frames done are kept)
             _echo_err(f"error: {summary.stopped_by} after {summary.frames_processed} frames")
             raise typer.Exit(4)

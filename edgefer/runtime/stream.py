@@ -55,6 +55,8 @@ class StreamError(EdgeferError):
 
 
 SOURCE_KINDS = ("device", "file", "url", "gstreamer")
+#: ``stopped_by`` when the events file could not be written (a full disk)
+WRITE_FAILED = "output write failed"
 #: how ``stopped_by`` begins when a live source dropped for good (``edgefer run`` then exits 4)
 SOURCE_LOST = "source lost"
 #: URL schemes of live network streams (reconnected when they drop); other ``scheme://`` URLs are opened
@@ -385,6 +387,9 @@ class StreamSummary:
     latency_ms: dict[str, float] = field(default_factory=dict)  # capture -> result
     stage_ms: dict[str, dict[str, float]] = field(default_factory=dict)
     stopped_by: str = "end of stream"
+    #: why an output could not be written (a full disk): the run stopped there, kept what it
+    #: could, and is not success (``edgefer run`` exits 2)
+    output_error: str | None = None
 
     @property
     def source_lost(self) -> bool:
@@ -409,6 +414,30 @@ class StreamSummary:
         return "\n".join(lines)
 
 
+def _write_error(exc: OSError, path: Path | None) -> str:
+    from edgefer.utils.io import storage_error
+
+    err = storage_error(exc)
+    return str(err) if err is not None else f"cannot write {path}: {exc}"
+
+
+def _video_complete(path: Path | None, frames: int) -> bool:
+    """True when the video just written reads back with its index and ``frames`` frames.
+
+    OpenCV's writer never reports a failed write: a full disk (or a file-size limit) leaves a
+    file cut short, an ``.mp4`` without the index written at the end that no player opens."""
+    if path is None or not path.is_file():
+        return False
+    cap = cv2.VideoCapture(str(path))
+    try:
+        if not cap.isOpened():
+            return False
+        count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        return count <= 0 or count >= frames  # a backend that cannot count is given the benefit
+    finally:
+        cap.release()
+
+
 def check_gui() -> None:
     """Raise a clear error when this OpenCV cannot open windows (headless wheels)."""
     try:
@@ -428,6 +457,7 @@ def check_stream_outputs(*paths: str | os.PathLike | None, overwrite: bool = Fal
     ``overwrite``. Called by :func:`run_stream` and, earlier still, by ``edgefer run`` (before the
     model is even loaded).
     """
+    from edgefer.utils.io import check_can_create
     from edgefer.utils.outputs import check_outputs
 
     given = [Path(p) for p in paths if p is not None]
@@ -437,6 +467,7 @@ def check_stream_outputs(*paths: str | os.PathLike | None, overwrite: bool = Fal
         if not p.name or p.name in (".", ".."):
             raise StreamError(f"{p} is not a file name")
         check_outputs(p.parent, [p.name], overwrite=overwrite)
+        check_can_create(p)  # a read-only folder is refused now, not after the last frame
 
 
 def save_summary(summary: StreamSummary, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
@@ -563,6 +594,8 @@ def run_stream(
     partial = out_path.with_name(f".{out_path.stem}.pid{pid}.partial{out_path.suffix or '.mp4'}") if out_path else None
     writer: cv2.VideoWriter | None = None
     writer_size = (0, 0)
+    writer_frames = 0
+    events_cut: int | None = None
     events = None
     latencies: list[float] = []
     stages: dict[str, list[float]] = {k: [] for k in STAGES}
@@ -601,7 +634,15 @@ def run_stream(
             if events is not None:
                 event = {"frame": item.index, "timestamp": round(item.timestamp, 6), "latency_ms": round(latency, 3)}
                 event.update(result.to_dict(predictor.class_names))
-                events.write(json.dumps(event) + "\n")
+                whole = events.tell()  # the end of the last whole line
+                try:
+                    events.write(json.dumps(event) + "\n")
+                except OSError as exc:  # a full disk: stop, keeping every whole line and the video so far
+                    events_cut = whole
+                    summary.frames_processed -= 1
+                    summary.stopped_by = f"{WRITE_FAILED} ({jsonl_path})"
+                    summary.output_error = _write_error(exc, jsonl_path)
+                    break
             if out_path is not None or show:
                 elapsed = time.perf_counter() - t_start
                 status = f"{summary.frames_processed / max(elapsed, 1e-6):.1f} FPS  {result.timings['total']:.0f} ms"
@@ -617,6 +658,7 @@ def run_stream(
                     if (annotated.shape[1], annotated.shape[0]) != writer_size:  # a stream changed resolution
                         annotated = cv2.resize(annotated, writer_size, interpolation=cv2.INTER_AREA)
                     writer.write(annotated)
+                    writer_frames += 1
                 if show:
                     cv2.imshow("edgefer", annotated)
                     if cv2.waitKey(1) & 0xFF in (27, ord("q")):
@@ -641,9 +683,20 @@ def run_stream(
             signal.signal(signal.SIGTERM, previous_sigterm)
         src.stop()
         if events is not None:
-            events.close()
+            with contextlib.suppress(OSError):  # a full disk: the buffered part of the last line is dropped
+                events.close()
+            if events_cut is not None and jsonl_path is not None:  # and what of it reached the disk
+                with contextlib.suppress(OSError):
+                    os.truncate(jsonl_path, events_cut)
         if writer is not None:
             writer.release()
+            if completed and out_path is not None and not _video_complete(partial, writer_frames):
+                summary.output_error = summary.output_error or (
+                    f"the annotated video {out_path} could not be written completely (the disk is full or a "
+                    "file-size limit was reached); it was removed"
+                    + (f", and {jsonl_path} keeps every processed frame" if jsonl_path is not None else "")
+                )
+                completed = False
             if completed and out_path is not None:
                 os.replace(partial, out_path)
                 record_outputs(out_path.parent, [out_path.name], "run")
