@@ -1209,7 +1209,7 @@ _SIZES = [
         False,
     ),
     (["models"], "--img-size", "MAX_IMG_SIZE", False),
-    (["data", "synth", "--out", "{tmp}/s", "--n-train", "7", "--n-test", "7"], "--size", "MAX_IMG_SIZE", True),
+    (["data", "synth", "--out", "{tmp}/s", "--n-train", "7", "--n-test", "7"], "--size", "MAX_IMG_SIZE", False),
     (["predict", "{tmp}/face.png", "--model", "{onnx}"], "--margin", "MAX_MARGIN", True),
 ]
 

@@ -84,7 +84,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     * 1: an unexpected exception, printed as one line naming its type; the traceback only with
       ``--debug`` or ``EDGEFER_DEBUG=1`` (a bug report then has what it needs).
 
-    Command-specific codes (the benchmark gate's 3, Ctrl-C's 130) pass through unchanged.
+    Command-specific codes (the benchmark gate's 3, ``run``'s 4 for a lost live source, Ctrl-C's
+    130) pass through unchanged. A full disk or a read-only output folder is a user error (2), not
+    a bug (:func:`edgefer.utils.io.storage_error`).
     """
     args = list(sys.argv[1:] if argv is None else argv)
     try:
