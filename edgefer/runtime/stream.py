@@ -433,7 +433,8 @@ def _video_complete(path: Path | None, frames: int) -> bool:
         if not cap.isOpened():
             return False
         count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
-        return count <= 0 or count >= frames  # a backend that cannot count is given the benefit
+        # a backend that cannot count is given the benefit, one that estimates from the duration a frame
+        return count <= 0 or count >= frames - 1
     finally:
         cap.release()
 
@@ -683,8 +684,10 @@ def run_stream(
             signal.signal(signal.SIGTERM, previous_sigterm)
         src.stop()
         if events is not None:
-            with contextlib.suppress(OSError):  # a full disk: the buffered part of the last line is dropped
+            try:
                 events.close()
+            except OSError as exc:  # a full disk: the buffered part of the last line is dropped
+                summary.output_error = summary.output_error or _write_error(exc, jsonl_path)
             if events_cut is not None and jsonl_path is not None:  # and what of it reached the disk
                 with contextlib.suppress(OSError):
                     os.truncate(jsonl_path, events_cut)
