@@ -1158,12 +1158,21 @@ def test_debug_samples_are_bounded_and_refused_before_the_activations_are_held(t
     out = tmp_path / "debug"
     proc = limited("debug", fp32, int8, "--data", data, "--out", out, "--samples", MAX_DEBUG_SAMPLES + 1)
     assert_user_error(proc, "at most")
-    # the largest allowed sample: all 140 images would hold ~18 GiB; refused after a one-image probe
+    # the largest allowed sample: all 140 images would hold ~18 GiB; refused after a one-image probe,
+    # naming a sample that fits what the address-space limit leaves
     proc = limited(
         "debug", fp32, int8, "--data", data, "--out", out, "--samples", MAX_DEBUG_SAMPLES, as_bytes=AS_BUDGET
     )
     message = assert_user_error(proc, "GiB of activations")
-    assert "--samples 15 or fewer" in message and not out.exists()
+    fit = re.search(r"--samples (\d+) or fewer", message)
+    assert fit and 0 < int(fit.group(1)) * 128 * 2**20 < AS_BUDGET and not out.exists(), message
+
+
+def test_the_memory_budget_stays_within_the_address_space_limit() -> None:
+    code = "from edgefer.utils.limits import _mapped_bytes, memory_budget; print(memory_budget(1.0), _mapped_bytes())"
+    proc = _python_limited(code, AS_BUDGET)
+    budget, mapped = map(int, proc.stdout.split())
+    assert 0 < budget <= AS_BUDGET - mapped + 2**20, proc.stderr
 
 
 def _clip(path: Path, frames: int = 12, size: tuple[int, int] = (64, 48)) -> Path:

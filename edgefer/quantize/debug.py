@@ -53,7 +53,7 @@ from typing import Any
 import numpy as np
 
 from edgefer.errors import QuantizationError
-from edgefer.utils.limits import DEBUG_MEMORY_BUDGET, MAX_DEBUG_SAMPLES, check_at_most
+from edgefer.utils.limits import MAX_DEBUG_SAMPLES, check_at_most, memory_budget
 
 DEFAULT_SAMPLES = 64
 DEFAULT_TOP = 5
@@ -521,7 +521,9 @@ _ACTIVATION_COPIES = 4
 
 
 def _check_memory(fp32_path: Path, n_images: int, input_size: int, scratch: Path) -> None:
-    """Refuse a sample whose layer-by-layer activations would not fit :data:`DEBUG_MEMORY_BUDGET`.
+    """Refuse a sample whose layer-by-layer activations would not fit the memory this process may
+    use (:func:`edgefer.utils.limits.memory_budget`: half the memory available now, within its
+    address-space limit).
 
     Every tensor of both models is held for every image of the sample (issue 26: ``--samples
     100000`` on 750 images at 64 px reached 9.25 GB). One blank image through the FP32 model
@@ -531,13 +533,14 @@ def _check_memory(fp32_path: Path, n_images: int, input_size: int, scratch: Path
     probe = _onnx_activations(fp32_path, np.zeros((1, 3, input_size, input_size), np.float32), scratch)
     floats = sum(int(v.shape[1]) for v in probe.values())
     per_image = 4 * (floats * _ACTIVATION_COPIES + 3 * input_size * input_size)
-    if n_images * per_image > DEBUG_MEMORY_BUDGET:
-        fit = max(0, DEBUG_MEMORY_BUDGET // per_image)
-        hint = f"pass --samples {fit} or fewer" if fit else "this model is too large to debug layer by layer"
+    budget = memory_budget()
+    if n_images * per_image > budget:
+        fit = max(0, budget // per_image)
+        hint = f"pass --samples {fit} or fewer" if fit else "there is not enough free memory to debug this model"
         raise QuantizationError(
             f"comparing {n_images} images layer by layer would hold about {n_images * per_image / 2**30:.1f} GiB "
-            f"of activations ({per_image / 2**20:.1f} MiB per image), over the "
-            f"{DEBUG_MEMORY_BUDGET / 2**30:g} GiB edgefer debug allows: {hint}"
+            f"of activations ({per_image / 2**20:.1f} MiB per image), over the {budget / 2**30:.1f} GiB this "
+            f"process can spare (half the memory available now, within its address-space limit): {hint}"
         )
 
 

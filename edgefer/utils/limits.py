@@ -9,6 +9,8 @@ under an address-space limit). Device side: Python 3.8.
 
 from __future__ import annotations
 
+import os
+
 #: ``--margin``: border around a landmark-less face box, as a fraction of its side. 1.0 gives a
 #: crop twice the box's side (four times its area); more only adds black border.
 MAX_MARGIN = 1.0
@@ -19,8 +21,10 @@ MAX_BATCH = 256
 MAX_QUEUE = 64
 #: ``debug --samples``: images compared layer by layer (the memory also has its own budget below).
 MAX_DEBUG_SAMPLES = 10000
-#: bytes of activations ``debug`` may hold for its sample (both models, every layer).
-DEBUG_MEMORY_BUDGET = 2 * 1024**3
+#: the share of the memory available now that ``debug`` may fill with activations
+DEBUG_MEMORY_SHARE = 0.5
+#: the memory assumed available where the system does not say (no ``/proc/meminfo``)
+FALLBACK_AVAILABLE = 4 * 1024**3
 #: ``--img-size`` of train / export / quantize / models (``data synth --size`` has the same bound).
 MAX_IMG_SIZE = 1024
 
@@ -30,3 +34,39 @@ def check_at_most(what: str, value: float | None, most: float, error: type[Excep
     if value is not None and not value <= most:  # `not <=` also refuses NaN
         reason = f" ({why})" if why else ""
         raise error(f"{what} must be at most {most:g}, got {value!r}{reason}")
+
+
+def memory_budget(share: float = DEBUG_MEMORY_SHARE) -> int:
+    """Bytes this process may still allocate for one job: ``share`` of the memory available now
+    (``MemAvailable``), and never more than what its own address-space limit (``RLIMIT_AS``, as a
+    service or a test sets it) leaves above what it already maps."""
+    budget = int((_meminfo_available() or FALLBACK_AVAILABLE) * share)
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+        if soft != resource.RLIM_INFINITY:
+            budget = min(budget, max(0, soft - _mapped_bytes()))
+    except (ImportError, OSError, ValueError):
+        pass
+    return budget
+
+
+def _meminfo_available() -> int | None:
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def _mapped_bytes() -> int:
+    """The address space this process maps now (``/proc/self/statm``; 0 where unknown)."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as fh:
+            return int(fh.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
