@@ -44,7 +44,7 @@ from typing import Any
 from edgefer.errors import EdgeferError
 from edgefer.formats import DEPLOYABLE_SUFFIXES, UnknownFormatError, format_of
 from edgefer.metadata import ModelMetadata, read_metadata, sidecar_path
-from edgefer.utils.compat import utc_now_iso
+from edgefer.utils.compat import is_within, utc_now_iso
 from edgefer.utils.io import atomic_path, ensure_writable_dir, sha256_file, write_json, write_text
 
 #: 2: the manifest has a ``bundle.json.sha256`` and records the gate's verdict.
@@ -109,7 +109,7 @@ def _confined(root: Path, rel: Any, what: str) -> Path:
             or ".." in pp.parts
         )
     if not bad:
-        bad = not (root / rel).resolve().is_relative_to(root.resolve())
+        bad = not is_within((root / rel).resolve(), root.resolve())
     if bad:
         raise BundleError(
             f"{MANIFEST} names {what} {rel!r} outside the bundle: refused (a bundle only holds files "
@@ -347,7 +347,7 @@ def _check_target(target: Path, shown: Path, overwrite: bool) -> None:
             f"refusing to replace {shown}: it is not an edgefer bundle (no {MANIFEST} of kind "
             f"{BUNDLE_KIND}), and --overwrite only ever replaces a bundle; choose a new --out folder"
         )
-    if Path.cwd().resolve().is_relative_to(target.resolve()):
+    if is_within(Path.cwd().resolve(), target.resolve()):
         raise BundleError(f"refusing to replace {shown}: it holds the current folder; choose another --out")
     foreign = _not_written_by_edgefer(target)
     if foreign:

@@ -16,6 +16,7 @@ import numpy as np
 
 from edgefer.errors import EdgeferError
 from edgefer.runtime.predictor import Predictor
+from edgefer.utils.compat import is_within
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 
@@ -67,7 +68,7 @@ def annotated_targets(
     for item in inputs:
         base = Path(item)
         for path in iter_images([item]):
-            if out is not None and path.resolve().is_relative_to(out):
+            if out is not None and is_within(path.resolve(), out):
                 n_inside += 1
                 if skipped is not None:
                     skipped.append(path)

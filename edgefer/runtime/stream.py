@@ -36,10 +36,11 @@ import queue
 import signal
 import threading
 import time
+import typing
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, Union
 
 import cv2
 import numpy as np
@@ -141,7 +142,8 @@ class VideoCaptureLike(Protocol):
     def release(self) -> None: ...
 
 
-CaptureFactory = Callable[[int | str], VideoCaptureLike]
+#: evaluated at import, so typing's forms (3.8 has no `int | str`, no subscriptable collections.abc.Callable)
+CaptureFactory = typing.Callable[[Union[int, str]], VideoCaptureLike]
 
 
 def open_capture(source: int | str) -> VideoCaptureLike:
