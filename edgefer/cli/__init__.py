@@ -28,6 +28,19 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+
+def _usage_error_type() -> type:
+    """The exception typer raises for a usage error: ``typer.TyperException`` where typer vendors
+    click (recent typer), ``click.ClickException`` with the typer that Python 3.8 gets (0.20,
+    which depends on click and has no TyperException)."""
+    found = getattr(typer, "TyperException", None)
+    if found is not None:
+        return found
+    import click
+
+    return click.ClickException
+
+
 #: CLI areas, in help order; each is edgefer/cli/<name>.py with register(app).
 AREAS = ("data", "models", "train", "export", "quantize", "debug", "bench", "runtime", "pipeline")
 
@@ -110,7 +123,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     except typer.Abort:
         typer.secho("aborted", fg=typer.colors.YELLOW, err=True)
         sys.exit(1)
-    except typer.TyperException as exc:  # usage errors (typer vendors click: no ``import click``)
+    except _usage_error_type() as exc:  # usage errors (recent typer vendors click: no ``import click``)
         show = getattr(exc, "show", None)
         if callable(show):
             show()
