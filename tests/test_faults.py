@@ -1220,6 +1220,7 @@ _SIZES = [
     (["models"], "--img-size", "MAX_IMG_SIZE", False),
     (["data", "synth", "--out", "{tmp}/s", "--n-train", "7", "--n-test", "7"], "--size", "MAX_IMG_SIZE", False),
     (["predict", "{tmp}/face.png", "--model", "{onnx}"], "--margin", "MAX_MARGIN", True),
+    (["predict", "{tmp}/face.png", "--model", "{onnx}", "--aligned"], "--threads", "MAX_THREADS", True),
 ]
 
 

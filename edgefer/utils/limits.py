@@ -25,6 +25,9 @@ MAX_DEBUG_SAMPLES = 10000
 DEBUG_MEMORY_SHARE = 0.5
 #: the memory assumed available where the system does not say (no ``/proc/meminfo``)
 FALLBACK_AVAILABLE = 4 * 1024**3
+#: ``--threads`` (inference threads of a backend): each thread reserves its stack, and more threads
+#: than cores only wait on each other
+MAX_THREADS = 64
 #: ``--img-size`` of train / export / quantize / models (``data synth --size`` has the same bound).
 MAX_IMG_SIZE = 1024
 
