@@ -9,7 +9,8 @@ workstation's benchmark report, and ``bundle.json``::
      "artifacts": [{"path": "model_int8.xml", "backend": "openvino", "precision": "int8",
                     "files": [{"path": "model_int8.xml", "sha256": "...", "bytes": 123}, ...]}],
      "reference": {"path": "reference.npz", "sha256": "..."} | null,
-     "report": {"path": "report/report.json", "sha256": "..."} | null,
+     "report": {"path": "report/report.json", "sha256": "...",
+                "files": [{"path": "report/report.md", "sha256": "..."}, ...]} | null,
      "gate": {"rule": "max-drop=0.5,...", "passed": true, "failures": []} | null}
 
 ``gate`` is the workstation gate's verdict copied from the bundled report (null when the report
@@ -43,7 +44,7 @@ from typing import Any
 from edgefer.errors import EdgeferError
 from edgefer.formats import DEPLOYABLE_SUFFIXES, UnknownFormatError, format_of
 from edgefer.metadata import ModelMetadata, read_metadata, sidecar_path
-from edgefer.utils.compat import utc_now_iso
+from edgefer.utils.compat import is_within, utc_now_iso
 from edgefer.utils.io import atomic_path, ensure_writable_dir, sha256_file, write_json, write_text
 
 #: 2: the manifest has a ``bundle.json.sha256`` and records the gate's verdict.
@@ -108,7 +109,7 @@ def _confined(root: Path, rel: Any, what: str) -> Path:
             or ".." in pp.parts
         )
     if not bad:
-        bad = not (root / rel).resolve().is_relative_to(root.resolve())
+        bad = not is_within((root / rel).resolve(), root.resolve())
     if bad:
         raise BundleError(
             f"{MANIFEST} names {what} {rel!r} outside the bundle: refused (a bundle only holds files "
@@ -332,7 +333,8 @@ def _backend_for(path: Path) -> str:
 
 def _check_target(target: Path, shown: Path, overwrite: bool) -> None:
     """Refuse an ``--out`` that is a file, a link, holds the current folder, or (even with
-    ``overwrite``) an existing folder that is not an edgefer bundle: only a bundle is ever replaced."""
+    ``overwrite``) an existing folder that is not an edgefer bundle or holds anything its
+    ``bundle.json`` does not list: only what edgefer wrote is ever replaced."""
     if not (target.exists() or target.is_symlink()):
         return
     if target.is_symlink() or not target.is_dir():
@@ -345,8 +347,63 @@ def _check_target(target: Path, shown: Path, overwrite: bool) -> None:
             f"refusing to replace {shown}: it is not an edgefer bundle (no {MANIFEST} of kind "
             f"{BUNDLE_KIND}), and --overwrite only ever replaces a bundle; choose a new --out folder"
         )
-    if Path.cwd().resolve().is_relative_to(target.resolve()):
+    if is_within(Path.cwd().resolve(), target.resolve()):
         raise BundleError(f"refusing to replace {shown}: it holds the current folder; choose another --out")
+    foreign = _not_written_by_edgefer(target)
+    if foreign:
+        shown_names = ", ".join(foreign[:5]) + (f" (+{len(foreign) - 5} more)" if len(foreign) > 5 else "")
+        raise BundleError(
+            f"refusing to replace {shown}: it holds files the old {MANIFEST} does not list, or listed "
+            f"files you changed: {shown_names}; --overwrite replaces only what edgefer wrote, so move "
+            "them out or choose a new --out folder"
+        )
+
+
+def _listed_files(manifest: dict[str, Any]) -> dict[str, str | None]:
+    """Relative path -> sha256 of every file an old manifest says edgefer wrote (artifact files,
+    reference, report folder); the manifest and its checksum map to None (checked by each other)."""
+    listed: dict[str, str | None] = {MANIFEST: None, MANIFEST_SHA: None}
+    entries: list[Any] = []
+    for a in manifest.get("artifacts") or []:
+        if isinstance(a, dict) and isinstance(a.get("files"), list):
+            entries += a["files"]
+    for key in ("reference", "report"):
+        e = manifest.get(key)
+        if isinstance(e, dict):
+            entries.append(e)
+            if isinstance(e.get("files"), list):
+                entries += e["files"]
+    for e in entries:
+        if isinstance(e, dict) and isinstance(e.get("path"), str) and isinstance(e.get("sha256"), str):
+            listed[PurePosixPath(e["path"]).as_posix()] = e["sha256"]
+    return listed
+
+
+def _not_written_by_edgefer(target: Path) -> list[str]:
+    """What in the bundle folder ``target`` edgefer did not write: a file (or empty folder, or link)
+    its ``bundle.json`` does not list, or a listed file whose sha256 no longer matches. Empty when
+    the folder holds only the old bundle (or is empty), so replacing it loses nothing of yours."""
+    try:
+        manifest = json.loads((target / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        manifest = {}
+    listed = _listed_files(manifest if isinstance(manifest, dict) else {})
+    foreign: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(target):
+        here = Path(dirpath)
+        for name in sorted(dirnames):
+            d = here / name
+            if d.is_symlink() or not any(d.iterdir()):
+                foreign.append(d.relative_to(target).as_posix() + ("" if d.is_symlink() else "/"))
+        dirnames[:] = sorted(n for n in dirnames if not (here / n).is_symlink())
+        for name in sorted(filenames):
+            f = here / name
+            rel = f.relative_to(target).as_posix()
+            if rel not in listed or f.is_symlink():
+                foreign.append(rel)
+            elif listed[rel] is not None and sha256_file(f) != listed[rel]:
+                foreign.append(f"{rel} (changed since edgefer wrote it)")
+    return foreign
 
 
 def _check_archive_target(target: Path, overwrite: bool) -> None:
@@ -434,7 +491,9 @@ def make_bundle(
     ``bundle.json["gate"]``; a report whose gate failed is refused unless ``allow_failed_gate``.
     Built in a staging folder beside ``out`` and renamed into place, so a failed bundle leaves
     nothing behind; ``overwrite`` replaces an existing *bundle* only (never another folder or a
-    file). With ``archive=True`` also writes ``out.tar.gz`` (atomically) and returns its path.
+    file), and only when that folder holds nothing but the files its ``bundle.json`` lists, with
+    their recorded checksums: a file you added or changed there is named and refused. With
+    ``archive=True`` also writes ``out.tar.gz`` (atomically) and returns its path.
     """
     from edgefer import __version__
 
@@ -523,7 +582,16 @@ def make_bundle(
             sha = sha256_file(main)
             if sha != hashlib.sha256(report_raw).hexdigest():
                 raise BundleError(f"{report_main} changed while it was being bundled; try again")
-            manifest["report"] = {"path": main.relative_to(staging).as_posix(), "sha256": sha}
+            manifest["report"] = {
+                "path": main.relative_to(staging).as_posix(),
+                "sha256": sha,
+                # every file of the report folder, so a later --overwrite knows they are edgefer's
+                "files": [
+                    {"path": f.relative_to(staging).as_posix(), "sha256": sha256_file(f)}
+                    for f in sorted((staging / "report").rglob("*"))
+                    if f.is_file()
+                ],
+            }
         write_json(staging / MANIFEST, manifest)
         write_text(staging / MANIFEST_SHA, f"{sha256_file(staging / MANIFEST)}  {MANIFEST}\n")
         _place(staging, target)

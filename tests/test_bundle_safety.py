@@ -96,9 +96,12 @@ def test_overwrite_replaces_a_bundle_and_leaves_nothing_half_written(tmp_path: P
     eng = _engine(tmp_path / "arts")
     out = make_bundle([eng], tmp_path / "bundle")
     first = json.loads((out / "bundle.json").read_text())["created"]
-    (out / "stale.txt").write_text("from the old bundle")
     make_bundle([eng], out, overwrite=True)
-    assert not (out / "stale.txt").exists() and json.loads((out / "bundle.json").read_text())["created"] >= first
+    assert json.loads((out / "bundle.json").read_text())["created"] >= first
+    (out / "stale.txt").write_text("not listed in bundle.json: the user's")
+    with pytest.raises(BundleError, match=r"refusing to replace.*stale\.txt"):
+        make_bundle([eng], out, overwrite=True)
+    (out / "stale.txt").unlink()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["arts", "bundle"]
     # a failure while building keeps the old bundle intact and leaves no staging folder
     other = _engine(tmp_path / "other")  # same file name as eng

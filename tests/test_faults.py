@@ -982,3 +982,496 @@ def test_console_script_bad_input_exits_2_with_one_line(args: list[str], corpus:
     proc = edgefer(*[a.format(ws=corpus, data=data) for a in args], cwd=corpus)
     assert_user_error(proc)
     assert snapshot(corpus.parent) == before
+
+
+# == issue 26, fault 1: bundle --overwrite replaces only what edgefer wrote ========================
+
+
+def test_bundle_overwrite_replaces_only_the_files_its_manifest_lists(tmp_path: Path, onnx_model: Path) -> None:
+    from edgefer.bundle import BundleError, make_bundle, open_bundle
+
+    report = tmp_path / "report"
+    report.mkdir()
+    (report / "report.json").write_text(json.dumps({"kind": "edgefer-benchmark", "gate": None, "rows": []}))
+    (report / "report.md").write_text("# report\n")
+    out = make_bundle([onnx_model], tmp_path / "bundle", report=report)
+    make_bundle([onnx_model], out, report=report, overwrite=True)  # only edgefer's files there: replaced
+    assert open_bundle(out).verify()
+
+    # an application folder with a copied bundle in it, and a bundle the user added notes to
+    app = tmp_path / "app"
+    make_bundle([onnx_model], app)
+    (app / "src").mkdir()
+    (app / "src" / "main.py").write_text("print('my app')")
+    (app / "photos").mkdir()
+    (app / "README.md").write_text("mine")
+    (out / "NOTES.txt").write_text("my notes")
+    (out / "calib_photos").mkdir()
+    edited = tmp_path / "edited"
+    make_bundle([onnx_model], edited)
+    (edited / "tiny.onnx").write_bytes(b"the user's own model now")
+    for folder, named in ((app, "src/main.py"), (out, "NOTES.txt"), (out, "calib_photos/"), (edited, "changed")):
+        before = snapshot(folder)
+        with pytest.raises(BundleError, match="refusing to replace") as exc:
+            make_bundle([onnx_model], folder, report=report, overwrite=True)
+        assert named in str(exc.value)
+        assert snapshot(folder) == before and (folder / "calib_photos").exists() == (folder == out)
+    proc = edgefer("bundle", onnx_model, "--out", app, "--overwrite")
+    assert "README.md" in assert_user_error(proc, "refusing to replace")
+    assert (app / "src" / "main.py").read_text() == "print('my app')"
+
+
+# == issue 26, fault 2 and the memory bound: a typo never takes all memory =======================
+
+#: address space a command under test may use (RLIMIT_AS, in a subprocess). Importing numpy,
+#: OpenCV, ONNX Runtime and OpenVINO maps ~0.55 GB; torch alone maps ~3 GB, so torch commands
+#: get more. A command that allocated what its option asked for would fail far beyond these.
+AS_BUDGET = 2 * 1024**3
+AS_BUDGET_TORCH = 5 * 1024**3
+
+
+def _rlimits(as_bytes: int | None = None, fsize: int | None = None):
+    """A ``preexec_fn`` setting the address-space and file-size limits of the child only."""
+
+    def apply() -> None:
+        import resource
+
+        if as_bytes is not None:
+            resource.setrlimit(resource.RLIMIT_AS, (as_bytes, as_bytes))
+        if fsize is not None:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
+
+    return apply
+
+
+def limited(
+    *args: str | os.PathLike, as_bytes: int | None = None, fsize: int | None = None, timeout: int = 180
+) -> subprocess.CompletedProcess:
+    """The console script (like :func:`edgefer`) under RLIMIT_AS / RLIMIT_FSIZE."""
+    exe = Path(sys.executable).with_name("edgefer")
+    env = {k: v for k, v in os.environ.items() if k != "EDGEFER_DEBUG"}
+    env.update(COLUMNS="200", OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+    return subprocess.run(
+        [str(exe), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        preexec_fn=_rlimits(as_bytes, fsize),
+    )
+
+
+def _python_limited(code: str, as_bytes: int, timeout: int = 120) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        preexec_fn=_rlimits(as_bytes),
+    )
+
+
+def test_predict_margin_is_bounded_and_the_largest_margin_fits(tmp_path: Path, onnx_model: Path) -> None:
+    from edgefer.utils.limits import MAX_MARGIN
+
+    face = tmp_path / "face.png"
+    cv2.imwrite(str(face), np.zeros((40, 40, 3), np.uint8))
+    for margin in ("1000", "nan", "-0.1"):
+        proc = limited("predict", face, "--model", onnx_model, "--margin", margin, as_bytes=AS_BUDGET)
+        assert_user_error(proc, "--margin")
+    # the largest margin, a face box filling a 4000 x 3000 frame: a 48 MB crop, within the budget
+    code = f"""
+import numpy as np
+from edgefer.runtime import Predictor
+from edgefer.runtime.detect import Detection
+class Whole:
+    name = "whole"
+    def detect(self, frame):
+        return [Detection(box=(1, 1, frame.shape[1] - 2, frame.shape[0] - 2), score=1.0)]
+with Predictor({str(onnx_model)!r}, detector=Whole(), margin={MAX_MARGIN}) as p:
+    res = p.predict(np.full((3000, 4000, 3), 128, np.uint8))
+assert len(res.faces) == 1 and res.error is None, res
+print("ok", p.crop(np.zeros((3000, 4000, 3), np.uint8), Detection(box=(0, 0, 4000, 3000), score=1.0)).shape)
+"""
+    proc = _python_limited(code, AS_BUDGET)
+    assert proc.returncode == 0 and "ok (8000, 8000, 3)" in proc.stdout, proc.stderr[-2000:]
+
+
+def _conv_onnx(path: Path, channels: int, size: int) -> Path:
+    """An FP32 edgefer-style ONNX whose one hidden tensor is large: a 1x1 Conv to ``channels``."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from edgefer.metadata import ModelMetadata, set_onnx_metadata
+    from edgefer.preprocess import Preprocessing
+
+    rng = np.random.default_rng(2)
+    k = len(CLASS_NAMES)
+    inits = [
+        numpy_helper.from_array(rng.normal(size=(channels, 3, 1, 1)).astype(np.float32), "CW"),
+        numpy_helper.from_array(rng.normal(size=(channels, k)).astype(np.float32), "W"),
+        numpy_helper.from_array(np.zeros(k, np.float32), "B"),
+    ]
+    nodes = [
+        helper.make_node("Conv", ["input", "CW"], ["wide"], name="conv"),
+        helper.make_node("GlobalAveragePool", ["wide"], ["pooled"], name="pool"),
+        helper.make_node("Flatten", ["pooled"], ["flat"], axis=1, name="flat"),
+        helper.make_node("Gemm", ["flat", "W", "B"], ["logits"], name="fc"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "wide",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, size, size])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", k])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    meta = ModelMetadata(model_name="wide", class_names=CLASS_NAMES, preprocessing=Preprocessing(input_size=size))
+    set_onnx_metadata(model, meta)
+    onnx.save(model, str(path))
+    return path
+
+
+def _as_int8_of(fp32: Path, dst: Path, source: Path | None = None, **changes) -> Path:
+    """A copy of ``fp32`` whose metadata says it is the INT8 model quantized from ``source``."""
+    import onnx
+
+    from edgefer.metadata import read_metadata, set_onnx_metadata
+    from edgefer.utils.io import sha256_file
+
+    model = onnx.load(str(fp32))
+    changes = {"precision": "int8", "source_onnx_sha256": sha256_file(source or fp32), **changes}
+    set_onnx_metadata(model, read_metadata(fp32).replace(**changes))
+    onnx.save(model, str(dst))
+    return dst
+
+
+def test_debug_samples_are_bounded_and_refused_before_the_activations_are_held(tmp_path: Path) -> None:
+    from edgefer.utils.limits import MAX_DEBUG_SAMPLES
+
+    data = make_folders(tmp_path / "data", n_per_class=20, splits=("test",))
+    fp32 = _conv_onnx(tmp_path / "wide.onnx", channels=2048, size=64)  # 32 MiB of activations per image
+    int8 = _as_int8_of(fp32, tmp_path / "wide_int8.onnx")
+    out = tmp_path / "debug"
+    proc = limited("debug", fp32, int8, "--data", data, "--out", out, "--samples", MAX_DEBUG_SAMPLES + 1)
+    assert_user_error(proc, "at most")
+    # the largest allowed sample: all 140 images would hold ~18 GiB; refused after a one-image probe,
+    # naming a sample that fits what the address-space limit leaves
+    proc = limited(
+        "debug", fp32, int8, "--data", data, "--out", out, "--samples", MAX_DEBUG_SAMPLES, as_bytes=AS_BUDGET
+    )
+    message = assert_user_error(proc, "GiB of activations")
+    fit = re.search(r"--samples (\d+) or fewer", message)
+    assert fit and 0 < int(fit.group(1)) * 128 * 2**20 < AS_BUDGET and not out.exists(), message
+
+
+def test_the_memory_budget_stays_within_the_address_space_limit() -> None:
+    code = "from edgefer.utils.limits import _mapped_bytes, memory_budget; print(memory_budget(1.0), _mapped_bytes())"
+    proc = _python_limited(code, AS_BUDGET)
+    budget, mapped = map(int, proc.stdout.split())
+    assert 0 < budget <= AS_BUDGET - mapped + 2**20, proc.stderr
+
+
+def _clip(path: Path, frames: int = 12, size: tuple[int, int] = (64, 48)) -> Path:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, size)
+    rng = np.random.default_rng(3)
+    for _ in range(frames):
+        writer.write(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
+    writer.release()
+    return path
+
+
+#: every size-like option: (command with {onnx} {ckpt} {data} {tmp} {video}, option, its largest value).
+#: Over the largest value each is refused before any work; at it, those marked ``run`` are run
+#: under the address-space budget (the others are refused values only: they cost a training run).
+_SIZES = [
+    (["benchmark", "{onnx}", "--data", "{data}", *QUICK_BENCH], "--batch", "MAX_BATCH", True),
+    (
+        ["evaluate", "--checkpoint", "{ckpt}", "--data", "{data}", "--out", "{tmp}/ev"],
+        "--batch-size",
+        "MAX_BATCH",
+        True,
+    ),
+    (["run", "--model", "{onnx}", "--source", "{video}", "--aligned", "-q"], "--queue-size", "MAX_QUEUE", True),
+    (["export", "--onnx", "{onnx}", "--target", "openvino", "--out", "{tmp}/ex"], "--max-batch", "MAX_BATCH", False),
+    (["export", "--onnx", "{onnx}", "--target", "trt", "--out", "{tmp}/ex"], "--batch", "MAX_BATCH", False),
+    (["deepstream", "--model", "{onnx}", "--out", "{tmp}/ds"], "--batch-size", "MAX_BATCH", True),
+    (
+        ["train", "--data", "{data}", "--model", "msff_mobilenetv3", "--out", "{tmp}/t"],
+        "--batch-size",
+        "MAX_BATCH",
+        False,
+    ),
+    (
+        ["train", "--data", "{data}", "--model", "msff_mobilenetv3", "--out", "{tmp}/t"],
+        "--img-size",
+        "MAX_IMG_SIZE",
+        False,
+    ),
+    (
+        ["quantize", "--checkpoint", "{ckpt}", "--data", "{data}", "--out", "{tmp}/q"],
+        "--img-size",
+        "MAX_IMG_SIZE",
+        False,
+    ),
+    (["models"], "--img-size", "MAX_IMG_SIZE", False),
+    (["data", "synth", "--out", "{tmp}/s", "--n-train", "7", "--n-test", "7"], "--size", "MAX_IMG_SIZE", False),
+    (["predict", "{tmp}/face.png", "--model", "{onnx}"], "--margin", "MAX_MARGIN", True),
+    (["predict", "{tmp}/face.png", "--model", "{onnx}", "--aligned"], "--threads", "MAX_THREADS", True),
+]
+
+
+@pytest.mark.parametrize(("args", "option", "bound", "run"), _SIZES, ids=[f"{a[0]}{o}" for a, o, _, _ in _SIZES])
+def test_every_size_like_option_is_bounded_and_its_largest_value_fits_in_memory(
+    args: list[str], option: str, bound: str, run: bool, tmp_path: Path, onnx_model: Path, checkpoint: Path, data: Path
+) -> None:
+    from edgefer.errors import EdgeferError
+    from edgefer.utils import limits
+
+    most = getattr(limits, bound)
+    cv2.imwrite(str(tmp_path / "face.png"), np.zeros((40, 40, 3), np.uint8))
+    fill = dict(onnx=onnx_model, ckpt=checkpoint, data=data, tmp=tmp_path, video=_clip(tmp_path / "clip.avi"))
+    filled = [a.format(**fill) for a in args]
+    over = most + 1 if isinstance(most, int) else most * 10
+    before = snapshot(tmp_path)
+    code, out, exc = _cli([*filled, option, str(over)])
+    assert isinstance(exc, EdgeferError) and str(over) in str(exc), (code, out, exc)
+    assert snapshot(tmp_path) == before  # refused before any work
+    if run:
+        torch_cmd = args[0] == "evaluate"
+        proc = limited(*filled, option, most, as_bytes=AS_BUDGET_TORCH if torch_cmd else AS_BUDGET)
+        assert proc.returncode == 0, (proc.returncode, proc.stderr[-2000:])
+
+
+# == issue 26, fault 3: debug refuses an FP32 / INT8 pair that is not one model ==================
+
+
+def test_debug_refuses_an_int8_model_quantized_from_another_onnx(tmp_path: Path, onnx_model: Path, data: Path) -> None:
+    from edgefer.errors import QuantizationError
+    from edgefer.quantize.debug import debug_int8
+
+    other = _conv_onnx(tmp_path / "other.onnx", channels=4, size=SIZE)  # other weights and architecture
+    cases = [
+        (_as_int8_of(onnx_model, tmp_path / "from_other.onnx", source=other), "quantized from another FP32 ONNX"),
+        (_as_int8_of(other, tmp_path / "other_arch.onnx"), "not the FP32 model"),
+        (_as_int8_of(onnx_model, tmp_path / "unknown.onnx", source_onnx_sha256=""), "does not record"),
+    ]
+    out = tmp_path / "debug"
+    for int8, needle in cases:
+        with pytest.raises(QuantizationError, match=needle):
+            debug_int8(onnx_model, int8, data, out_dir=out, samples=7)
+        proc = edgefer("debug", onnx_model, int8, "--data", data, "--out", out, "--samples", "7")
+        assert_user_error(proc, needle)
+        assert not out.exists()
+    # the pair quantize made passes the check (this stand-in then fails as "not a Q/DQ INT8 ONNX")
+    with pytest.raises(QuantizationError, match="no QuantizeLinear"):
+        debug_int8(onnx_model, _as_int8_of(onnx_model, tmp_path / "own.onnx"), data, out_dir=out, samples=7)
+
+
+# == issue 26, fault 4: resuming a finished run keeps its record ==================================
+
+
+def test_resume_refuses_contradicting_options_and_a_finished_run_stays_as_it_was(tmp_path: Path, data: Path) -> None:
+    from edgefer.errors import CheckpointError
+    from edgefer.training import TrainConfig, train
+
+    run = tmp_path / "run"
+    cfg = dict(
+        data=str(data), model="msff_mobilenetv3", out=str(run), epochs=1, batch_size=7, img_size=SIZE,
+        workers=0, progress=False,
+    )  # fmt: skip
+    train(TrainConfig(**cfg))
+    before = snapshot(run)
+    other_data = make_folders(tmp_path / "other_data", seed=1)
+    for change, needle in (({"img_size": 48}, "img_size 32 -> 48"), ({"data": str(other_data)}, "data")):
+        with pytest.raises(CheckpointError, match=needle):
+            train(TrainConfig(**{**cfg, **change, "resume": str(run)}))
+        assert snapshot(run) == before
+    proc = edgefer("train", "--resume", run, "--img-size", "48", "--no-progress")
+    assert "img_size 32 -> 48" in assert_user_error(proc, "cannot resume")
+    assert snapshot(run) == before
+    # the same settings: a finished run reports itself and rewrites nothing (config.yaml, summary.json)
+    again = train(TrainConfig(**{**cfg, "resume": str(run)}))
+    assert len(again.history) == 1 and snapshot(run) == before
+    proc = edgefer("train", "--resume", run, "--workers", "1", "--no-progress")  # how it runs may change
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert snapshot(run) == before
+
+
+# == issue 26, fault 5: exit codes that show failure ================================================
+
+
+def test_predict_with_nothing_predicted_is_not_success(tmp_path: Path, onnx_model: Path) -> None:
+    empty = tmp_path / "empty"
+    (empty / "sub").mkdir(parents=True)
+    (empty / "notes.txt").write_text("not an image")
+    assert_user_error(edgefer("predict", empty, "--model", onnx_model), "no image files")
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for name in ("a.png", "b.jpg"):
+        corrupt(broken / name)
+    proc = edgefer("predict", broken, "--model", onnx_model, "--out", tmp_path / "ann")
+    assert_user_error(proc, "none of the 2 images could be read")
+    assert "annotated in" not in proc.stderr and not any((tmp_path / "ann").glob("*.png"))
+    # inputs that lie inside --out (earlier annotated copies) are said, and all of them is an error
+    faces = tmp_path / "faces"
+    faces.mkdir()
+    cv2.imwrite(str(faces / "x.png"), np.zeros((40, 40, 3), np.uint8))
+    assert edgefer("predict", faces, "--model", onnx_model, "--out", faces / "ann", "--aligned").returncode == 0
+    proc = edgefer("predict", faces / "ann", "--model", onnx_model, "--out", faces / "ann", "--aligned")
+    assert_user_error(proc, "inside --out")
+    proc = edgefer("predict", faces, "--model", onnx_model, "--out", faces / "ann", "--aligned", "--overwrite")
+    assert proc.returncode == 0 and "1 images inside --out" in proc.stderr, proc.stderr
+    # one readable image among unreadable ones: done, and the count says the rest
+    corrupt(faces / "y.png")
+    proc = edgefer("predict", faces, "--model", onnx_model, "--aligned", "--out", tmp_path / "mixed")
+    assert proc.returncode == 0 and "faces, 1 unreadable; annotated in" in proc.stderr, proc.stderr
+
+
+class _DroppingCamera:
+    """A live source that serves ``frames`` frames on its first connection, then is gone for good."""
+
+    def __init__(self, frames: int) -> None:
+        self.frames, self.opens = frames, 0
+
+    def __call__(self, source: object) -> _DroppingCamera:
+        self.opens += 1
+        self.left = self.frames if self.opens == 1 else None
+        return self
+
+    def isOpened(self) -> bool:
+        return self.left is not None
+
+    def read(self) -> tuple[bool, np.ndarray | None]:
+        if not self.left:
+            return False, None
+        self.left -= 1
+        return True, np.zeros((40, 40, 3), np.uint8)
+
+    def get(self, prop_id: int) -> float:
+        return 25.0 if prop_id == cv2.CAP_PROP_FPS else 0.0
+
+    def release(self) -> None:
+        pass
+
+
+def test_run_that_lost_its_source_exits_4_and_counts_its_attempts(
+    tmp_path: Path, onnx_model: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    from _fake_runtime import run_cli
+
+    from edgefer.runtime import stream as stream_mod
+
+    camera = _DroppingCamera(frames=3)
+    monkeypatch.setattr(stream_mod, "open_capture", camera)
+    summary = tmp_path / "summary.json"
+    args = ["run", "--model", str(onnx_model), "--source", "rtsp://cam/stream", "--aligned", "-q", "--no-realtime"]
+    rc, err = run_cli([*args, "--reconnect", "2", "--reconnect-delay", "0.001", "--summary-json", str(summary)], capsys)
+    assert rc == 4, err
+    assert err.strip().splitlines()[-1] == "error: source lost (gave up after 2 reconnect attempts) after 3 frames"
+    record = json.loads(summary.read_text())
+    assert record["source_lost"] is True and record["reconnects"] == 0 and record["reconnect_attempts"] == 2
+    assert record["frames_processed"] == 3
+    # a file that ends is success (the entry point returns)
+    monkeypatch.undo()
+    from edgefer.cli import main
+
+    main(["run", "--model", str(onnx_model), "--source", str(_clip(tmp_path / "c.avi")), "--aligned", "-q"])
+
+
+# == issue 26, fault 6: disk full, unwritable outputs and bad detector files are messages ==========
+
+
+def test_bad_detector_files_and_an_unwritable_summary_are_refused_before_any_frame(
+    tmp_path: Path, onnx_model: Path
+) -> None:
+    video = _clip(tmp_path / "clip.avi")
+    (tmp_path / "notes.xml").write_text("<opencv_storage><x>1</x></opencv_storage>")
+    (tmp_path / "garbage.xml").write_bytes(b"\x00\x01 not xml at all")
+    face = tmp_path / "face.png"
+    cv2.imwrite(str(face), np.zeros((64, 64, 3), np.uint8))
+    for spec, needle in (
+        (f"haar:{tmp_path / 'notes.xml'}", "not a Haar cascade"),
+        (f"haar:{tmp_path / 'garbage.xml'}", "not a Haar cascade"),
+        (f"yunet:{onnx_model}", "not YuNet"),  # an ONNX, but not a face detector
+    ):
+        assert_user_error(edgefer("predict", face, "--model", onnx_model, "--detector", spec), needle)
+        proc = edgefer("run", "--model", onnx_model, "--source", video, "--detector", spec)
+        assert_user_error(proc, needle)
+        assert "frames processed" not in proc.stdout
+    # a read-only place for --summary-json (as root too: sysfs takes no new files) is refused up front
+    readonly = Path("/sys/edgefer-summary.json")
+    if not Path("/sys").is_dir():
+        pytest.skip("no /sys to stand for a read-only folder")
+    proc = edgefer("run", "--model", onnx_model, "--source", video, "--aligned", "--summary-json", readonly)
+    assert_user_error(proc, "not writable")
+    assert "frames processed" not in proc.stdout
+
+
+#: (command, file-size limit in bytes): each writes a file larger than its limit
+_DISK_FULL = [
+    (["export", "--onnx", "{onnx}", "--target", "openvino", "--out", "{out}"], 600),
+    (
+        [
+            "quantize",
+            "--onnx",
+            "{onnx}",
+            "--data",
+            "{data}",
+            "--target",
+            "openvino",
+            "--calib-size",
+            "14",
+            "--out",
+            "{out}",
+        ],
+        1000,
+    ),
+    (["evaluate", "--checkpoint", "{ckpt}", "--data", "{data}", "--out", "{out}"], 2000),
+    (["bundle", "{onnx}", "--out", "{out}"], 600),
+]
+
+
+def _tree(root: Path) -> dict[str, bytes | None]:
+    """Every entry below ``root``, hidden ones included (files with their bytes, folders as None)."""
+    return {p.relative_to(root).as_posix(): (p.read_bytes() if p.is_file() else None) for p in sorted(root.rglob("*"))}
+
+
+@pytest.mark.parametrize(("args", "limit"), _DISK_FULL, ids=[a[0] for a, _ in _DISK_FULL])
+def test_a_full_disk_is_one_line_and_leaves_the_earlier_output_intact(
+    args: list[str], limit: int, tmp_path: Path, onnx_model: Path, checkpoint: Path, data: Path
+) -> None:
+    out = tmp_path / "out"
+    filled = [a.format(onnx=onnx_model, ckpt=checkpoint, data=data, out=out) for a in args]
+    first = limited(*filled)  # the earlier output, written with room to spare
+    assert first.returncode == 0, first.stderr[-2000:]
+    before = _tree(tmp_path)
+    proc = limited(*filled, "--overwrite", fsize=limit)  # RLIMIT_FSIZE: writes past it fail with EFBIG
+    assert proc.returncode in (1, 2)
+    assert_user_error(proc, "cannot write")
+    assert _tree(tmp_path) == before  # no half-written file or staging folder; the earlier output intact
+
+
+def test_run_on_a_full_disk_keeps_the_frames_it_finished(tmp_path: Path, onnx_model: Path) -> None:
+    video = _clip(tmp_path / "clip.avi", frames=40, size=(160, 120))
+    earlier = tmp_path / "earlier.jsonl"
+    earlier.write_text("an earlier file in the same folder\n")
+    out, events, summary = tmp_path / "annotated.mp4", tmp_path / "events.jsonl", tmp_path / "summary.json"
+    args = ["run", "--model", onnx_model, "--source", video, "--aligned", "-q", "--out", out, "--jsonl", events]
+    # the video needs more than 20 kB, 40 event lines less: the video fails, every frame is kept as an event
+    proc = limited(*args, "--summary-json", summary, fsize=20_000)
+    assert_user_error(proc, "could not be written completely")
+    assert not out.exists() and not list(tmp_path.glob(".annotated*"))  # no video cut short
+    lines = events.read_text().splitlines()
+    assert len(lines) == 40 and all(json.loads(line)["frame"] == k for k, line in enumerate(lines))
+    assert json.loads(summary.read_text())["output_error"].startswith("the annotated video")
+    assert earlier.read_text() == "an earlier file in the same folder\n"
+    # the events file itself runs out: the run stops there, keeping every whole line
+    proc = limited(*args[:-4], "--jsonl", tmp_path / "short.jsonl", fsize=3000)
+    assert_user_error(proc, "cannot write")
+    short = (tmp_path / "short.jsonl").read_text()
+    assert short.endswith("\n") and 1 <= len(short.splitlines()) < 40
+    assert all(json.loads(line) for line in short.splitlines())

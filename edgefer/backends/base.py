@@ -29,6 +29,7 @@ import numpy as np
 from edgefer.errors import BackendError, MissingDependencyError
 from edgefer.formats import FORMATS, format_for_backend, known_suffixes
 from edgefer.metadata import ModelMetadata
+from edgefer.utils.limits import MAX_THREADS
 
 
 class Backend(ABC):
@@ -145,6 +146,8 @@ def open_model(
     model, so that the next open on the same device reads it instead of compiling again.
     """
     p = Path(path)
+    if threads is not None and not 1 <= threads <= MAX_THREADS:
+        raise BackendError(f"--threads must be in 1..{MAX_THREADS}, got {threads}")
     if not p.exists():
         raise BackendError(f"artifact {p} does not exist")
     backends = available_backends()

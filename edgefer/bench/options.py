@@ -14,6 +14,7 @@ from pathlib import Path
 
 from edgefer.bench.gate import Gate
 from edgefer.errors import EdgeferError
+from edgefer.utils.limits import MAX_BATCH, MAX_THREADS, check_at_most
 
 #: timed calls per measurement on a workstation when neither ``iters`` nor ``seconds`` is given.
 DEFAULT_ITERS = 50
@@ -71,6 +72,8 @@ class BenchOptions:
             raise EdgeferError(f"batch sizes must be whole numbers, got {self.batches!r}") from None
         if not batches or batches[0] < 1:
             raise EdgeferError(f"batch sizes must be >= 1, got {list(self.batches)}")
+        check_at_most("--batch", batches[-1], MAX_BATCH, EdgeferError, "each batch is one input array in memory")
+        check_at_most("--threads", self.threads, MAX_THREADS, EdgeferError)
         object.__setattr__(self, "batches", tuple(batches))
         for what, value, least in (
             ("--warmup", self.warmup, 0),

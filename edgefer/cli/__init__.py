@@ -14,7 +14,7 @@ import importlib
 import os
 import sys
 import traceback
-from typing import List, NoReturn, Optional, Tuple, Type
+from typing import List, NoReturn, Optional
 
 import typer
 
@@ -29,18 +29,17 @@ app = typer.Typer(
 )
 
 
-def _usage_errors() -> Tuple[Type[Exception], ...]:
-    """The exception a usage error raises: ``typer.TyperException`` where typer vendors click (0.2x and
-    later); click's ``ClickException`` with the older typer that Python 3.8 (JetPack 5) gets."""
-    own = getattr(typer, "TyperException", None)
-    if own is not None:
-        return (own,)
+def _usage_error_type() -> type:
+    """The exception typer raises for a usage error: ``typer.TyperException`` where typer vendors
+    click (recent typer), ``click.ClickException`` with the typer that Python 3.8 gets (0.20,
+    which depends on click and has no TyperException)."""
+    found = getattr(typer, "TyperException", None)
+    if found is not None:
+        return found
     import click
 
-    return (click.ClickException,)
+    return click.ClickException
 
-
-USAGE_ERRORS = _usage_errors()
 
 #: CLI areas, in help order; each is edgefer/cli/<name>.py with register(app).
 AREAS = ("doctor", "data", "models", "train", "export", "quantize", "debug", "bench", "runtime", "pipeline")
@@ -98,7 +97,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     * 1: an unexpected exception, printed as one line naming its type; the traceback only with
       ``--debug`` or ``EDGEFER_DEBUG=1`` (a bug report then has what it needs).
 
-    Command-specific codes (the benchmark gate's 3, Ctrl-C's 130) pass through unchanged.
+    Command-specific codes (the benchmark gate's 3, ``run``'s 4 for a lost live source, Ctrl-C's
+    130) pass through unchanged. A full disk or a read-only output folder is a user error (2), not
+    a bug (:func:`edgefer.utils.io.storage_error`).
     """
     args = list(sys.argv[1:] if argv is None else argv)
     try:
@@ -122,7 +123,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     except typer.Abort:
         typer.secho("aborted", fg=typer.colors.YELLOW, err=True)
         sys.exit(1)
-    except USAGE_ERRORS as exc:  # usage errors: typer's own (it vendors click) or click's (older typer)
+    except _usage_error_type() as exc:  # usage errors (recent typer vendors click: no ``import click``)
         show = getattr(exc, "show", None)
         if callable(show):
             show()
@@ -130,6 +131,11 @@ def main(argv: Optional[List[str]] = None) -> None:
             typer.echo(f"Error: {exc.format_message()}", err=True)
         sys.exit(exc.exit_code)
     except Exception as exc:
+        from edgefer.utils.io import storage_error
+
+        full = storage_error(exc)  # a full disk or a read-only folder is not a bug
+        if full is not None:
+            _user_error(full)
         _internal_error(exc, args)
 
 

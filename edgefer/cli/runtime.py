@@ -50,11 +50,15 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Faces and expressions in still images (annotated copies keep their sub-folders under --out)."""
         from edgefer.runtime import Predictor
-        from edgefer.runtime.images import annotated_targets, predict_images
+        from edgefer.runtime.images import annotated_targets, check_predicted, predict_images
         from edgefer.utils.outputs import check_outputs
 
-        if out is not None:  # before the model is loaded: a refusal costs nothing
-            check_outputs(out, [rel for _, rel in annotated_targets(inputs, out)], overwrite=overwrite)
+        inside_out: List[Path] = []  # before the model is loaded: a refusal costs nothing
+        targets = annotated_targets(inputs, out, skipped=inside_out)
+        if out is not None:
+            check_outputs(out, [rel for _, rel in targets], overwrite=overwrite)
+        if inside_out:
+            _echo_err(f"note: {len(inside_out)} images inside --out {out} were not predicted (earlier outputs)")
         with Predictor(
             model,
             device=device,
@@ -81,8 +85,9 @@ def register(app: typer.Typer) -> None:
             for i, face in enumerate(rec["faces"]):
                 typer.echo(f"{rec['path']}: face {i} {face['label']} {face['score']:.2f} box={face['box']}")
         n_faces = sum(len(r["faces"]) for r in records)
-        where = f"; annotated in {out}" if out else ""
+        where = f"; annotated in {out}" if any(r.get("annotated") for r in records) else ""
         _echo_err(f"{len(records)} images, {n_faces} faces, {bad} unreadable{where}")
+        check_predicted(records)  # every image unreadable: exit 2, not success
 
     @app.command("run")
     def run(
@@ -173,6 +178,13 @@ def register(app: typer.Typer) -> None:
         typer.echo(summary.format())
         if summary_json is not None:
             save_summary(summary, summary_json, overwrite=overwrite)
+        if summary.output_error:  # a full disk: what was written is kept, and it is not success
+            from edgefer.utils.io import StorageError
+
+            raise StorageError(summary.output_error)
+        if summary.source_lost:  # not success: a supervisor must see it (the frames done are kept)
+            _echo_err(f"error: {summary.stopped_by} after {summary.frames_processed} frames")
+            raise typer.Exit(4)
 
     @app.command("deepstream")
     def deepstream(

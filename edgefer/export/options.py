@@ -23,6 +23,7 @@ from edgefer.errors import ExportError
 from edgefer.export.profiles import DeviceProfile, load_profile
 from edgefer.export.tensorrt import FP16_MODES
 from edgefer.formats import PRECISIONS, TARGETS
+from edgefer.utils.limits import MAX_BATCH, MAX_IMG_SIZE, check_at_most
 from edgefer.utils.options import as_paths, flag, to_argv
 from edgefer.utils.outputs import safe_name
 
@@ -100,6 +101,9 @@ class ExportOptions:
         ):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ExportError(f"{what} must be a positive whole number, got {value!r}")
+        for what, value in (("--batch", self.batch), ("--max-batch", self.max_batch), ("--opt-batch", self.opt_batch)):
+            check_at_most(what, value, MAX_BATCH, ExportError)
+        check_at_most("--img-size", self.img_size, MAX_IMG_SIZE, ExportError)
         if self.dla_core is not None and self.dla_core < 0:
             raise ExportError(f"--dla-core must be 0 or more, got {self.dla_core}")
         if self.fp16_mode not in FP16_MODES:

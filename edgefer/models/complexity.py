@@ -16,6 +16,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from edgefer.errors import ModelError
 from edgefer.models.registry import create_model, get_entry, list_models
+from edgefer.utils.limits import MAX_IMG_SIZE, check_at_most
 
 
 def count_params(model: nn.Module) -> int:
@@ -27,6 +28,7 @@ def count_flops(model: nn.Module, img_size: int) -> int:
     """FLOPs of one forward pass of a (1, 3, img_size, img_size) input, in eval mode."""
     if img_size < 32:
         raise ModelError(f"img_size must be >= 32, got {img_size}")
+    check_at_most("img_size", img_size, MAX_IMG_SIZE, ModelError)
     was_training = model.training
     model.eval()
     x = torch.zeros(1, 3, img_size, img_size)

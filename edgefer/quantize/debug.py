@@ -53,6 +53,7 @@ from typing import Any
 import numpy as np
 
 from edgefer.errors import QuantizationError
+from edgefer.utils.limits import MAX_DEBUG_SAMPLES, check_at_most, memory_budget
 
 DEFAULT_SAMPLES = 64
 DEFAULT_TOP = 5
@@ -143,6 +144,12 @@ def _check_inputs(fp32_onnx: Path, int8: Path) -> tuple[Any, Any, str]:
         raise QuantizationError(f"{fp32_onnx.name} is {meta.precision}, not the FP32 ONNX")
     if qmeta.precision != "int8":
         raise QuantizationError(f"{int8.name} is {qmeta.precision}, not an INT8 artifact: nothing to debug")
+    if meta.model_name != qmeta.model_name:
+        raise QuantizationError(
+            f"{int8.name} is a {qmeta.model_name} but {fp32_onnx.name} a {meta.model_name}: not the FP32 model "
+            "it was quantized from, so a layer-by-layer comparison means nothing"
+        )
+    _check_source(fp32_onnx, int8, meta, qmeta)
     if tuple(meta.class_names) != tuple(qmeta.class_names):
         raise QuantizationError(
             f"{fp32_onnx.name} predicts {len(meta.class_names)} classes {list(meta.class_names)} but {int8.name} "
@@ -156,6 +163,31 @@ def _check_inputs(fp32_onnx: Path, int8: Path) -> tuple[Any, Any, str]:
             f"{fp32_onnx.name} and {int8.name} record different preprocessing: not the same model's FP32 and INT8"
         )
     return meta, qmeta, kind
+
+
+def _check_source(fp32_onnx: Path, int8: Path, meta: Any, qmeta: Any) -> None:
+    """The INT8 artifact records the sha256 of the FP32 ONNX it was quantized from
+    (``source_onnx_sha256``): it must be this file, or an export of the same checkpoint (both
+    record the same ``source_checkpoint_sha256``; ``quantize --checkpoint`` exports into a scratch
+    folder that is gone afterwards). An INT8 model quantized from other weights of the same
+    architecture has the same layers and shapes, and would get a confident, meaningless ranking
+    and an ``ignore.json`` that ``quantize --ignore-from`` accepts (issue 26)."""
+    from edgefer.utils.io import sha256_file
+
+    source_sha = qmeta.source_onnx_sha256
+    if not source_sha:
+        raise QuantizationError(
+            f"{int8.name} does not record which FP32 ONNX it was quantized from (no source_onnx_sha256 in its "
+            f"metadata), so it cannot be checked against {fp32_onnx.name}: quantize it again with edgefer quantize"
+        )
+    sha = sha256_file(fp32_onnx)
+    ckpt, qckpt = meta.source_checkpoint_sha256, qmeta.source_checkpoint_sha256
+    if source_sha.lower() != sha and not (ckpt and ckpt == qckpt):
+        raise QuantizationError(
+            f"{int8.name} was quantized from another FP32 ONNX (source_onnx_sha256 {source_sha[:12]}...), not "
+            f"from {fp32_onnx.name} ({sha[:12]}...), nor from an export of the same checkpoint: give debug the "
+            "FP32 ONNX quantize started from"
+        )
 
 
 def _check_data_classes(meta: Any, dataset: Any) -> None:
@@ -366,6 +398,7 @@ def debug_int8(
         raise QuantizationError(f"top must be at least 1, got {top}")
     if samples < 1:
         raise QuantizationError(f"samples must be at least 1, got {samples}")
+    check_at_most("samples (--samples)", samples, MAX_DEBUG_SAMPLES, QuantizationError)
     meta, _qmeta, kind = _check_inputs(fp32_path, int8_path)
     if keep_fp_max is not None and keep_fp_max < 1:
         raise QuantizationError(f"keep_fp_max must be at least 1, got {keep_fp_max}")
@@ -381,15 +414,16 @@ def debug_int8(
     if len(dataset) == 0:
         raise QuantizationError(f"the {split!r} split is empty: no images to compare the models on")
     idx = balanced_indices(np.asarray(dataset.labels), samples, seed)
-    sample = load_arrays(dataset, idx, meta.preprocessing, split)
-    if len(sample) == 0:
-        raise QuantizationError(f"no readable image among the {len(idx)} chosen from the {split!r} split")
 
     import onnx
 
     fp_model = onnx.load(str(fp32_path), load_external_data=False)
     _check_shapes(fp_model, int8_path, kind)
     with staged_output(out_dir, "debug", overwrite=overwrite) as stage, staging_dir(out_dir, "aug") as scratch:
+        _check_memory(fp32_path, len(idx), meta.preprocessing.input_size, scratch)  # before the sample is loaded
+        sample = load_arrays(dataset, idx, meta.preprocessing, split)
+        if len(sample) == 0:
+            raise QuantizationError(f"no readable image among the {len(idx)} chosen from the {split!r} split")
         fp_acts = _onnx_activations(fp32_path, sample.x, scratch)
         sqnr: dict[str, float] = {}
         if kind == "onnx":
@@ -479,6 +513,35 @@ def debug_int8(
         if not plot_note:
             files.insert(2, stage.final(stage.path("debug.png")))
     return DebugResult(layers, summary, patterns, md, files)
+
+
+#: the activations held per image, as a multiple of the FP32 model's own: FP32's, the INT8 model's
+#: (Q/DQ adds a quantized copy of most tensors) and the copies made while stacking them
+_ACTIVATION_COPIES = 4
+
+
+def _check_memory(fp32_path: Path, n_images: int, input_size: int, scratch: Path) -> None:
+    """Refuse a sample whose layer-by-layer activations would not fit the memory this process may
+    use (:func:`edgefer.utils.limits.memory_budget`: half the memory available now, within its
+    address-space limit).
+
+    Every tensor of both models is held for every image of the sample (issue 26: ``--samples
+    100000`` on 750 images at 64 px reached 9.25 GB). One blank image through the FP32 model
+    measures the floats per image; the estimate is that times the images and
+    :data:`_ACTIVATION_COPIES`, plus the input batch.
+    """
+    probe = _onnx_activations(fp32_path, np.zeros((1, 3, input_size, input_size), np.float32), scratch)
+    floats = sum(int(v.shape[1]) for v in probe.values())
+    per_image = 4 * (floats * _ACTIVATION_COPIES + 3 * input_size * input_size)
+    budget = memory_budget()
+    if n_images * per_image > budget:
+        fit = max(0, budget // per_image)
+        hint = f"pass --samples {fit} or fewer" if fit else "there is not enough free memory to debug this model"
+        raise QuantizationError(
+            f"comparing {n_images} images layer by layer would hold about {n_images * per_image / 2**30:.1f} GiB "
+            f"of activations ({per_image / 2**20:.1f} MiB per image), over the {budget / 2**30:.1f} GiB this "
+            f"process can spare (half the memory available now, within its address-space limit): {hint}"
+        )
 
 
 def _check_shapes(fp_model: Any, int8: Path, kind: str) -> None:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from edgefer.errors import EdgeferError, QuantizationError
 from edgefer.formats import TARGETS
+from edgefer.utils.limits import MAX_IMG_SIZE, check_at_most
 from edgefer.utils.options import as_paths, flag, to_argv
 
 METHODS = ("ptq", "ptq-acc", "qat", "wc")
@@ -127,6 +128,7 @@ class QuantizeOptions:
         ):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise QuantizationError(f"{what} must be a positive whole number, got {value!r}")
+        check_at_most("img_size", self.img_size, MAX_IMG_SIZE, QuantizationError)
         if not self.qat_lr > 0:
             raise QuantizationError(f"qat_lr must be positive, got {self.qat_lr}")
         if self.qat_loss not in QAT_LOSSES:

@@ -38,6 +38,7 @@ from edgefer.errors import ExportError
 from edgefer.formats import format_of
 from edgefer.metadata import ModelMetadata
 from edgefer.utils.io import ensure_writable_dir, write_json, write_text
+from edgefer.utils.limits import MAX_BATCH, check_at_most
 
 #: nvinfer network-mode values.
 NETWORK_MODES = {"fp32": 0, "int8": 1, "fp16": 2}
@@ -146,6 +147,7 @@ def deepstream_config(
         raise ExportError(f"model {src} does not exist")
     if batch_size < 1:
         raise ExportError(f"batch_size must be >= 1, got {batch_size}")
+    check_at_most("--batch-size", batch_size, MAX_BATCH, ExportError)
     out = ensure_writable_dir(out_dir)
     pp = metadata.preprocessing
     scale, offsets, correction, max_err = normalization(pp.mean, pp.std)

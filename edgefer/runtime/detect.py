@@ -87,7 +87,12 @@ class HaarDetector:
         path = Path(cascade) if cascade is not None else _default_cascade()
         if not path.exists():
             raise DetectorError(f"Haar cascade {path} does not exist")
-        self._cascade = cv2.CascadeClassifier(str(path))
+        try:  # a file that is not a cascade: cv2.error, or a SystemError around it (OpenCV 4.x)
+            self._cascade = cv2.CascadeClassifier(str(path))
+        except (cv2.error, SystemError) as exc:
+            raise DetectorError(
+                f"{path} is not a Haar cascade OpenCV can load ({_first_line(exc.__cause__ or exc)})"
+            ) from None
         if self._cascade.empty():
             raise DetectorError(f"OpenCV could not load the Haar cascade {path}")
         self.scale_factor = scale_factor
@@ -119,6 +124,12 @@ class HaarDetector:
             score = float(weights[i]) if i < weights.size else 1.0
             out.append(Detection(box=(int(x), int(y), int(w), int(h)), score=score))
         return out
+
+
+def _first_line(exc: BaseException) -> str:
+    """The informative line of an OpenCV error (its text starts with a blank line and a source path)."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    return (lines[-1] if lines else type(exc).__name__)[:200]
 
 
 def _default_cascade() -> Path:
@@ -160,8 +171,13 @@ class YuNetDetector:
             raise DetectorError(f"this OpenCV ({cv2.__version__}) has no cv2.FaceDetectorYN (needs >= 4.5.4)")
         try:
             self._det = cv2.FaceDetectorYN.create(str(path), "", (320, 320), score_threshold, nms_threshold, top_k)
-        except cv2.error as exc:
-            raise DetectorError(f"OpenCV could not load YuNet weights {path}: {exc}") from exc
+            # an ONNX that is not YuNet loads, then fails on its first frame: try one now
+            self._det.detect(np.zeros((320, 320, 3), np.uint8))
+        except (cv2.error, SystemError) as exc:
+            raise DetectorError(
+                f"{path} is not YuNet face-detector weights OpenCV can run ({_first_line(exc)}); "
+                "use face_detection_yunet_2023mar.onnx from github.com/opencv/opencv_zoo"
+            ) from None
         self._size: tuple[int, int] = (320, 320)
 
     def detect(self, frame_bgr: np.ndarray) -> list[Detection]:

@@ -16,6 +16,7 @@ import numpy as np
 
 from edgefer.errors import EdgeferError
 from edgefer.runtime.predictor import Predictor
+from edgefer.utils.compat import is_within
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 
@@ -44,24 +45,33 @@ def read_image(path: str | os.PathLike) -> np.ndarray | None:
 
 
 def annotated_targets(
-    inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLike | None = None
+    inputs: Iterable[str | os.PathLike],
+    out_dir: str | os.PathLike | None = None,
+    skipped: list[Path] | None = None,
 ) -> list[tuple[Path, str]]:
     """Every image of ``inputs`` with the path (relative to ``out_dir``) of its annotated copy.
 
     A file inside a folder input keeps its sub-path (``DIR/a/x.jpg`` -> ``a/x.jpg``), a file given
     directly its name; formats OpenCV cannot write back become ``.png``. Two images that would get
     the same annotated path are an error (nothing is overwritten silently), and files below
-    ``out_dir`` itself (an output inside an input folder) are not inputs.
+    ``out_dir`` itself (an output inside an input folder) are not inputs: they are appended to
+    ``skipped`` when given. No image at all (an empty folder, or every image inside ``out_dir``)
+    is an :class:`EdgeferError`: nothing to predict is not success.
     """
     from edgefer.utils.outputs import safe_child
 
+    inputs = list(inputs)
     out = Path(out_dir).resolve() if out_dir is not None else None
+    n_inside = 0
     pairs: list[tuple[Path, str]] = []
     taken: dict[str, Path] = {}
     for item in inputs:
         base = Path(item)
         for path in iter_images([item]):
-            if out is not None and path.resolve().is_relative_to(out):
+            if out is not None and is_within(path.resolve(), out):
+                n_inside += 1
+                if skipped is not None:
+                    skipped.append(path)
                 continue
             rel = path.relative_to(base) if base.is_dir() else Path(path.name)
             if rel.suffix.lower() not in (".jpg", ".jpeg", ".png"):
@@ -76,7 +86,19 @@ def annotated_targets(
                     )
                 taken[key.lower()] = path
             pairs.append((path, key))
+    if not pairs:
+        named = ", ".join(str(i) for i in inputs)
+        if n_inside:
+            raise EdgeferError(f"every image of {named} lies inside --out {out_dir}: nothing to predict")
+        raise EdgeferError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) in {named}: nothing to predict")
     return pairs
+
+
+def check_predicted(records: list[dict[str, Any]]) -> None:
+    """Raise :class:`EdgeferError` when not one image could be read: a run that predicted nothing
+    is not success (``edgefer predict`` once printed "annotated in DIR" and exited 0)."""
+    if records and all(r.get("error") for r in records):
+        raise EdgeferError(f"none of the {len(records)} images could be read (all unreadable): nothing was predicted")
 
 
 def predict_images(

@@ -41,6 +41,7 @@ from edgefer.runtime.align import align_by_landmarks, crop_square
 from edgefer.runtime.detect import Detection, FaceDetector, FullFrameDetector, detect_scaled, make_detector
 from edgefer.runtime.tracking import BoxCarrier, IoUTracker
 from edgefer.utils.compat import zip_strict
+from edgefer.utils.limits import MAX_MARGIN, check_at_most
 from edgefer.utils.options import merged
 
 STAGES = ("detect", "align", "preprocess", "infer", "total")
@@ -199,8 +200,9 @@ class DetectionOptions:
             raise EdgeferError(f"--detect-every must be a whole number >= 1, got {self.detect_every!r}")
         if self.detect_width is not None and self.detect_width < 32:
             raise EdgeferError(f"--detect-width must be >= 32 pixels, got {self.detect_width}")
-        if self.margin < 0:
-            raise EdgeferError(f"margin must be >= 0, got {self.margin}")
+        if not self.margin >= 0:  # `not >=` also refuses NaN
+            raise EdgeferError(f"--margin must be >= 0, got {self.margin}")
+        check_at_most("--margin", self.margin, MAX_MARGIN, EdgeferError, "a fraction of the face box's side")
 
 
 class Predictor:

@@ -45,6 +45,7 @@ import numpy as np
 
 from edgefer.errors import EdgeferError
 from edgefer.runtime.predictor import STAGES, Predictor
+from edgefer.utils.limits import MAX_QUEUE, check_at_most
 from edgefer.utils.options import merged
 
 
@@ -53,6 +54,10 @@ class StreamError(EdgeferError):
 
 
 SOURCE_KINDS = ("device", "file", "url", "gstreamer")
+#: ``stopped_by`` when the events file could not be written (a full disk)
+WRITE_FAILED = "output write failed"
+#: how ``stopped_by`` begins when a live source dropped for good (``edgefer run`` then exits 4)
+SOURCE_LOST = "source lost"
 #: URL schemes of live network streams (reconnected when they drop); other ``scheme://`` URLs are opened
 #: by OpenCV/FFmpeg as given but treated like files (a finished download does not come back).
 LIVE_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp", "srt")
@@ -135,6 +140,7 @@ class VideoCaptureLike(Protocol):
     def release(self) -> None: ...
 
 
+#: evaluated at import, so typing's forms (3.8 has no `int | str`, no subscriptable collections.abc.Callable)
 CaptureFactory = Callable[[Union[int, str]], VideoCaptureLike]
 
 
@@ -225,6 +231,7 @@ class FrameSource:
         self.captured = 0
         self.dropped = 0
         self.reconnects = 0  # successful reopenings
+        self.reconnect_attempts = 0  # every attempt, failed ones included
         self.ended_by = "end of stream"
 
     def start(self) -> FrameSource:
@@ -264,6 +271,7 @@ class FrameSource:
         delay = min(self.reconnect_delay * 2**attempt, self.reconnect_max_delay)
         while attempt < self.reconnect:
             attempt += 1
+            self.reconnect_attempts += 1
             self._say(
                 f"source {self.source}: no frames for {self.max_failures} reads; reconnect attempt "
                 f"{attempt}/{self.reconnect} in {delay:g} s"
@@ -278,7 +286,7 @@ class FrameSource:
                 return attempt
             cap.release()
             delay = min(delay * 2, self.reconnect_max_delay)
-        self.ended_by = f"source lost (gave up after {self.reconnect} reconnect attempts)"
+        self.ended_by = f"{SOURCE_LOST} (gave up after {self.reconnect} reconnect attempts)"
         self._say(f"source {self.source}: {self.ended_by}")
         return None
 
@@ -303,7 +311,7 @@ class FrameSource:
                         continue
                     if not self.live or self.reconnect == 0 or self._finite(this_connection):
                         if self.live and self.reconnect == 0:
-                            self.ended_by = "source lost (reconnect off)"
+                            self.ended_by = f"{SOURCE_LOST} (reconnect off)"
                         break
                     used = self._reopen(attempts)
                     if used is None:
@@ -373,20 +381,30 @@ class StreamSummary:
     bad_frames: int = 0
     frames_detected: int = 0  # frames the face detector ran on (the others carried the boxes forward)
     reconnects: int = 0
+    reconnect_attempts: int = 0  # failed ones included: "0 reconnects" alone hid two failed attempts
     wall_s: float = 0.0
     fps: float = 0.0
     latency_ms: dict[str, float] = field(default_factory=dict)  # capture -> result
     stage_ms: dict[str, dict[str, float]] = field(default_factory=dict)
     stopped_by: str = "end of stream"
+    #: why an output could not be written (a full disk): the run stopped there, kept what it
+    #: could, and is not success (``edgefer run`` exits 2)
+    output_error: str | None = None
+
+    @property
+    def source_lost(self) -> bool:
+        """True when the run ended because a live source dropped and could not be reopened: not
+        success, so ``edgefer run`` exits with status 4 (a supervisor restarts it)."""
+        return self.stopped_by.startswith(SOURCE_LOST)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "source_lost": self.source_lost}
 
     def format(self) -> str:
         lines = [
             f"source {self.source}: {self.frames_processed} frames processed, {self.frames_captured} captured, "
             f"{self.frames_dropped} dropped, {self.faces} faces, detector on {self.frames_detected} frames, "
-            f"{self.reconnects} reconnects, stopped by {self.stopped_by}",
+            f"{self.reconnects} reconnects ({self.reconnect_attempts} attempts), stopped by {self.stopped_by}",
             f"throughput {self.fps:.1f} FPS over {self.wall_s:.1f} s; capture->result latency "
             f"p50 {self.latency_ms.get('p50', 0):.1f} ms, p95 {self.latency_ms.get('p95', 0):.1f} ms, "
             f"max {self.latency_ms.get('max', 0):.1f} ms",
@@ -394,6 +412,31 @@ class StreamSummary:
             + ", ".join(f"{k} {v['mean']:.1f}/{v['p95']:.1f}" for k, v in self.stage_ms.items()),
         ]
         return "\n".join(lines)
+
+
+def _write_error(exc: OSError, path: Path | None) -> str:
+    from edgefer.utils.io import storage_error
+
+    err = storage_error(exc)
+    return str(err) if err is not None else f"cannot write {path}: {exc}"
+
+
+def _video_complete(path: Path | None, frames: int) -> bool:
+    """True when the video just written reads back with its index and ``frames`` frames.
+
+    OpenCV's writer never reports a failed write: a full disk (or a file-size limit) leaves a
+    file cut short, an ``.mp4`` without the index written at the end that no player opens."""
+    if path is None or not path.is_file():
+        return False
+    cap = cv2.VideoCapture(str(path))
+    try:
+        if not cap.isOpened():
+            return False
+        count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        # a backend that cannot count is given the benefit, one that estimates from the duration a frame
+        return count <= 0 or count >= frames - 1
+    finally:
+        cap.release()
 
 
 def check_gui() -> None:
@@ -415,6 +458,7 @@ def check_stream_outputs(*paths: str | os.PathLike | None, overwrite: bool = Fal
     ``overwrite``. Called by :func:`run_stream` and, earlier still, by ``edgefer run`` (before the
     model is even loaded).
     """
+    from edgefer.utils.io import check_can_create
     from edgefer.utils.outputs import check_outputs
 
     given = [Path(p) for p in paths if p is not None]
@@ -424,6 +468,7 @@ def check_stream_outputs(*paths: str | os.PathLike | None, overwrite: bool = Fal
         if not p.name or p.name in (".", ".."):
             raise StreamError(f"{p} is not a file name")
         check_outputs(p.parent, [p.name], overwrite=overwrite)
+        check_can_create(p)  # a read-only folder is refused now, not after the last frame
 
 
 def save_summary(summary: StreamSummary, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
@@ -490,6 +535,7 @@ class StreamOptions:
             raise StreamError(f"--max-frames must be positive, got {self.max_frames}")
         if self.queue_size < 1:
             raise StreamError(f"--queue-size must be positive, got {self.queue_size}")
+        check_at_most("--queue-size", self.queue_size, MAX_QUEUE, StreamError, "each queued frame is held decoded")
         if self.reconnect < 0:
             raise StreamError(f"--reconnect must be >= 0, got {self.reconnect}")
         if self.reconnect_delay < 0:
@@ -549,6 +595,8 @@ def run_stream(
     partial = out_path.with_name(f".{out_path.stem}.pid{pid}.partial{out_path.suffix or '.mp4'}") if out_path else None
     writer: cv2.VideoWriter | None = None
     writer_size = (0, 0)
+    writer_frames = 0
+    events_cut: int | None = None
     events = None
     latencies: list[float] = []
     stages: dict[str, list[float]] = {k: [] for k in STAGES}
@@ -587,7 +635,15 @@ def run_stream(
             if events is not None:
                 event = {"frame": item.index, "timestamp": round(item.timestamp, 6), "latency_ms": round(latency, 3)}
                 event.update(result.to_dict(predictor.class_names))
-                events.write(json.dumps(event) + "\n")
+                whole = events.tell()  # the end of the last whole line
+                try:
+                    events.write(json.dumps(event) + "\n")
+                except OSError as exc:  # a full disk: stop, keeping every whole line and the video so far
+                    events_cut = whole
+                    summary.frames_processed -= 1
+                    summary.stopped_by = f"{WRITE_FAILED} ({jsonl_path})"
+                    summary.output_error = _write_error(exc, jsonl_path)
+                    break
             if out_path is not None or show:
                 elapsed = time.perf_counter() - t_start
                 status = f"{summary.frames_processed / max(elapsed, 1e-6):.1f} FPS  {result.timings['total']:.0f} ms"
@@ -603,6 +659,7 @@ def run_stream(
                     if (annotated.shape[1], annotated.shape[0]) != writer_size:  # a stream changed resolution
                         annotated = cv2.resize(annotated, writer_size, interpolation=cv2.INTER_AREA)
                     writer.write(annotated)
+                    writer_frames += 1
                 if show:
                     cv2.imshow("edgefer", annotated)
                     if cv2.waitKey(1) & 0xFF in (27, ord("q")):
@@ -627,9 +684,22 @@ def run_stream(
             signal.signal(signal.SIGTERM, previous_sigterm)
         src.stop()
         if events is not None:
-            events.close()
+            try:
+                events.close()
+            except OSError as exc:  # a full disk: the buffered part of the last line is dropped
+                summary.output_error = summary.output_error or _write_error(exc, jsonl_path)
+            if events_cut is not None and jsonl_path is not None:  # and what of it reached the disk
+                with contextlib.suppress(OSError):
+                    os.truncate(jsonl_path, events_cut)
         if writer is not None:
             writer.release()
+            if completed and out_path is not None and not _video_complete(partial, writer_frames):
+                summary.output_error = summary.output_error or (
+                    f"the annotated video {out_path} could not be written completely (the disk is full or a "
+                    "file-size limit was reached); it was removed"
+                    + (f", and {jsonl_path} keeps every processed frame" if jsonl_path is not None else "")
+                )
+                completed = False
             if completed and out_path is not None:
                 os.replace(partial, out_path)
                 record_outputs(out_path.parent, [out_path.name], "run")
@@ -643,6 +713,7 @@ def run_stream(
     summary.frames_captured = src.captured
     summary.frames_dropped = src.dropped
     summary.reconnects = src.reconnects
+    summary.reconnect_attempts = src.reconnect_attempts
     summary.fps = round(summary.frames_processed / summary.wall_s, 2) if summary.wall_s > 0 else 0.0
     summary.latency_ms = _stats(latencies)
     summary.stage_ms = {k: _stats(v) for k, v in stages.items()}

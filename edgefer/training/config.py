@@ -16,6 +16,7 @@ from typing import Any
 
 from edgefer.errors import EdgeferError
 from edgefer.preprocess import IMAGENET_MEAN, IMAGENET_STD
+from edgefer.utils.limits import MAX_BATCH, MAX_IMG_SIZE
 
 
 class ConfigError(EdgeferError):
@@ -147,6 +148,8 @@ class TrainConfig:
         check(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
         check(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
         check(self.img_size >= 16, f"img_size must be >= 16, got {self.img_size}")
+        check(self.batch_size <= MAX_BATCH, f"batch_size must be at most {MAX_BATCH}, got {self.batch_size}")
+        check(self.img_size <= MAX_IMG_SIZE, f"img_size must be at most {MAX_IMG_SIZE}, got {self.img_size}")
         check(self.lr > 0, f"lr must be > 0, got {self.lr}")
         check(self.workers >= 0, "workers must be >= 0")
         check(self.optimizer in _OPTIMIZERS, f"optimizer must be one of {_OPTIMIZERS}, not {self.optimizer!r}")

@@ -28,6 +28,7 @@ from edgefer.preprocess import Preprocessing, preprocess_batch
 from edgefer.training.checkpoint import build_model, load_checkpoint
 from edgefer.training.history import plot_confusion_matrix
 from edgefer.utils.io import write_json, write_text
+from edgefer.utils.limits import MAX_BATCH, check_at_most
 from edgefer.utils.outputs import check_outputs, staged_output
 
 
@@ -111,6 +112,7 @@ def _predict(
 
     if batch_size < 1:
         raise EdgeferError(f"batch size must be >= 1, got {batch_size}")
+    check_at_most("batch size", batch_size, MAX_BATCH, EdgeferError)
     n = len(images)
     is_dataset = hasattr(images, "iter_readable") or (n > 0 and hasattr(images[0], "image"))
     stream = (s for _, s in iter_readable(images)) if is_dataset else iter(images)
@@ -158,6 +160,7 @@ def evaluate(
 
     if batch_size < 1:
         raise EdgeferError(f"batch size must be >= 1, got {batch_size}")
+    check_at_most("batch size", batch_size, MAX_BATCH, EdgeferError)
     if out is not None:
         check_outputs(out, EVAL_FILES, overwrite=overwrite)  # before any work
     ckpt = load_checkpoint(checkpoint)

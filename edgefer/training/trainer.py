@@ -24,6 +24,7 @@ same weights as a run that was never interrupted (on the same hardware and threa
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import sys
@@ -165,7 +166,10 @@ def _train(cfg: TrainConfig, device: torch.device, info: D.DistInfo, on_step: St
     if resume_ckpt is not None:
         state = restore_state(cfg, resume_ckpt, learner, loaders.steps_per_epoch)
         console.print(_resume_line(cfg, state.start_epoch))
-    if info.is_main:
+    # a finished run resumed in its own folder only reports itself: its record stays as it was
+    finished = resume_ckpt is not None and state.start_epoch >= cfg.epochs and not replacing
+    keep_record = finished and _resolve_resume(cfg.resume).resolve().parent == run_dir.resolve()
+    if info.is_main and not keep_record:
         _start_run_dir(run_dir, cfg, replacing, console)
         console.print(_banner(cfg, loaders, learner, info))
 
@@ -200,7 +204,7 @@ def _train(cfg: TrainConfig, device: torch.device, info: D.DistInfo, on_step: St
     if not state.history:
         raise TrainingError(f"{cfg.resume} holds no training history; cannot report on it")
     final = _metrics(state.history[-1], state.best, None)
-    if info.is_main:
+    if info.is_main and not keep_record:
         _write_summary(run_dir, cfg, loaders.class_names, state.history, final)
     D.barrier(info)
     return TrainResult(run_dir, run_dir / "best.pt", run_dir / "last.pt", final, state.history)
@@ -799,6 +803,37 @@ def _check_resume(ckpt: dict, path: Path, cfg: TrainConfig, class_names: tuple[s
         )
     if ckpt.get("optimizer") is None:
         raise CheckpointError(f"cannot resume from {path}: it holds no optimiser state (not a training checkpoint)")
+    changed = _contradictions(ckpt.get("train_config") or {}, cfg)
+    if changed:
+        raise CheckpointError(
+            f"cannot resume {path} with other settings than it was trained with: {'; '.join(changed)} "
+            "(a resumed run continues the same training; drop these options, or train a new run with another --out)"
+        )
+
+
+#: settings that may differ when a run is resumed: where and how it runs, how long, what is printed.
+#: Everything else defines what the checkpoint holds (data, sizes, optimiser, augmentation, ...).
+RESUME_MAY_CHANGE = frozenset(
+    {
+        "out", "epochs", "workers", "progress", "device", "amp", "channels_last", "sync_bn",
+        "deterministic", "resume", "overwrite", "on_error", "allow_missing_classes",
+    }
+)  # fmt: skip
+
+
+def _contradictions(stored: dict[str, Any], cfg: TrainConfig) -> list[str]:
+    """``name stored -> given`` for each setting of ``cfg`` that differs from the checkpoint's
+    training configuration (issue 26: ``--resume`` of a finished run with another ``--img-size``
+    once rewrote its record to ``img_size: 96`` beside a 64-px checkpoint)."""
+    given = cfg.to_dict()
+    out: list[str] = []
+    for key in sorted(set(stored) & set(given) - RESUME_MAY_CHANGE):
+        a, b = stored[key], given[key]
+        if key in ("data", "teacher") and a and b and os.path.abspath(str(a)) == os.path.abspath(str(b)):
+            continue
+        if json.dumps(a, sort_keys=True, default=str) != json.dumps(b, sort_keys=True, default=str):
+            out.append(f"{key} {a!r} -> {b!r}")
+    return out
 
 
 def _interrupted_message(epoch: int, cfg: TrainConfig, last_path: Path) -> None:

@@ -10,7 +10,9 @@ check. ``make lint`` runs ``vermin`` over the device side so that a 3.9+ constru
 from __future__ import annotations
 
 import datetime as _dt
+import os
 from collections.abc import Iterable, Iterator
+from pathlib import PurePath
 from typing import Any
 
 _SENTINEL = object()
@@ -35,3 +37,12 @@ def zip_strict(*iterables: Iterable[Any]) -> Iterator[tuple[Any, ...]]:
 def utc_now_iso() -> str:
     """The current UTC time as ISO 8601 to the second (``2026-12-06T02:21:00+00:00``)."""
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def is_within(path: PurePath, root: str | os.PathLike) -> bool:
+    """``path.is_relative_to(root)`` (Python 3.9+) on any Python: True when ``path`` is ``root`` or below it."""
+    try:
+        path.relative_to(root)
+    except ValueError:
+        return False
+    return True

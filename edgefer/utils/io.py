@@ -8,6 +8,7 @@ file or the new one, never a truncated one.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -109,3 +110,63 @@ def save_figure(fig: Any, target: str | os.PathLike, **savefig_kwargs: Any) -> P
     finally:
         plt.close(fig)
     return target
+
+
+# -- a full disk, a file-size limit, a read-only folder -------------------------------------------
+
+#: errno values that mean "the storage refused the write", not a bug: no space, file too large
+#: (RLIMIT_FSIZE or the filesystem's own limit), quota, read-only filesystem, permission.
+STORAGE_ERRNOS = frozenset(
+    getattr(errno, name) for name in ("ENOSPC", "EFBIG", "EDQUOT", "EROFS", "EACCES", "EPERM") if hasattr(errno, name)
+)
+#: what libraries that wrap the OS error say instead (OpenVINO's serializer: "basic_ios::clear:
+#: iostream error"; torch's zip writer: "PytorchStreamWriter failed writing file")
+_STORAGE_TEXT = ("no space left", "file too large", "disk quota", "read-only file system", "iostream error",
+                 "failed writing file")  # fmt: skip
+
+
+class StorageError(EdgeferError):
+    """An output could not be written: the disk is full, a file-size limit was reached, or the
+    folder is read-only. One line for the user (exit status 2), never an internal error."""
+
+
+def storage_error(exc: BaseException) -> StorageError | None:
+    """The :class:`StorageError` that ``exc`` (or an exception it was raised from) stands for, or
+    None when it is something else. Follows ``__cause__`` / ``__context__``: writers wrap the
+    ``OSError`` (torch, OpenVINO, ONNX Runtime)."""
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, StorageError):
+            return e
+        if isinstance(e, OSError) and e.errno in STORAGE_ERRNOS:
+            name = e.filename2 or e.filename  # a copy names its source first, the file it writes second
+            where = f" {name}" if name else ""
+            if e.errno in (errno.EACCES, errno.EPERM):  # reading or writing: say only what happened
+                return StorageError(f"permission denied:{where} ({e.strerror or e})")
+            return StorageError(
+                f"cannot write{where}: {e.strerror or e} (the disk is full, a file-size limit was reached, or the "
+                "filesystem is read-only)"
+            )
+        if isinstance(e, RuntimeError) and any(t in str(e).lower() for t in _STORAGE_TEXT):
+            return StorageError(
+                f"cannot write the output: {str(e).strip().splitlines()[0][:200]} (the disk is full, a file-size "
+                "limit was reached, or the filesystem is read-only)"
+            )
+        e = e.__cause__ or e.__context__
+    return None
+
+
+def check_can_create(path: str | os.PathLike) -> None:
+    """Raise :class:`StorageError` when no file can be created where ``path`` will be written: the
+    nearest existing folder above it refuses a test file (a read-only folder or filesystem;
+    ``os.access`` says yes to root even there). Nothing is left behind."""
+    folder = Path(os.path.abspath(path)).parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise StorageError(f"cannot write {path}: {folder} is not writable ({exc.strerror or exc})") from None

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from edgefer.errors import EdgeferError
-from edgefer.utils.compat import utc_now_iso, zip_strict
+from edgefer.utils.compat import is_within, utc_now_iso, zip_strict
 
 #: The manifest edgefer keeps in every output folder it writes to.
 MANIFEST_NAME = ".edgefer-manifest.json"
@@ -79,7 +79,7 @@ def safe_child(out: str | os.PathLike, name: str | os.PathLike, *, subdirs: bool
         raise OutputError(f"output path {text!r} would be written outside {base}")
     target = base / rel
     root = base.resolve()
-    if not target.resolve().is_relative_to(root):
+    if not is_within(target.resolve(), root):
         raise OutputError(f"output path {text!r} leads outside {base} (through a symbolic link)")
     return target
 
