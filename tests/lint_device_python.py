@@ -54,6 +54,16 @@ TRAINING_ONLY = ("edgefer/data/torch_dataset.py",)
 EVALUATED_ANNOTATIONS = ("edgefer/cli",)
 #: Builtins whose subscription (``list[int]``) is 3.9+ at run time.
 GENERIC_BUILTINS = {"list", "dict", "tuple", "set", "frozenset", "type"}
+#: Methods that exist only on newer Pythons' objects (``Path.is_relative_to`` is 3.9). vermin cannot see these:
+#: it does not know that the object is a Path or a str. Names no 3.8 object has, so a call is always wrong.
+NEW_METHODS = {
+    "is_relative_to": "3.9 (Path; use edgefer.utils.compat.is_within)",
+    "removeprefix": "3.9 (str/bytes)",
+    "removesuffix": "3.9 (str/bytes)",
+    "with_stem": "3.9 (Path)",
+    "hardlink_to": "3.10 (Path)",
+    "bit_count": "3.10 (int)",
+}
 #: Names that are types when they stand beside ``|`` (besides None and subscripted generics).
 TYPE_NAMES = GENERIC_BUILTINS | {"int", "float", "str", "bytes", "bool", "complex", "object", "Path", "PathLike"}
 
@@ -120,6 +130,8 @@ def findings(path: Path, evaluated_annotations: bool = False) -> Iterator[str]:
         if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
             if _is_typeish(node.left) and _is_typeish(node.right):
                 yield f"{path}:{node.lineno}: `X | Y` evaluated at run time needs Python 3.10 (typing.Optional/Union)"
+        elif isinstance(node, ast.Attribute) and node.attr in NEW_METHODS:
+            yield f"{path}:{node.lineno}: `.{node.attr}` needs Python {NEW_METHODS[node.attr]}"
         elif isinstance(node, ast.Subscript) and _is_generic(node, abc_names):
             name = ast.unparse(node.value)
             yield f"{path}:{node.lineno}: `{name}[...]` evaluated at run time needs Python 3.9 (use the typing name)"

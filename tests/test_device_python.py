@@ -260,6 +260,7 @@ PLANTS = {
     "alias": ("backends/base.py", "_MaybePath = str | None\n", "`X | Y` evaluated at run time"),
     "generic": ("bundle.py", "_Names = list[str]\n", "`list[...]` evaluated at run time"),
     "abc": ("data/readers.py", "from collections.abc import Callable\n_F = Callable[[int], int]\n", "`Callable[...]`"),
+    "method": ("bundle.py", "_IN = Path('a/b').is_relative_to(Path('a'))\n", "`.is_relative_to` needs Python 3.9"),
     "cli": ("cli/doctor.py", "\ndef _typed(x: list[str] | None = None) -> None: ...\n", "`X | Y` evaluated"),
 }
 
