@@ -56,7 +56,7 @@ def test_the_blocker_blocks():
 def test_imports_are_torch_free():
     res = _run(
         """
-        import importlib
+        import importlib, importlib.util
         mods = ["edgefer", "edgefer.formats", "edgefer.bench", "edgefer.backends", "edgefer.bundle", "edgefer.data",
                 "edgefer.metadata", "edgefer.reference", "edgefer.preprocess", "edgefer.cli",
                 "edgefer.backends.onnxruntime", "edgefer.backends.openvino", "edgefer.backends.tensorrt",
