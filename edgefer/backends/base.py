@@ -14,13 +14,23 @@ Contract for subclasses:
   Must accept any batch size in ``[1, max_batch]`` (``None`` = unlimited).
 * ``info()``: dict with at least backend, version, device, precision, path.
 * ``precision``: "fp32" | "fp16" | "int8" (from metadata or the artifact itself).
+
+Throughput (``mode="throughput"``, given when the artifact is opened, because it decides how the
+engine is set up): :meth:`Backend.throughput` keeps several requests in flight and measures frames
+per second over a call count or a time budget, as ``benchmark_app -hint throughput -api async`` and
+``trtexec --streams`` do. A backend whose ``infer`` may be called from several threads at once sets
+``concurrent_infer`` and gets one thread per request (:meth:`requests_in_flight`); OpenVINO overrides
+:meth:`throughput` with its own async queue; a backend that can do neither refuses the mode.
 """
 
 from __future__ import annotations
 
 import importlib
 import os
+import threading
+import time
 from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -31,9 +41,30 @@ from edgefer.formats import FORMATS, format_for_backend, known_suffixes
 from edgefer.metadata import ModelMetadata
 from edgefer.utils.limits import MAX_THREADS
 
+#: how an artifact is opened: for one request at a time (a camera's frame) or for many in flight
+MODES = ("latency", "throughput")
+
+
+@dataclass
+class ThroughputRun:
+    """What :meth:`Backend.throughput` measured: ``calls`` completed with ``requests`` in flight over
+    ``seconds`` (first submission to last completion), and each call's latency (submission to result)."""
+
+    requests: int
+    calls: int
+    seconds: float
+    latencies: list[float] = field(default_factory=list)
+
+    def fps(self, batch: int) -> float:
+        """Images per second, measured: every completed call's images over the wall time."""
+        return self.calls * batch / self.seconds if self.seconds > 0 else float("inf")
+
 
 class Backend(ABC):
     """One loaded artifact on one device."""
+
+    #: whether ``infer`` may be called from several threads at once (the default throughput loop needs it)
+    concurrent_infer: ClassVar[bool] = False
 
     #: short name used in reports ("onnxruntime", "openvino", "tensorrt", "torch")
     name: ClassVar[str] = ""
@@ -46,9 +77,13 @@ class Backend(ABC):
         device: str = "cpu",
         threads: int | None = None,
         cache_dir: str | os.PathLike | None = None,
+        mode: str = "latency",
     ) -> None:
+        if mode not in MODES:
+            raise BackendError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
         self.path = Path(path)
         self.device = device
+        self.mode = mode
         self.threads = threads
         #: where a backend that compiles on load keeps compiled models (OpenVINO); others ignore it
         self.cache_dir = None if cache_dir is None else Path(cache_dir)
@@ -90,6 +125,66 @@ class Backend(ABC):
         if self.max_batch is not None and batch.shape[0] > self.max_batch:
             raise BackendError(f"{self.name}: batch {batch.shape[0]} exceeds the artifact's max batch {self.max_batch}")
         return batch
+
+    def requests_in_flight(self) -> int:
+        """How many requests :meth:`throughput` keeps in flight: one per usable core by default."""
+        try:
+            return max(1, len(os.sched_getaffinity(0)))
+        except AttributeError:  # not Linux
+            return max(1, os.cpu_count() or 1)
+
+    def throughput(
+        self, batch: np.ndarray, calls: int | None = None, seconds: float | None = None, warmup: int = 0
+    ) -> ThroughputRun:
+        """Run ``batch`` with :meth:`requests_in_flight` requests in flight until ``calls`` have been
+        submitted or ``seconds`` have passed (after ``warmup`` untimed calls): measured, not estimated.
+
+        The default keeps one thread per request, each calling :meth:`infer` in a loop; it needs
+        ``concurrent_infer``. Open the artifact with ``mode="throughput"`` so that the engine is set up
+        for it (one intra-op thread per request on ONNX Runtime, the THROUGHPUT hint on OpenVINO).
+        """
+        if (calls is None) == (seconds is None):
+            raise BackendError("give either calls or seconds for a throughput measurement")
+        if not self.concurrent_infer:
+            raise BackendError(f"{self.name}: throughput mode is not available (one request at a time)")
+        x = self.check_batch(batch)
+        for _ in range(warmup):
+            self.infer(x)
+        requests = self.requests_in_flight()
+        lock = threading.Lock()
+        latencies: list[float] = []
+        errors: list[BaseException] = []
+        submitted = [0]
+        start = time.perf_counter()
+
+        def more() -> bool:
+            with lock:
+                done = submitted[0] >= calls if calls is not None else time.perf_counter() - start >= seconds
+                if not done and not errors:
+                    submitted[0] += 1
+                return not done and not errors
+
+        def worker() -> None:
+            while more():
+                t0 = time.perf_counter()
+                try:
+                    self.infer(x)
+                except BaseException as exc:  # surfaced below, not lost in a thread
+                    with lock:
+                        errors.append(exc)
+                    return
+                with lock:
+                    latencies.append(time.perf_counter() - t0)
+
+        pool = [threading.Thread(target=worker, daemon=True) for _ in range(requests)]
+        for t in pool:
+            t.start()
+        for t in pool:
+            t.join()
+        elapsed = time.perf_counter() - start
+        if errors:
+            raise errors[0]
+        return ThroughputRun(requests, len(latencies), elapsed, latencies)
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release device resources (optional)."""
@@ -135,6 +230,7 @@ def open_model(
     threads: int | None = None,
     backend: str | None = None,
     cache_dir: str | os.PathLike | None = None,
+    mode: str = "latency",
 ) -> Backend:
     """Load an artifact with the backend that understands it (or the one named by ``backend``).
 
@@ -144,6 +240,8 @@ def open_model(
 
     ``cache_dir``: a folder where a backend that compiles on load (OpenVINO) keeps the compiled
     model, so that the next open on the same device reads it instead of compiling again.
+    ``mode``: ``"latency"`` (one request at a time, a camera's frame) or ``"throughput"`` (set up for
+    :meth:`Backend.throughput`: many requests in flight).
     """
     p = Path(path)
     if threads is not None and not 1 <= threads <= MAX_THREADS:
@@ -161,6 +259,6 @@ def open_model(
         raise BackendError(f"no backend can load {p.name} (known: {known_suffixes()})")
     cls = candidates[0]
     try:
-        return cls(p, device=device, threads=threads, cache_dir=cache_dir)
+        return cls(p, device=device, threads=threads, cache_dir=cache_dir, mode=mode)
     except ImportError as exc:
         raise MissingDependencyError(exc.name or cls.name, cls.extra, f"the {cls.name} backend") from exc

@@ -74,11 +74,16 @@ class OnnxRuntimeBackend(Backend):
 
     name: ClassVar[str] = "onnxruntime"
     extra: ClassVar[str] = "runtime"
+    #: InferenceSession.run may be called from several threads at once (ONNX Runtime's documentation)
+    concurrent_infer: ClassVar[bool] = True
 
     def _load(self, path: Path) -> None:
         import onnxruntime as ort
 
-        so = session_options(self.threads)
+        # throughput: requests run side by side, one core each (as many as requests_in_flight), instead of
+        # one request spread over every core
+        threads = self.threads or (1 if self.mode == "throughput" else None)
+        so = session_options(threads)
         providers = select_providers(self.device, ort.get_available_providers())
         try:
             self._session = ort.InferenceSession(str(path), sess_options=so, providers=providers)

@@ -26,12 +26,13 @@ iGPU whose compile takes seconds. ``info()`` says whether the model came from th
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
-from edgefer.backends.base import Backend, register_backend
+from edgefer.backends.base import Backend, ThroughputRun, register_backend
 from edgefer.backends.devices import parse_device
 from edgefer.errors import BackendError
 from edgefer.metadata import PROPS_KEY, ModelMetadata, read_metadata
@@ -65,14 +66,20 @@ def openvino_device_name(device: str, available: list[str]) -> str:
 
 
 def compile_config(
-    precision: str, device_name: str, threads: int | None = None, cache_dir: str | Path | None = None
+    precision: str,
+    device_name: str,
+    threads: int | None = None,
+    cache_dir: str | Path | None = None,
+    mode: str = "latency",
 ) -> dict[str, Any]:
     """The ``compile_model`` config for a model of ``precision`` on OpenVINO device ``device_name``.
 
     One place for it, so a model scored in memory (:mod:`edgefer.quantize.evaluate`) runs with the
-    same hints as the saved artifact in the benchmark. ``cache_dir`` sets OpenVINO's ``CACHE_DIR``.
+    same hints as the saved artifact in the benchmark. ``cache_dir`` sets OpenVINO's ``CACHE_DIR``;
+    ``mode`` the performance hint (``LATENCY``, or ``THROUGHPUT``: several streams, as
+    ``benchmark_app -hint throughput``).
     """
-    config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
+    config: dict[str, Any] = {"PERFORMANCE_HINT": "THROUGHPUT" if mode == "throughput" else "LATENCY"}
     if precision in ("fp32", "int8"):
         # OpenVINO would otherwise pick bf16 on CPUs with AVX512-BF16/AMX and f16 on GPUs for every
         # non-quantized op: "FP32" would not be FP32's accuracy, and INT8 layers kept in floating
@@ -102,6 +109,7 @@ class StaticBatches:
         self.dynamic = self._input_shape[0] == -1
         self._static: dict[int, tuple[Any, Any]] = {}  # batch size -> (infer request, output)
         self._fallback: tuple[Any, Any] | None = None  # the model as it is (dynamic batch)
+        self._compiled: dict[int | None, Any] = {}  # batch size (None: as it is) -> compiled model
         self.first = self._compile(1 if self.dynamic else None)
         pair = (self.first.create_infer_request(), self.first.output(0))
         if self.dynamic:
@@ -115,7 +123,15 @@ class StaticBatches:
         if batch is not None:
             model = self._model.clone()
             model.reshape([batch, *self._input_shape[1:]])
-        return self._core.compile_model(model, self._device, self._config)
+        compiled = self._compiled[batch] = self._core.compile_model(model, self._device, self._config)
+        return compiled
+
+    def compiled_for(self, n: int) -> Any:
+        """The compiled model that runs a batch of ``n`` (the one :meth:`request_for` uses)."""
+        request = self.request_for(n)
+        if request is self._fallback:
+            return self._compiled[None]
+        return self._compiled[n if self.dynamic else None]
 
     def request_for(self, n: int) -> tuple[Any, Any]:
         """``(infer request, output)`` for a batch of ``n``."""
@@ -167,7 +183,7 @@ class OpenVinoBackend(Backend):
         self.max_batch = batch_dim.get_length() if batch_dim.is_static else None
         if self.cache_dir is not None:
             ensure_writable_dir(self.cache_dir)  # a clear error now, not OpenVINO's at compile time
-        config = compile_config(self.metadata.precision, self._device_name, self.threads, self.cache_dir)
+        config = compile_config(self.metadata.precision, self._device_name, self.threads, self.cache_dir, self.mode)
         try:
             self._batches = StaticBatches(core, model, self._device_name, config)
         except Exception as exc:
@@ -185,6 +201,46 @@ class OpenVinoBackend(Backend):
         except Exception as exc:
             raise BackendError(f"openvino failed on {self.path.name}: {str(exc).strip()[:300]}") from exc
         return np.array(result[output], dtype=np.float32, copy=True)
+
+    def requests_in_flight(self) -> int:
+        """What the compiled model asks for (``OPTIMAL_NUMBER_OF_INFER_REQUESTS``, as benchmark_app uses)."""
+        try:
+            return max(1, int(self._compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
+        except Exception:
+            return super().requests_in_flight()
+
+    def throughput(
+        self, batch: np.ndarray, calls: int | None = None, seconds: float | None = None, warmup: int = 0
+    ) -> ThroughputRun:
+        """OpenVINO's own async queue with the optimal number of requests of the compiled model for this
+        batch, refilled as requests finish: ``benchmark_app -api async``'s loop (open the model with
+        ``mode="throughput"`` for its ``-hint throughput``)."""
+        import openvino as ov
+
+        if (calls is None) == (seconds is None):
+            raise BackendError("give either calls or seconds for a throughput measurement")
+        x = self.check_batch(batch)
+        compiled = self._batches.compiled_for(x.shape[0])
+        try:
+            requests = max(1, int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
+        except Exception:
+            requests = super().requests_in_flight()
+        latencies: list[float] = []
+        queue = ov.AsyncInferQueue(compiled, requests)
+        queue.set_callback(lambda _request, t0: latencies.append(time.perf_counter() - t0))
+        try:
+            for _ in range(warmup):
+                queue.start_async({0: x}, time.perf_counter(), share_inputs=True)
+            queue.wait_all()
+            latencies.clear()
+            submitted, start = 0, time.perf_counter()
+            while (submitted < calls) if calls is not None else (time.perf_counter() - start < seconds):
+                queue.start_async({0: x}, time.perf_counter(), share_inputs=True)  # waits for an idle request
+                submitted += 1
+            queue.wait_all()
+        except Exception as exc:
+            raise BackendError(f"openvino failed on {self.path.name}: {str(exc).strip()[:300]}") from exc
+        return ThroughputRun(requests, len(latencies), time.perf_counter() - start, latencies)
 
     @staticmethod
     def _text(value: Any) -> str:

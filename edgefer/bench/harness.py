@@ -132,12 +132,18 @@ def _latency_for_batch(
     iters: int | None,
     seconds: float | None,
     e2e: bool,
+    mode: str = "latency",
 ) -> dict[str, Any]:
     if backend.max_batch is not None and batch > backend.max_batch:
         return {"status": f"skipped: the artifact's max batch is {backend.max_batch}"}
     n = len(evalset)
     idx = np.arange(batch) % n
     x = np.ascontiguousarray(x_all[idx])  # preallocated, real images
+    if mode == "throughput":  # requests in flight: FPS measured over the run, p50/p99 per request
+        run = backend.throughput(x, calls=iters, seconds=seconds, warmup=warmup)
+        stats = latency_stats(run.latencies, batch)
+        stats.update(fps=run.fps(batch), requests=run.requests, calls=run.calls, wall_s=round(run.seconds, 4))
+        return {"status": "ok", "mode": mode, "model": stats}
 
     def device_ms() -> float | None:
         return getattr(backend, "last_device_ms", None)
@@ -182,6 +188,7 @@ def _bench_one(
     device: str,
     e2e: bool,
     cache_dir: Path | None = None,
+    mode: str = "latency",
 ) -> tuple[dict[str, Any], np.ndarray | None, Any]:
     """Benchmark one artifact; never raises for a model problem (the row says what went wrong)."""
     from edgefer.bundle import artifact_size
@@ -213,7 +220,7 @@ def _bench_one(
         reset_ok = reset_peak_rss()
         rss0 = rss_mb()
         t0 = time.perf_counter()
-        backend = open_model(spec.path, device=dev, threads=thr, backend=spec.backend, cache_dir=cache_dir)
+        backend = open_model(spec.path, device=dev, threads=thr, backend=spec.backend, cache_dir=cache_dir, mode=mode)
         row["load_s"] = _fp(time.perf_counter() - t0, 3)
         rss_loaded = rss_mb()
     except Exception as exc:  # a broken artifact is a row, not a crash
@@ -246,7 +253,9 @@ def _bench_one(
             return row, None, meta
         for b in batches:
             try:
-                row["latency"][str(b)] = _latency_for_batch(backend, evalset, x_all, b, warmup, iters, seconds, e2e)
+                row["latency"][str(b)] = _latency_for_batch(
+                    backend, evalset, x_all, b, warmup, iters, seconds, e2e, mode
+                )
             except Exception as exc:
                 row["latency"][str(b)] = {"status": f"error: {_short(exc)}"}
         peak = peak_rss_mb()
@@ -394,7 +403,18 @@ def run_benchmark(
                 label = _row_label(spec, taken, spec.device or device)
                 prog.update(task, description=f"benchmark {label}")
                 row, logits, meta = _bench_one(
-                    spec, label, evalset, batches, warmup, iters, seconds, threads, device, e2e, opts.cache_dir
+                    spec,
+                    label,
+                    evalset,
+                    batches,
+                    warmup,
+                    iters,
+                    seconds,
+                    threads,
+                    device,
+                    e2e,
+                    opts.cache_dir,
+                    opts.mode,
                 )
                 rows.append(row)
                 if logits is not None:
@@ -445,6 +465,7 @@ def run_benchmark(
             "iters": iters,
             "seconds": seconds,
             "timing": timing,
+            "mode": opts.mode,
             "cache_dir": None if opts.cache_dir is None else str(opts.cache_dir),
             "threads": threads,
             "device": device,

@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgefer.backends.base import MODES
 from edgefer.bench.gate import Gate
 from edgefer.errors import EdgeferError
 from edgefer.utils.limits import MAX_BATCH, MAX_THREADS, check_at_most
@@ -34,6 +35,9 @@ class BenchOptions:
             as many as fit that time budget per measurement (``iters`` is then unset). Neither given:
             :meth:`timing` picks -- :data:`DEVICE_SECONDS` on a device, :data:`DEFAULT_ITERS` calls
             on a workstation.
+        mode: ``"latency"`` -- one request at a time, what a camera's frame waits for -- or
+            ``"throughput"``: requests in flight (OpenVINO's THROUGHPUT hint and async queue, ONNX
+            Runtime's parallel requests), frames per second measured over the calls or the time budget.
         cache_dir: OpenVINO model cache folder (compiled models are kept there and read back on the
             next open, so a restart is not a compile); None: no cache.
         threads / device: CPU threads per backend (None: the backend's default); the device.
@@ -53,6 +57,7 @@ class BenchOptions:
     warmup: int = 10
     iters: int | None = None
     seconds: float | None = None
+    mode: str = "latency"
     cache_dir: Path | None = None
     threads: int | None = None
     device: str = "cpu"
@@ -87,6 +92,8 @@ class BenchOptions:
             if float(self.seconds) <= 0:
                 raise EdgeferError(f"--seconds must be positive, got {self.seconds}")
             object.__setattr__(self, "iters", None)  # a time budget replaces the call count
+        if self.mode not in MODES:
+            raise EdgeferError(f"--mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         object.__setattr__(self, "gate", Gate.from_value(self.gate))
         for name in ("out_dir", "cache_dir"):
             value = getattr(self, name)

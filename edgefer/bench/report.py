@@ -111,6 +111,21 @@ def _machine_line(m: dict[str, Any]) -> str:
     )
 
 
+def _timing_line(s: dict[str, Any], timing: str) -> str:
+    """How latency was measured: one request at a time, or (throughput mode) with requests in flight."""
+    where = f"threads {s.get('threads') or 'default'}, device {s['device']}"
+    if s.get("mode") == "throughput":
+        return (
+            f"- **Throughput mode**: after {s['warmup']} warm-up calls, {timing} with several requests in flight "
+            f"(OpenVINO: THROUGHPUT hint, its optimal number of requests; ONNX Runtime: one request per core); "
+            f"{where}. FPS is measured (images completed / wall time); p50/p99 are per request."
+        )
+    return (
+        f"- **Latency**: after {s['warmup']} warm-up calls, {timing}; {where}. p50/p99/FPS are model-only "
+        "(preallocated input); E2E = decode + preprocess + infer."
+    )
+
+
 def _load_line(d: dict[str, Any]) -> str:
     """``1.2 before, 3.4 after (1-minute load average, 2 usable cores)``, or "" when not recorded."""
     cond = d.get("conditions") or {}
@@ -223,8 +238,7 @@ def to_markdown(report: Any) -> str:
         f"- **Backends**: {versions or 'n/a'}",
         f"- **Data**: {s['data']} split `{s['split']}`, {s['images']} images{skipped}",
         f"- **FP32 reference**: {ref_line}",
-        f"- **Latency**: after {s['warmup']} warm-up calls, {timing}; threads {s.get('threads') or 'default'}, "
-        f"device {s['device']}. p50/p99/FPS are model-only (preallocated input); E2E = decode + preprocess + infer.",
+        _timing_line(s, timing),
         *([f"- **Load**: {_load_line(d)}"] if _load_line(d) else []),
         f"- **Created**: {d['created']} (edgefer {d['edgefer_version']}, report schema {d['schema']})",
         "",

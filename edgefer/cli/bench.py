@@ -49,6 +49,12 @@ def register(app: typer.Typer) -> None:
         cache_dir: Optional[Path] = typer.Option(
             None, "--cache-dir", help="OpenVINO model cache: compile once, reopen from it (a camera that restarts)."
         ),
+        mode: Optional[str] = typer.Option(
+            None,
+            "--mode",
+            help="latency (one request at a time) or throughput (requests in flight; FPS measured) "
+            "\\[default: latency].",
+        ),
         threads: Optional[int] = typer.Option(None, "--threads", help="Inference threads (backend default if unset)."),
         device: Optional[str] = typer.Option(
             None, "--device", help="cpu | gpu | cuda:N | npu | tensorrt [default: cpu]."
@@ -96,6 +102,7 @@ def register(app: typer.Typer) -> None:
             "iters": iters,
             "seconds": seconds,
             "cache_dir": cache_dir,
+            "mode": mode,
             "threads": threads,
             "device": device,
             "gate": gate,
