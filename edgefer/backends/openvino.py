@@ -27,6 +27,7 @@ iGPU whose compile takes seconds. ``info()`` says whether the model came from th
 from __future__ import annotations
 
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -212,35 +213,55 @@ class OpenVinoBackend(Backend):
     def throughput(
         self, batch: np.ndarray, calls: int | None = None, seconds: float | None = None, warmup: int = 0
     ) -> ThroughputRun:
-        """OpenVINO's own async queue with the optimal number of requests of the compiled model for this
-        batch, refilled as requests finish: ``benchmark_app -api async``'s loop (open the model with
-        ``mode="throughput"`` for its ``-hint throughput``)."""
-        import openvino as ov
+        """benchmark_app's async loop: the compiled model's optimal number of infer requests for this batch
+        kept busy, each restarted as soon as it is done, until ``calls`` were submitted or ``seconds``
+        passed (open the model with ``mode="throughput"`` for ``-hint throughput``). Each call's latency
+        is the request's own (``InferRequest.latency``).
 
+        A ring of plain requests rather than ``AsyncInferQueue`` with a Python callback: the queue's
+        destructor can throw from its callback's Python state and abort the process at exit
+        (std::terminate; openvinotoolkit/openvino#37485, fixed in 2026.x, not in the 2024.4 that Python 3.8
+        gets). Requests finish in about the order they start, so waiting on the oldest loses nothing.
+        """
         if (calls is None) == (seconds is None):
             raise BackendError("give either calls or seconds for a throughput measurement")
         x = self.check_batch(batch)
         compiled = self._batches.compiled_for(x.shape[0])
         try:
-            requests = max(1, int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
+            n = max(1, int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
         except Exception:
-            requests = super().requests_in_flight()
+            n = super().requests_in_flight()
+        ring = [compiled.create_infer_request() for _ in range(n)]
         latencies: list[float] = []
-        queue = ov.AsyncInferQueue(compiled, requests)
-        queue.set_callback(lambda _request, t0: latencies.append(time.perf_counter() - t0))
         try:
-            for _ in range(warmup):
-                queue.start_async({0: x}, time.perf_counter(), share_inputs=True)
-            queue.wait_all()
-            latencies.clear()
+            for i in range(warmup):
+                request = ring[i % n]
+                request.start_async({0: x}, share_inputs=True)
+                request.wait()
+            pending: deque[Any] = deque()
             submitted, start = 0, time.perf_counter()
-            while (submitted < calls) if calls is not None else (time.perf_counter() - start < seconds):
-                queue.start_async({0: x}, time.perf_counter(), share_inputs=True)  # waits for an idle request
+
+            def more() -> bool:
+                return (submitted < calls) if calls is not None else (time.perf_counter() - start < seconds)
+
+            for request in ring:
+                if not more():
+                    break
+                request.start_async({0: x}, share_inputs=True)
+                pending.append(request)
                 submitted += 1
-            queue.wait_all()
+            while pending:
+                request = pending.popleft()
+                request.wait()
+                latencies.append(float(request.latency) / 1000.0)
+                if more():
+                    request.start_async({0: x}, share_inputs=True)
+                    pending.append(request)
+                    submitted += 1
+            elapsed = time.perf_counter() - start
         except Exception as exc:
             raise BackendError(f"openvino failed on {self.path.name}: {str(exc).strip()[:300]}") from exc
-        return ThroughputRun(requests, len(latencies), time.perf_counter() - start, latencies)
+        return ThroughputRun(n, len(latencies), elapsed, latencies)
 
     @staticmethod
     def _text(value: Any) -> str:
