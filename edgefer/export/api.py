@@ -341,8 +341,9 @@ def _trt(job: _Job, fp32_onnx: Path | None, stem: str, meta: ModelMetadata) -> t
         out / source.name,
         out / engine_name,
         spec,
-        meta.preprocessing.input_size,
+        meta.preprocessing.input_shape,
         version,
+        input_name=str(meta.extra.get("input_name", "input")),
         onnx_kind=kind,
     )
     # the device's own build, from the ONNX written here: the options that shape the engine, nothing else
