@@ -138,7 +138,7 @@ class ClassMap:
     @property
     def extra(self) -> tuple[str, ...]:
         """Model classes no dataset class maps to (ignored when scoring)."""
-        return tuple(n for i, n in enumerate(self.model_names) if i not in self.columns)
+        return tuple(canonical_name(n) for i, n in enumerate(self.model_names) if i not in self.columns)
 
     @property
     def note(self) -> str | None:

@@ -29,7 +29,7 @@ app = typer.Typer(
 )
 
 #: CLI areas, in help order; each is edgefer/cli/<name>.py with register(app).
-AREAS = ("data", "models", "train", "export", "quantize", "debug", "bench", "runtime", "pipeline")
+AREAS = ("data", "models", "train", "export", "importer", "quantize", "debug", "bench", "runtime", "pipeline")
 
 
 def _print_version(value: bool) -> None:

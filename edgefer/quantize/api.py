@@ -186,6 +186,11 @@ def quantize(
     for what, value in (("dataset", data), ("validation dataset", val_data)):
         if isinstance(value, (str, os.PathLike)) and not Path(value).exists():
             raise QuantizationError(f"{what} {value} does not exist")
+    if opts.method == "qat" and checkpoint is None:
+        raise QuantizationError(
+            "QAT fine-tunes the PyTorch module: pass its --checkpoint (an ONNX alone, e.g. an imported model, "
+            "has none; use --method ptq-acc to hold it to a budget)"
+        )
     require("nncf", "openvino", "INT8 quantization")
     out = Path(opts.out_dir)
     if out.exists() and not out.is_dir():
