@@ -74,9 +74,8 @@ class Preprocessing:
             raise EdgeferError(f"interpolation must be one of {_INTERPOLATIONS}")
         for what, values in (("mean", self.mean), ("std", self.std)):
             if len(values) not in (1, self.channels):
-                raise EdgeferError(
-                    f"{what} needs 1 or {self.channels} values for a {self.color_order} model, got {len(values)}"
-                )
+                want = "1 value" if self.channels == 1 else f"1 or {self.channels} values"
+                raise EdgeferError(f"{what} needs {want} for a {self.color_order} model, got {len(values)}")
         if not min(self.std) > 0:
             raise EdgeferError("std must be > 0")
         if not all(math.isfinite(v) for v in (*self.mean, *self.std)):

@@ -109,7 +109,7 @@ def test_grey_nhwc_and_scalar_normalisation() -> None:
     assert preprocess_batch([], KERAS_PP).shape == (0, 64, 64, 1)
     rgb_nhwc = Preprocessing(input_size=16, mean=(0.5,), std=(0.5,), layout="NHWC")
     assert preprocess_batch([img], rgb_nhwc).shape == (1, 16, 16, 3)
-    with pytest.raises(EdgeferError, match="1 or 1 values"):
+    with pytest.raises(EdgeferError, match="mean needs 1 value for a GRAY model, got 3"):
         Preprocessing(color_order="GRAY", mean=(0.1, 0.2, 0.3), std=(1.0,))
     with pytest.raises(EdgeferError, match="layout"):
         Preprocessing(layout="CHWN")

@@ -116,12 +116,10 @@ class ImportOptions:
         """The :class:`Preprocessing` these options describe for a model of ``input_size`` and ``layout``."""
         color = COLORS[self.color.lower()]
         channels = 1 if color == "GRAY" else 3
+        has = "1 channel: give 1 value" if channels == 1 else f"{channels} channels: give 1 or {channels} values"
         for what, values in (("--mean", self.mean), ("--std", self.std)):
             if len(values) not in (1, channels):
-                raise ExportError(
-                    f"{what} has {len(values)} values but a {self.color.lower()} model has {channels} channel"
-                    f"{'s' if channels > 1 else ''}: give 1 or {channels}"
-                )
+                raise ExportError(f"{what} has {len(values)} values but a {self.color.lower()} model has {has}")
         try:
             return Preprocessing(
                 input_size=int(input_size),
