@@ -383,3 +383,31 @@ def test_deepstream_config_for_a_grey_nhwc_softmax_model(keras_onnx: Path, tmp_p
     ) == pytest.approx(127.5)
     model = onnx.load(str(ds.model))
     assert sum(n.op_type == "Softmax" for n in model.graph.node) == 1  # its own, no second one
+
+
+@pytest.mark.parametrize(
+    ("dims", "told_layout", "told_size", "channels", "expect"),
+    [
+        ((None, 3, 112, 112), None, None, 3, ("NCHW", 112)),
+        (("N", 48, 48, 1), None, None, 1, ("NHWC", 48)),
+        (("N", 1, None, None), None, 64, 1, ("NCHW", 64)),
+        (("N", 1, None, None), None, None, 1, "input size is dynamic"),
+        (("N", 3, 3, 3), None, None, 3, "cannot tell the layout"),
+        (("N", 3, 3, 3), "nhwc", None, 3, ("NHWC", 3)),
+        (("N", 3, 112, 112), "nhwc", None, 3, "--layout nhwc contradicts"),
+        (("N", 3, 112, 96), None, None, 3, "square"),
+        (("N", 3, 112, 112), None, None, 1, "no axis of 1 channels"),
+    ],
+)
+def test_layout_and_size_come_from_the_graph_where_unambiguous(dims, told_layout, told_size, channels, expect) -> None:
+    from edgefer.export.importer import GraphFacts, resolve_layout, resolve_size
+
+    facts = GraphFacts("x", dims, "y", ("N", 7), False, 17)
+    src = Path("m.onnx")
+    if isinstance(expect, str):
+        with pytest.raises(EdgeferError, match=expect):
+            layout = resolve_layout(facts, told_layout, channels, src)
+            resolve_size(facts, layout, told_size, src)
+        return
+    layout = resolve_layout(facts, told_layout, channels, src)
+    assert (layout, resolve_size(facts, layout, told_size, src)) == expect
