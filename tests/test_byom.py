@@ -88,11 +88,11 @@ def test_old_metadata_loads_unchanged_and_gives_identical_arrays() -> None:
     assert meta.outputs == "logits" and meta.preprocessing.input_shape == (3, 32, 32)
     img = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
     x = preprocess_batch([img], meta.preprocessing)
-    expected = (
-        (img.astype(np.float32) / 255.0 - np.float32(old["preprocessing"]["mean"]))
-        / np.float32(old["preprocessing"]["std"])
-    ).transpose(2, 0, 1)[None]
-    np.testing.assert_allclose(x, expected, rtol=0, atol=1e-6)
+    # the arithmetic preprocess_image did before GRAY/NHWC existed, step for step: bit-identical arrays
+    expected = img.astype(np.float32) * (1.0 / 255.0)
+    expected -= np.asarray(old["preprocessing"]["mean"], dtype=np.float32)
+    expected /= np.asarray(old["preprocessing"]["std"], dtype=np.float32)
+    assert np.array_equal(x, expected.transpose(2, 0, 1)[None])
     assert ModelMetadata.from_dict(meta.to_dict()).to_dict() == meta.to_dict()
 
 
