@@ -179,7 +179,7 @@ def class_map(model_names: Sequence[str], dataset_names: Sequence[str] = CLASS_N
     missing = [n for n in data if canonical_name(n) not in index]
     if missing:
         raise DatasetError(
-            f"the dataset has class{'es' if len(missing) > 1 else ''} {', '.join(missing)} that the model does not "
-            f"predict (its classes: {', '.join(model)}); evaluate it on data with its own classes"
+            f"the model predicts {len(model)} classes ({', '.join(model)}) but not the dataset's "
+            f"{', '.join(missing)}: evaluate it on data with its own classes"
         )
     return ClassMap(model, data, tuple(index[canonical_name(n)] for n in data))
