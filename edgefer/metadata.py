@@ -163,6 +163,8 @@ class ModelMetadata:
             "edgefer.mean": ",".join(f"{v:g}" for v in pp.mean),
             "edgefer.std": ",".join(f"{v:g}" for v in pp.std),
             "edgefer.resize": pp.resize,
+            "edgefer.layout": pp.layout,
+            "edgefer.outputs": self.outputs,
         }
 
     @classmethod
