@@ -43,10 +43,16 @@ def fit_linear(data: Path, pp: Preprocessing) -> tuple[np.ndarray, np.ndarray]:
 
 
 def foreign_model(
-    fit: tuple[np.ndarray, np.ndarray], order: tuple[str, ...], pp: Preprocessing, softmax: bool, path: Path
+    fit: tuple[np.ndarray, np.ndarray],
+    order: tuple[str, ...],
+    pp: Preprocessing,
+    softmax: bool,
+    path: Path,
+    dynamic: bool = True,
 ) -> Path:
     """Export the fitted classifier with outputs in ``order`` (an unknown-to-the-data class such as
-    contempt gets a row that never wins) as a plain ``torch.onnx.export`` ONNX at ``path``."""
+    contempt gets a row that never wins) as a plain ``torch.onnx.export`` ONNX at ``path``; a batch
+    of 1 when not ``dynamic`` (what many tf2onnx exports have)."""
     import torch
     from torch import nn
 
@@ -84,7 +90,7 @@ def foreign_model(
         str(path),
         input_names=[names[0]],
         output_names=[names[1]],
-        dynamic_axes={names[0]: {0: "N"}, names[1]: {0: "N"}},
+        dynamic_axes={names[0]: {0: "N"}, names[1]: {0: "N"}} if dynamic else None,
         opset_version=17,
         dynamo=False,
     )

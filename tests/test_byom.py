@@ -411,3 +411,17 @@ def test_layout_and_size_come_from_the_graph_where_unambiguous(dims, told_layout
         return
     layout = resolve_layout(facts, told_layout, channels, src)
     assert (layout, resolve_size(facts, layout, told_size, src)) == expect
+
+
+def test_static_batch_model_imports_and_its_device_build_keeps_the_batch(byom_data: Path, tmp_path: Path) -> None:
+    """Many tf2onnx exports have a batch of 1: the layout is still read from (1, 64, 64, 1), and the
+    device command printed for the TensorRT build keeps that static batch."""
+    from edgefer.export.importer import import_model
+
+    src = foreign_model(fit_linear(byom_data, KERAS_PP), FER2013_ORDER, KERAS_PP, True, tmp_path / "b1.onnx", False)
+    res = import_model(src, tmp_path / "imp", classes=FER2013_ORDER, color="gray", mean=0.5, std=0.5)
+    assert res.metadata.preprocessing.layout == "NHWC" and res.metadata.extra["batch"] == 1
+    out = _cli("export", "--onnx", res.artifact, "--target", "trt", "--precision", "fp16", "--onnx-only",
+               "--out", tmp_path / "trt")  # fmt: skip
+    assert out.exit_code == 0, out.output
+    assert "--batch 1 --static" in out.output and "--dynamic" not in out.output
