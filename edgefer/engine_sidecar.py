@@ -38,7 +38,7 @@ class _Plan(Protocol):
 class _Profile(Protocol):
     """What the sidecar needs of a batch profile (:class:`edgefer.export.tensorrt.BatchProfile`)."""
 
-    def shapes(self, img_size: int) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]: ...
+    def shapes(self, img_size: int | tuple[int, ...]) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]: ...
 
 
 def parse_trt_version(version: str) -> tuple[int, int, int]:
@@ -99,7 +99,7 @@ def make_sidecar(
     compute_capability: str | None,
     plan: _Plan,
     profile: _Profile | None,
-    img_size: int,
+    img_size: int | tuple[int, ...],  # the square side, or one image's shape (Preprocessing.input_shape)
     source_onnx: Path,
     workspace_mib: int,
     input_name: str = "input",

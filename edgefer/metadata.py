@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from edgefer.errors import BackendError, EdgeferError
-from edgefer.labels import CLASS_NAMES
+from edgefer.labels import CLASS_NAMES, OUTPUT_KINDS, ClassMap, as_logits, class_map
 from edgefer.preprocess import Preprocessing
 
 #: Bump when the meaning of a field changes; readers refuse newer major versions.
@@ -32,7 +32,10 @@ class ModelMetadata:
 
     ``precision`` is one of fp32, fp16, int8 (with ``quantization`` describing how, e.g.
     ``{"method": "ptq", "engine": "nncf", "format": "qdq"}``). ``source_checkpoint_sha256`` and
-    ``source_onnx_sha256`` tie an artifact to what it was built from.
+    ``source_onnx_sha256`` tie an artifact to what it was built from. ``class_names`` are in the
+    model's output order (canonical names, :data:`edgefer.labels.KNOWN_CLASS_NAMES`); ``outputs``
+    says whether the model returns logits or probabilities (a final Softmax, common in imported
+    models). Records without ``outputs`` are edgefer's own models: logits.
     """
 
     model_name: str
@@ -46,6 +49,7 @@ class ModelMetadata:
     source_onnx_sha256: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
     schema: int = METADATA_SCHEMA
+    outputs: str = "logits"
 
     def __post_init__(self) -> None:
         if not self.edgefer_version:
@@ -55,10 +59,25 @@ class ModelMetadata:
         self.class_names = tuple(self.class_names)
         if isinstance(self.preprocessing, dict):
             self.preprocessing = Preprocessing.from_dict(self.preprocessing)
+        if self.outputs not in OUTPUT_KINDS:
+            raise EdgeferError(f"outputs must be one of {', '.join(OUTPUT_KINDS)}, not {self.outputs!r}")
 
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+    def class_map(self, dataset_names: tuple[str, ...] = CLASS_NAMES) -> ClassMap:
+        """This model's outputs matched to a dataset's classes by name (:func:`edgefer.labels.class_map`)."""
+        return class_map(self.class_names, dataset_names)
+
+    def logits(self, outputs: Any) -> Any:
+        """The model's raw outputs as logits (log-probabilities for a model that outputs probabilities)."""
+        return as_logits(outputs, self.outputs)
+
+    def dataset_logits(self, outputs: Any, dataset_names: tuple[str, ...] = CLASS_NAMES) -> Any:
+        """Raw outputs -> logits in the dataset's class order (shared classes only): what every
+        evaluation compares with the labels and the FP32 reference."""
+        return self.class_map(dataset_names)(self.logits(outputs))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -73,6 +92,7 @@ class ModelMetadata:
             "source_checkpoint_sha256": self.source_checkpoint_sha256,
             "source_onnx_sha256": self.source_onnx_sha256,
             "extra": self.extra,
+            "outputs": self.outputs,
         }
 
     @classmethod
@@ -122,6 +142,7 @@ class ModelMetadata:
             source_onnx_sha256=d.get("source_onnx_sha256", ""),
             extra=dict(d.get("extra", {})),
             schema=schema,
+            outputs=d.get("outputs", "logits"),
         )
 
     def to_props(self) -> dict[str, str]:
@@ -142,6 +163,8 @@ class ModelMetadata:
             "edgefer.mean": ",".join(f"{v:g}" for v in pp.mean),
             "edgefer.std": ",".join(f"{v:g}" for v in pp.std),
             "edgefer.resize": pp.resize,
+            "edgefer.layout": pp.layout,
+            "edgefer.outputs": self.outputs,
         }
 
     @classmethod

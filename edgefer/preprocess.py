@@ -26,6 +26,10 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 MAX_INPUT_SIZE = 4096
 _INTERPOLATIONS = ("linear", "area", "cubic", "nearest")
 _RESIZE_POLICIES = ("stretch", "center_crop")
+#: Channel orders a model may expect: three colour channels in either order, or one grey channel.
+COLOR_ORDERS = ("RGB", "BGR", "GRAY")
+#: Tensor layouts: channels first (PyTorch's habit) or channels last (Keras/TensorFlow's).
+LAYOUTS = ("NCHW", "NHWC")
 
 
 @dataclass(frozen=True)
@@ -34,17 +38,22 @@ class Preprocessing:
 
     Attributes:
         input_size: side of the square model input (H = W).
-        mean, std: per-channel normalisation on the [0, 1] scale, in ``color_order``.
-        color_order: channel order the model expects ("RGB" or "BGR").
+        mean, std: normalisation on the [0, 1] scale, ``(x / 255 - mean) / std``: one value per
+            channel in ``color_order``, or one value for every channel.
+        color_order: what the model's channels are: "RGB", "BGR", or "GRAY" (one channel, the
+            luma of the image as OpenCV computes it).
         resize: "stretch" resizes the whole (already face-cropped) image to the square;
             "center_crop" resizes the short side then takes the centre square.
         interpolation: OpenCV interpolation used when resizing.
-        layout: tensor layout, always "NCHW" for now.
+        layout: tensor layout, "NCHW" (edgefer's own models) or "NHWC" (Keras/TensorFlow exports).
+
+    Records written before GRAY, NHWC and one-value mean/std existed hold three values and NCHW,
+    so they read back unchanged.
     """
 
     input_size: int = 112
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
     color_order: str = "RGB"
     resize: str = "stretch"
     interpolation: str = "linear"
@@ -55,16 +64,37 @@ class Preprocessing:
             raise EdgeferError(f"input_size must be an integer, not {self.input_size!r}")
         if not 16 <= self.input_size <= MAX_INPUT_SIZE:
             raise EdgeferError(f"input_size {self.input_size} is outside 16..{MAX_INPUT_SIZE}")
-        if self.color_order not in ("RGB", "BGR"):
-            raise EdgeferError(f"color_order must be RGB or BGR, not {self.color_order!r}")
+        if self.color_order not in COLOR_ORDERS:
+            raise EdgeferError(f"color_order must be one of {', '.join(COLOR_ORDERS)}, not {self.color_order!r}")
+        if self.layout not in LAYOUTS:
+            raise EdgeferError(f"layout must be one of {', '.join(LAYOUTS)}, not {self.layout!r}")
         if self.resize not in _RESIZE_POLICIES:
             raise EdgeferError(f"resize must be one of {_RESIZE_POLICIES}, not {self.resize!r}")
         if self.interpolation not in _INTERPOLATIONS:
             raise EdgeferError(f"interpolation must be one of {_INTERPOLATIONS}")
-        if len(self.mean) != 3 or len(self.std) != 3 or not min(self.std) > 0:
-            raise EdgeferError("mean and std need three values each, std > 0")
+        for what, values in (("mean", self.mean), ("std", self.std)):
+            if len(values) not in (1, self.channels):
+                want = "1 value" if self.channels == 1 else f"1 or {self.channels} values"
+                raise EdgeferError(f"{what} needs {want} for a {self.color_order} model, got {len(values)}")
+        if not min(self.std) > 0:
+            raise EdgeferError("std must be > 0")
         if not all(math.isfinite(v) for v in (*self.mean, *self.std)):
             raise EdgeferError("mean and std must be finite numbers")
+
+    @property
+    def channels(self) -> int:
+        """Channels of the model input: 1 for GRAY, else 3."""
+        return 1 if self.color_order == "GRAY" else 3
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """Shape of one preprocessed image: (C, H, W) for NCHW, (H, W, C) for NHWC."""
+        c, s = self.channels, self.input_size
+        return (c, s, s) if self.layout == "NCHW" else (s, s, c)
+
+    def batch_shape(self, n: int) -> tuple[int, int, int, int]:
+        """Shape of a batch of ``n`` preprocessed images, in the model's layout."""
+        return (int(n), *self.input_shape)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -76,6 +106,8 @@ class Preprocessing:
     def from_dict(cls, d: dict) -> Preprocessing:
         known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
         for key in ("mean", "std"):
+            if isinstance(known.get(key), numbers.Real):  # one value for every channel
+                known[key] = (known[key],)
             if key in known:
                 known[key] = tuple(float(v) for v in known[key])
         if "input_size" in known:
@@ -165,11 +197,15 @@ def to_three_channels(image: np.ndarray, color: str = "RGB") -> np.ndarray:
 
 
 def preprocess_image(image: np.ndarray, pp: Preprocessing, input_color: str = "RGB") -> np.ndarray:
-    """One image (HxW, HxWx3 or HxWx4 uint8, channels in ``input_color``) -> CxHxW float32."""
+    """One image (HxW, HxWx3 or HxWx4 uint8, channels in ``input_color``) -> float32 of
+    ``pp.input_shape`` (CxHxW, or HxWxC for NHWC; C = 1 for a GRAY model)."""
     import cv2
 
     img = to_three_channels(image, input_color)
-    if input_color != pp.color_order:
+    if pp.color_order == "GRAY":
+        code = cv2.COLOR_RGB2GRAY if input_color == "RGB" else cv2.COLOR_BGR2GRAY
+        img = cv2.cvtColor(np.ascontiguousarray(img), code)[:, :, None]
+    elif input_color != pp.color_order:
         img = img[:, :, ::-1]
     size = pp.input_size
     interp = _cv2_interp(pp.interpolation)
@@ -177,19 +213,30 @@ def preprocess_image(image: np.ndarray, pp: Preprocessing, input_color: str = "R
         h, w = img.shape[:2]
         scale = size / min(h, w)
         nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
-        img = cv2.resize(np.ascontiguousarray(img), (nw, nh), interpolation=interp)
+        img = _resize(img, (nw, nh), interp)
         top, left = (nh - size) // 2, (nw - size) // 2
         img = img[top : top + size, left : left + size]
     elif img.shape[0] != size or img.shape[1] != size:
-        img = cv2.resize(np.ascontiguousarray(img), (size, size), interpolation=interp)
+        img = _resize(img, (size, size), interp)
     x = img.astype(np.float32) * (1.0 / 255.0)
     x -= np.asarray(pp.mean, dtype=np.float32)
     x /= np.asarray(pp.std, dtype=np.float32)
+    if pp.layout == "NHWC":
+        return np.ascontiguousarray(x)
     return np.ascontiguousarray(x.transpose(2, 0, 1))
 
 
+def _resize(img: np.ndarray, wh: tuple[int, int], interp: int) -> np.ndarray:
+    """``cv2.resize`` that keeps a one-channel HxWx1 image three-dimensional (OpenCV drops the axis)."""
+    import cv2
+
+    out = cv2.resize(np.ascontiguousarray(img), wh, interpolation=interp)
+    return out[:, :, None] if out.ndim == 2 else out
+
+
 def preprocess_batch(images: Sequence[np.ndarray], pp: Preprocessing, input_color: str = "RGB") -> np.ndarray:
-    """A list of images -> an NxCxHxW float32 batch (see :func:`preprocess_image`)."""
+    """A list of images -> a float32 batch of ``pp.batch_shape(len(images))`` (NCHW or NHWC; see
+    :func:`preprocess_image`)."""
     if len(images) == 0:
-        return np.zeros((0, 3, pp.input_size, pp.input_size), dtype=np.float32)
+        return np.zeros(pp.batch_shape(0), dtype=np.float32)
     return np.stack([preprocess_image(im, pp, input_color) for im in images])

@@ -99,3 +99,35 @@ def test_cpp_reads_a_metadata_json_and_fails_clearly(
     assert res.returncode == 1 and "cannot open image" in res.stderr
     res = _run(classify_exe, str(models["onnx"]), str(image), "--metadata", str(tmp_path / "none.json"))
     assert res.returncode == 1 and "cannot read metadata" in res.stderr
+
+
+def test_cpp_runs_an_imported_softmax_model_and_refuses_grey_nhwc(classify_exe: Path, tmp_path: Path) -> None:
+    """An imported model (`edgefer import`): one-value mean/std broadcast, its own Softmax not applied
+    twice; a grey NHWC model, which this example does not implement, is a clear error."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from _byom_models import FER2013_ORDER, fit_linear, foreign_model
+
+    from edgefer.data.synth import generate_synthetic, render_face
+    from edgefer.export.importer import import_model
+    from edgefer.preprocess import Preprocessing
+
+    data = generate_synthetic(tmp_path / "data", n_train=70, n_test=7, image_size=64, seed=0)
+    rgb = Preprocessing(input_size=64, mean=(0.5,), std=(0.25,))
+    src = foreign_model(fit_linear(data, rgb), FER2013_ORDER, rgb, True, tmp_path / "rgb_softmax.onnx")
+    imported = import_model(src, tmp_path / "imp", classes=FER2013_ORDER, color="rgb", mean=0.5, std=0.25).artifact
+    face_rgb = render_face(3, 64, np.random.default_rng(0))
+    image = tmp_path / "face.ppm"
+    assert cv2.imwrite(str(image), face_rgb[:, :, ::-1])
+    res = _run(classify_exe, str(imported), str(image))
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    face = Predictor(imported, aligned=True).predict(face_rgb[:, :, ::-1]).faces[0]
+    assert out["label"] == face.label
+    np.testing.assert_allclose(out["probs"], face.probs, atol=1e-3)
+    grey = Preprocessing(input_size=64, mean=(0.5,), std=(0.5,), color_order="GRAY", layout="NHWC")
+    src = foreign_model(fit_linear(data, grey), FER2013_ORDER, grey, True, tmp_path / "grey.onnx")
+    imported = import_model(src, tmp_path / "imp2", classes=FER2013_ORDER, color="gray", mean=0.5, std=0.5).artifact
+    res = _run(classify_exe, str(imported), str(image))
+    assert res.returncode == 1 and "NCHW RGB/BGR models only" in res.stderr

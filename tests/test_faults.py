@@ -469,6 +469,7 @@ def test_flags_named_in_library_errors_exist_on_some_command() -> None:
         ["data", "info"],
         ["models"],
         ["debug"],
+        ["import"],
     ):
         known |= _help_flags(command)
     # torchrun, nvidia-smi, trtexec, dpkg-query, `python -m venv` and Polygraphy flags in hints: not edgefer's

@@ -10,7 +10,9 @@ Contract for subclasses:
 * ``can_load(path) -> bool`` (classmethod): cheap check; by default a file with a suffix of the
   backend's row in the formats table (override to look at file contents too).
 * ``_load(path)``: open the artifact (called by ``__init__``); set ``self.metadata``.
-* ``infer(batch)``: float32 NCHW numpy batch -> float32 (N, num_classes) logits numpy array.
+* ``infer(batch)``: float32 numpy batch in the metadata's layout (NCHW, or NHWC for an imported
+  Keras-style model) -> float32 (N, num_classes) numpy array of the model's raw outputs (logits,
+  or probabilities where ``metadata.outputs`` says so), in the metadata's class order.
   Must accept any batch size in ``[1, max_batch]`` (``None`` = unlimited).
 * ``info()``: dict with at least backend, version, device, precision, path.
 * ``precision``: "fp32" | "fp16" | "int8" (from metadata or the artifact itself).
@@ -119,9 +121,10 @@ class Backend(ABC):
     def check_batch(self, batch: np.ndarray) -> np.ndarray:
         """Validate shape/dtype against the metadata; return a contiguous float32 array."""
         batch = np.ascontiguousarray(batch, dtype=np.float32)
-        s = self.input_size
-        if batch.ndim != 4 or batch.shape[1:] != (3, s, s):
-            raise BackendError(f"{self.name}: input must be (N, 3, {s}, {s}), got {tuple(batch.shape)}")
+        shape = self.metadata.preprocessing.input_shape if self.metadata else (3, self.input_size, self.input_size)
+        if batch.ndim != 4 or batch.shape[1:] != shape:
+            want = ", ".join(str(v) for v in ("N", *shape))
+            raise BackendError(f"{self.name}: input must be ({want}), got {tuple(batch.shape)}")
         if self.max_batch is not None and batch.shape[0] > self.max_batch:
             raise BackendError(f"{self.name}: batch {batch.shape[0]} exceeds the artifact's max batch {self.max_batch}")
         return batch

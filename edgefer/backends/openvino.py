@@ -178,8 +178,7 @@ class OpenVinoBackend(Backend):
         pshape = model.input(0).get_partial_shape()
         batch_dim = pshape[0]
         if batch_dim.is_static and self._device_name != "NPU":
-            s = self.metadata.preprocessing.input_size
-            model.reshape([-1, 3, s, s])
+            model.reshape([-1, *self.metadata.preprocessing.input_shape])
             batch_dim = model.input(0).get_partial_shape()[0]
         self.max_batch = batch_dim.get_length() if batch_dim.is_static else None
         if self.cache_dir is not None:

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from edgefer.errors import DatasetError, EdgeferError
+from edgefer.labels import CLASS_NAMES
 from edgefer.preprocess import Preprocessing, preprocess_batch
 
 #: preprocessed tensors are cached up to this many bytes in total (least recently used evicted).
@@ -57,11 +58,16 @@ class EvalSet:
         return len(self.ids)
 
     @property
+    def class_names(self) -> tuple[str, ...]:
+        """The dataset's classes in its label order (what ``labels`` index)."""
+        return tuple(getattr(self.dataset, "class_names", None) or CLASS_NAMES)
+
+    @property
     def skipped(self) -> int:
         return len(self.skipped_ids)
 
     def preprocessed(self, pp: Preprocessing) -> np.ndarray:
-        """All images as one (N, 3, S, S) float32 tensor for ``pp`` (cached)."""
+        """All images as one float32 tensor of ``pp.batch_shape(N)`` for ``pp`` (cached)."""
         key = pp.to_json()
         if key in self._cache:
             self._cache.move_to_end(key)
@@ -69,7 +75,7 @@ class EvalSet:
         x = (
             np.concatenate([preprocess_batch(chunk, pp) for chunk in self._chunks(256)])
             if self.images
-            else (np.zeros((0, 3, pp.input_size, pp.input_size), np.float32))
+            else (np.zeros(pp.batch_shape(0), np.float32))
         )
         self._cache[key] = x
         while len(self._cache) > 1 and sum(v.nbytes for v in self._cache.values()) > CACHE_BYTES:
@@ -157,7 +163,7 @@ def infer_all(backend: Any, data: EvalSet | np.ndarray | Any, batch_size: int) -
 
     ``backend`` is a :class:`edgefer.backends.Backend` (or anything with ``infer(x)`` and
     ``max_batch``); ``data`` is an :class:`EvalSet` (preprocessed with the backend's own metadata),
-    a preprocessed (N, 3, S, S) array, or an object holding one as ``.x``. Chunks of ``batch_size``
+    a preprocessed array in the model's layout, or an object holding one as ``.x``. Chunks of ``batch_size``
     (at most the artifact's ``max_batch``); a short last chunk is padded with copies of its last
     image when the artifact has a static batch, and the padding's logits are dropped.
     """

@@ -26,6 +26,7 @@ from edgefer.bench.options import BenchOptions
 from edgefer.bench.system import machine_info, peak_rss_mb, reset_peak_rss, rss_mb
 from edgefer.bench.trust import snapshot, trust_warnings
 from edgefer.errors import EdgeferError
+from edgefer.labels import class_map
 from edgefer.preprocess import preprocess_batch
 from edgefer.reference import Reference
 from edgefer.utils.compat import utc_now_iso
@@ -248,6 +249,8 @@ def _bench_one(
             logits = infer_all(backend, evalset, max(batches))
             if logits.shape[1] != meta.num_classes:
                 raise EdgeferError(f"model outputs {logits.shape[1]} classes but its metadata names {meta.num_classes}")
+            # classes matched by name: logits in the dataset's order, probabilities as log-probabilities
+            logits = meta.dataset_logits(logits, evalset.class_names)
         except Exception as exc:
             row["status"] = f"error: {_short(exc)}"
             return row, None, meta
@@ -297,6 +300,10 @@ def _align_reference(ref: Reference, evalset: EvalSet) -> tuple[Reference, dict[
             )
         order = np.asarray([pos[i] for i in evalset.ids])
         aligned = Reference(ref.ids[order], ref.labels[order], ref.logits[order], ref.class_names, ref.metadata)
+    if tuple(aligned.class_names) != evalset.class_names:
+        # a reference in another class order (or with extra classes): its logits matched by name
+        cmap = class_map(aligned.class_names, evalset.class_names)
+        aligned = Reference(aligned.ids, aligned.labels, cmap(aligned.logits), cmap.dataset_names, aligned.metadata)
     bad = int((aligned.labels != evalset.labels).sum())
     if bad:
         raise EdgeferError(f"the reference's labels differ from the dataset's for {bad} images: another label file?")
@@ -392,6 +399,7 @@ def run_benchmark(
                     f"({coverage['unreadable']} of them unreadable): every number is over the {len(ref)} found"
                 )
                 notes.append(partial)
+        names = evalset.class_names  # every row's logits are in the dataset's class order (_bench_one)
         rows: list[dict[str, Any]] = []
         logits_by_row: dict[str, tuple[np.ndarray, Any]] = {}
         taken: set[str] = set()
@@ -419,12 +427,15 @@ def run_benchmark(
                 rows.append(row)
                 if logits is not None:
                     logits_by_row[label] = (logits, meta)
+                    note = meta.class_map(names).note
+                    if note and f"{row['label']}: {note}" not in notes:
+                        notes.append(f"{row['label']}: {note}")
                 prog.advance(task)
         if ref is None:
             first = next((r for r in rows if r["label"] in logits_by_row and r["precision"] == "fp32"), None)
             if first is not None:
                 logits, meta = logits_by_row[first["label"]]
-                ref = Reference(np.asarray(evalset.ids), evalset.labels, logits, meta.class_names, meta.to_dict())
+                ref = Reference(np.asarray(evalset.ids), evalset.labels, logits, names, meta.to_dict())
                 ref_info = {
                     "source": "computed",
                     "path": None,
@@ -443,12 +454,12 @@ def run_benchmark(
             logits, meta = logits_by_row[row["label"]]
             try:
                 if ref is not None:
-                    row["accuracy"] = compare_to_reference(logits, evalset.labels, ref, meta.class_names)
+                    row["accuracy"] = compare_to_reference(logits, evalset.labels, ref, names)
                 else:
-                    row["accuracy"] = accuracy_summary(logits, evalset.labels, meta.class_names)
+                    row["accuracy"] = accuracy_summary(logits, evalset.labels, names)
             except EdgeferError as exc:
                 row["status"] = f"error: {_short(exc)}"
-                row["accuracy"] = accuracy_summary(logits, evalset.labels, meta.class_names)
+                row["accuracy"] = accuracy_summary(logits, evalset.labels, names)
         if evalset.skipped:
             notes.append(
                 f"{evalset.skipped} unreadable or missing images of the {split} split were skipped "

@@ -42,7 +42,7 @@ def _usage_error_type() -> type:
 
 
 #: CLI areas, in help order; each is edgefer/cli/<name>.py with register(app).
-AREAS = ("doctor", "data", "models", "train", "export", "quantize", "debug", "bench", "runtime", "pipeline")
+AREAS = ("doctor", "data", "models", "train", "export", "importer", "quantize", "debug", "bench", "runtime", "pipeline")
 
 
 def _print_version(value: bool) -> None:

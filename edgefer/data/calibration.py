@@ -91,7 +91,7 @@ def load_arrays(
         xs.append(preprocess_batch([s.image for s in samples], pp))
         labels.extend(int(s.label) for s in samples)
         ids.extend(str(s.id) for s in samples)
-    x = np.concatenate(xs) if xs else np.zeros((0, 3, pp.input_size, pp.input_size), np.float32)
+    x = np.concatenate(xs) if xs else np.zeros(pp.batch_shape(0), np.float32)
     return ArrayData(x=x, labels=np.asarray(labels, dtype=np.int64), ids=ids, split=split)
 
 

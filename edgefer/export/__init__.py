@@ -32,6 +32,8 @@ _LAZY = {
     "trtexec_command": "edgefer.export.tensorrt",
     "EngineBuildSpec": "edgefer.export.tensorrt",
     "load_profile": "edgefer.export.profiles",
+    "import_model": "edgefer.export.importer",
+    "ImportOptions": "edgefer.export.importer",
 }
 
 __all__ = ["PRECISIONS", "TARGETS", "ExportOptions", "ExportResult", *_LAZY]

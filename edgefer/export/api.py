@@ -367,8 +367,9 @@ def _trt(job: _Job, fp32_onnx: Path | None, stem: str, meta: ModelMetadata) -> t
         out / source.name,
         out / engine_name,
         spec,
-        meta.preprocessing.input_size,
+        meta.preprocessing.input_shape,
         version,
+        input_name=str(meta.extra.get("input_name", "input")),
         onnx_kind=kind,
     )
     # the device's own build, from the ONNX written here: the options that shape the engine, nothing else
@@ -380,8 +381,8 @@ def _trt(job: _Job, fp32_onnx: Path | None, stem: str, meta: ModelMetadata) -> t
         dla_core=dla_core,
         **(
             {"dynamic": True, "max_batch": profile.max, "opt_batch": profile.opt}
-            if opts.dynamic
-            else {"dynamic": False, "batch": opts.batch}
+            if opts.dynamic and onnx_dynamic  # a static-batch ONNX (an imported one, often) builds its own batch
+            else {"dynamic": False, "batch": opts.batch if onnx_dynamic else read_metadata(source).extra.get("batch")}
         ),
     )
     commands = [shlex.join(cmd), shlex.join(device.to_argv(onnx=out / source.name))]

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from edgefer.errors import ExportError, require
-from edgefer.export.onnx import INPUT_NAME, OUTPUT_NAME, _tmp_dir, check_onnx, ort_session
+from edgefer.export.onnx import _tmp_dir, check_onnx, ort_session
 from edgefer.metadata import ModelMetadata, set_onnx_metadata
 from edgefer.utils.io import sha256_file
 
@@ -85,15 +86,18 @@ def toposort(graph) -> None:
     graph.node.extend(ordered)
 
 
-def compare_onnx(a: str | os.PathLike, b: str | os.PathLike, img_size: int, batch: int = 8) -> dict[str, float]:
+def compare_onnx(
+    a: str | os.PathLike, b: str | os.PathLike, img_size: int | tuple[int, ...], batch: int = 8
+) -> dict[str, float]:
     """Run two ONNX files on the same seeded random batch on ORT CPU.
 
+    ``img_size``: the side of an NCHW RGB input, or one image's shape (``Preprocessing.input_shape``).
     Returns ``max_abs_diff``, ``scale`` (max |logit| of ``a``) and ``top1_agreement``.
     """
     rng = np.random.default_rng(0)
-    x = rng.standard_normal((batch, 3, img_size, img_size), dtype=np.float32)
-    ya = ort_session(a).run([OUTPUT_NAME], {INPUT_NAME: x})[0].astype(np.float32)
-    yb = ort_session(b).run([OUTPUT_NAME], {INPUT_NAME: x})[0].astype(np.float32)
+    per = (3, img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
+    x = rng.standard_normal((batch, *per), dtype=np.float32)
+    ya, yb = (_run_first(ort_session(p), x) for p in (a, b))
     return {
         "max_abs_diff": float(np.max(np.abs(ya - yb))),
         "scale": float(np.max(np.abs(ya))),
@@ -101,12 +105,20 @@ def compare_onnx(a: str | os.PathLike, b: str | os.PathLike, img_size: int, batc
     }
 
 
+def _run_first(sess: Any, x: np.ndarray) -> np.ndarray:
+    """The first output of an ORT session on ``x`` (tensor names read from the model: an imported
+    ONNX keeps its own)."""
+    return sess.run([sess.get_outputs()[0].name], {sess.get_inputs()[0].name: x})[0].astype(np.float32)
+
+
 def check_fp16(
     fp32: str | os.PathLike, fp16: str | os.PathLike, meta: ModelMetadata, tolerance: float = FP16_TOLERANCE
 ) -> float:
     """Max abs logit difference of the FP16 ONNX to the FP32 ONNX; :class:`ExportError` above
     ``tolerance * max(1, max |logit|)`` (an FP16 overflow or a broken conversion)."""
-    stats = compare_onnx(fp32, fp16, meta.preprocessing.input_size)
+    # a static-batch ONNX (an imported model, often) is run at its own batch
+    batch = 8 if meta.extra.get("dynamic_batch", True) else int(meta.extra.get("batch") or 1)
+    stats = compare_onnx(fp32, fp16, meta.preprocessing.input_shape, batch)
     limit = tolerance * max(1.0, stats["scale"])
     if not stats["max_abs_diff"] <= limit:
         raise ExportError(

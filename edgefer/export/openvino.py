@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from edgefer.errors import ExportError, require
-from edgefer.export.onnx import INPUT_NAME, OUTPUT_NAME, _tmp_dir, ort_session
+from edgefer.export.onnx import _tmp_dir, ort_session
 from edgefer.metadata import ModelMetadata, read_metadata, set_ov_metadata
 from edgefer.utils.io import sha256_file
 from edgefer.utils.outputs import safe_name
@@ -76,9 +76,8 @@ def _smoke(xml: Path, onnx_path: Path, meta: ModelMetadata) -> float:
     back = read_metadata(xml)
     if back.to_dict() != meta.to_dict():
         raise ExportError(f"metadata read back from {xml.name} differs from what was written")
-    size = meta.preprocessing.input_size
     batch = 2 if meta.extra.get("dynamic_batch", True) else int(meta.extra.get("batch") or 1)
-    x = np.random.default_rng(0).standard_normal((batch, 3, size, size), dtype=np.float32)
+    x = np.random.default_rng(0).standard_normal(meta.preprocessing.batch_shape(batch), dtype=np.float32)
     core = ov.Core()
     try:
         # f32 execution: this checks the IR itself. The CPU plugin's default hint is bf16 on CPUs
@@ -88,7 +87,8 @@ def _smoke(xml: Path, onnx_path: Path, meta: ModelMetadata) -> float:
         got = np.asarray(compiled(x)[compiled.output(0)], dtype=np.float32)
     except Exception as exc:
         raise ExportError(f"OpenVINO smoke inference of {xml.name} failed: {str(exc).strip()[:400]}") from exc
-    ref = ort_session(onnx_path).run([OUTPUT_NAME], {INPUT_NAME: x})[0]
+    sess = ort_session(onnx_path)  # an imported model keeps its own tensor names
+    ref = sess.run([sess.get_outputs()[0].name], {sess.get_inputs()[0].name: x})[0]
     if got.shape != ref.shape:
         raise ExportError(f"OpenVINO output shape {got.shape} differs from the ONNX {ref.shape}")
     diff = float(np.max(np.abs(got - ref)))

@@ -33,6 +33,10 @@ def make_reference(
     """Run the FP32 ONNX over ``split`` of ``data`` (a dataset path or an open dataset) and return
     the :class:`Reference`; saved atomically to ``out`` when given (usually ``reference.npz``).
 
+    The logits are in the *dataset's* class order (the model's outputs matched by name, extra
+    model classes left out, probabilities as log-probabilities), so a model whose classes are in
+    FER2013's order is compared by name downstream.
+
     ``reference.metadata`` is the ONNX's :class:`ModelMetadata` as a dict plus ``dataset``
     (path, format, split, size) and ``artifact`` (file name and sha256 of the ONNX).
     """
@@ -58,12 +62,17 @@ def make_reference(
             allow_missing_classes=allow_missing_classes,
             purpose="compute reference predictions",
         )
-        logits = infer_all(backend, evalset, batch_size)
+        # classes matched by name: the reference holds logits in the dataset's class order
+        names = evalset.class_names
+        logits = meta.dataset_logits(infer_all(backend, evalset, batch_size), names)
     ids, labels, dataset = evalset.ids, [int(v) for v in evalset.labels], evalset.dataset
-    n_cls = meta.num_classes
+    n_cls = len(names)
     if any(not 0 <= lab < n_cls for lab in labels):
-        raise EdgeferError(f"dataset labels fall outside the model's {n_cls} classes")
+        raise EdgeferError(f"dataset labels fall outside the dataset's {n_cls} classes")
     info = meta.to_dict()
+    note = meta.class_map(names).note
+    if note:
+        info["class_note"] = note
     info["dataset"] = {
         "path": str(getattr(dataset, "root", None) or data),
         "format": getattr(dataset, "format", None),
@@ -76,7 +85,7 @@ def make_reference(
         ids=np.asarray(ids),
         labels=np.asarray(labels),
         logits=logits,
-        class_names=meta.class_names,
+        class_names=names,
         metadata=info,
     )
     if out is not None:

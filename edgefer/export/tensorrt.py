@@ -210,8 +210,11 @@ class BatchProfile:
     def static(self) -> bool:
         return self.min == self.opt == self.max
 
-    def shapes(self, img_size: int) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
-        return tuple((b, 3, img_size, img_size) for b in (self.min, self.opt, self.max))  # type: ignore[return-value]
+    def shapes(self, img_size: int | tuple[int, ...]) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+        """(min, opt, max) input shapes; ``img_size`` is the square side of an NCHW RGB input, or one
+        image's shape (``Preprocessing.input_shape``: CxHxW, or HxWxC for NHWC)."""
+        per = (3, img_size, img_size) if isinstance(img_size, int) else tuple(int(v) for v in img_size)
+        return tuple((b, *per) for b in (self.min, self.opt, self.max))  # type: ignore[return-value]
 
 
 def batch_profile(
@@ -433,7 +436,6 @@ def _build(trt: Any, onnx_path: Path, engine_path: Path, spec: EngineBuildSpec, 
     dla_core, calib_cache = spec.dla_core, spec.calib_cache
     use_calib = spec.calib_data is not None or (calib_cache is not None and calib_cache.exists())
     plan = plan_build(trt.__version__, spec.precision, onnx_kind_of(meta), dla_core, spec.fp16_mode, use_calib)
-    img = meta.preprocessing.input_size
     logger = trt.Logger(trt.Logger.VERBOSE if verbose else trt.Logger.WARNING)
     builder = trt.Builder(logger)
     net_flags = 0
@@ -470,7 +472,7 @@ def _build(trt: Any, onnx_path: Path, engine_path: Path, spec: EngineBuildSpec, 
         config.set_flag(getattr(trt.BuilderFlag, name))
     if profile is not None:
         opt_profile = builder.create_optimization_profile()
-        opt_profile.set_shape(inp.name, *profile.shapes(img))
+        opt_profile.set_shape(inp.name, *profile.shapes(meta.preprocessing.input_shape))
         config.add_optimization_profile(opt_profile)
     if dla_core is not None:
         if builder.num_DLA_cores <= dla_core:
@@ -504,7 +506,7 @@ def _build(trt: Any, onnx_path: Path, engine_path: Path, spec: EngineBuildSpec, 
         config.int8_calibrator = calibrator
         if dynamic:
             cal_profile = builder.create_optimization_profile()
-            shape = (calibrator.batch, 3, img, img)
+            shape = (calibrator.batch, *meta.preprocessing.input_shape)
             cal_profile.set_shape(inp.name, shape, shape, shape)
             config.set_calibration_profile(cal_profile)
 
@@ -531,7 +533,7 @@ def _build(trt: Any, onnx_path: Path, engine_path: Path, spec: EngineBuildSpec, 
         cc,
         plan,
         profile,
-        img,
+        meta.preprocessing.input_shape,
         onnx_path,
         spec.workspace_mib,
         input_name=inp.name,

@@ -42,6 +42,7 @@ is checked on what is delivered.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -62,8 +63,16 @@ class _Validator:
     """
 
     def __init__(
-        self, target: str, gate: Gate, fp32_logits: np.ndarray, class_names: tuple[str, ...], unit: float
+        self,
+        target: str,
+        gate: Gate,
+        fp32_logits: np.ndarray,
+        class_names: tuple[str, ...],
+        unit: float,
+        align: Callable[[np.ndarray], np.ndarray] | None = None,
     ) -> None:
+        #: raw model outputs -> logits in ``class_names``' order (classes matched by name); identity if None
+        self.align = align if align is not None else _same
         self.target = target
         self.gate = gate
         self.fp32_logits = np.asarray(fp32_logits, dtype=np.float32)
@@ -94,7 +103,11 @@ class _Validator:
         x = np.concatenate([it[0] for it in items])
         labels = np.asarray([it[1] for it in items], dtype=np.int64)
         index = np.asarray([it[2] for it in items], dtype=np.int64)
-        return self.score(self._runner_for(model)(x), labels, index)
+        return self.score(self.align(self._runner_for(model)(x)), labels, index)
+
+
+def _same(x: np.ndarray) -> np.ndarray:
+    return x
 
 
 def onnx_to_openvino(model: Any) -> Any:
@@ -152,6 +165,7 @@ def _validation(
     fp32_logits: np.ndarray,
     gate: Gate,
     class_names: tuple[str, ...],
+    align: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> tuple[Any, _Validator, str | None]:
     """NNCF's validation dataset of ``val`` (items ``(x, label, index)``), the gate validator, and
     the ONNX input name (None for OpenVINO)."""
@@ -167,7 +181,7 @@ def _validation(
         return {name: item[0]} if name else item[0]
 
     val_items = [(val.x[i : i + 1], int(val.labels[i]), i) for i in range(len(val))]
-    validator = _Validator(target, gate, fp32_logits, class_names, metric_unit(gate))
+    validator = _Validator(target, gate, fp32_logits, class_names, metric_unit(gate), align)
     return nncf.Dataset(val_items, to_input), validator, name
 
 
@@ -180,6 +194,7 @@ def restore_accuracy(
     gate: Gate,
     class_names: tuple[str, ...],
     ranking_subset_size: int = 300,
+    align: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> tuple[Any, dict[str, Any]]:
     """Put layers of an already quantized model (QAT's) back into FP until ``gate`` holds on ``val``.
 
@@ -199,14 +214,14 @@ def restore_accuracy(
     from nncf.quantization.algorithms.accuracy_control.algorithm import QuantizationAccuracyRestorer
     from nncf.quantization.algorithms.accuracy_control.evaluator import Evaluator
 
-    val_ds, validator, _ = _validation(target, fp32_model, val, fp32_logits, gate, class_names)
+    val_ds, validator, _ = _validation(target, fp32_model, val, fp32_logits, gate, class_names, align)
     evaluator = Evaluator(validator)
     evaluator.enable_iteration_count()
     initial = evaluator.collect_metric_results(fp32_model, val_ds, model_name="initial")
     size = evaluator.num_passed_iterations
     evaluator.disable_iteration_count()
     before = evaluator.collect_metric_results(quantized, val_ds, model_name="quantized")
-    before_logits = validator._runner_for(quantized)(val.x)
+    before_logits = validator.align(validator._runner_for(quantized)(val.x))
     before_ops = ptq.quantized_op_names(quantized)
     restorer = QuantizationAccuracyRestorer(
         ranking_subset_size=ranking_subset_size,
@@ -238,6 +253,7 @@ def quantize_with_accuracy_control(
     gate: Gate,
     class_names: tuple[str, ...],
     kwargs: dict[str, Any],
+    align: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> tuple[Any, dict[str, Any]]:
     """Quantize so that ``gate``'s accuracy rules hold on ``val``; returns ``(model, info)``.
 
@@ -249,7 +265,7 @@ def quantize_with_accuracy_control(
     from nncf.quantization.advanced_parameters import AdvancedAccuracyRestorerParameters
 
     onnx_like = target != "openvino"
-    val_ds, validator, name = _validation(target, fp32_model, val, fp32_logits, gate, class_names)
+    val_ds, validator, name = _validation(target, fp32_model, val, fp32_logits, gate, class_names, align)
     unit = validator.unit
     calib_ds = nncf_dataset(calib.x, name)
 
@@ -258,7 +274,7 @@ def quantize_with_accuracy_control(
     plain = ptq.run_nncf(nncf.quantize, copy.deepcopy(fp32_model) if onnx_like else fp32_model, calib_ds, **kwargs)
     if onnx_like:
         ptq.to_signed_int8(plain)
-    plain_logits = Runner(plain)(val.x)
+    plain_logits = validator.align(Runner(plain)(val.x))
     plain_metric, _ = validator.score(plain_logits, val.labels, np.arange(len(val)))
 
     acc_kwargs = dict(kwargs)

@@ -22,11 +22,12 @@ Torch is needed only to export the checkpoint and for QAT; with ``onnx_path`` an
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import logging
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -185,6 +186,11 @@ def quantize(
     for what, value in (("dataset", data), ("validation dataset", val_data)):
         if isinstance(value, (str, os.PathLike)) and not Path(value).exists():
             raise QuantizationError(f"{what} {value} does not exist")
+    if opts.method == "qat" and checkpoint is None:
+        raise QuantizationError(
+            "QAT fine-tunes the PyTorch module: pass its --checkpoint (an ONNX alone, e.g. an imported model, "
+            "has none; use --method ptq-acc to hold it to a budget)"
+        )
     require("nncf", "openvino", "INT8 quantization")
     out = Path(opts.out_dir)
     if out.exists() and not out.is_dir():
@@ -193,7 +199,7 @@ def quantize(
     # every file is staged and moved into ``out`` only when everything succeeded (utils.outputs)
     with staged_output(out, "quantize", overwrite=opts.overwrite) as stage, staging_dir(out, "fp32") as scratch:
         fp32_path, meta = _fp32_onnx(checkpoint, onnx_path, opts.img_size, scratch)
-        _check_classes(meta, val_data if val_data is not None else data)
+        classes, align = _check_classes(meta, val_data if val_data is not None else data)
         stem = _stem(meta, opts.target, opts.method)
         artifact_format = format_named("openvino" if opts.target == "openvino" else "onnx")
         main_name = f"{stem}{artifact_format.suffixes[0]}"
@@ -216,7 +222,7 @@ def quantize(
             seed=opts.seed,
             allow_missing_classes=opts.allow_missing_classes,
         )
-        fp32_logits = predict(fp32_path, val.x)
+        fp32_logits = align(predict(fp32_path, val.x))
         staged = stage.path(main_name)
         artifact = stage.final(staged)
         stage.last.append(staged)  # the .xml / .onnx appears only once its weights are in place
@@ -233,7 +239,7 @@ def quantize(
             "ignored": list(opts.ignore),
         }
         extra: dict[str, Any] = {}
-        run = _Run(opts, fp32_path, meta, calib, val, fp32_logits, checkpoint, data, qinfo, extra)
+        run = _Run(opts, fp32_path, meta, calib, val, fp32_logits, checkpoint, data, qinfo, extra, classes, align)
         with quiet(opts.progress):
             model = _run_method(run)
         if opts.method == "wc":
@@ -245,8 +251,10 @@ def quantize(
             save_ir(model, staged, qmeta)
         else:
             save_onnx(model, staged, qmeta)
-        int8_logits = predict(staged, val.x)
-        report = _report(meta, qmeta, val, fp32_logits, int8_logits, fp32_path, staged, opts, extra)
+        int8_logits = align(predict(staged, val.x))
+        report = _report(meta, qmeta, val, fp32_logits, int8_logits, fp32_path, staged, opts, extra, classes)
+        if meta.class_map(classes).note:
+            report["class_note"] = meta.class_map(classes).note
         report["artifact"] = str(artifact)
         report["seconds"] = round(time.perf_counter() - t0, 1)
         files = [artifact, *(artifact.with_name(n) for n in names[1:])]
@@ -254,18 +262,21 @@ def quantize(
     return QuantizeResult(artifact, qmeta, report, report_path, [*files, report_path])
 
 
-def _check_classes(meta: ModelMetadata, data: Any) -> None:
-    """The model must predict the dataset's classes, in its order: checked before any work."""
+def _check_classes(meta: ModelMetadata, data: Any) -> tuple[tuple[str, ...], Callable[[np.ndarray], np.ndarray]]:
+    """The dataset's classes and the function from the model's raw outputs to logits in their order
+    (matched by name, checked before any work): a dataset class the model does not predict is a
+    :class:`QuantizationError` naming it; model classes the dataset lacks are left out of scoring."""
+    from edgefer.errors import DatasetError
     from edgefer.labels import CLASS_NAMES
 
     data_classes = (
         tuple(getattr(data, "class_names", CLASS_NAMES)) if not isinstance(data, (str, os.PathLike)) else CLASS_NAMES
     )
-    if tuple(meta.class_names) != data_classes:
-        raise QuantizationError(
-            f"the model predicts {len(meta.class_names)} classes {list(meta.class_names)} but the dataset has "
-            f"{len(data_classes)} {list(data_classes)}: quantize it on data with its own classes"
-        )
+    try:
+        meta.class_map(data_classes)
+    except DatasetError as exc:
+        raise QuantizationError(f"{exc}") from None
+    return data_classes, functools.partial(meta.dataset_logits, dataset_names=data_classes)
 
 
 def _nncf_version() -> str:
@@ -288,6 +299,8 @@ class _Run:
     data: Any
     qinfo: dict[str, Any]  # filled in: what the artifact's metadata says about its quantization
     extra: dict[str, Any]  # filled in: method-specific sections of the report
+    names: tuple[str, ...]  # the dataset's classes: fp32_logits and every scored model's logits are in this order
+    align: Callable[[np.ndarray], np.ndarray]  # raw model outputs -> logits in ``names``' order
 
     def record_accuracy_control(self, gate: Any, info: dict[str, Any]) -> None:
         """What accuracy control (ptq-acc's, or qat's after the fine-tune) held the model to and kept
@@ -321,8 +334,9 @@ def _run_method(run: _Run) -> Any:
             run.val,
             run.fp32_logits,
             gate,
-            tuple(run.meta.class_names),
+            run.names,
             kwargs,
+            run.align,
         )
         run.record_accuracy_control(gate, info)
         return model
@@ -370,8 +384,9 @@ def _restorer(run: _Run, ranking_subset_size: int) -> Any:
             run.val,
             run.fp32_logits,
             gate,
-            tuple(run.meta.class_names),
+            run.names,
             ranking_subset_size,
+            run.align,
         )
         run.record_accuracy_control(gate, info)
         return model
@@ -413,8 +428,9 @@ def _report(
     artifact: Path,
     opts: QuantizeOptions,
     extra: dict[str, Any],
+    names: tuple[str, ...],
 ) -> dict[str, Any]:
-    cmp = compare(fp32_logits, int8_logits, val.labels, val.ids, meta.class_names)
+    cmp = compare(fp32_logits, int8_logits, val.labels, val.ids, names)
     max_drop = opts.max_drop
     gate = opts.accuracy_gate()
     violations = None if gate is None else gate.check({"label": artifact.name, "status": "ok", "accuracy": cmp})

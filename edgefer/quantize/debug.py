@@ -41,6 +41,7 @@ Torch-free (it reads exported artifacts only).
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -190,13 +191,17 @@ def _check_source(fp32_onnx: Path, int8: Path, meta: Any, qmeta: Any) -> None:
         )
 
 
-def _check_data_classes(meta: Any, dataset: Any) -> None:
-    names = tuple(getattr(dataset, "class_names", ()) or ())
-    if names and tuple(meta.class_names) != names:
-        raise QuantizationError(
-            f"the model predicts {len(meta.class_names)} classes {list(meta.class_names)} but the dataset has "
-            f"{len(names)} {list(names)}"
-        )
+def _check_data_classes(meta: Any, dataset: Any) -> tuple[str, ...]:
+    """The dataset's classes; each must be one the model predicts (matched by name, not position)."""
+    from edgefer.errors import DatasetError
+    from edgefer.labels import CLASS_NAMES
+
+    names = tuple(getattr(dataset, "class_names", ()) or ()) or CLASS_NAMES
+    try:
+        meta.class_map(names)
+    except DatasetError as exc:
+        raise QuantizationError(str(exc)) from None
+    return names
 
 
 # ------------------------------------------------------------------------------------------ activations
@@ -410,7 +415,7 @@ def debug_int8(
         raise QuantizationError(f"dataset {data} does not exist")
     check_outputs(out_dir, OUTPUT_NAMES, overwrite=overwrite)
     dataset = open_split(data, split, allow_missing_classes)
-    _check_data_classes(meta, dataset)
+    names = _check_data_classes(meta, dataset)
     if len(dataset) == 0:
         raise QuantizationError(f"the {split!r} split is empty: no images to compare the models on")
     idx = balanced_indices(np.asarray(dataset.labels), samples, seed)
@@ -461,11 +466,21 @@ def debug_int8(
         # the verdict uses the benchmark's numerics (the saved artifacts through edgefer.backends, graph
         # optimizations on: ONNX Runtime runs Q/DQ as INT8 kernels); the per-layer tensors come from runs
         # with every intermediate exposed, which keeps Q/DQ simulated in float (agreement_exposed).
-        bench_fp, bench_q = predict(fp32_path, sample.x), predict(int8_path, sample.x)
-        cmp = compare(bench_fp, bench_q, sample.labels, sample.ids, meta.class_names)
+        # in the dataset's class order (matched by name), as the benchmark scores them
+        bench_fp = meta.dataset_logits(predict(fp32_path, sample.x), names)
+        bench_q = meta.dataset_logits(predict(int8_path, sample.x), names)
+        cmp = compare(bench_fp, bench_q, sample.labels, sample.ids, names)
         exposed = float(np.mean(fp_logits.argmax(1) == q_logits.argmax(1)))
         if keep_fp:
-            _keep_fp_rows(q_model, layers, sample, bench_fp, bench_q, keep_fp_max)
+            _keep_fp_rows(
+                q_model,
+                layers,
+                sample,
+                bench_fp,
+                bench_q,
+                keep_fp_max,
+                functools.partial(meta.dataset_logits, dataset_names=names),
+            )
         patterns = [ignore_pattern(r["name"]) for r in sorted(_ranked(layers), key=lambda r: r["rank"])[:top]]
         summary = {
             "fp32": str(fp32_path),
@@ -474,10 +489,7 @@ def debug_int8(
             "numerics": numerics,
             "split": split,
             "samples": len(sample),
-            "class_counts": {
-                meta.class_names[c]: int(k)
-                for c, k in enumerate(np.bincount(sample.labels, minlength=len(meta.class_names)))
-            },
+            "class_counts": {names[c]: int(k) for c, k in enumerate(np.bincount(sample.labels, minlength=len(names)))},
             "agreement": cmp["agreement"],
             "fp32_accuracy": cmp["reference_accuracy"],
             "int8_accuracy": cmp["accuracy"],
@@ -656,6 +668,7 @@ def _keep_fp_rows(
     fp_logits: np.ndarray,
     q_logits: np.ndarray,
     limit: int | None = None,
+    align: Any = None,
 ) -> None:
     """Per quantized layer (the ``limit`` worst-ranked, or all): agreement (and accuracy) with FP32 when
     that layer alone is kept in FP."""
@@ -665,6 +678,7 @@ def _keep_fp_rows(
     base = float(np.mean(q_logits.argmax(1) == fp_top))
     for r in sorted(_ranked(layers), key=lambda r: r["rank"])[:limit]:
         logits = predict(keep_layer_fp(q_model, r["name"]), sample.x)
+        logits = align(logits) if align is not None else logits
         agree = float(np.mean(logits.argmax(1) == fp_top))
         r["agreement_kept_fp"] = agree
         r["agreement_gain"] = agree - base

@@ -148,7 +148,7 @@ def sensitivity(
     check_outputs(out_dir, ["sensitivity.json", "sensitivity.md"], overwrite=overwrite)
     with staged_output(out_dir, "sensitivity", overwrite=overwrite) as stage, staging_dir(out_dir, "fp32") as scratch:
         fp32_path, meta = _fp32_onnx(checkpoint, onnx_path, opts.img_size, scratch)
-        _check_classes(meta, data)
+        names, align = _check_classes(meta, data)
         pp = meta.preprocessing
         calib = calibration_arrays(
             data, pp, calib_size, split=opts.calib_split, seed=seed, allow_missing_classes=allow_missing_classes
@@ -157,7 +157,7 @@ def sensitivity(
             data, pp, val_size, split=opts.val_split, seed=seed, allow_missing_classes=allow_missing_classes
         )
         fp32 = onnx.load(str(fp32_path))
-        ref = predict(fp32, val.x)
+        ref = align(predict(fp32, val.x))
         groups = block_groups(fp32, max_groups=max_groups)
         if not groups:
             raise QuantizationError(f"{fp32_path.name} has no quantizable nodes")
@@ -183,7 +183,7 @@ def sensitivity(
                         rows.append({"group": group, "nodes": len(members), "error": str(exc)})
                         bar.update(task, advance=1)
                         continue
-                cmp = compare(ref, predict(q, val.x), val.labels, val.ids, meta.class_names)
+                cmp = compare(ref, align(predict(q, val.x)), val.labels, val.ids, names)
                 rows.append(
                     {
                         "group": group,

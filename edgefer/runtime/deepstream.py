@@ -18,8 +18,10 @@ normalisation (``exact_normalization=True`` in the result).
 nvinfer's default classifier parser reads probabilities: it takes the arg-max class of each output
 layer and compares its value with ``classifier-threshold``. Our models output logits, so
 :func:`prepare_onnx` also appends a ``Softmax`` (output ``probs``) - without it a threshold
-would be compared with raw logits. A TensorRT engine given as is is used as is (its output blob
-then holds logits; the README says what that means for the threshold).
+would be compared with raw logits; an imported model whose metadata says it outputs
+probabilities already ends in one and gets none. A grey model is ``model-color-format=2``
+(one channel); an NHWC model (Keras-style) ``network-input-order=1``. A TensorRT engine given
+as is is used as is (its output blob then holds logits; the README says what that means for the threshold).
 
 Labels file: for classifiers, one line per output layer with that layer's class names separated by
 ``;`` (the format of DeepStream's sample secondary classifiers).
@@ -54,7 +56,7 @@ class DeepStreamConfig:
     metadata: Path
     model: Path
     net_scale_factor: float
-    offsets: tuple[float, float, float]
+    offsets: tuple[float, ...]
     model_color_format: int
     network_mode: int
     output_blob: str
@@ -86,7 +88,11 @@ def normalization(
 
 
 def prepare_onnx(
-    onnx_in: str | os.PathLike, onnx_out: str | os.PathLike, channel_scale: np.ndarray | None, softmax: bool = True
+    onnx_in: str | os.PathLike,
+    onnx_out: str | os.PathLike,
+    channel_scale: np.ndarray | None,
+    softmax: bool = True,
+    layout: str = "NCHW",
 ) -> str:
     """Copy of the ONNX with a per-channel input ``Mul`` (exact normalisation) and a final
     ``Softmax`` (probabilities for nvinfer's classifier parser). Returns the output blob name."""
@@ -102,7 +108,8 @@ def prepare_onnx(
         scaled = f"{inp}_ds_scaled"
         for node in graph.node:
             node.input[:] = [scaled if n == inp else n for n in node.input]
-        init = numpy_helper.from_array(np.asarray(channel_scale, np.float32).reshape(1, 3, 1, 1), f"{inp}_ds_scale")
+        shape = (1, -1, 1, 1) if layout == "NCHW" else (1, 1, 1, -1)
+        init = numpy_helper.from_array(np.asarray(channel_scale, np.float32).reshape(shape), f"{inp}_ds_scale")
         graph.initializer.append(init)
         graph.node.insert(0, helper.make_node("Mul", [inp, init.name], [scaled], name="edgefer_ds_channel_scale"))
     out_name = graph.output[0].name
@@ -150,7 +157,10 @@ def deepstream_config(
     check_at_most("--batch-size", batch_size, MAX_BATCH, ExportError)
     out = ensure_writable_dir(out_dir)
     pp = metadata.preprocessing
-    scale, offsets, correction, max_err = normalization(pp.mean, pp.std)
+    # one value of mean/std means the same for every channel: nvinfer wants one offset per channel
+    scale, offsets, correction, max_err = normalization(
+        tuple(pp.mean) * (pp.channels // len(pp.mean)), tuple(pp.std) * (pp.channels // len(pp.std))
+    )
     precision = precision or ("fp16" if metadata.precision == "fp32" else metadata.precision)
     if precision not in NETWORK_MODES:
         raise ExportError(f"precision must be one of {', '.join(NETWORK_MODES)}, not {precision!r}")
@@ -168,7 +178,13 @@ def deepstream_config(
     exact = False
     if kind == "onnx":
         model_path = out / f"{src.stem}_deepstream.onnx"
-        blob = prepare_onnx(src, model_path, correction if exact_normalization else None, softmax=True)
+        blob = prepare_onnx(
+            src,
+            model_path,
+            correction if exact_normalization else None,
+            softmax=metadata.outputs != "probabilities",
+            layout=pp.layout,
+        )
         exact = exact_normalization or bool(np.allclose(correction, 1.0))
         engine = f"{model_path.name}_b{batch_size}_gpu0_{precision}.engine"
         lines += [
@@ -186,9 +202,9 @@ def deepstream_config(
     values: dict[str, Any] = {
         "net-scale-factor": repr(float(scale)),
         "offsets": ";".join(repr(float(o)) for o in offsets),
-        "model-color-format": 0 if pp.color_order == "RGB" else 1,
-        "infer-dims": f"3;{pp.input_size};{pp.input_size}",
-        "network-input-order": 0,
+        "model-color-format": {"RGB": 0, "BGR": 1, "GRAY": 2}[pp.color_order],
+        "infer-dims": f"{pp.channels};{pp.input_size};{pp.input_size}",
+        "network-input-order": 0 if pp.layout == "NCHW" else 1,
         "labelfile-path": "labels.txt",
         "batch-size": batch_size,
         "network-mode": NETWORK_MODES[precision],

@@ -290,11 +290,12 @@ class Predictor:
         return crop_square(frame_bgr, det.box, self.margin)
 
     def preprocess(self, crops_bgr: list[np.ndarray]) -> np.ndarray:
-        """BGR crops -> the model's NCHW float32 batch (the shared preprocessing function)."""
+        """BGR crops -> the model's float32 batch in its layout (the shared preprocessing function)."""
         return preprocess_batch(crops_bgr, self.preprocessing, input_color="BGR")
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
-        """Logits for a batch of any size, chunked to the backend's ``max_batch``."""
+        """Logits for a batch of any size, chunked to the backend's ``max_batch`` (a model that outputs
+        probabilities gives log-probabilities, so the softmax after it is not applied twice)."""
         n = batch.shape[0]
         if n == 0:
             return np.zeros((0, len(self.class_names)), dtype=np.float32)
@@ -305,7 +306,7 @@ class Predictor:
             raise BackendError(
                 f"model returned {logits.shape[1]} scores but its metadata names {len(self.class_names)} classes"
             )
-        return logits
+        return self.metadata.logits(logits)
 
     # -- the whole frame ------------------------------------------------------------------
     def predict(self, frame: Any, detections: list[Detection] | None = None) -> FrameResult:

@@ -44,6 +44,8 @@ struct Metadata {
     float std[3] = {1.f, 1.f, 1.f};
     std::vector<std::string> class_names;
     std::string precision = "fp32";  // fp32 artifacts are executed in f32 (see infer_openvino)
+    std::string layout = "NCHW";     // absent in records older than `edgefer import`: NCHW
+    std::string outputs = "logits";  // "probabilities": an imported model with its own final Softmax
 };
 
 struct Image {  // interleaved 8-bit RGB, row-major
@@ -60,8 +62,15 @@ std::vector<std::string> split(const std::string& s, char sep) {
 }
 
 void set_triplet(float* dst, const std::vector<std::string>& parts, const char* what) {
-    if (parts.size() != 3) throw std::runtime_error(std::string("metadata ") + what + " needs 3 values");
-    for (int c = 0; c < 3; ++c) dst[c] = std::stof(parts[c]);
+    if (parts.size() != 3 && parts.size() != 1)
+        throw std::runtime_error(std::string("metadata ") + what + " needs 1 or 3 values");
+    for (int c = 0; c < 3; ++c) dst[c] = std::stof(parts[parts.size() == 1 ? 0 : c]);  // one value: every channel
+}
+
+void check_supported(const Metadata& m) {  // before the mean/std triplets: a grey model has one value
+    if (m.layout != "NCHW" || (m.color_order != "RGB" && m.color_order != "BGR"))
+        throw std::runtime_error("this example implements NCHW RGB/BGR models only (metadata says " + m.layout + " " +
+                                 m.color_order + "); use the Python runtime for grey or NHWC models");
 }
 
 void validate(const Metadata& m) {
@@ -69,6 +78,7 @@ void validate(const Metadata& m) {
     if (m.class_names.empty()) throw std::runtime_error("metadata has no class names");
     if (m.resize != "stretch")
         throw std::runtime_error("this example implements resize=stretch only (metadata says " + m.resize + ")");
+    check_supported(m);
 }
 
 // The flat keys edgefer writes next to the full JSON record (ModelMetadata.to_props()).
@@ -83,6 +93,9 @@ Metadata metadata_from_rt_info(const std::shared_ptr<ov::Model>& model) {
     m.input_size = std::stoi(get("edgefer.input_size"));
     m.color_order = get("edgefer.color_order");
     m.resize = get("edgefer.resize");
+    if (model->has_rt_info("framework", "edgefer.layout")) m.layout = get("edgefer.layout");
+    if (model->has_rt_info("framework", "edgefer.outputs")) m.outputs = get("edgefer.outputs");
+    check_supported(m);
     set_triplet(m.mean, split(get("edgefer.mean"), ','), "mean");
     set_triplet(m.std, split(get("edgefer.std"), ','), "std");
     m.class_names = split(get("edgefer.class_names"), ',');
@@ -122,6 +135,9 @@ Metadata metadata_from_json(const std::string& path) {
     m.input_size = std::stoi(json_value(text, "input_size", pp));
     m.color_order = json_value(text, "color_order", pp);
     m.resize = json_value(text, "resize", pp);
+    if (text.find("\"layout\"", pp) != std::string::npos) m.layout = json_value(text, "layout", pp);
+    if (text.find("\"outputs\"") != std::string::npos) m.outputs = json_value(text, "outputs");
+    check_supported(m);
     set_triplet(m.mean, split(json_value(text, "mean", pp), ','), "mean");
     set_triplet(m.std, split(json_value(text, "std", pp), ','), "std");
     for (const auto& name : split(json_value(text, "class_names"), ',')) m.class_names.push_back(trim_quotes(name));
@@ -340,7 +356,8 @@ int main(int argc, char** argv) {
         if (logits.size() != meta.class_names.size())
             throw std::runtime_error("model returned " + std::to_string(logits.size()) + " scores for " +
                                      std::to_string(meta.class_names.size()) + " classes");
-        const std::vector<float> probs = softmax(logits);
+        // a model that outputs probabilities (metadata "outputs") is not softmaxed a second time
+        const std::vector<float> probs = meta.outputs == "probabilities" ? logits : softmax(logits);
         const size_t k = std::max_element(probs.begin(), probs.end()) - probs.begin();
         std::cout << "{\"label\": \"" << meta.class_names[k] << "\", \"class_index\": " << k
                   << ", \"score\": " << probs[k] << ", \"probs\": [";
