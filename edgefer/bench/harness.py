@@ -143,7 +143,7 @@ def _latency_for_batch(
     if mode == "throughput":  # requests in flight: FPS measured over the run, p50/p99 per request
         run = backend.throughput(x, calls=iters, seconds=seconds, warmup=warmup)
         stats = latency_stats(run.latencies, batch)
-        stats.update(fps=run.fps(batch), requests=run.requests, calls=run.calls, wall_s=round(run.seconds, 4))
+        stats.update(fps=run.fps(batch), requests=run.requests, calls=run.calls, wall_s=round(run.seconds, 6))
         return {"status": "ok", "mode": mode, "model": stats}
 
     def device_ms() -> float | None:

@@ -1,0 +1,155 @@
+"""``edgefer benchmark --mode throughput``: requests in flight, frames per second measured, not estimated.
+
+The model is a small foreign RGB classifier (tests/_byom_models.py, fitted in closed form, no training)
+imported into edgefer, so these tests cost seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pytest
+from _byom_models import fit_linear, foreign_model
+from test_byom import RGB_PP, _cli
+
+from edgefer.backends import open_model
+from edgefer.backends.base import Backend, ThroughputRun
+from edgefer.bench import run_benchmark
+from edgefer.bench.options import BenchOptions
+from edgefer.errors import BackendError, EdgeferError
+from edgefer.labels import CLASS_NAMES
+from edgefer.metadata import ModelMetadata
+
+
+@pytest.fixture(scope="module")
+def tp_setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(an edgefer ONNX of a small RGB model, its dataset)."""
+    from edgefer.data.synth import generate_synthetic
+    from edgefer.export.importer import import_model
+
+    root = tmp_path_factory.mktemp("throughput")
+    data = generate_synthetic(root / "data", n_train=70, n_test=28, image_size=48, seed=0, difficulty=0.3)
+    src = foreign_model(fit_linear(data, RGB_PP), tuple(CLASS_NAMES), RGB_PP, False, root / "rgb.onnx")
+    res = import_model(src, root / "imported", classes=tuple(CLASS_NAMES), color="rgb", mean=(0.5,), std=(0.25,))
+    return res.artifact, data
+
+
+def _batch(backend: Backend, n: int = 1) -> np.ndarray:
+    return np.random.default_rng(0).random(backend.metadata.preprocessing.batch_shape(n)).astype(np.float32)
+
+
+def _usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def test_onnxruntime_keeps_one_request_per_core_in_flight(tp_setup) -> None:
+    onnx, _ = tp_setup
+    with open_model(onnx, mode="throughput") as b:
+        assert b.info()["threads"] == 1  # each request on one core, side by side
+        run = b.throughput(_batch(b, 2), calls=24, warmup=2)
+        assert run.requests == _usable_cores() and run.calls == 24 and len(run.latencies) == 24
+        assert run.fps(2) == pytest.approx(24 * 2 / run.seconds)
+        timed = b.throughput(_batch(b), seconds=0.3)
+        assert timed.calls >= 1 and timed.seconds >= 0.3
+    with open_model(onnx) as b:  # latency mode: one request spread over the cores, as before
+        assert (b.mode == "latency" and b.info()["threads"] != 1) or _usable_cores() == 1
+
+
+def test_openvino_uses_the_throughput_hint_and_its_optimal_request_count(tp_setup) -> None:
+    onnx, _ = tp_setup
+    with open_model(onnx, backend="openvino", mode="throughput") as b:
+        assert b.info()["performance_hint"] == "THROUGHPUT"
+        x = _batch(b)
+        run = b.throughput(x, calls=20, warmup=3)
+        optimal = int(b._batches.compiled_for(1).get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+        assert run.requests == optimal and run.calls == 20 and all(t > 0 for t in run.latencies)
+        throughput_logits = b.infer(x)
+    with open_model(onnx, backend="openvino") as b:
+        assert b.info()["performance_hint"] == "LATENCY"
+        np.testing.assert_allclose(b.infer(x), throughput_logits, rtol=1e-4, atol=1e-5)
+
+
+class _OneAtATime(Backend):
+    """A backend whose ``infer`` is not safe from several threads (as TensorRT's one context is here)."""
+
+    name: ClassVar[str] = "one-at-a-time"
+
+    def _load(self, path: Path) -> None:
+        from edgefer.preprocess import Preprocessing
+
+        self.metadata = ModelMetadata(model_name="m", class_names=CLASS_NAMES, preprocessing=Preprocessing(16))
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        return np.zeros((len(batch), 7), np.float32)
+
+    def info(self) -> dict[str, Any]:
+        return {"backend": self.name}
+
+
+class _FailsOnThird(_OneAtATime):
+    concurrent_infer: ClassVar[bool] = True
+    calls = 0
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        type(self).calls += 1
+        if type(self).calls == 3:
+            raise BackendError("device lost on the third call")
+        return super().infer(batch)
+
+
+def test_a_backend_that_runs_one_request_at_a_time_refuses_and_errors_surface(tmp_path: Path) -> None:
+    f = tmp_path / "m.bin"
+    f.write_bytes(b"x")
+    x = np.zeros((1, 3, 16, 16), np.float32)
+    with pytest.raises(BackendError, match="throughput mode is not available"):
+        _OneAtATime(f, mode="throughput").throughput(x, calls=4)
+    with pytest.raises(BackendError, match="device lost on the third call"):  # from a worker thread, not lost
+        _FailsOnThird(f, mode="throughput").throughput(x, calls=50)
+    with pytest.raises(BackendError, match="mode must be one of latency, throughput"):
+        _OneAtATime(f, mode="fast")
+    with pytest.raises(BackendError, match="either calls or seconds"):
+        _OneAtATime(f).throughput(x)
+    assert ThroughputRun(2, 10, 0.5).fps(4) == 80.0
+
+
+def test_benchmark_throughput_mode_measures_fps(tp_setup, tmp_path: Path) -> None:
+    onnx, data = tp_setup
+    out = tmp_path / "report"
+    report = run_benchmark(
+        [onnx, {"path": str(onnx), "backends": ["openvino"]}],
+        data,
+        mode="throughput",
+        batches=(1, 4),
+        iters=16,
+        warmup=2,
+        e2e=False,
+        plots=False,
+        progress=False,
+        out_dir=out,
+    )
+    d = json.loads((out / "report.json").read_text())
+    assert d["settings"]["mode"] == "throughput"
+    for row in d["rows"]:
+        assert row["status"] == "ok", row["status"]
+        for b, lat in row["latency"].items():
+            stats = lat["model"]
+            assert lat["mode"] == "throughput" and stats["calls"] == 16 and stats["requests"] >= 1
+            assert stats["fps"] == pytest.approx(16 * int(b) / stats["wall_s"], rel=1e-3)
+            assert "e2e" not in lat
+    assert "**Throughput mode**" in (out / "report.md").read_text()
+    assert report.rows[0]["latency"]["1"]["model"]["requests"] == _usable_cores()
+
+
+def test_mode_is_checked_before_any_work(tp_setup) -> None:
+    onnx, data = tp_setup
+    with pytest.raises(EdgeferError, match="--mode must be one of latency, throughput"):
+        BenchOptions(mode="fastest")
+    res = _cli("benchmark", onnx, "--data", data, "--mode", "fastest", "-q")
+    assert res.exit_code == 2 and "--mode must be one of latency, throughput" in res.output
