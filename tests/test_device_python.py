@@ -129,7 +129,7 @@ def device_inputs(tiny_checkpoint: Path, synth_data: Path, tmp_path_factory: pyt
         shutil.copy2(ROOT / name, src / name)
     tests = work / "device_tests"
     (tests / "tests").mkdir(parents=True)
-    for name in ("conftest.py", *DEVICE_TEST_FILES):
+    for name in ("conftest.py", "_identity_onnx.py", *DEVICE_TEST_FILES):
         shutil.copy2(ROOT / "tests" / name, tests / "tests" / name)
     shutil.copy2(ROOT / "pyproject.toml", tests / "pyproject.toml")  # pytest's markers
     shutil.copytree(ROOT / "export", tests / "export")  # build_engine.sh and the device profiles

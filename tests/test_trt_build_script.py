@@ -14,6 +14,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from _identity_onnx import identity_onnx
 
 SCRIPT = Path(__file__).resolve().parents[1] / "export" / "jetson" / "build_engine.sh"
 BASH = shutil.which("bash")
@@ -184,23 +185,10 @@ def test_dla_per_version(tmp_path: Path, trt: str, ok: bool, flags: set[str] | N
 
 def _edgefer_onnx(dynamic: bool, batch: int = 2) -> bytes:
     """A real (tiny) ONNX file carrying edgefer metadata, as `edgefer export` writes it."""
-    onnx = pytest.importorskip("onnx")
-    from onnx import TensorProto, helper
+    import onnx
 
-    from edgefer.metadata import ModelMetadata
-
-    dims: list = ["batch" if dynamic else batch, 3, 112, 112]
-    graph = helper.make_graph(
-        [helper.make_node("Identity", ["input"], ["logits"])],
-        "g",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, dims)],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, dims)],
-    )
-    model = helper.make_model(graph)
     extra = {"dynamic_batch": dynamic, "batch": None if dynamic else batch, "max_batch": None if dynamic else batch}
-    for key, value in ModelMetadata("m", extra=extra).to_props().items():
-        entry = model.metadata_props.add()
-        entry.key, entry.value = key, value
+    model = identity_onnx(112, None if dynamic else batch, extra)
     return onnx._serialize(model) if hasattr(onnx, "_serialize") else model.SerializeToString()
 
 

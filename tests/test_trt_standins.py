@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from _identity_onnx import identity_onnx
 
 import edgefer.backends.cuda_mem as cuda_mem
 import edgefer.engine_sidecar as engine_sidecar
@@ -816,22 +817,9 @@ def test_cuda_python_host_buffers_are_page_locked(monkeypatch: pytest.MonkeyPatc
 
 def _tiny_edgefer_onnx(path: Path) -> Path:
     """A real FP32 ONNX with a dynamic batch and edgefer metadata (no torch needed)."""
-    onnx = pytest.importorskip("onnx")
-    from onnx import TensorProto, helper
+    import onnx
 
-    dims: list = ["batch", 3, IMG, IMG]
-    graph = helper.make_graph(
-        [helper.make_node("Identity", ["input"], ["logits"])],
-        "g",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, dims)],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, dims)],
-    )
-    model = helper.make_model(graph)
-    meta = ModelMetadata("m", preprocessing=Preprocessing(input_size=IMG), extra={"dynamic_batch": True})
-    for key, value in meta.to_props().items():
-        entry = model.metadata_props.add()
-        entry.key, entry.value = key, value
-    onnx.save(model, str(path))
+    onnx.save(identity_onnx(IMG, extra={"dynamic_batch": True}), str(path))
     return path
 
 
