@@ -103,3 +103,22 @@ def test_piped_tables_are_not_wrapped_to_80_columns() -> None:
     assert proc.returncode == 0, proc.stderr
     row = [line for line in proc.stdout.splitlines() if "value_000000" in line]
     assert len(row) == 1 and "value_000010" in row[0], proc.stdout
+
+
+def test_help_shows_the_defaults_written_in_square_brackets() -> None:
+    """Rich reads ``[default: test]`` in a help string as a markup tag and prints nothing of it; the CLI
+    escapes it (``\\[``), so every default written in a help text reaches the reader."""
+    import re
+
+    from typer.testing import CliRunner
+
+    from edgefer.cli import app
+
+    source = "\n".join(p.read_text() for p in sorted(Path(__file__).resolve().parents[1].glob("edgefer/cli/*.py")))
+    written = set(re.findall(r"\[default: ([^\]]+)\]", source))
+    assert {"test", "1,8", "latency"} <= written
+    res = CliRunner().invoke(app, ["benchmark", "--help"], env={"COLUMNS": "250"})
+    assert res.exit_code == 0
+    shown = set(re.findall(r"\[default: ([^\]]+)\]", res.output))
+    assert written <= shown, written - shown
+    assert "\\[" not in res.output

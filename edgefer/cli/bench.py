@@ -36,12 +36,12 @@ def register(app: typer.Typer) -> None:
         models: List[Path] = typer.Argument(None, help="Artifacts (.onnx, .xml, .engine, .pt) and/or bundles."),
         suite: Optional[Path] = typer.Option(None, "--suite", help="A benchmark suite YAML (benchmarks/NAME.yaml)."),
         data: Optional[Path] = typer.Option(None, "--data", help="Dataset root (RAF-DB, FER2013, folders, synthetic)."),
-        split: Optional[str] = typer.Option(None, "--split", help="Split to evaluate on [default: test]."),
+        split: Optional[str] = typer.Option(None, "--split", help="Split to evaluate on \\[default: test]."),
         reference: Optional[Path] = typer.Option(None, "--reference", help="FP32 reference.npz to compare against."),
-        batch: Optional[str] = typer.Option(None, "--batch", help="Batch sizes, comma-separated [default: 1,8]."),
-        warmup: Optional[int] = typer.Option(None, "--warmup", help="Untimed warm-up calls [default: 10]."),
+        batch: Optional[str] = typer.Option(None, "--batch", help="Batch sizes, comma-separated \\[default: 1,8]."),
+        warmup: Optional[int] = typer.Option(None, "--warmup", help="Untimed warm-up calls \\[default: 10]."),
         iters: Optional[int] = typer.Option(
-            None, "--iters", help="Timed calls per measurement [default: 50; bundle or Jetson: --seconds 5]."
+            None, "--iters", help="Timed calls per measurement \\[default: 50; bundle or Jetson: --seconds 5]."
         ),
         seconds: Optional[float] = typer.Option(
             None, "--seconds", help="Time budget per measurement instead of --iters."
@@ -57,7 +57,7 @@ def register(app: typer.Typer) -> None:
         ),
         threads: Optional[int] = typer.Option(None, "--threads", help="Inference threads (backend default if unset)."),
         device: Optional[str] = typer.Option(
-            None, "--device", help="cpu | gpu | cuda:N | npu | tensorrt [default: cpu]."
+            None, "--device", help="cpu | gpu | cuda:N | npu | tensorrt \\[default: cpu]."
         ),
         gate: Optional[str] = typer.Option(
             None, "--gate", help="e.g. max-drop=0.5,max-class-drop=1.0,min-agreement=0.98 (exit 3 when broken)."
