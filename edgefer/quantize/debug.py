@@ -425,7 +425,7 @@ def debug_int8(
     fp_model = onnx.load(str(fp32_path), load_external_data=False)
     _check_shapes(fp_model, int8_path, kind)
     with staged_output(out_dir, "debug", overwrite=overwrite) as stage, staging_dir(out_dir, "aug") as scratch:
-        _check_memory(fp32_path, len(idx), meta.preprocessing.input_size, scratch)  # before the sample is loaded
+        _check_memory(fp32_path, len(idx), meta.preprocessing, scratch)  # before the sample is loaded
         sample = load_arrays(dataset, idx, meta.preprocessing, split)
         if len(sample) == 0:
             raise QuantizationError(f"no readable image among the {len(idx)} chosen from the {split!r} split")
@@ -532,7 +532,7 @@ def debug_int8(
 _ACTIVATION_COPIES = 4
 
 
-def _check_memory(fp32_path: Path, n_images: int, input_size: int, scratch: Path) -> None:
+def _check_memory(fp32_path: Path, n_images: int, pp: Any, scratch: Path) -> None:
     """Refuse a sample whose layer-by-layer activations would not fit the memory this process may
     use (:func:`edgefer.utils.limits.memory_budget`: half the memory available now, within its
     address-space limit).
@@ -540,11 +540,13 @@ def _check_memory(fp32_path: Path, n_images: int, input_size: int, scratch: Path
     Every tensor of both models is held for every image of the sample (issue 26: ``--samples
     100000`` on 750 images at 64 px reached 9.25 GB). One blank image through the FP32 model
     measures the floats per image; the estimate is that times the images and
-    :data:`_ACTIVATION_COPIES`, plus the input batch.
+    :data:`_ACTIVATION_COPIES`, plus the input batch. The blank image has the model's own input shape
+    (``pp``, its preprocessing: layout and channels -- an imported grey NHWC model too).
     """
-    probe = _onnx_activations(fp32_path, np.zeros((1, 3, input_size, input_size), np.float32), scratch)
+    blank = np.zeros(pp.batch_shape(1), np.float32)
+    probe = _onnx_activations(fp32_path, blank, scratch)
     floats = sum(int(v.shape[1]) for v in probe.values())
-    per_image = 4 * (floats * _ACTIVATION_COPIES + 3 * input_size * input_size)
+    per_image = 4 * (floats * _ACTIVATION_COPIES + blank.size)
     budget = memory_budget()
     if n_images * per_image > budget:
         fit = max(0, budget // per_image)
