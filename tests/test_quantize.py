@@ -38,7 +38,9 @@ def qout(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _plain_ptq(target: str, fp32_onnx: Path, synth_data: Path, out: Path):
     """Plain PTQ of the session's FP32 ONNX for ``target``, scored on VAL_SIZE images."""
-    opts = QuantizeOptions(target=target, calib_size=CALIB, out_dir=out, progress=False, val_size=VAL_SIZE)
+    opts = QuantizeOptions(
+        target=target, method="ptq", calib_size=CALIB, out_dir=out, progress=False, val_size=VAL_SIZE
+    )
     return quantize(None, synth_data, opts, onnx_path=fp32_onnx)
 
 
