@@ -155,8 +155,30 @@ def test_pipeline_holds_every_int8_stage_to_its_benchmark_gate(tmp_path: Path) -
     assert params[0]["gate"] == "max-drop=0.3"
     # plain PTQ does not search: its artifact does not depend on the gate (the benchmark checks it),
     # so a changed gate must not rerun it
-    params, _ = stage_options(max_drop=0.3, gate="max-drop=1.0,min-agreement=0.95")
+    params, _ = stage_options(int8_method="ptq", max_drop=0.3, gate="max-drop=1.0,min-agreement=0.95")
     assert params[0]["gate"] is None and params[0]["max_drop"] == 0.3
+    # by default (issue 26) every INT8 stage searches for the model that passes the pipeline's gate
+    params, flow = stage_options()
+    assert [p["method"] for p in params] == ["ptq-acc"] * 2
+    assert params[0]["gate"] == "max-drop=1,max-class-drop=5,class-alpha=0.05,min-agreement=0.95"
+    command = flow.int8_stage("openvino").command
+    assert command[command.index("--gate") + 1] == params[0]["gate"] and "--method" not in command
+
+
+def test_pipeline_says_what_an_int8_stage_kept() -> None:
+    from edgefer.pipeline.flow import int8_summary
+
+    held = {
+        "gate": "max-drop=1",
+        "accuracy_control": {"kept_fp": ["/stem/Conv", "/head/Gemm"]},
+        "delta_pts": -0.27,
+        "agreement": 0.9867,
+    }
+    assert int8_summary(held) == (
+        "held to max-drop=1, kept 2 layer(s) in FP (/stem/Conv, /head/Gemm), delta -0.27 pt, agreement 98.7 %"
+    )
+    plain = {"quantization": {"method": "ptq"}, "delta_pts": -1.5, "agreement": 0.95}
+    assert int8_summary(plain).startswith("ptq: every quantizable layer INT8, not held to a gate")
 
 
 def test_benchmark_markdown_lists_the_layers_kept_in_higher_precision() -> None:
