@@ -10,7 +10,8 @@ and records each one's wall time, exit code, Δ, worst-class Δ, agreement with 
 and the layers the default kept in floating point. Then it times both artifacts on this CPU,
 interleaved (round after round, the order alternating, ``--calls`` batch-1 calls per model per
 round, one inference thread), and gives the medians and their ratio (default / plain: the price of
-the layers kept in floating point).
+the layers kept in floating point), and the median and quartiles of the per-round ratios (the two
+models measured under the same load).
 
     .venv/bin/python benchmarks/int8_default.py seed0=runs/q/seed0/train/best.pt@runs/q/seed0/data \\
         --targets openvino,onnx --out runs/q/int8 --md runs/q/int8/table.md
@@ -87,6 +88,11 @@ def _row(name: str, target: str, res: dict[str, Any]) -> str:
     lat_txt = "—"
     if lat:
         lat_txt = f"{lat['default']:.2f} / {lat['ptq']:.2f} = {lat['ratio']:.2f}x"
+        rounds = res.get("latency_rounds_ms")
+        if rounds:  # the ratio within each round (both models under the same load), its median and quartiles
+            ratios = [a / b for a, b in zip(*rounds, strict=True)]
+            q1, q2, q3 = statistics.quantiles(ratios, n=4)
+            lat_txt += f" (per round {q2:.2f}x, IQR {q1:.2f}-{q3:.2f})"
     return (
         f"| {name} | {target} | {num(pr, 'delta_pts')} / {num(pr, 'agreement', 100, '.1f')} % "
         f"| {num(dr, 'delta_pts')} / {num(dr, 'worst_class_delta_pts')} {dr.get('worst_class', '')} "
