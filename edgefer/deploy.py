@@ -38,7 +38,13 @@ def ptq_int8(
 ) -> Any:
     """INT8 by NNCF post-training quantization of the FP32 ``onnx`` (an
     :data:`edgefer.export.api.Int8Quantizer`): an OpenVINO INT8 IR for ``target="openvino"``, the
-    Q/DQ ONNX for ``"onnx"`` and ``"trt"``. Returns the :class:`edgefer.quantize.QuantizeResult`."""
+    Q/DQ ONNX for ``"onnx"`` and ``"trt"``. Returns the :class:`edgefer.quantize.QuantizeResult`.
+
+    Plain PTQ on purpose, not ``edgefer quantize``'s default (``ptq-acc`` held to the production
+    gate): ``edgefer export`` takes no budget (``--gate``/``--max-drop``) and has no exit status for
+    a broken one, so a gate there could be neither chosen nor reported; the export says so in its
+    notes and prints the INT8 agreement, and ``edgefer quantize`` is the command that holds INT8
+    to a gate (its Q/DQ ONNX then goes to ``edgefer export --onnx ... --target trt``)."""
     from edgefer.quantize import quantize
 
     return quantize(

@@ -155,8 +155,30 @@ def test_pipeline_holds_every_int8_stage_to_its_benchmark_gate(tmp_path: Path) -
     assert params[0]["gate"] == "max-drop=0.3"
     # plain PTQ does not search: its artifact does not depend on the gate (the benchmark checks it),
     # so a changed gate must not rerun it
-    params, _ = stage_options(max_drop=0.3, gate="max-drop=1.0,min-agreement=0.95")
+    params, _ = stage_options(int8_method="ptq", max_drop=0.3, gate="max-drop=1.0,min-agreement=0.95")
     assert params[0]["gate"] is None and params[0]["max_drop"] == 0.3
+    # by default (issue 26) every INT8 stage searches for the model that passes the pipeline's gate
+    params, flow = stage_options()
+    assert [p["method"] for p in params] == ["ptq-acc"] * 2
+    assert params[0]["gate"] == "max-drop=1,max-class-drop=5,class-alpha=0.05,min-agreement=0.95"
+    command = flow.int8_stage("openvino").command
+    assert command[command.index("--gate") + 1] == params[0]["gate"] and "--method" not in command
+
+
+def test_pipeline_says_what_an_int8_stage_kept() -> None:
+    from edgefer.pipeline.flow import int8_summary
+
+    held = {
+        "gate": "max-drop=1",
+        "accuracy_control": {"kept_fp": ["/stem/Conv", "/head/Gemm"]},
+        "delta_pts": -0.27,
+        "agreement": 0.9867,
+    }
+    assert int8_summary(held) == (
+        "held to max-drop=1, kept 2 layer(s) in FP (/stem/Conv, /head/Gemm), delta -0.27 pt, agreement 98.7 %"
+    )
+    plain = {"quantization": {"method": "ptq"}, "delta_pts": -1.5, "agreement": 0.95}
+    assert int8_summary(plain).startswith("ptq: every quantizable layer INT8, not held to a gate")
 
 
 def test_benchmark_markdown_lists_the_layers_kept_in_higher_precision() -> None:
@@ -171,3 +193,63 @@ def test_benchmark_markdown_lists_the_layers_kept_in_higher_precision() -> None:
         "- **m_int8_acc.xml**: 2 layer(s): `/stem/Conv`, `/head/Gemm`",
         "- **m_int8_qdq_acc.onnx**: 0 layer(s): none (fully INT8)",
     ]
+
+
+def _linear_classifier() -> Any:
+    """A small runnable classifier ONNX (conv, pooling, linear head) for NNCF to quantize."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    inits = [
+        numpy_helper.from_array(rng.standard_normal((8, 3, 3, 3)).astype(np.float32), "w"),
+        numpy_helper.from_array(rng.standard_normal((7, 8)).astype(np.float32), "fc"),
+    ]
+    nodes = [
+        helper.make_node("Conv", ["input", "w"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c"], ["r"], name="relu"),
+        helper.make_node("GlobalAveragePool", ["r"], ["p"], name="pool"),
+        helper.make_node("Flatten", ["p"], ["f"], name="flatten"),
+        helper.make_node("Gemm", ["f", "fc"], ["logits"], name="head", transB=1),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "tiny",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 8, 8])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 7])],
+        inits,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize(("gate", "searched"), [("max-drop=100,min-agreement=0.01", False), ("max-kl=1e-12", True)])
+def test_accuracy_control_searches_only_when_plain_ptq_breaks_the_gate(
+    monkeypatch: pytest.MonkeyPatch, gate: str, searched: bool
+) -> None:
+    """The INT8 default costs no second quantization when plain PTQ already holds the gate (plain
+    PTQ's model is what NNCF would return); it still searches when plain PTQ breaks it."""
+    nncf = pytest.importorskip("nncf", reason="nncf not installed")
+    pytest.importorskip("onnx", reason="onnx not installed")
+    from edgefer.data.calibration import ArrayData
+    from edgefer.quantize import ptq
+    from edgefer.quantize.accuracy_control import quantize_with_accuracy_control
+    from edgefer.quantize.evaluate import Runner
+
+    model = _linear_classifier()
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((40, 3, 8, 8)).astype(np.float32)
+    data = ArrayData(x=x, labels=rng.integers(0, 7, 40), ids=[str(i) for i in range(40)], split="test")
+    fp32_logits = Runner(model)(x)
+    calls: list[Any] = []
+
+    def search(fp32_model: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(kwargs["max_drop"])
+        plain = ptq.run_nncf(nncf.quantize, fp32_model, args[0], subset_size=40)
+        return plain  # stands for NNCF's result (what it keeps in FP is not what is tested here)
+
+    monkeypatch.setattr(nncf, "quantize_with_accuracy_control", search)
+    kwargs = ptq.nncf_kwargs("onnx", calib_size=40)
+    out, info = quantize_with_accuracy_control("onnx", model, data, data, fp32_logits, Gate.parse(gate), NAMES, kwargs)
+    assert bool(calls) is searched, (calls, info)
+    assert (info["before_severity"] > 1.0) is searched, info
+    assert info["kept_fp"] == [] and info["before"] == "plain PTQ"
+    assert {n.op_type for n in out.graph.node} >= {"QuantizeLinear", "DequantizeLinear"}

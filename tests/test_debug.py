@@ -46,6 +46,7 @@ def _quantize(fp32_onnx: Path, data: Path, out: Path, target: str, ignore: tuple
         None,
         data,
         target=target,
+        method="ptq",  # plain PTQ: every layer INT8, what debug ranks (ptq-acc would keep some in FP)
         calib_size=CALIB,
         onnx_path=fp32_onnx,
         out_dir=out,
@@ -272,7 +273,7 @@ def test_ignore_list_round_trips_through_quantize(
 
     runner = CliRunner()
     for target, ignore_file in (("trt", out / "ignore.json"), ("openvino", ov_dir / "ignore.json")):
-        args = ["quantize", "--onnx", str(fp32_onnx), "--data", str(synth_data), "--target", target]
+        args = ["quantize", "--onnx", str(fp32_onnx), "--data", str(synth_data), "--target", target, "--method", "ptq"]
         args += ["--calib-size", str(CALIB), "--val-size", "30", "--ignore-from", str(ignore_file)]
         r = runner.invoke(app, [*args, "--out", str(tmp_path / target), "--quiet"])
         assert r.exit_code == 0, r.output

@@ -165,6 +165,9 @@ def test_int8_through_quantization_api(exported, synth_data: Path, tmp_path: Pat
     ops = {n.op_type for n in __import__("onnx").load(str(res.artifact)).graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".edgefer-stage")]  # no scratch left
+    # export's INT8 is plain PTQ (it takes no budget), and it says so, naming the command that holds one
+    assert meta.quantization["method"] == "ptq"
+    assert any("plain PTQ" in n and "edgefer quantize" in n for n in res.notes), res.notes
 
 
 def test_bad_inputs_are_clear_errors(tiny_checkpoint: Path, tmp_path: Path) -> None:

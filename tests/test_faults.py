@@ -776,7 +776,7 @@ def test_quantize_validates_classes_before_any_work_and_stages_its_files(
     six = tiny_onnx(tmp_path / "six.onnx", class_names=CLASS_NAMES[:6])
     out = tmp_path / "q"
     with pytest.raises(QuantizationError, match="6 classes"):
-        quantize(None, data, target="onnx", onnx_path=six, out_dir=out, calib_size=10, progress=False)
+        quantize(None, data, target="onnx", method="ptq", onnx_path=six, out_dir=out, calib_size=10, progress=False)
     assert not out.exists()
     # a failure after the INT8 model is saved (here: while scoring it) leaves nothing behind either
     import edgefer.quantize.api as qapi
@@ -787,10 +787,10 @@ def test_quantize_validates_classes_before_any_work_and_stages_its_files(
     seven = tiny_onnx(tmp_path / "seven.onnx")
     monkeypatch.setattr(qapi, "_report", boom)
     with pytest.raises(RuntimeError, match="scoring failed"):
-        quantize(None, data, target="onnx", onnx_path=seven, out_dir=out, calib_size=10, progress=False)
+        quantize(None, data, target="onnx", method="ptq", onnx_path=seven, out_dir=out, calib_size=10, progress=False)
     assert not out.exists()
     monkeypatch.undo()
-    res = quantize(None, data, target="onnx", onnx_path=seven, out_dir=out, calib_size=10, progress=False)
+    res = quantize(None, data, target="onnx", method="ptq", onnx_path=seven, out_dir=out, calib_size=10, progress=False)
     assert res.artifact.exists() and res.report_path.exists() and res.artifact.parent == out
     assert not [p for p in out.iterdir() if p.name.startswith(".edgefer-stage")]
 
@@ -1427,6 +1427,8 @@ _DISK_FULL = [
             "{data}",
             "--target",
             "openvino",
+            "--method",
+            "ptq",  # the write is what is tested: accuracy control's search would only cost time
             "--calib-size",
             "14",
             "--out",

@@ -20,7 +20,7 @@ import typer
 
 from edgefer.errors import EdgeferError, ExportError, QuantizationError
 from edgefer.export.options import ExportOptions
-from edgefer.quantize.options import DEFAULT_MAX_DROP, QuantizeOptions
+from edgefer.quantize.options import DEFAULT_MAX_DROP, DEFAULT_METHOD, ENFORCING_METHODS, QuantizeOptions
 from edgefer.utils.options import FLAG, FLAG_FALSE, to_argv
 
 #: CLI options of ``edgefer export`` / ``quantize`` that are not options fields: the source, the
@@ -145,10 +145,14 @@ QUANTIZES = [
     QuantizeOptions(method="ptq-acc"),  # the default budget appears on the command line
     QuantizeOptions(method="wc", preset="mixed"),
     QuantizeOptions(method="ptq-acc", target="trt", gate="max-drop=0.3,max-class-drop=2,min-agreement=0.99"),
+    QuantizeOptions(method="ptq"),  # plain PTQ is no longer the default: it must appear as --method ptq
+    QuantizeOptions(method="ptq", max_drop=1.0),
 ]
 
 
-@pytest.mark.parametrize("options", QUANTIZES, ids=["defaults", "every-flag", "ptq-acc", "wc", "gate"])
+@pytest.mark.parametrize(
+    "options", QUANTIZES, ids=["defaults", "every-flag", "ptq-acc", "wc", "gate", "plain-ptq", "plain-ptq-checked"]
+)
 def test_quantize_options_round_trip_through_the_cli(monkeypatch, tmp_path, options):
     seen = _record(monkeypatch, "edgefer.quantize.quantize")
     _run_cli(options.to_argv(tmp_path, checkpoint=tmp_path / "best.pt"))
@@ -159,7 +163,9 @@ def test_quantize_options_round_trip_through_the_cli(monkeypatch, tmp_path, opti
 
 
 def test_a_setting_without_a_flag_is_refused_not_dropped():
-    assert to_argv(QuantizeOptions(seed=0)) == []
+    assert to_argv(QuantizeOptions(method="ptq", seed=0)) == ["--method", "ptq"]
+    # the default method's budget is written out, so the line says what the model was held to
+    assert to_argv(QuantizeOptions(seed=0)) == ["--max-drop", "0.5"]
     with pytest.raises(EdgeferError, match="seed=3 has no command-line flag"):
         QuantizeOptions(seed=3).to_argv("data")
     with pytest.raises(EdgeferError, match="qat_max_steps"):
@@ -233,11 +239,31 @@ def test_the_gate_quantization_is_held_to():
     assert str(given.accuracy_gate()) == "max-drop=0.2,min-agreement=0.99"
     from_gate = QuantizeOptions(method="ptq-acc", gate="max-drop=0.4,min-agreement=0.99")
     assert from_gate.max_drop == 0.4 and from_gate.accuracy_gate().min_agreement == 0.99
-    assert QuantizeOptions().accuracy_gate() is None
-    assert str(QuantizeOptions(max_drop=1.0).accuracy_gate()) == "max-drop=1"
+    assert QuantizeOptions(method="ptq").accuracy_gate() is None
+    assert str(QuantizeOptions(method="ptq", max_drop=1.0).accuracy_gate()) == "max-drop=1"
     assert QuantizeOptions(method="qat", gate="max-class-drop=2").accuracy_gate().max_class_drop == 2.0
     assert QuantizeOptions(ignore="classifier").ignore == ("classifier",)  # one pattern, not its letters
     assert QuantizeOptions(ignore=["a", "b"]).ignore == ("a", "b")
+
+
+def test_int8_is_held_to_the_production_gate_by_default():
+    """Safe INT8 by default (issue 26): with no method named, quantize, its CLI and the pipeline use
+    ptq-acc held to the production gate, keeping layers in floating point until it holds; plain PTQ
+    is asked for by name and is then only checked."""
+    from edgefer.pipeline.flow import PipelineConfig
+
+    default = QuantizeOptions()
+    assert default.method == DEFAULT_METHOD == "ptq-acc" and default.method in ENFORCING_METHODS
+    assert default.max_drop == DEFAULT_MAX_DROP
+    assert str(default.accuracy_gate()) == "max-drop=0.5,max-class-drop=1,class-alpha=0.05,min-agreement=0.98"
+    # --max-drop / --gate say otherwise: that budget is the one held
+    assert QuantizeOptions(max_drop=1.5).accuracy_gate().max_drop == 1.5
+    assert str(QuantizeOptions(gate="max-drop=2,min-agreement=0.9").accuracy_gate()) == "max-drop=2,min-agreement=0.9"
+    # the CLI's defaults are the options' (a command line without --method is the default options)
+    params = {p.name: p.default for p in _command("quantize").params}
+    assert params["method"] == DEFAULT_METHOD
+    pipe = {p.name: p.default for p in _command("pipeline").params}
+    assert pipe["int8_method"] == PipelineConfig().int8_method == DEFAULT_METHOD
 
 
 def test_keyword_shorthand_and_unknown_fields(tmp_path):

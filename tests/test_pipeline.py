@@ -233,15 +233,18 @@ def test_changed_options_rerun_exactly_the_stages_they_affect(tmp_path: Path) ->
     manifest = json.loads((out / "stages" / "onnx-int8.json").read_text())
     assert manifest["params"]["calib_size"] == 10 and manifest["artifact"] and manifest["params_hash"]
 
-    # another gate reruns the benchmark and the bundle (which holds its report); at the same time
-    # a manifest from before parameters were recorded counts as stale (rerun), not as an error
+    # another gate reruns the INT8 stage (ptq-acc, the default, searches for the model that passes
+    # it), the benchmark and the bundle (which holds its report); at the same time a manifest from
+    # before parameters were recorded counts as stale (rerun), not as an error
     fp16 = out / "stages" / "onnx-fp16.json"
     fp16.write_text(
         json.dumps({k: v for k, v in json.loads(fp16.read_text()).items() if k not in ("params", "params_hash")})
     )
     ran, events = _rerun(out, calib_size=10, gate="max-drop=4.0,min-agreement=0.9")
-    assert ran == ["onnx-fp16", "benchmark", "bundle"], events
+    assert ran == ["onnx-fp16", "onnx-int8", "benchmark", "bundle"], events
     assert "[run] onnx-fp16: no record of its parameters (an older edgefer ran it)" in events, events
+    assert any(e.startswith("[run] onnx-int8: parameters changed (gate") for e in events), events
+    assert any(e.startswith("  onnx-int8: held to max-drop=4,min-agreement=0.9, kept") for e in events), events
     assert any(e.startswith("[run] benchmark: parameters changed (gate") for e in events), events
     assert json.loads((out / "report" / "report.json").read_text())["gate"]["max-drop"] == 4.0
     # the same gate spelled differently is no change

@@ -6,6 +6,7 @@ exported once to FP32 ONNX, small calibration sets and a fixed validation subset
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +39,9 @@ def qout(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _plain_ptq(target: str, fp32_onnx: Path, synth_data: Path, out: Path):
     """Plain PTQ of the session's FP32 ONNX for ``target``, scored on VAL_SIZE images."""
-    opts = QuantizeOptions(target=target, calib_size=CALIB, out_dir=out, progress=False, val_size=VAL_SIZE)
+    opts = QuantizeOptions(
+        target=target, method="ptq", calib_size=CALIB, out_dir=out, progress=False, val_size=VAL_SIZE
+    )
     return quantize(None, synth_data, opts, onnx_path=fp32_onnx)
 
 
@@ -307,6 +310,17 @@ def test_cli_quantize(fp32_onnx: Path, synth_data: Path, tmp_path: Path) -> None
     )
     assert ok.exit_code == 0, ok.output
     assert "INT8 accuracy" in ok.output and "agreement" in ok.output
+    # no --method: ptq-acc held to the production gate, and it says what it kept in FP
+    assert "gate            max-drop=0.5,max-class-drop=1,class-alpha=0.05,min-agreement=0.98: passed" in ok.output
+    assert "kept in FP:" in ok.output, ok.output
+    report = json.loads((tmp_path / "msff_resnet18_int8_qdq_acc.report.json").read_text())
+    assert report["quantization"]["method"] == "ptq-acc" and report["budget_met"] is True
+    assert report["quantization"]["kept_fp"] == report["accuracy_control"]["kept_fp"]
+    assert (tmp_path / "msff_resnet18_int8_qdq_acc.onnx").exists()
+    args = ["quantize", "--onnx", str(fp32_onnx), "--data", str(synth_data), "--target", "onnx", "--method", "ptq"]
+    plain = runner.invoke(app, [*args, "--calib-size", "20", "--val-size", "60", "--out", str(tmp_path), "--quiet"])
+    assert plain.exit_code == 0, plain.output
+    assert "plain PTQ" in plain.output and "kept in FP:" not in plain.output
     assert (tmp_path / "msff_resnet18_int8_qdq.onnx").exists()
 
 

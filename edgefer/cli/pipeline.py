@@ -38,7 +38,12 @@ def register(app: typer.Typer) -> None:
         ),
         seed: int = typer.Option(0, "--seed"),
         calib_size: int = typer.Option(300, "--calib-size", help="INT8 calibration images."),
-        int8_method: str = typer.Option("ptq", "--int8-method", help="ptq | ptq-acc | qat"),
+        int8_method: str = typer.Option(
+            "ptq-acc",
+            "--int8-method",
+            help="ptq-acc (default: layers kept in floating point until the INT8 model passes --gate's accuracy "
+            "rules) | ptq (plain PTQ, every layer INT8) | qat",
+        ),
         max_drop: Optional[float] = typer.Option(
             None, "--max-drop", help="Accuracy budget (points), enforced by ptq-acc and qat."
         ),

@@ -1,6 +1,8 @@
 """``edgefer quantize``: INT8 PTQ / accuracy-controlled PTQ / QAT / weights-only, and ``--sensitivity``.
 
 Thin: everything is :func:`edgefer.quantize.quantize` and :func:`edgefer.quantize.sensitivity`.
+The default method is ``ptq-acc`` held to the production gate (``QuantizeOptions.DEFAULT_METHOD``:
+the dataset quantize calibrates on is labelled, so the gate can be held); ``--method ptq`` is plain PTQ.
 Exit status: 0 = done (and within ``--max-drop`` / ``--gate`` when given), 2 = user error, 3 = the
 INT8 model was written but breaks the budget (``--gate``'s accuracy rules, or ``--max-drop`` alone;
 the report says which and by how much).
@@ -37,10 +39,18 @@ def register(app: typer.Typer) -> None:
         checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", "-c", help="FP32 checkpoint (.pt)."),
         data: Path = typer.Option(..., "--data", help="Dataset root: calibration from --calib-split."),
         target: str = typer.Option("openvino", "--target", help="openvino (INT8 IR) | trt | onnx (Q/DQ ONNX)."),
-        method: str = typer.Option("ptq", "--method", help="ptq | ptq-acc | qat | wc (INT8 weights only)."),
+        method: str = typer.Option(
+            "ptq-acc",
+            "--method",
+            help="ptq-acc (default: PTQ, then layers kept in floating point until --gate holds, the production "
+            "gate unless given) | ptq (plain PTQ, every layer INT8; the gate only checked) | qat | wc (INT8 weights "
+            "only).",
+        ),
         calib_size: int = typer.Option(300, "--calib-size", help="Calibration images (deterministic subset)."),
         max_drop: Optional[float] = typer.Option(
-            None, "--max-drop", help="Accuracy budget in points (ptq-acc, qat: enforced; else checked, exit 3)."
+            None,
+            "--max-drop",
+            help="Accuracy budget in points (ptq-acc, qat: enforced, default 0.5; else checked, exit 3).",
         ),
         gate: Optional[str] = typer.Option(
             None,
@@ -129,6 +139,10 @@ def register(app: typer.Typer) -> None:
                 f"(> 1 fails); kept in FP: {', '.join(acc['kept_fp']) or 'none'}"
             )
         typer.echo(f"  report          {res.report_path}")
+        if method == "ptq":
+            typer.echo(
+                "  method          plain PTQ: every quantizable layer INT8, nothing kept in FP, gate only checked"
+            )
         if r.get("gate"):
             typer.echo(f"  gate            {r['gate']}: {'passed' if r.get('budget_met') else 'FAILED'}")
         if r.get("budget_met") is False:

@@ -293,6 +293,11 @@ def _quantize(job: _Job, fp32_onnx: Path | None, target: str) -> Path:
     for key in ("agreement", "delta_pts"):
         if isinstance(res.report.get(key), (int, float)):
             job.parity[f"int8_{key}"] = float(res.report[key])
+    if (res.report.get("quantization") or {}).get("method") == "ptq":
+        job.notes.append(
+            "INT8 by plain PTQ, every layer INT8 and not held to a gate; `edgefer quantize` (ptq-acc by default) "
+            "keeps layers in floating point until the production gate holds"
+        )
     job.files.extend(f for f in res.files if f not in job.files)
     return Path(res.artifact)
 

@@ -27,7 +27,7 @@ from edgefer.errors import EdgeferError
 from edgefer.export.options import ExportOptions
 from edgefer.formats import TARGETS, format_named  # one list for export, quantize and the pipeline
 from edgefer.pipeline.stages import Stage, StageOutcome, StageRunner, canonical_params
-from edgefer.quantize.options import ENFORCING_METHODS, QuantizeOptions
+from edgefer.quantize.options import DEFAULT_METHOD, ENFORCING_METHODS, QuantizeOptions
 from edgefer.utils.io import ensure_writable_dir, write_json
 
 #: Default gate of the pipeline, sized for the demo: a 750-image synthetic test split (one image of a
@@ -80,7 +80,7 @@ class PipelineConfig:
     synthetic_difficulty: float = 0.6  # edgefer.data.synth.DEFAULT_DIFFICULTY (see there for why)
     seed: int = 0
     calib_size: int = 300
-    int8_method: str = "ptq"  # ptq | ptq-acc | qat
+    int8_method: str = DEFAULT_METHOD  # ptq-acc (held to the gate) | ptq (plain) | qat
     max_drop: float | None = None
     gate: str = DEFAULT_GATE
     batches: tuple[int, ...] = (1, 8)
@@ -173,6 +173,24 @@ def train_overrides(cfg: PipelineConfig, data: str, out: str) -> dict[str, Any]:
         if value is not None:
             values[key] = value
     return values
+
+
+def int8_summary(report: dict[str, Any]) -> str:
+    """One line on what an INT8 stage made: the layers accuracy control kept in floating point (or
+    that plain PTQ kept none and was not held to the gate), and the result against FP32."""
+    acc = report.get("accuracy_control")
+    if acc:
+        kept = acc.get("kept_fp") or []
+        what = f"held to {report.get('gate')}, kept {len(kept)} layer(s) in FP" + (
+            f" ({', '.join(kept)})" if kept else ""
+        )
+    else:
+        method = (report.get("quantization") or {}).get("method", "ptq")
+        what = f"{method}: every quantizable layer INT8, not held to a gate"
+    agreement = report.get("agreement")
+    agreed = f", agreement {100 * agreement:.1f} %" if isinstance(agreement, (int, float)) else ""
+    delta = report.get("delta_pts")
+    return what + (f", delta {delta:+.2f} pt" if isinstance(delta, (int, float)) else "") + agreed
 
 
 def train_params(train_config: dict[str, Any]) -> dict[str, Any]:
@@ -462,6 +480,7 @@ class _Flow:
             from edgefer.quantize import quantize
 
             res = quantize(source.get("checkpoint"), self.data, opts, onnx_path=source.get("onnx"))
+            self.on_event(f"  {name}: {int8_summary(res.report)}")
             files = artifact_files(res.artifact) + ([res.report_path] if res.report_path else [])
             self.record(name, res.artifact, files, report=res.report)
 
