@@ -2,7 +2,7 @@
 
 The device side (runtime, benchmark, bundles, backends, engine builds, doctor) runs on the
 interpreter a Jetson ships: Python 3.8 on JetPack 5, 3.10 on JetPack 6 (TensorRT's bindings exist
-for no other). Python 3.10 added ``zip(strict=True)`` and 3.11 ``datetime.UTC``; these stand-ins
+for no other). Python 3.10 added ``zip(strict=True)`` and 3.11 the ``UTC`` alias of ``datetime``; these stand-ins
 behave the same on 3.8 through 3.13, so device-side code says what it means without a version
 check. ``make lint`` runs ``vermin`` over the device side so that a 3.9+ construct fails there.
 """
