@@ -261,9 +261,8 @@ def read_metadata(path: str | os.PathLike) -> ModelMetadata:
         )
     sidecar = sidecar_path(p)
     if sidecar.exists():
-        from edgefer.engine_sidecar import load_sidecar  # the one sidecar reader (it imports this module)
-
-        data = load_sidecar(sidecar)
+        # read here, not through engine_sidecar.load_sidecar: that module builds on this one
+        data = _load_json(sidecar, "engine sidecar")
         return ModelMetadata.from_dict(data.get("metadata", data))
     raise BackendError(f"cannot find edgefer metadata for {p} (expected a sidecar {sidecar.name})")
 

@@ -280,3 +280,117 @@ def test_the_parameter_check_counts_every_kind(tmp_path: Path) -> None:
     )
     (pkg / "cli" / "cmd.py").write_text(f"def command({many}, {kw}):\n    pass\n")  # the CLI is exempt
     assert too_many_params(pkg) == ["pkg.lib:1 f (13 parameters)"]
+
+
+# -- import cycles (docs/architecture.md, "Layers"): the house drawn from imports has no cycle -----
+
+#: Cycles known and owned by another change, each with the fix that removes it. The test fails on
+#: any other cycle, and on an entry here that is no longer a cycle (so it cannot hide a new one).
+KNOWN_CYCLES: dict[frozenset[str], str] = {
+    frozenset(
+        {
+            "edgefer.models.registry",
+            "edgefer.models.zoo",
+            "edgefer.models.baselines",
+            "edgefer.models.mask_cbam",
+            "edgefer.models.msff",
+            "edgefer.models",
+        }
+    ): "registry._ensure_loaded imports zoo, whose model modules import registry.register_model; "
+    "fix (models/ owner): the lookups (list_models, get_entry, create_model) move to zoo, above the model modules",
+}
+
+
+def import_groups(graph: dict[str, list[Import]]) -> list[list[str]]:
+    """Every strongly connected group of two or more edgefer modules in the import graph (edges:
+    imports of edgefer modules at any depth, module level and inside functions), sorted; Tarjan's
+    algorithm, iterative, in module-name order."""
+    edges = _edges(graph)
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    groups: list[list[str]] = []
+    for root in sorted(edges):
+        if root in index:
+            continue
+        work = [(root, 0)]
+        while work:
+            v, i = work.pop()
+            if i == 0:
+                index[v] = low[v] = len(index)
+                stack.append(v)
+                on_stack.add(v)
+            if i < len(edges[v]):
+                work.append((v, i + 1))
+                w = edges[v][i]
+                if w not in index:
+                    work.append((w, 0))
+                elif w in on_stack:
+                    low[v] = min(low[v], index[w])
+                continue
+            if work:  # v is done: its caller's low link takes v's
+                low[work[-1][0]] = min(low[work[-1][0]], low[v])
+            if low[v] == index[v]:
+                group = []
+                while True:
+                    w = stack.pop()
+                    on_stack.discard(w)
+                    group.append(w)
+                    if w == v:
+                        break
+                if len(group) > 1:
+                    groups.append(sorted(group))
+    return sorted(groups)
+
+
+def _edges(graph: dict[str, list[Import]]) -> dict[str, list[str]]:
+    return {m: sorted({i.target for i in imps if i.target in graph and i.target != m}) for m, imps in graph.items()}
+
+
+def cycle_through(group: list[str], graph: dict[str, list[Import]]) -> list[str]:
+    """One import cycle inside a strongly connected ``group``, from its first module back to it
+    (breadth first, so the shortest), e.g. ``[a, b, a]``."""
+    edges = _edges(graph)
+    start, members = group[0], set(group)
+    paths = {start: [start]}
+    todo = [start]
+    while todo:
+        v = todo.pop(0)
+        for w in edges[v]:
+            if w == start:
+                return [*paths[v], start]
+            if w in members and w not in paths:
+                paths[w] = [*paths[v], w]
+                todo.append(w)
+    raise AssertionError(f"{group} is not strongly connected")  # pragma: no cover - Tarjan's groups are
+
+
+def test_no_import_cycles() -> None:
+    """No edgefer module reaches itself through its imports (outside :data:`KNOWN_CYCLES`); a
+    failure names one cycle per group, e.g. ``edgefer.metadata -> edgefer.engine_sidecar -> edgefer.metadata``."""
+    graph = scan()
+    groups = [frozenset(g) for g in import_groups(graph)]
+    new = [" -> ".join(cycle_through(sorted(g), graph)) for g in groups if g not in KNOWN_CYCLES]
+    assert not new, "import cycles inside edgefer/:\n  " + "\n  ".join(new)
+    stale = [sorted(k) for k in KNOWN_CYCLES if k not in groups]
+    assert not stale, f"KNOWN_CYCLES entries that are no longer cycles (drop them): {stale}"
+
+
+def test_cycle_check_finds_function_level_and_relative_cycles(tmp_path: Path) -> None:
+    """The checker itself: a cycle closed by an import inside a function and a relative import is
+    found and named; a one-way chain is not a cycle."""
+    pkg = tmp_path / "edgefer"
+    (pkg / "q").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "q" / "__init__.py").write_text("")
+    (pkg / "q" / "api.py").write_text("from edgefer.q.peer import g\n")
+    (pkg / "q" / "peer.py").write_text("def g():\n    from .api import f\n")
+    (pkg / "q" / "leaf.py").write_text("from edgefer.q import peer\n")
+    graph = scan(pkg)
+    assert import_groups(graph) == [["edgefer.q.api", "edgefer.q.peer"]]
+    assert cycle_through(["edgefer.q.api", "edgefer.q.peer"], graph) == [
+        "edgefer.q.api",
+        "edgefer.q.peer",
+        "edgefer.q.api",
+    ]

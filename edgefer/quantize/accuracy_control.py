@@ -51,6 +51,7 @@ from edgefer.bench.gate import Gate
 from edgefer.data.calibration import ArrayData
 from edgefer.quantize import ptq
 from edgefer.quantize.evaluate import Runner, accuracy
+from edgefer.quantize.graph import input_name, onnx_to_openvino
 from edgefer.quantize.ptq import nncf_dataset
 
 
@@ -110,16 +111,6 @@ def _same(x: np.ndarray) -> np.ndarray:
     return x
 
 
-def onnx_to_openvino(model: Any) -> Any:
-    """An in-memory ONNX model as OpenVINO reads it from a file (``ov.convert_model``: Q/DQ pairs
-    become FakeQuantize, int8 weights stay int8)."""
-    import io
-
-    import openvino as ov
-
-    return ov.convert_model(io.BytesIO(model.SerializeToString()))
-
-
 def metric_unit(gate: Gate) -> float:
     """``u`` of ``metric = 1 - u * s``: the overall budget as a fraction (0.01 without one)."""
     return float(gate.max_drop) / 100.0 if gate.max_drop else 0.01
@@ -173,8 +164,6 @@ def _validation(
 
     name = None
     if type(fp32_model).__module__.startswith("onnx"):
-        from edgefer.quantize.api import input_name
-
         name = input_name(fp32_model)
 
     def to_input(item: tuple[np.ndarray, int, int]) -> Any:

@@ -39,6 +39,7 @@ from edgefer.errors import QuantizationError, require
 from edgefer.formats import format_named
 from edgefer.metadata import ModelMetadata, read_metadata, set_onnx_metadata, set_ov_metadata
 from edgefer.quantize.evaluate import compare, predict
+from edgefer.quantize.graph import input_name
 from edgefer.quantize.options import QuantizeOptions
 from edgefer.utils.io import atomic_path, dir_size, sha256_file, write_json
 from edgefer.utils.options import merged
@@ -402,11 +403,6 @@ def _load_fp32(fp32_path: Path, target: str) -> Any:
     import onnx
 
     return onnx.load(str(fp32_path))
-
-
-def input_name(onnx_model: Any) -> str:
-    inits = {t.name for t in onnx_model.graph.initializer}
-    return next(i.name for i in onnx_model.graph.input if i.name not in inits)
 
 
 def _ptq(target: str, fp32_path: Path, calib: ArrayData, kwargs: dict[str, Any]) -> Any:

@@ -54,6 +54,7 @@ from typing import Any
 import numpy as np
 
 from edgefer.errors import QuantizationError
+from edgefer.quantize.graph import input_name
 from edgefer.utils.limits import MAX_DEBUG_SAMPLES, check_at_most, memory_budget
 
 DEFAULT_SAMPLES = 64
@@ -224,11 +225,6 @@ class _Reader:
         return iter(self._items)
 
 
-def _input_name(model: Any) -> str:
-    inits = {t.name for t in model.graph.initializer}
-    return next(i.name for i in model.graph.input if i.name not in inits)
-
-
 def _onnx_activations(path: Path, x: np.ndarray, scratch: Path) -> dict[str, np.ndarray]:
     """Every float tensor of an ONNX model on ``x`` (one image per run), as {name: (N, -1) array}."""
     import onnx
@@ -236,7 +232,7 @@ def _onnx_activations(path: Path, x: np.ndarray, scratch: Path) -> dict[str, np.
 
     augmented = scratch / f"{path.stem}.augmented.onnx"
     modify_model_output_intermediate_tensors(str(path), str(augmented))
-    name = _input_name(onnx.load(str(path), load_external_data=False))
+    name = input_name(onnx.load(str(path), load_external_data=False))
     acts = collect_activations(str(augmented), _Reader(name, x))
     return {k: np.stack([np.asarray(a).reshape(-1) for a in v]) for k, v in acts.items() if len(v) == len(x)}
 
@@ -562,7 +558,7 @@ def _check_shapes(fp_model: Any, int8: Path, kind: str) -> None:
     """The two graphs take the same input shape (static dimensions compared; a dynamic one matches any)."""
 
     def dims_onnx(model: Any) -> list[Any]:
-        inp = next(i for i in model.graph.input if i.name == _input_name(model))
+        inp = next(i for i in model.graph.input if i.name == input_name(model))
         return [d.dim_value if d.HasField("dim_value") else None for d in inp.type.tensor_type.shape.dim]
 
     fp_dims = dims_onnx(fp_model)

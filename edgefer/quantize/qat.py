@@ -344,7 +344,7 @@ def quantization_aware_training(
     model = _finish_qdq(qdq, check=for_trt)
     if for_trt:
         return model, info
-    from edgefer.quantize.accuracy_control import onnx_to_openvino
+    from edgefer.quantize.graph import onnx_to_openvino
 
     return onnx_to_openvino(model), info
 

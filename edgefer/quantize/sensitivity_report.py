@@ -141,8 +141,9 @@ def sensitivity(
     import onnx
 
     from edgefer.quantize import ptq
-    from edgefer.quantize.api import _check_classes, _fp32_onnx, input_name, quiet
+    from edgefer.quantize.api import _check_classes, _fp32_onnx, quiet
     from edgefer.quantize.evaluate import compare, predict
+    from edgefer.quantize.graph import input_name
     from edgefer.quantize.ptq import nncf_dataset
 
     check_outputs(out_dir, ["sensitivity.json", "sensitivity.md"], overwrite=overwrite)
