@@ -53,7 +53,10 @@ class Format:
             and ``{stem}`` (e.g. an IR's ``{stem}.bin``); the ones that exist travel with it.
         metadata: how its metadata is read (see :data:`MetadataKind`).
         precisions: the precisions an artifact of this format can hold.
-        target: an ``edgefer export`` / ``quantize`` / ``pipeline`` target.
+        target_module: for an ``edgefer export`` / ``quantize`` / ``pipeline`` target, the module
+            whose ``TARGET`` (an :class:`edgefer.export.targets.base.Target`) owns how it is built
+            and quantized (imported lazily, by :func:`edgefer.export.targets.target_named`); None
+            for a format that is only run, never built.
         deployable: goes into bundles (a training checkpoint does not).
     """
 
@@ -65,8 +68,13 @@ class Format:
     companions: tuple[str, ...]
     metadata: MetadataKind
     precisions: tuple[str, ...]
-    target: bool
+    target_module: str | None
     deployable: bool
+
+    @property
+    def target(self) -> bool:
+        """Whether this format is an ``edgefer export`` / ``quantize`` / ``pipeline`` target."""
+        return self.target_module is not None
 
     def claims(self, path: str | os.PathLike) -> bool:
         """True when ``path``'s suffix (any case) is one of this format's."""
@@ -108,7 +116,7 @@ FORMATS: tuple[Format, ...] = (
         companions=("{name}.data", "{stem}.data", _SIDECAR),  # external weights
         metadata="onnx",
         precisions=PRECISIONS,
-        target=True,
+        target_module="edgefer.export.targets.onnx",
         deployable=True,
     ),
     Format(
@@ -120,7 +128,7 @@ FORMATS: tuple[Format, ...] = (
         companions=("{stem}.bin", _SIDECAR),  # the IR's weights
         metadata="openvino",
         precisions=PRECISIONS,
-        target=True,
+        target_module="edgefer.export.targets.openvino",
         deployable=True,
     ),
     Format(
@@ -132,7 +140,7 @@ FORMATS: tuple[Format, ...] = (
         companions=(_SIDECAR,),  # which TensorRT and GPU built it, and the model metadata
         metadata="sidecar",
         precisions=PRECISIONS,
-        target=True,
+        target_module="edgefer.export.targets.tensorrt",
         deployable=True,
     ),
     Format(
@@ -144,12 +152,13 @@ FORMATS: tuple[Format, ...] = (
         companions=(),
         metadata="checkpoint",
         precisions=("fp32",),
-        target=False,
+        target_module=None,
         deployable=False,
     ),
 )
 
-#: Targets of ``edgefer export``, ``edgefer quantize`` and ``edgefer pipeline``.
+#: Targets of ``edgefer export``, ``edgefer quantize`` and ``edgefer pipeline``: the rows with a
+#: ``target_module`` (their objects: :func:`edgefer.export.targets.target_named`).
 TARGETS: tuple[str, ...] = tuple(f.name for f in FORMATS if f.target)
 #: Suffixes a bundle accepts.
 DEPLOYABLE_SUFFIXES: tuple[str, ...] = tuple(s for f in FORMATS if f.deployable for s in f.suffixes)

@@ -75,6 +75,7 @@ class Import:
     module: str
     target: str
     line: int
+    typing_only: bool = False  # under ``if TYPE_CHECKING:``: read by type checkers, never run
 
     def __str__(self) -> str:
         return f"{self.module}:{self.line} imports {self.target}"
@@ -94,9 +95,17 @@ def imports_of(path: Path, root: Path, modules: set[str]) -> list[Import]:
     name = module_name(path, root)
     is_pkg = path.name == "__init__.py"
     out: list[Import] = []
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    typing_only = {
+        id(n)
+        for block in ast.walk(tree)
+        if isinstance(block, ast.If) and "TYPE_CHECKING" in ast.unparse(block.test)
+        for stmt in block.body
+        for n in ast.walk(stmt)
+    }
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            out += [Import(name, a.name, node.lineno) for a in node.names]
+            out += [Import(name, a.name, node.lineno, id(node) in typing_only) for a in node.names]
         elif isinstance(node, ast.ImportFrom):
             if node.level:
                 base = name.split(".") if is_pkg else name.split(".")[:-1]
@@ -104,9 +113,12 @@ def imports_of(path: Path, root: Path, modules: set[str]) -> list[Import]:
                 target = ".".join([*base, node.module] if node.module else base)
             else:
                 target = node.module or ""
-            out.append(Import(name, target, node.lineno))
+            flag = id(node) in typing_only
+            out.append(Import(name, target, node.lineno, flag))
             out += [
-                Import(name, f"{target}.{a.name}", node.lineno) for a in node.names if f"{target}.{a.name}" in modules
+                Import(name, f"{target}.{a.name}", node.lineno, flag)
+                for a in node.names
+                if f"{target}.{a.name}" in modules
             ]
     return out
 
@@ -303,7 +315,8 @@ KNOWN_CYCLES: dict[frozenset[str], str] = {
 
 def import_groups(graph: dict[str, list[Import]]) -> list[list[str]]:
     """Every strongly connected group of two or more edgefer modules in the import graph (edges:
-    imports of edgefer modules at any depth, module level and inside functions), sorted; Tarjan's
+    imports of edgefer modules at any depth, module level and inside functions, not the type-only
+    ones of :func:`_edges`), sorted; Tarjan's
     algorithm, iterative, in module-name order."""
     edges = _edges(graph)
     index: dict[str, int] = {}
@@ -345,7 +358,12 @@ def import_groups(graph: dict[str, list[Import]]) -> list[list[str]]:
 
 
 def _edges(graph: dict[str, list[Import]]) -> dict[str, list[str]]:
-    return {m: sorted({i.target for i in imps if i.target in graph and i.target != m}) for m, imps in graph.items()}
+    """{module: the edgefer modules it imports when run}: imports under ``if TYPE_CHECKING:`` never
+    run, so they close no cycle (they are how an annotation names a class from above)."""
+    return {
+        m: sorted({i.target for i in imps if i.target in graph and i.target != m and not i.typing_only})
+        for m, imps in graph.items()
+    }
 
 
 def cycle_through(group: list[str], graph: dict[str, list[Import]]) -> list[str]:
@@ -379,14 +397,16 @@ def test_no_import_cycles() -> None:
 
 def test_cycle_check_finds_function_level_and_relative_cycles(tmp_path: Path) -> None:
     """The checker itself: a cycle closed by an import inside a function and a relative import is
-    found and named; a one-way chain is not a cycle."""
+    found and named; a one-way chain is not a cycle, nor one closed only under ``if TYPE_CHECKING:``."""
     pkg = tmp_path / "edgefer"
     (pkg / "q").mkdir(parents=True)
     (pkg / "__init__.py").write_text("")
     (pkg / "q" / "__init__.py").write_text("")
     (pkg / "q" / "api.py").write_text("from edgefer.q.peer import g\n")
     (pkg / "q" / "peer.py").write_text("def g():\n    from .api import f\n")
-    (pkg / "q" / "leaf.py").write_text("from edgefer.q import peer\n")
+    (pkg / "q" / "leaf.py").write_text("from edgefer.q import peer, typed\n")
+    typed = "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from edgefer.q.leaf import x\n"
+    (pkg / "q" / "typed.py").write_text(typed)  # leaf -> typed -> leaf, but the way back never runs
     graph = scan(pkg)
     assert import_groups(graph) == [["edgefer.q.api", "edgefer.q.peer"]]
     assert cycle_through(["edgefer.q.api", "edgefer.q.peer"], graph) == [

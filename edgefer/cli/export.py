@@ -53,9 +53,10 @@ def register(app: typer.Typer) -> None:
         """Export a checkpoint to ONNX, OpenVINO IR or a TensorRT engine, with metadata and parity checks."""
         from edgefer.deploy import export
         from edgefer.export.options import ExportOptions
+        from edgefer.export.targets import target_named
         from edgefer.formats import format_named
 
-        if print_trtexec and target == "trt" and not format_named("trt").installed():
+        if print_trtexec and target_named(target).device_commands and not format_named(target).installed():
             onnx_only = True
         options = ExportOptions(
             target=target,
@@ -95,7 +96,7 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"  reference: {res.reference}")
         for note in res.notes:
             typer.secho(f"  note: {note}", fg=typer.colors.YELLOW if not res.engine_built else None)
-        if res.target == "trt" and (print_trtexec or not res.engine_built):
+        if target_named(res.target).device_commands and (print_trtexec or not res.engine_built):
             typer.echo("run on the device:" if not res.engine_built else "equivalent trtexec command:")
             cmds = res.commands if not res.engine_built else res.commands[:1]
             for cmd in cmds:

@@ -21,6 +21,7 @@ import numpy as np
 
 from edgefer.errors import ExportError, require
 from edgefer.export.onnx import _tmp_dir, check_onnx, ort_session
+from edgefer.export.source import require_fp32
 from edgefer.metadata import ModelMetadata, set_onnx_metadata
 from edgefer.utils.io import sha256_file
 
@@ -41,8 +42,7 @@ def to_fp16_onnx(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
     from edgefer.metadata import read_metadata
 
     meta = read_metadata(src)
-    if meta.precision != "fp32":
-        raise ExportError(f"{src.name} is {meta.precision}; FP16 conversion starts from the FP32 ONNX")
+    require_fp32(src, meta, "FP16 conversion", ExportError)
     model = onnx.load(str(src))
     try:
         fp16 = float16.convert_float_to_float16(model, keep_io_types=True, disable_shape_infer=False)

@@ -18,6 +18,7 @@ import numpy as np
 
 from edgefer.errors import ExportError, require
 from edgefer.export.onnx import _tmp_dir, ort_session
+from edgefer.export.source import require_fp32
 from edgefer.metadata import ModelMetadata, read_metadata, set_ov_metadata
 from edgefer.utils.io import sha256_file
 from edgefer.utils.outputs import safe_name
@@ -47,8 +48,7 @@ def export_openvino(
         )
     onnx_path = Path(onnx_path)
     meta = read_metadata(onnx_path)
-    if meta.precision != "fp32":
-        raise ExportError(f"{onnx_path.name} is {meta.precision}; OpenVINO conversion starts from the FP32 ONNX")
+    require_fp32(onnx_path, meta, "OpenVINO conversion", ExportError)
     out = Path(out_dir)
     stem = f"{safe_name(name, '--name') if name else onnx_path.stem}_{precision}"
     xml, bin_ = out / f"{stem}.xml", out / f"{stem}.bin"

@@ -21,8 +21,9 @@ from typing import Any, Union
 
 from edgefer.errors import ExportError
 from edgefer.export.profiles import DeviceProfile, load_profile
+from edgefer.export.targets import target_named
 from edgefer.export.tensorrt import FP16_MODES
-from edgefer.formats import PRECISIONS, TARGETS
+from edgefer.formats import PRECISIONS
 from edgefer.utils.limits import MAX_BATCH, MAX_IMG_SIZE, check_at_most
 from edgefer.utils.options import as_paths, flag, to_argv
 from edgefer.utils.outputs import safe_name
@@ -87,8 +88,7 @@ class ExportOptions:
 
     def __post_init__(self) -> None:
         as_paths(self, "out_dir", "reference_data", "calib_data", "device_profile", "timing_cache")
-        if self.target not in TARGETS:
-            raise ExportError(f"unknown target {self.target!r}; choose one of {', '.join(TARGETS)}")
+        target = target_named(self.target)  # an unknown one: ExportError naming the known ones
         if self.precision is not None and self.precision not in PRECISIONS:
             raise ExportError(f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
         for what, value in (
@@ -110,7 +110,7 @@ class ExportOptions:
             raise ExportError(f"fp16_mode must be one of {', '.join(FP16_MODES)}, not {self.fp16_mode!r}")
         if self.int8_mode not in INT8_MODES:
             raise ExportError(f"int8_mode must be 'qdq' or 'entropy', not {self.int8_mode!r}")
-        if self.int8_mode == "entropy" and self.target != "trt":
+        if self.int8_mode not in target.int8_modes:  # only TensorRT has its own calibrator
             raise ExportError("the entropy calibrator is a TensorRT feature: use --target trt (or int8_mode='qdq')")
         if self.opset < 13:
             raise ExportError(f"--opset {self.opset}: edgefer exports opset 13 or newer (Q/DQ per channel)")

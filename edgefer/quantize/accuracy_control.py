@@ -49,6 +49,7 @@ import numpy as np
 
 from edgefer.bench.gate import Gate
 from edgefer.data.calibration import ArrayData
+from edgefer.export.targets import target_named
 from edgefer.quantize import ptq
 from edgefer.quantize.evaluate import Runner, accuracy
 from edgefer.quantize.graph import input_name, onnx_to_openvino
@@ -86,7 +87,7 @@ class _Validator:
         if self._model is not model or self._runner is None:
             runnable = model
             if type(model).__module__.startswith("onnx"):  # scored as the target will run it
-                if self.target == "openvino":
+                if not target_named(self.target).int8.qdq:  # OpenVINO's reading of the Q/DQ graph
                     runnable = onnx_to_openvino(model)
                 else:
                     runnable = copy.deepcopy(model)
@@ -253,7 +254,7 @@ def quantize_with_accuracy_control(
     import nncf
     from nncf.quantization.advanced_parameters import AdvancedAccuracyRestorerParameters
 
-    onnx_like = target != "openvino"
+    onnx_like = target_named(target).int8.qdq  # NNCF quantizes the ONNX graph itself
     val_ds, validator, name = _validation(target, fp32_model, val, fp32_logits, gate, class_names, align)
     unit = validator.unit
     calib_ds = nncf_dataset(calib.x, name)

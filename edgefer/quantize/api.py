@@ -36,7 +36,9 @@ import numpy as np
 
 from edgefer.data.calibration import ArrayData, DatasetLike, calibration_arrays, validation_arrays
 from edgefer.errors import QuantizationError, require
-from edgefer.formats import format_named
+from edgefer.export.source import check_img_size, require_fp32
+from edgefer.export.targets import target_named
+from edgefer.export.targets.base import Int8Form
 from edgefer.metadata import ModelMetadata, read_metadata, set_onnx_metadata, set_ov_metadata
 from edgefer.quantize.evaluate import compare, predict
 from edgefer.quantize.graph import input_name
@@ -101,13 +103,8 @@ def _fp32_onnx(
         if not path.exists():
             raise QuantizationError(f"FP32 ONNX {path} does not exist")
         meta = read_metadata(path)
-        if meta.precision != "fp32":
-            raise QuantizationError(f"{path.name} is {meta.precision}; quantization starts from the FP32 ONNX")
-        if img_size is not None and img_size != meta.preprocessing.input_size:
-            raise QuantizationError(
-                f"{path.name} was exported at {meta.preprocessing.input_size} px, not {img_size}; "
-                "re-export it or drop --img-size"
-            )
+        require_fp32(path, meta, "quantization", QuantizationError)
+        check_img_size(path, meta, img_size, QuantizationError)
         return path, meta.replace(source_onnx_sha256=sha256_file(path))
     if checkpoint is None:
         raise QuantizationError("pass a checkpoint or an FP32 ONNX (onnx_path) to quantize")
@@ -117,11 +114,10 @@ def _fp32_onnx(
     return Path(res.onnx or res.artifact), res.metadata
 
 
-def _stem(meta: ModelMetadata, target: str, method: str) -> str:
-    fmt = "int8" if target == "openvino" else "int8_qdq"
+def _stem(meta: ModelMetadata, int8: Int8Form, method: str) -> str:
     suffix = {"ptq": "", "ptq-acc": "_acc", "qat": "_qat", "wc": "_wc"}[method]
     name = safe_name(meta.model_name, "the model name in the artifact metadata")
-    return f"{name}_{fmt}{suffix}" if method != "wc" else f"{name}_int8w"
+    return f"{name}_{int8.tag}{suffix}" if method != "wc" else f"{name}_int8w"
 
 
 def save_ir(model: Any, xml: Path, meta: ModelMetadata) -> Path:
@@ -201,10 +197,10 @@ def quantize(
     with staged_output(out, "quantize", overwrite=opts.overwrite) as stage, staging_dir(out, "fp32") as scratch:
         fp32_path, meta = _fp32_onnx(checkpoint, onnx_path, opts.img_size, scratch)
         classes, align = _check_classes(meta, val_data if val_data is not None else data)
-        stem = _stem(meta, opts.target, opts.method)
-        artifact_format = format_named("openvino" if opts.target == "openvino" else "onnx")
-        main_name = f"{stem}{artifact_format.suffixes[0]}"
-        names = [main_name] + ([f"{stem}.bin"] if opts.target == "openvino" else [])  # an IR's weights
+        int8 = target_named(opts.target).int8  # what the target's INT8 artifact is
+        stem = _stem(meta, int8, opts.method)
+        names = int8.files(stem)  # the main file, then e.g. an IR's weights
+        main_name = names[0]
         check_outputs(out, [*names, f"{stem}.report.json"], overwrite=opts.overwrite)  # before the expensive part
         pp = meta.preprocessing
         calib = calibration_arrays(
@@ -231,7 +227,7 @@ def quantize(
             "method": opts.method,
             "engine": "nncf",
             "nncf_version": _nncf_version(),
-            "format": "openvino-fq" if opts.target == "openvino" else "onnx-qdq",
+            "format": int8.label,
             "target": opts.target,
             "preset": opts.preset,
             "calib_size": len(calib),
@@ -248,10 +244,7 @@ def quantize(
         qmeta = meta.replace(
             precision="int8", quantization=qinfo, source_onnx_sha256=meta.source_onnx_sha256 or sha256_file(fp32_path)
         )
-        if opts.target == "openvino":
-            save_ir(model, staged, qmeta)
-        else:
-            save_onnx(model, staged, qmeta)
+        (save_onnx if int8.qdq else save_ir)(model, staged, qmeta)
         int8_logits = align(predict(staged, val.x))
         report = _report(meta, qmeta, val, fp32_logits, int8_logits, fp32_path, staged, opts, extra, classes)
         if meta.class_map(classes).note:
@@ -315,12 +308,13 @@ def _run_method(run: _Run) -> Any:
     from edgefer.quantize import ptq
 
     opts = run.opts
+    int8 = target_named(opts.target).int8
     kwargs = ptq.nncf_kwargs(opts.target, opts.preset, opts.ignore, (), opts.calib_size, opts.fast_bias_correction)
-    if opts.method == "wc":
-        return ptq.compress_weights_openvino(_load_fp32(run.fp32_path, "openvino"), opts.ignore)
+    if opts.method == "wc":  # the options allow it only where the INT8 form is an OpenVINO model
+        return ptq.compress_weights_openvino(int8.load_for_nncf(run.fp32_path), opts.ignore)
     if opts.method == "ptq":
-        model = _ptq(opts.target, run.fp32_path, run.calib, kwargs)
-        if opts.target != "openvino":
+        model = _ptq(int8, run.fp32_path, run.calib, kwargs)
+        if int8.qdq:
             run.qinfo["qdq_nodes"] = ptq.check_qdq(model)
         return model
     if opts.method == "ptq-acc":
@@ -330,7 +324,7 @@ def _run_method(run: _Run) -> Any:
         assert gate is not None  # ptq-acc always has one (QuantizeOptions.accuracy_gate)
         model, info = quantize_with_accuracy_control(
             opts.target,
-            _load_fp32(run.fp32_path, opts.target),
+            int8.load_for_nncf(run.fp32_path),
             run.calib,
             run.val,
             run.fp32_logits,
@@ -395,23 +389,13 @@ def _restorer(run: _Run, ranking_subset_size: int) -> Any:
     return restore
 
 
-def _load_fp32(fp32_path: Path, target: str) -> Any:
-    if target == "openvino":
-        import openvino as ov
-
-        return ov.convert_model(str(fp32_path))
-    import onnx
-
-    return onnx.load(str(fp32_path))
-
-
-def _ptq(target: str, fp32_path: Path, calib: ArrayData, kwargs: dict[str, Any]) -> Any:
+def _ptq(int8: Int8Form, fp32_path: Path, calib: ArrayData, kwargs: dict[str, Any]) -> Any:
     from edgefer.quantize import ptq
 
-    model = _load_fp32(fp32_path, target)
-    if target == "openvino":
-        return ptq.quantize_openvino(model, ptq.nncf_dataset(calib.x), **kwargs)
-    return ptq.quantize_onnx(model, ptq.nncf_dataset(calib.x, input_name(model)), **kwargs)
+    model = int8.load_for_nncf(fp32_path)
+    if int8.qdq:
+        return ptq.quantize_onnx(model, ptq.nncf_dataset(calib.x, input_name(model)), **kwargs)
+    return ptq.quantize_openvino(model, ptq.nncf_dataset(calib.x), **kwargs)
 
 
 def _report(

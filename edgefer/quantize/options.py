@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edgefer.errors import EdgeferError, QuantizationError
+from edgefer.export.targets import check_method, target_named
 from edgefer.formats import TARGETS
 from edgefer.utils.limits import MAX_IMG_SIZE, check_at_most
 from edgefer.utils.options import as_paths, flag, to_argv
@@ -47,6 +48,14 @@ if TYPE_CHECKING:
     from edgefer.bench.gate import Gate
 
 PathLike = str | os.PathLike
+
+
+def check_preset(target: str, preset: str) -> None:
+    """A :class:`QuantizationError` for an NNCF ``preset`` that is not one of :data:`PRESETS` or that
+    ``target``'s INT8 form cannot run (the one check: the options and :func:`edgefer.quantize.ptq.nncf_kwargs`)."""
+    if preset not in PRESETS:
+        raise QuantizationError(f"preset must be one of {', '.join(PRESETS)}, not {preset!r}")
+    target_named(target).check_preset(preset)
 
 
 @dataclass(frozen=True)
@@ -117,15 +126,8 @@ class QuantizeOptions:
             raise QuantizationError(f"target must be one of {', '.join(TARGETS)}, not {self.target!r}")
         if self.method not in METHODS:
             raise QuantizationError(f"method must be one of {', '.join(METHODS)}, not {self.method!r}")
-        if self.method == "wc" and self.target != "openvino":
-            raise QuantizationError("weights-only compression (method 'wc') is for the openvino target")
-        if self.preset not in PRESETS:
-            raise QuantizationError(f"preset must be one of {', '.join(PRESETS)}, not {self.preset!r}")
-        if self.target in ("trt", "onnx") and self.preset != "performance":
-            raise QuantizationError(
-                f"preset {self.preset!r} gives asymmetric activations, which TensorRT cannot run; "
-                "the trt/onnx targets use the symmetric 'performance' preset"
-            )
+        check_method(self.target, self.method)  # e.g. weights-only compression is OpenVINO's
+        check_preset(self.target, self.preset)
         if self.max_drop is not None and not 0.0 <= self.max_drop <= 100.0:
             raise QuantizationError(f"max_drop is in accuracy points (0..100), got {self.max_drop}")
         for what, value in (

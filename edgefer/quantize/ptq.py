@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 
 from edgefer.errors import QuantizationError
-
-PRESETS = ("performance", "mixed")
+from edgefer.export.targets import target_named
+from edgefer.quantize.options import check_preset
 
 
 def ignored_scope(ignore: Sequence[str] = (), extra_names: Sequence[str] = ()) -> Any:
@@ -42,8 +42,6 @@ def ignored_scope(ignore: Sequence[str] = (), extra_names: Sequence[str] = ()) -
 def _preset(preset: str) -> Any:
     import nncf
 
-    if preset not in PRESETS:
-        raise QuantizationError(f"preset must be one of {', '.join(PRESETS)}, not {preset!r}")
     return nncf.QuantizationPreset.PERFORMANCE if preset == "performance" else nncf.QuantizationPreset.MIXED
 
 
@@ -80,18 +78,14 @@ def nncf_kwargs(
     fast_bias_correction: bool = True,
 ) -> dict[str, Any]:
     """Keyword arguments shared by ``nncf.quantize`` and ``nncf.quantize_with_accuracy_control``."""
-    if target in ("trt", "onnx") and preset != "performance":
-        raise QuantizationError(
-            f"preset {preset!r} gives asymmetric activations, which TensorRT cannot run; "
-            "the trt/onnx targets use the symmetric 'performance' preset"
-        )
+    check_preset(target, preset)
     kwargs: dict[str, Any] = {
         "preset": _preset(preset),
         "subset_size": int(calib_size),
         "fast_bias_correction": bool(fast_bias_correction),
         "ignored_scope": ignored_scope(ignore, ignore_names),
     }
-    if target in ("trt", "onnx"):
+    if target_named(target).int8.qdq:  # a Q/DQ ONNX for TensorRT: symmetric, per-channel weights
         kwargs["advanced_parameters"] = trt_parameters()
     return kwargs
 

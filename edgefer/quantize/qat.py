@@ -63,6 +63,7 @@ import numpy as np
 
 from edgefer.data.calibration import ArrayData, open_split
 from edgefer.errors import QuantizationError
+from edgefer.export.targets import target_named
 from edgefer.metadata import ModelMetadata
 from edgefer.quantize.options import QAT_LOSSES, QuantizeOptions
 from edgefer.utils.options import merged
@@ -336,7 +337,7 @@ def quantization_aware_training(
     info = fine_tune(qmodel, data, split, pp, dict(ckpt.get("train_config") or {}), settings, teacher=teacher)
     info["batch_norms_folded"] = folded
     example = torch.from_numpy(calib.x[:1])
-    for_trt = target != "openvino"
+    for_trt = target_named(target).int8.qdq  # a signed Q/DQ ONNX (else OpenVINO's reading of it)
     with torch.no_grad():
         qdq = _to_qdq_onnx(qmodel, example, pp.input_size, signed=for_trt)
         if restore is not None:
