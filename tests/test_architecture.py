@@ -16,6 +16,8 @@ imports are resolved. The rules (docs/architecture.md, "Layers"):
    import no builder, training or top-level package: the benchmark reads datasets on the device.
 5. Only ``edgefer.cli`` imports ``edgefer.cli``; only ``cli`` and ``pipeline`` import ``pipeline``.
 6. The base layer (:data:`BASE`) imports only the base layer, and no torch, torchvision or nncf.
+7. No import cycle inside ``edgefer/`` (imports under ``if TYPE_CHECKING:`` never run and do not
+   count), except the ones listed in :data:`KNOWN_CYCLES` with the fix that removes them.
 
 A violation fails with the module, the line and the import, e.g.
 ``edgefer.backends.tensorrt:117 imports edgefer.export.tensorrt``.

@@ -507,9 +507,12 @@ class _Flow:
 
     def trt_stage(self, precision: str, source: Callable[[], Path | None], source_stage: str) -> Stage:
         """Build a TensorRT engine where tensorrt imports; else prepare the device's ONNX and command."""
-        name = f"trt-{precision}"
-        build = format_named("trt").installed()
-        opts = self.export_options(self.out / "trt", target="trt", precision=precision, onnx_only=not build)
+        from edgefer.export.targets import target_named
+
+        trt = target_named("trt")
+        name = trt.stage_name(precision)
+        build = format_named(trt.name).installed()
+        opts = self.export_options(self.out / trt.name, target=trt.name, precision=precision, onnx_only=not build)
         inputs = self.produced(source_stage)[:1] or [self.onnx]
 
         def run() -> None:
