@@ -7,6 +7,8 @@ functions that need them (so a Jetson can build engines from an ONNX without PyT
 * :func:`export` — checkpoint or ONNX -> artifact (:mod:`edgefer.export.api`); INT8 takes its
   quantizer as an argument, since this package never imports :mod:`edgefer.quantize`. The call
   behind ``edgefer export``, with NNCF PTQ wired in, is :func:`edgefer.deploy.export`.
+* :func:`edgefer.export.targets.target_named` — the deployment targets, one module each
+  (:mod:`edgefer.export.targets`): what export and quantize ask instead of branching on a name
 * :func:`torch_to_onnx`, :func:`export_onnx` — :mod:`edgefer.export.onnx`
 * :func:`make_reference` — FP32 reference predictions (:mod:`edgefer.export.reference`)
 * :func:`to_fp16_onnx` — :mod:`edgefer.export.fp16`
