@@ -169,8 +169,9 @@ def test_openvino_candidates_are_scored_as_openvino_runs_them(
 
     from edgefer.bench.gate import Gate
     from edgefer.export.onnx import export_onnx
-    from edgefer.quantize.accuracy_control import _Validator, onnx_to_openvino
+    from edgefer.quantize.accuracy_control import _Validator
     from edgefer.quantize.evaluate import Runner
+    from edgefer.quantize.graph import onnx_to_openvino
 
     model = onnx.load(str(export_onnx(tiny_checkpoint, tmp_path).onnx))
     x = np.random.default_rng(0).standard_normal((4, 3, 64, 64), dtype=np.float32)
