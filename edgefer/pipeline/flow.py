@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgefer.bench.report import COMPACT_COLUMNS, table_rows
 from edgefer.errors import EdgeferError
 from edgefer.export.options import ExportOptions
 from edgefer.formats import TARGETS, format_named  # one list for export, quantize and the pipeline
@@ -690,51 +691,12 @@ def run_pipeline(cfg: PipelineConfig, on_event: Callable[[str], None] = print) -
     )
 
 
-SUMMARY_COLUMNS = (
-    "model",
-    "backend",
-    "prec",
-    "status",
-    "MB",
-    "acc %",
-    "Δ pt",
-    "agree %",
-    "worst Δ pt",
-    "p50 ms",
-    "FPS",
-)
+#: The pipeline's terminal summary: the benchmark report's own compact columns.
+SUMMARY_COLUMNS = COMPACT_COLUMNS
 
 
 def summary_rows(report: dict[str, Any]) -> list[list[str]]:
-    """One terminal line per artifact (the Markdown report has every batch size and column):
-    accuracy and its damage against the FP32 reference, batch-1 p50 latency, best throughput."""
-
-    def num(value: Any, fmt: str) -> str:
-        return "-" if value is None else format(value, fmt)
-
-    rows = []
-    for row in report["rows"]:
-        acc = row.get("accuracy") or {}
-        lat = row.get("latency") or {}
-        b1 = (lat.get("1") or {}).get("model") or {}
-        fps = max(((v.get("model") or {}).get("fps") or 0.0 for v in lat.values()), default=0.0)
-        worst = acc.get("worst_class_delta_pts")
-        rows.append(
-            [
-                row["label"],
-                row.get("backend") or "-",
-                row.get("precision") or "-",
-                "ok" if row["status"] == "ok" else row["status"][:60],
-                num(row.get("size_mb"), ".1f"),
-                num(None if acc.get("accuracy") is None else 100 * acc["accuracy"], ".2f"),
-                num(acc.get("delta_pts"), "+.2f"),
-                num(None if acc.get("agreement") is None else 100 * acc["agreement"], ".2f"),
-                "-"
-                if worst is None
-                else f"{worst:+.2f} {acc.get('worst_class', '')}".strip()
-                + ("" if acc.get("worst_class_net_images") is None else f" ({acc['worst_class_net_images']:+d} img)"),
-                num(b1.get("p50_ms"), ".2f"),
-                num(fps or None, ".0f"),
-            ]
-        )
-    return rows
+    """The terminal summary's lines, one per artifact and batch size (``report.md`` has every
+    column): the benchmark report's formatter asked for :data:`SUMMARY_COLUMNS`, so the pipeline and
+    ``edgefer benchmark`` cannot print one number two ways."""
+    return table_rows(report, SUMMARY_COLUMNS)
