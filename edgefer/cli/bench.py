@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import List, Optional
+from typing import List
 
 import typer
 
@@ -89,6 +89,34 @@ def params() -> list:
     ]
 
 
+BUNDLE = [
+    Param(
+        "artifacts",
+        (),
+        Path,
+        ...,
+        "Artifacts to pack (.onnx, .xml + .bin, .engine + sidecar).",
+        argument=True,
+        multiple=True,
+    ),
+    groups.output(
+        out={"default": ..., "help": "Bundle directory to create."},
+        overwrite={"help": "Replace an existing bundle (never another folder)."},
+    ),
+    Param("reference", ("--reference",), Path, None, "reference.npz to ship with the artifacts."),
+    Param("report", ("--report",), Path, None, "Benchmark report directory (or report.json)."),
+    Param("archive", ("--archive",), bool, False, "Also write OUT.tar.gz."),
+    Param(
+        "allow_failed_gate",
+        ("--allow-failed-gate",),
+        bool,
+        False,
+        "Bundle a report whose gate failed (the verdict is recorded as failed).",
+    ),
+    groups.json_output(),
+]
+
+
 def register(app: typer.Typer) -> None:
     @command(app, "benchmark", params)
     def benchmark(v: Values) -> None:
@@ -160,30 +188,23 @@ def register(app: typer.Typer) -> None:
                     typer.secho(f"gate failed: {failure}", fg=typer.colors.RED, err=True)
                 raise typer.Exit(GATE_EXIT_CODE)
 
-    @app.command("bundle")
-    def bundle(
-        artifacts: List[Path] = typer.Argument(..., help="Artifacts to pack (.onnx, .xml + .bin, .engine + sidecar)."),
-        out: Path = typer.Option(..., "--out", "-o", help="Bundle directory to create."),
-        reference: Optional[Path] = typer.Option(None, "--reference", help="reference.npz to ship with the artifacts."),
-        report: Optional[Path] = typer.Option(None, "--report", help="Benchmark report directory (or report.json)."),
-        archive: bool = typer.Option(False, "--archive", help="Also write OUT.tar.gz."),
-        overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing bundle (never another folder)."),
-        allow_failed_gate: bool = typer.Option(
-            False, "--allow-failed-gate", help="Bundle a report whose gate failed (the verdict is recorded as failed)."
-        ),
-    ) -> None:
+    @command(app, "bundle", BUNDLE)
+    def bundle(v: Values) -> None:
         """Pack artifacts + metadata + reference + report into one directory a device can re-verify."""
         from edgefer.bundle import gate_line, make_bundle, read_manifest
 
         path = make_bundle(
-            artifacts,
-            out,
-            reference=reference,
-            report=report,
-            archive=archive,
-            overwrite=overwrite,
-            allow_failed_gate=allow_failed_gate,
+            v.artifacts,
+            v.out,
+            reference=v.reference,
+            report=v.report,
+            archive=v.archive,
+            overwrite=v.overwrite,
+            allow_failed_gate=v.allow_failed_gate,
         )
-        typer.echo(f"bundle: {path}")
+        if v.as_json:
+            typer.echo(json.dumps({"bundle": str(path), "manifest": read_manifest(path)}, indent=2, default=str))
+        else:
+            typer.echo(f"bundle: {path}")
         typer.echo(gate_line(read_manifest(path)), err=True)
         typer.echo(f"verify on the device: edgefer benchmark {path} --data DATASET --out REPORT_DIR", err=True)
