@@ -11,20 +11,26 @@ fails on its first import, and :func:`main` turns that into one line naming the 
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import sys
 import traceback
+from pathlib import Path
 from typing import List, NoReturn, Optional
 
 import typer
 
+from edgefer.cli.logs import setup_logging
+from edgefer.cli.params import Param, Values, callback
 from edgefer.errors import EdgeferError
+
+log = logging.getLogger(__name__)
 
 app = typer.Typer(
     name="edgefer",
     help="Facial-expression recognition from training to the camera.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish, PowerShell
     pretty_exceptions_enable=False,
 )
 
@@ -54,17 +60,23 @@ def _print_version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
-def _root(
-    version: bool = typer.Option(
-        False, "--version", help="Print the version and exit.", is_eager=True, callback=_print_version
+#: the options every command shares, given before the command (``edgefer -v --log-file x.log train ...``)
+GLOBAL = [
+    Param("version", ("--version",), bool, False, "Print the version and exit.", eager=_print_version),
+    Param(
+        "debug", ("--debug",), bool, False, "Show the full traceback of an unexpected error (or set EDGEFER_DEBUG=1)."
     ),
-    debug: bool = typer.Option(
-        False, "--debug", help="Show the full traceback of an unexpected error (or set EDGEFER_DEBUG=1)."
-    ),
-) -> None:
-    if debug:
+    Param("verbose", ("--verbose", "-v"), int, 0, "More diagnostics on stderr (-v info, -vv debug).", count=True),
+    Param("log_file", ("--log-file",), Path, None, "Also write every diagnostic (debug level) to this file."),
+]
+
+
+@callback(app, GLOBAL)
+def _root(v: Values) -> None:
+    if v.debug:
         os.environ["EDGEFER_DEBUG"] = "1"
+    setup_logging(v.verbose, v.log_file)
+    log.debug("edgefer %s", " ".join(sys.argv[1:]))
 
 
 def _register_all() -> None:
@@ -146,13 +158,15 @@ def _command_of(args: List[str]) -> str:
 
 
 def _user_error(exc: EdgeferError) -> NoReturn:
-    """The user's mistake or a missing extra: one line and exit status 2."""
+    """The user's mistake or a missing extra: one line and exit status 2 (the traceback in the log, at debug)."""
+    log.debug("user error: %s", exc, exc_info=exc)
     typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
     sys.exit(2)
 
 
 def _internal_error(exc: BaseException, args: List[str]) -> NoReturn:
-    """A bug: one line naming the exception, exit status 1; the traceback with --debug."""
+    """A bug: one line naming the exception, exit status 1; the traceback with --debug (and in the log)."""
+    log.debug("internal error in edgefer %s", " ".join(args), exc_info=exc)
     if _debug_enabled(args):
         traceback.print_exc()
     else:

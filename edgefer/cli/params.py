@@ -50,6 +50,8 @@ class Param:
         show_default: text shown as the default where ``default`` is ``None`` only so that a
             recipe or suite file can supply the value (``None``: click's own).
         hidden: not in ``--help``.
+        count: an option counted each time it is given (``-vv``).
+        eager: a callback run as soon as the option is parsed (``--version``: print and exit).
         replaced_by: a deprecated spelling kept (hidden) for a different setting than the new one
             names (export's ``--calib-data``, now ``--data``): given, it prints the deprecation.
     """
@@ -66,6 +68,8 @@ class Param:
     show_default: Optional[str] = None
     hidden: bool = False
     replaced_by: Optional[str] = None
+    count: bool = False
+    eager: Optional[Callable[[Any], None]] = None
 
     def but(self, **changes: Any) -> Param:
         """This parameter with ``changes`` (another default, help text or alias)."""
@@ -76,6 +80,8 @@ class Param:
         return self.type is bool
 
     def annotation(self) -> Any:
+        if self.count:
+            return int
         if self.multiple:
             return List[self.type]  # type: ignore[name-defined]
         return self.type if self.is_flag and self.default is not None else Optional[self.type]
@@ -90,7 +96,10 @@ class Param:
             default = False
         show: Any = self.show_default if self.show_default is not None else not self.is_flag
         hidden = self.hidden or self.replaced_by is not None
-        return typer.Option(default, *self.flags, help=self.help, show_default=show, hidden=hidden)
+        extra: Dict[str, Any] = {"count": True} if self.count else {}
+        if self.eager is not None:
+            extra.update(is_eager=True, callback=self.eager)
+        return typer.Option(default, *self.flags, help=self.help, show_default=show, hidden=hidden, **extra)
 
     def alias_params(self) -> List[Param]:
         """The hidden parameters of the deprecated spellings."""
@@ -228,6 +237,16 @@ class _Command:
         return self.body(_resolve(declared, dict(kwargs)))
 
 
+def callback(app: typer.Typer, *params: Any) -> Callable[[Callable[..., Any]], Any]:
+    """Register ``body(values)`` as the callback of ``app`` (its global options) with ``params``."""
+
+    def decorate(body: Callable[[Values], Any]) -> Any:
+        app.callback()(_Command(body, params, {}))
+        return body
+
+    return decorate
+
+
 def command(app: typer.Typer, name: str, *params: Any, **settings: Any) -> Callable[[Callable[..., Any]], Any]:
     """Register ``body(values)`` as ``edgefer <name>`` with ``params`` in help order: Params, groups
     (lists of Params) and zero-argument functions returning either (built when the CLI is parsed).
@@ -253,4 +272,15 @@ def flag_names(params: Sequence[Any]) -> List[str]:
     return out
 
 
-__all__ = ["Param", "Path", "Values", "command", "deprecated", "flag_names", "flatten", "from_field", "unset"]
+__all__ = [
+    "Param",
+    "Path",
+    "Values",
+    "callback",
+    "command",
+    "deprecated",
+    "flag_names",
+    "flatten",
+    "from_field",
+    "unset",
+]
