@@ -76,7 +76,13 @@ def _root(v: Values) -> None:
     if v.debug:
         os.environ["EDGEFER_DEBUG"] = "1"
     setup_logging(v.verbose, v.log_file)
-    log.debug("edgefer %s", " ".join(sys.argv[1:]))
+    log.debug("edgefer %s on Python %s", _version(), sys.version.split()[0])
+
+
+def _version() -> str:
+    from edgefer import __version__
+
+    return __version__
 
 
 def _register_all() -> None:
@@ -119,14 +125,14 @@ def main(argv: Optional[List[str]] = None) -> None:
         if isinstance(rc, int) and rc != 0:  # click returns typer.Exit(code) instead of raising it
             sys.exit(rc)
     except EdgeferError as exc:
-        _user_error(exc)
+        _user_error(exc, args)
     except ModuleNotFoundError as exc:  # an optional package this command needs is not installed
         from edgefer.extras import missing_extra
 
         missing = missing_extra(exc, feature=_command_of(args))
         if missing is None:  # not a module an extra provides: a bug, reported as one
             _internal_error(exc, args)
-        _user_error(missing)
+        _user_error(missing, args)
     except KeyboardInterrupt:
         typer.secho("interrupted", fg=typer.colors.YELLOW, err=True)
         sys.exit(130)
@@ -147,7 +153,7 @@ def main(argv: Optional[List[str]] = None) -> None:
 
         full = storage_error(exc)  # a full disk or a read-only folder is not a bug
         if full is not None:
-            _user_error(full)
+            _user_error(full, args)
         _internal_error(exc, args)
 
 
@@ -157,9 +163,9 @@ def _command_of(args: List[str]) -> str:
     return f"`edgefer {word}`" if word else ""
 
 
-def _user_error(exc: EdgeferError) -> NoReturn:
+def _user_error(exc: EdgeferError, args: Optional[List[str]] = None) -> NoReturn:
     """The user's mistake or a missing extra: one line and exit status 2 (the traceback in the log, at debug)."""
-    log.debug("user error: %s", exc, exc_info=exc)
+    log.debug("user error in edgefer %s: %s", " ".join(args or []), exc, exc_info=exc)
     typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
     sys.exit(2)
 

@@ -76,7 +76,7 @@ def params() -> list:
         ),
         groups.seed(),
         groups.calibration(only=("calib_size",)),
-        from_field(QuantizeOptions, "method").but(dest="int8_method"),
+        from_field(QuantizeOptions, "method").but(dest="int8_method", aliases=()),
         Param("max_drop", ("--max-drop",), float, None, "Accuracy budget (points), enforced by ptq-acc and qat."),
         Param(
             "gate",
