@@ -194,7 +194,7 @@ def test_import_reads_the_graph_and_changes_nothing_else(keras_onnx: Path, tmp_p
         (["--classes", "angry,disgust,fear,happy,sad,surprise,bored"], "unknown expression class name 'bored'"),
         (["--layout", "nchw"], "--layout nchw contradicts"),
         (["--mean", "0.5,0.5,0.5"], "--mean has 3 values but a gray model has 1 channel"),
-        (["--input-size", "48"], "--input-size 48 contradicts"),
+        (["--img-size", "48"], "--img-size 48 contradicts"),
     ],
 )
 def test_import_errors_are_one_line_and_write_nothing(
