@@ -181,3 +181,33 @@ def test_the_global_options_log_through_logging(tmp_path: Path, capsys) -> None:
     text = log.read_text(encoding="utf-8")
     assert "DEBUG edgefer.cli: edgefer " in text and " on Python " in text, text
     assert "user error in edgefer -v --log-file" in text and "does not exist" in text, text
+
+
+def _runner() -> CliRunner:
+    """A runner whose ``stdout`` is stdout alone (click 8.1 mixes stderr in unless told not to)."""
+    try:
+        return CliRunner(mix_stderr=False)  # type: ignore[call-arg]
+    except TypeError:  # click >= 8.2: stdout and stderr are always apart
+        return CliRunner()
+
+
+def test_benchmark_json_and_csv(tmp_path: Path) -> None:
+    """``--json`` is one JSON document on stdout; ``--csv`` has the table's columns and one row per
+    model and batch size."""
+    import csv
+    import json
+
+    from test_faults import make_folders, tiny_onnx
+
+    from edgefer.bench.report import COLUMNS
+
+    model, data = tiny_onnx(tmp_path / "m.onnx"), make_folders(tmp_path / "data", n_per_class=1)
+    table = tmp_path / "out" / "rows.csv"
+    args = ["benchmark", str(model), "--data", str(data), "--batch", "1,2", "--warmup", "0", "--iters", "1"]
+    res = _runner().invoke(app, [*args, "--no-e2e", "--no-plots", "--json", "--csv", str(table)])
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.stdout)
+    assert report["settings"]["batches"] == [1, 2] and len(report["rows"]) == 1
+    rows = list(csv.reader(table.open(encoding="utf-8")))
+    assert rows[0] == list(COLUMNS) and len(rows) == 3
+    assert [r[COLUMNS.index("Batch")] for r in rows[1:]] == ["1", "2"]

@@ -389,3 +389,28 @@ def test_every_pipeline_command_line_is_one_the_cli_accepts(tmp_path):
     quantize_line = flow.int8_stage("onnx").command
     assert quantize_line[quantize_line.index("--max-drop") + 1] == "0.5"
     assert "--onnx" in quantize_line  # PTQ starts from the exported ONNX, as the stage's run does
+
+
+def test_the_train_command_line_is_spelt_from_the_config_fields(monkeypatch, tmp_path):
+    """``train_argv`` (for the pipeline's train stage) writes each override with its field's flag,
+    and the real ``edgefer train`` builds the same configuration back from it."""
+    from edgefer.training.config import load_config, train_argv
+
+    values = {
+        "data": str(tmp_path / "d"),
+        "model": "msff_mobilenetv3",
+        "out": str(tmp_path / "o"),
+        "seed": 3,
+        "progress": False,
+        "epochs": 2,
+        "img_size": 48,
+        "batch_size": 16,
+        "val_split": 0.1,
+    }
+    argv = train_argv(values, "synthetic_edge")
+    assert "--arch" in argv and "--batch" in argv and "--val-fraction" in argv and "--quiet" in argv
+    assert not {"--model", "--batch-size", "--val-split", "--no-progress"} & set(argv)
+    seen = _record(monkeypatch, "edgefer.training.train")
+    _run_cli(argv)
+    ((args, _kwargs),) = seen
+    assert args[0] == load_config("synthetic_edge", values)

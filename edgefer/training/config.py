@@ -313,6 +313,32 @@ def load_config(yaml_path: str | os.PathLike | None, overrides: dict[str, Any] |
     return config_from_dict(values)
 
 
+def train_argv(values: dict[str, Any], recipe: str | os.PathLike | None = None) -> list[str]:
+    """The ``edgefer train`` command line that trains with ``recipe`` overridden by ``values``
+    (:class:`TrainConfig` field names), spelt with each field's flag from its metadata -- what the
+    pipeline prints for its train stage. A field with no flag is a :class:`ConfigError` naming
+    ``--set``'s form instead of a command that would train something else."""
+    from edgefer.utils.options import cli_field
+
+    argv = ["edgefer", "train"] + (["--config", os.fspath(recipe)] if recipe else [])
+    for key, value in values.items():
+        if value is None:
+            continue
+        f = cli_field(TrainConfig, key)
+        if isinstance(value, bool):
+            chosen = f.flag if value else f.flag_false
+            if chosen is None and value == f.default:
+                continue  # the built-in value, which only a recipe could have changed
+            if chosen is None:
+                raise ConfigError(f"{key}={value} has no flag: use --set {key}={str(value).lower()}")
+            argv.append(chosen)
+        elif f.flag is None:
+            raise ConfigError(f"{key} has no flag: use --set {key}=...")
+        else:
+            argv += [f.flag, os.fspath(value) if isinstance(value, os.PathLike) else str(value)]
+    return argv
+
+
 def config_from_checkpoint(checkpoint: str | os.PathLike, overrides: dict[str, Any] | None = None) -> TrainConfig:
     """The configuration stored in a training checkpoint, with ``overrides`` applied and ``resume`` set.
 
