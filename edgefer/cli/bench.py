@@ -20,7 +20,7 @@ import typer
 
 from edgefer.cli import groups
 from edgefer.cli.groups import recipe_overridable
-from edgefer.cli.params import Param, Values, command, from_field
+from edgefer.cli.params import Param, Values, command, from_fields
 
 
 def parse_batches(text: str) -> List[int]:
@@ -57,9 +57,6 @@ def params() -> list:
     their own (a ``--suite`` file's values stand unless a flag is given; ``--help`` shows the defaults)."""
     from edgefer.bench.options import BenchOptions
 
-    def fields(*names: str) -> list:
-        return [from_field(BenchOptions, n) for n in names]
-
     return [
         Param(
             "models",
@@ -77,9 +74,9 @@ def params() -> list:
                 Param("reference", ("--reference",), Path, None, "FP32 reference.npz to compare against."),
                 *groups.batches(BenchOptions),
                 *groups.timing(BenchOptions),
-                *fields("cache_dir"),
+                *from_fields(BenchOptions, "cache_dir"),
                 *groups.device(BenchOptions),
-                *fields("gate", "max_images", "e2e", "plots", "allow_partial"),
+                *from_fields(BenchOptions, "gate", "max_images", "e2e", "plots", "allow_partial"),
                 *groups.output(BenchOptions, dest="out_dir", only_out=True),
             ]
         ),
@@ -194,13 +191,7 @@ def register(app: typer.Typer) -> None:
         from edgefer.bundle import gate_line, make_bundle, read_manifest
 
         path = make_bundle(
-            v.artifacts,
-            v.out,
-            reference=v.reference,
-            report=v.report,
-            archive=v.archive,
-            overwrite=v.overwrite,
-            allow_failed_gate=v.allow_failed_gate,
+            v.artifacts, v.out, **v.take("reference", "report", "archive", "overwrite", "allow_failed_gate")
         )
         if v.as_json:
             typer.echo(json.dumps({"bundle": str(path), "manifest": read_manifest(path)}, indent=2, default=str))

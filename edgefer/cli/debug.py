@@ -47,20 +47,8 @@ def register(app: typer.Typer) -> None:
         """Compare an INT8 artifact with its FP32 ONNX layer by layer; rank the layers by the error they add."""
         from edgefer.quantize.debug import debug_int8
 
-        res = debug_int8(
-            v.fp32,
-            v.int8,
-            v.data,
-            out_dir=v.out,
-            samples=v.samples,
-            top=v.top,
-            split=v.split,
-            keep_fp=v.keep_fp,
-            keep_fp_max=v.keep_fp_max,
-            seed=v.seed,
-            allow_missing_classes=v.allow_missing_classes,
-            overwrite=v.overwrite,
-        )
+        names = ("samples", "top", "split", "keep_fp", "keep_fp_max", "seed", "allow_missing_classes", "overwrite")
+        res = debug_int8(v.fp32, v.int8, v.data, out_dir=v.out, **v.take(*names))
         if v.as_json:
             typer.echo(json.dumps({"files": [str(f) for f in res.files], "markdown": res.markdown}, indent=2))
             return

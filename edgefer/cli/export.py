@@ -20,7 +20,7 @@ from pathlib import Path
 import typer
 
 from edgefer.cli import groups
-from edgefer.cli.params import Param, Values, command, from_field
+from edgefer.cli.params import Param, Values, command, from_fields
 
 #: where the model comes from (not an option of how to export)
 SOURCE = [
@@ -33,14 +33,11 @@ def params() -> list:
     """The flags of ``edgefer export``: the source, then :class:`ExportOptions`' fields by group."""
     from edgefer.export.options import ExportOptions
 
-    def fields(*names: str) -> list:
-        return [from_field(ExportOptions, n) for n in names]
-
     return [
         SOURCE,
-        fields("target", "precision"),
+        from_fields(ExportOptions, "target", "precision"),
         groups.shape(ExportOptions),
-        fields("dynamic", "max_batch", "opt_batch"),
+        from_fields(ExportOptions, "dynamic", "max_batch", "opt_batch"),
         groups.output(ExportOptions, dest="out_dir"),
         groups.data(
             ExportOptions,
@@ -49,11 +46,21 @@ def params() -> list:
         ),
         Param("reference_data", ("--reference-data",), Path, None, replaced_by="--data"),
         Param("calib_data", ("--calib-data",), Path, None, replaced_by="--data"),
-        fields("reference_split"),
+        from_fields(ExportOptions, "reference_split"),
         groups.calibration(ExportOptions, only=("calib_size",)),
-        fields("device_profile", "onnx_only"),
+        from_fields(ExportOptions, "device_profile", "onnx_only"),
         Param("print_trtexec", ("--print-trtexec",), bool, False, "Print the equivalent trtexec command."),
-        fields("workspace_mib", "dla_core", "trt_version", "fp16_mode", "int8_mode", "timing_cache", "opset", "name"),
+        from_fields(
+            ExportOptions,
+            "workspace_mib",
+            "dla_core",
+            "trt_version",
+            "fp16_mode",
+            "int8_mode",
+            "timing_cache",
+            "opset",
+            "name",
+        ),
         groups.json_output(),
         groups.progress(ExportOptions),
     ]

@@ -134,6 +134,11 @@ def from_field(cls: type, name: str, *extra_flags: str, **changes: Any) -> Param
     return param.but(**changes) if changes else param
 
 
+def from_fields(cls: type, *names: str) -> List[Param]:
+    """The parameters of the fields ``names`` of ``cls`` (:func:`from_field` each)."""
+    return [from_field(cls, n) for n in names]
+
+
 def unset(param: Param) -> Param:
     """``param`` with no default of its own (None: a recipe or suite file may set it; the help shows
     the options' default)."""
@@ -153,6 +158,10 @@ class Values(dict):
             return self[name]
         except KeyError:
             raise AttributeError(name) from None
+
+    def take(self, *names: str) -> Dict[str, Any]:
+        """The values ``names`` as keyword arguments (a library call that names them the same)."""
+        return {n: self[n] for n in names}
 
     def pick(self, cls: type, *, given_only: bool = False) -> Dict[str, Any]:
         """The values that are fields of the options class ``cls`` (``given_only``: not None)."""

@@ -17,7 +17,7 @@ from typing import Optional
 import typer
 
 from edgefer.cli import groups
-from edgefer.cli.params import Param, Values, command, from_field
+from edgefer.cli.params import Param, Values, command, from_fields
 
 BUDGET_EXIT_CODE = 3
 
@@ -48,20 +48,17 @@ def params() -> list:
     """The flags of ``edgefer quantize``: the source, then :class:`QuantizeOptions`' fields by group."""
     from edgefer.quantize.options import QuantizeOptions
 
-    def fields(*names: str) -> list:
-        return [from_field(QuantizeOptions, n) for n in names]
-
     return [
         SOURCE,
         groups.data(only=("data",), data={"default": ..., "help": "Dataset root: calibration from --calib-split."}),
-        fields("target", "method"),
+        from_fields(QuantizeOptions, "target", "method"),
         groups.calibration(QuantizeOptions),
-        fields("max_drop", "gate", "preset", "ignore"),
+        from_fields(QuantizeOptions, "max_drop", "gate", "preset", "ignore"),
         Param("ignore_from", ("--ignore-from",), Path, None, "ignore.json from `edgefer debug`: added to --ignore."),
         groups.output(QuantizeOptions, dest="out_dir"),
         groups.shape(QuantizeOptions, only=("img_size",)),
-        fields("val_size", "val_split", "fast_bias_correction"),
-        fields("qat_epochs", "qat_lr", "qat_loss", "qat_temperature"),
+        from_fields(QuantizeOptions, "val_size", "val_split", "fast_bias_correction"),
+        from_fields(QuantizeOptions, "qat_epochs", "qat_lr", "qat_loss", "qat_temperature"),
         Param(
             "sensitivity",
             ("--sensitivity",),
