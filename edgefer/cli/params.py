@@ -226,6 +226,12 @@ class _Command:
             try:
                 self._declared = flatten([p() if callable(p) else p for p in self.params])
             except (ImportError, EdgeferError) as exc:  # e.g. the training side on Python 3.8
+                from edgefer.extras import missing_extra
+
+                if isinstance(exc, ImportError) and (
+                    not isinstance(exc, ModuleNotFoundError) or missing_extra(exc) is None
+                ):
+                    raise  # not a missing optional package: a bug, reported as one
                 self._failed = exc
                 self.settings.update(ignore_unknown_options=True, allow_extra_args=True)
                 self._declared = [Param("args", (), str, None, argument=True, multiple=True, hidden=True)]
