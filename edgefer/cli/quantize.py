@@ -92,6 +92,9 @@ def register(app: typer.Typer) -> None:
         checkpoint, data, onnx_path, method, target = v.checkpoint, v.data, v.onnx_path, options.method, options.target
         if v.sensitivity:
             sres = run_sensitivity(checkpoint, data, options, onnx_path=onnx_path)
+            if v.as_json:  # the sensitivity.json it wrote: one document on stdout
+                typer.echo(Path(sres.json_path).read_text(encoding="utf-8"))
+                return
             typer.echo(sres.markdown)
             typer.echo(f"\nwritten: {sres.json_path}  {sres.markdown_path}")
             return
