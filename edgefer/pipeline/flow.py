@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgefer.bench.options import DEFAULT_ITERS, DEFAULT_WARMUP
 from edgefer.bench.report import COMPACT_COLUMNS, table_rows
 from edgefer.errors import EdgeferError
 from edgefer.export.options import ExportOptions
@@ -85,8 +86,10 @@ class PipelineConfig:
     max_drop: float | None = None
     gate: str = DEFAULT_GATE
     batches: tuple[int, ...] = (1, 8)
-    warmup: int = 5
-    iters: int = 30
+    warmup: int = DEFAULT_WARMUP  # the timing defaults are edgefer benchmark's (one vocabulary, issue 24)
+    iters: int = DEFAULT_ITERS
+    seconds: float | None = None  # a time budget per measurement instead of iters
+    mode: str = "latency"  # latency | throughput, as edgefer benchmark --mode
     threads: int | None = None
     force: bool = False
     progress: bool = True
@@ -145,6 +148,8 @@ class PipelineConfig:
         )
         check(self.warmup >= 0, f"warmup must be >= 0, got {self.warmup}")
         check(self.iters >= 1, f"iters must be >= 1, got {self.iters}")
+        check(self.mode in ("latency", "throughput"), f"mode must be latency or throughput, got {self.mode!r}")
+        check(self.seconds is None or self.seconds > 0, f"seconds must be positive, got {self.seconds}")
         check(self.threads is None or self.threads >= 1, f"threads must be >= 1, got {self.threads}")
         if self.checkpoint is None:
             from edgefer.models import get_entry
@@ -543,45 +548,38 @@ class _Flow:
         return [self.checkpoint, *arts]
 
     def bench_stage(self) -> Stage:
+        import dataclasses
+
         from edgefer.bench.gate import Gate
+        from edgefer.bench.options import BenchOptions
 
         report_json = self.report_dir / "report.json"
         cfg = self.cfg
+        opts = BenchOptions(
+            split="test",
+            batches=cfg.batches,
+            warmup=cfg.warmup,
+            iters=cfg.iters,
+            seconds=cfg.seconds,
+            mode=cfg.mode,
+            threads=cfg.threads,
+            gate=cfg.gate,
+            out_dir=self.report_dir,
+            progress=cfg.progress,
+        )
 
         def run() -> None:
             from edgefer.bench.harness import run_benchmark
 
+            # the report is saved below, with the pipeline's notes added
             report = run_benchmark(
-                self.bench_models(),
-                self.data,
-                split="test",
-                reference=self.reference,
-                batches=cfg.batches,
-                warmup=cfg.warmup,
-                iters=cfg.iters,
-                threads=cfg.threads,
-                gate=cfg.gate,
-                progress=cfg.progress,
+                self.bench_models(), self.data, dataclasses.replace(opts, out_dir=None), reference=self.reference
             )
             report.notes.extend(self.notes)
             report.save(self.report_dir)
 
         models = [str(p) for p in self.bench_models()]
-        command = [
-            "edgefer",
-            "benchmark",
-            *models,
-            "--data",
-            str(self.data),
-            "--reference",
-            str(self.reference),
-            "--batch",
-            ",".join(str(b) for b in cfg.batches),
-            "--gate",
-            cfg.gate,
-            "--out",
-            str(self.report_dir),
-        ]
+        command = opts.to_argv(models, self.data, reference=self.reference)
         inputs = [Path(p) for p in models] + [self.reference]
         params = {
             "models": models,
@@ -591,6 +589,8 @@ class _Flow:
             "batches": list(cfg.batches),
             "warmup": cfg.warmup,
             "iters": cfg.iters,
+            "seconds": cfg.seconds,
+            "mode": cfg.mode,
             "threads": cfg.threads,
         }
         return Stage(
