@@ -3,7 +3,7 @@
 data -> train (or ``--checkpoint``) -> ONNX + FP32 reference -> FP16 / INT8 per target ->
 benchmark with the gate -> bundle -> summary. Every stage is an ordinary library call (the same
 one its CLI command makes), declared as a :class:`~edgefer.pipeline.stages.Stage` with the files
-it reads and writes, so a re-run skips what is up to date and ``--force`` redoes everything.
+it reads and writes, so a re-run skips what is up to date and ``--overwrite`` redoes everything.
 
 Each artifact stage writes ``<out>/stages/<stage>.json`` listing the files it produced; those
 files are the stage's outputs, so deleting any one of them reruns that stage and everything
@@ -363,7 +363,7 @@ class _Flow:
         return True
 
     def train_stage(self) -> Stage:
-        from edgefer.training.config import load_config
+        from edgefer.training.config import load_config, train_argv
 
         done = self.train_dir / "complete.json"
         params = train_params(load_config(self.recipe(), self.train_overrides()).to_dict())
@@ -384,12 +384,8 @@ class _Flow:
             result = train(load_config(self.recipe(), overrides))
             write_json(done, {"best": str(result.best_checkpoint), "metrics": result.metrics})
 
-        command = ["edgefer", "train"]
-        if self.recipe():
-            command += ["--config", str(self.recipe())]
-        for key, value in self.train_overrides().items():
-            if key != "progress":
-                command += [f"--{key.replace('_', '-')}", str(value)]
+        # spelt from TrainConfig's field flags, like every other stage's command
+        command = train_argv(self.train_overrides(), self.recipe())
         return Stage(
             "train", run, outputs=[done, self.checkpoint], inputs=self.data_inputs(), command=command, params=params
         )

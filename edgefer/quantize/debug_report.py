@@ -93,8 +93,8 @@ def debug_markdown(
         f"- Keep the worst layers in floating point: `edgefer quantize ... --ignore-from {summary['out']}/ignore.json` "
         f"(holds the top {len(patterns)}; the patterns match the ONNX node names of the trt/onnx targets and the "
         "OpenVINO names of the openvino target). Re-run the gate; widen or narrow `--top` as needed.",
-        "- Let NNCF choose: `edgefer quantize --method ptq-acc --max-drop <pt>` keeps layers in FP until the "
-        "drop fits; `--method qat` fine-tunes instead of giving up INT8 speed.",
+        "- Let NNCF choose: `edgefer quantize --int8-method ptq-acc --max-drop <pt>` keeps layers in FP until the "
+        "drop fits; `--int8-method qat` fine-tunes instead of giving up INT8 speed.",
         "- A low input SQNR (below ~20 dB) with a large added error points at the activation range "
         "(outliers): more or more representative calibration images (`--calib-size`) may help.",
         "- For a TensorRT engine, compare on the device with Polygraphy (`polygraphy run <int8_qdq.onnx> --trt "

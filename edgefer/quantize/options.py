@@ -40,7 +40,7 @@ ENFORCING_METHODS = ("ptq-acc", "qat")
 #: has labelled data at hand -- the dataset it calibrates on is opened by :mod:`edgefer.data`, whose
 #: readers all carry labels, and the INT8 model is scored on its labelled ``val_split`` anyway -- so
 #: the gate can always be held, and plain PTQ changed 3-6 % of the FP32 decisions on real faces
-#: (issue 26). Plain PTQ stays available as ``method="ptq"`` (``--method ptq``).
+#: (issue 26). Plain PTQ stays available as ``method="ptq"`` (``--int8-method ptq``).
 DEFAULT_METHOD = "ptq-acc"
 
 if TYPE_CHECKING:

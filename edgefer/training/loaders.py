@@ -62,8 +62,7 @@ def build_loaders(cfg: TrainConfig, info: D.DistInfo, device: torch.device) -> L
     steps_per_epoch = len(sampler) // rank_batch
     if steps_per_epoch < 1:
         raise ConfigError(
-            f"the training split has {len(train_set)} images, fewer than one batch of {cfg.batch_size}; "
-            "lower --batch-size"
+            f"the training split has {len(train_set)} images, fewer than one batch of {cfg.batch_size}; lower --batch"
         )
     loader_kw: dict[str, Any] = {"num_workers": cfg.workers, "pin_memory": device.type == "cuda"}
     return Loaders(
