@@ -6,8 +6,8 @@ appended: click parses the whole line -- the command path, every option name and
 a value -- before the eager ``--help`` prints and exits 0, so an unknown command or option, or a
 flag that lost its value, exits 2 here. The values themselves (paths to RAF-DB, checkpoints) are not
 needed, which is what lets this cover the blocks that need external data. A deprecated spelling
-(a hidden alias kept for old scripts) parses too, so the docs are also checked against
-``DEPRECATED`` from the CLI's vocabulary: the docs must teach the current spelling.
+(a hidden alias kept for old scripts) parses too, so each line is also checked for the hidden
+options of its command: the docs must teach the current spelling.
 
 The blocks that need no data run for real: ``edgefer doctor`` (its exit says whether a backend
 works here) and ``edgefer models``.
@@ -20,6 +20,7 @@ import shlex
 from pathlib import Path
 
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from edgefer.cli import app
@@ -91,6 +92,30 @@ def test_the_docs_have_commands_to_check() -> None:
 def test_documented_command_parses(where: str, argv: list[str]) -> None:
     result = CliRunner().invoke(app, [*argv, "--help"])
     assert result.exit_code == 0, f"{where}\n  edgefer {' '.join(argv)}\n{result.output}"
+
+
+def _hidden_flags(argv: list[str]) -> set[str]:
+    """The hidden (deprecated) option names of the command ``argv`` runs, and of the root."""
+    cmd = typer.main.get_command(app)
+    hidden = set()
+    for word in [None, *argv]:
+        if word is not None:
+            sub = getattr(cmd, "commands", {}).get(word)
+            if sub is None:
+                break
+            cmd = sub
+        hidden |= {o for p in cmd.params if getattr(p, "hidden", False) for o in (*p.opts, *p.secondary_opts)}
+    return hidden
+
+
+@pytest.mark.parametrize(("where", "argv"), COMMANDS, ids=[w for w, _ in COMMANDS])
+def test_documented_command_uses_current_spellings(where: str, argv: list[str]) -> None:
+    old = sorted({w.split("=")[0] for w in argv} & _hidden_flags(argv))
+    assert not old, f"{where}: deprecated spelling(s) {old} -- see docs/cli.md"
+
+
+def test_a_deprecated_spelling_is_caught() -> None:
+    assert "--batch-size" in _hidden_flags(["train", "--data", "x"])
 
 
 def test_an_unknown_flag_is_caught() -> None:
