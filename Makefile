@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/edgefer pipeline --data synthetic --model msff_mobilenetv3 --targets openvino,onnx,trt --out runs/demo
+	$(VENV)/bin/edgefer pipeline --data synthetic --arch msff_mobilenetv3 --targets openvino,onnx,trt --out runs/demo
 
 PYTEST_OPTS := -q -x --durations=15
 

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-DEMO_ARGS = ["pipeline", "--data", "synthetic", "--model", "msff_mobilenetv3", "--targets", "openvino,onnx,trt"]
+DEMO_ARGS = ["pipeline", "--data", "synthetic", "--arch", "msff_mobilenetv3", "--targets", "openvino,onnx,trt"]
 
 
 def _cpu_name() -> str:
@@ -45,7 +45,7 @@ def run_seed(seed: int, out: Path, extra: list[str]) -> dict:
     run_dir = out / f"seed{seed}"
     run_dir.mkdir(parents=True, exist_ok=True)
     exe = Path(sys.executable).with_name("edgefer")
-    cmd = [str(exe), *DEMO_ARGS, "--out", str(run_dir / "run"), "--seed", str(seed), "--force", *extra]
+    cmd = [str(exe), *DEMO_ARGS, "--out", str(run_dir / "run"), "--seed", str(seed), "--overwrite", *extra]
     t0 = time.perf_counter()
     with open(run_dir / "pipeline.log", "w") as log:
         rc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT).returncode

@@ -40,7 +40,7 @@ def run_quantize(ckpt: str, data: str, target: str, out: Path, plain: bool) -> d
     """One ``edgefer quantize`` through the console script; its report, exit code and wall time."""
     exe = Path(sys.executable).with_name("edgefer")
     cmd = [str(exe), "quantize", "--checkpoint", ckpt, "--data", data, "--target", target]
-    cmd += [*(["--method", "ptq"] if plain else []), "--out", str(out), "--quiet", "--overwrite"]
+    cmd += [*(["--int8-method", "ptq"] if plain else []), "--out", str(out), "--quiet", "--overwrite"]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     wall = time.perf_counter() - t0

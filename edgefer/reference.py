@@ -2,7 +2,7 @@
 
 ``reference.npz`` holds, for each test image in evaluation order, its id, its label and the FP32
 model's logits, plus the class names and the metadata of the model that produced them. It is
-written once by ``edgefer export --reference-data`` and read by the benchmark on any device, so a
+written once by ``edgefer export --data`` and read by the benchmark on any device, so a
 Jetson never needs PyTorch or the checkpoint to know whether INT8 broke the model.
 """
 
@@ -70,7 +70,7 @@ class Reference:
     def load(cls, path: str | os.PathLike) -> Reference:
         path = Path(path)
         if not path.exists():
-            raise EdgeferError(f"reference file {path} does not exist (make it with `edgefer export --reference-data`)")
+            raise EdgeferError(f"reference file {path} does not exist (make it with `edgefer export --data`)")
         try:
             with np.load(path, allow_pickle=False) as z:
                 schema = int(z["schema"])

@@ -162,7 +162,7 @@ def test_pipeline_holds_every_int8_stage_to_its_benchmark_gate(tmp_path: Path) -
     assert [p["method"] for p in params] == ["ptq-acc"] * 2
     assert params[0]["gate"] == "max-drop=1,max-class-drop=5,class-alpha=0.05,min-agreement=0.95"
     command = flow.int8_stage("openvino").command
-    assert command[command.index("--gate") + 1] == params[0]["gate"] and "--method" not in command
+    assert command[command.index("--gate") + 1] == params[0]["gate"] and "--int8-method" not in command
 
 
 def test_pipeline_says_what_an_int8_stage_kept() -> None:

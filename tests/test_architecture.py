@@ -16,8 +16,8 @@ imports are resolved. The rules (docs/architecture.md, "Layers"):
    import no builder, training or top-level package: the benchmark reads datasets on the device.
 5. Only ``edgefer.cli`` imports ``edgefer.cli``; only ``cli`` and ``pipeline`` import ``pipeline``.
 6. The base layer (:data:`BASE`) imports only the base layer, and no torch, torchvision or nncf.
-7. No import cycle inside ``edgefer/`` (imports under ``if TYPE_CHECKING:`` never run and do not
-   count), except the ones listed in :data:`KNOWN_CYCLES` with the fix that removes them.
+7. No import cycle inside ``edgefer/`` (imports under ``if TYPE_CHECKING:`` never run, and a
+   module's own parent packages are imported before it, so neither closes a cycle).
 
 A violation fails with the module, the line and the import, e.g.
 ``edgefer.backends.tensorrt:117 imports edgefer.export.tensorrt``.
@@ -298,22 +298,6 @@ def test_the_parameter_check_counts_every_kind(tmp_path: Path) -> None:
 
 # -- import cycles (docs/architecture.md, "Layers"): the house drawn from imports has no cycle -----
 
-#: Cycles known and owned by another change, each with the fix that removes it. The test fails on
-#: any other cycle, and on an entry here that is no longer a cycle (so it cannot hide a new one).
-KNOWN_CYCLES: dict[frozenset[str], str] = {
-    frozenset(
-        {
-            "edgefer.models.registry",
-            "edgefer.models.zoo",
-            "edgefer.models.baselines",
-            "edgefer.models.mask_cbam",
-            "edgefer.models.msff",
-            "edgefer.models",
-        }
-    ): "registry._ensure_loaded imports zoo, whose model modules import registry.register_model; "
-    "fix (models/ owner): the lookups (list_models, get_entry, create_model) move to zoo, above the model modules",
-}
-
 
 def import_groups(graph: dict[str, list[Import]]) -> list[list[str]]:
     """Every strongly connected group of two or more edgefer modules in the import graph (edges:
@@ -360,10 +344,19 @@ def import_groups(graph: dict[str, list[Import]]) -> list[list[str]]:
 
 
 def _edges(graph: dict[str, list[Import]]) -> dict[str, list[str]]:
-    """{module: the edgefer modules it imports when run}: imports under ``if TYPE_CHECKING:`` never
-    run, so they close no cycle (they are how an annotation names a class from above)."""
+    """{module: the edgefer modules it imports when run}. Imports under ``if TYPE_CHECKING:`` never
+    run, so they close no cycle (they are how an annotation names a class from above); nor does a
+    module's import of its own parent package (``from edgefer.models import msff`` in
+    ``edgefer.models.zoo``): Python imports the package before the module, and the edge to the
+    submodule it names is kept."""
     return {
-        m: sorted({i.target for i in imps if i.target in graph and i.target != m and not i.typing_only})
+        m: sorted(
+            {
+                i.target
+                for i in imps
+                if i.target in graph and i.target != m and not i.typing_only and not m.startswith(i.target + ".")
+            }
+        )
         for m, imps in graph.items()
     }
 
@@ -387,23 +380,21 @@ def cycle_through(group: list[str], graph: dict[str, list[Import]]) -> list[str]
 
 
 def test_no_import_cycles() -> None:
-    """No edgefer module reaches itself through its imports (outside :data:`KNOWN_CYCLES`); a
-    failure names one cycle per group, e.g. ``edgefer.metadata -> edgefer.engine_sidecar -> edgefer.metadata``."""
+    """No edgefer module reaches itself through its imports; a failure names one cycle per group,
+    e.g. ``edgefer.engine_sidecar -> edgefer.metadata -> edgefer.engine_sidecar``."""
     graph = scan()
-    groups = [frozenset(g) for g in import_groups(graph)]
-    new = [" -> ".join(cycle_through(sorted(g), graph)) for g in groups if g not in KNOWN_CYCLES]
-    assert not new, "import cycles inside edgefer/:\n  " + "\n  ".join(new)
-    stale = [sorted(k) for k in KNOWN_CYCLES if k not in groups]
-    assert not stale, f"KNOWN_CYCLES entries that are no longer cycles (drop them): {stale}"
+    cycles = [" -> ".join(cycle_through(group, graph)) for group in import_groups(graph)]
+    assert not cycles, "import cycles inside edgefer/:\n  " + "\n  ".join(cycles)
 
 
 def test_cycle_check_finds_function_level_and_relative_cycles(tmp_path: Path) -> None:
     """The checker itself: a cycle closed by an import inside a function and a relative import is
-    found and named; a one-way chain is not a cycle, nor one closed only under ``if TYPE_CHECKING:``."""
+    found and named; a one-way chain is not a cycle, nor one closed only under ``if TYPE_CHECKING:``
+    or by a module naming its own package (``from edgefer.q import peer`` in a module the package imports)."""
     pkg = tmp_path / "edgefer"
     (pkg / "q").mkdir(parents=True)
     (pkg / "__init__.py").write_text("")
-    (pkg / "q" / "__init__.py").write_text("")
+    (pkg / "q" / "__init__.py").write_text("from edgefer.q.leaf import z\n")  # q -> leaf -> (q) peer
     (pkg / "q" / "api.py").write_text("from edgefer.q.peer import g\n")
     (pkg / "q" / "peer.py").write_text("def g():\n    from .api import f\n")
     (pkg / "q" / "leaf.py").write_text("from edgefer.q import peer, typed\n")

@@ -194,7 +194,7 @@ def test_import_reads_the_graph_and_changes_nothing_else(keras_onnx: Path, tmp_p
         (["--classes", "angry,disgust,fear,happy,sad,surprise,bored"], "unknown expression class name 'bored'"),
         (["--layout", "nchw"], "--layout nchw contradicts"),
         (["--mean", "0.5,0.5,0.5"], "--mean has 3 values but a gray model has 1 channel"),
-        (["--input-size", "48"], "--input-size 48 contradicts"),
+        (["--img-size", "48"], "--img-size 48 contradicts"),
     ],
 )
 def test_import_errors_are_one_line_and_write_nothing(
@@ -247,10 +247,10 @@ def _downstream(fp32: Path, ref: Path, data: Path, tmp: Path, names: tuple[str, 
     stem = fp32.stem
     q = tmp / "q"
     for target in ("openvino", "trt"):
-        res = _cli("quantize", "--onnx", fp32, "--data", data, "--target", target, "--method", "ptq",
+        res = _cli("quantize", "--onnx", fp32, "--data", data, "--target", target, "--int8-method", "ptq",
                    "--calib-size", "40", "--val-size", "40", "--out", q, "--quiet")  # fmt: skip
         assert res.exit_code == 0, res.output
-    res = _cli("quantize", "--onnx", fp32, "--data", data, "--method", "qat", "--out", q, "--quiet")
+    res = _cli("quantize", "--onnx", fp32, "--data", data, "--int8-method", "qat", "--out", q, "--quiet")
     assert res.exit_code == 2 and "checkpoint" in res.output  # QAT needs the PyTorch module, and says so
     ir, qdq = q / f"{stem}_int8.xml", q / f"{stem}_int8_qdq.onnx"
     assert read_metadata(ir).preprocessing == read_metadata(fp32).preprocessing
@@ -308,7 +308,7 @@ def test_keras_model_through_quantize_benchmark_bundle_predict_run(
     pytest.importorskip("openvino", reason="openvino not installed")
     imp = tmp_path / "imp"
     res = _cli("import", keras_onnx, "--color", "gray", "--layout", "nhwc", "--mean", "0.5", "--std", "0.5",
-               "--classes", ",".join(FER2013_ORDER), "--reference-data", byom_data, "--out", imp)  # fmt: skip
+               "--classes", ",".join(FER2013_ORDER), "--data", byom_data, "--out", imp)  # fmt: skip
     assert res.exit_code == 0, res.output
     fp32, ref = imp / "fer_keras.onnx", imp / "reference.npz"
     rows = _downstream(fp32, ref, byom_data, tmp_path, read_metadata(fp32).class_names)

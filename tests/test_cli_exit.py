@@ -114,11 +114,9 @@ def test_help_shows_the_defaults_written_in_square_brackets() -> None:
 
     from edgefer.cli import app
 
-    source = "\n".join(p.read_text() for p in sorted(Path(__file__).resolve().parents[1].glob("edgefer/cli/*.py")))
-    written = set(re.findall(r"\[default: ([^\]]+)\]", source))
-    assert {"test", "1,8", "latency"} <= written
     res = CliRunner().invoke(app, ["benchmark", "--help"], env={"COLUMNS": "250"})
     assert res.exit_code == 0
     shown = set(re.findall(r"\[default: ([^\]]+)\]", res.output))
-    assert written <= shown, written - shown
+    # benchmark's flags have no default of their own (a --suite file may set them): the help text says it
+    assert {"test", "1,8", "latency", "10", "cpu"} <= shown, shown
     assert "\\[" not in res.output

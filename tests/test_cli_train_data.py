@@ -29,7 +29,7 @@ def _train(data: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
         "train",
         "--data",
         str(data),
-        "--model",
+        "--arch",
         "resnet18",
         "--out",
         str(out),
@@ -37,11 +37,11 @@ def _train(data: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
         "1",
         "--img-size",
         "32",
-        "--batch-size",
+        "--batch",
         "8",
         "--workers",
         "0",
-        "--no-progress",
+        "--quiet",
         *extra,
     ]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=300)

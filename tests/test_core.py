@@ -14,7 +14,7 @@ import pytest
 from edgefer.errors import BackendError, CheckpointError, EdgeferError
 from edgefer.labels import CLASS_NAMES
 from edgefer.metadata import ModelMetadata, read_metadata, sidecar_path
-from edgefer.metrics import classification_report, confusion_matrix, softmax
+from edgefer.metrics import classification_report, confusion_matrix, log_softmax, softmax
 from edgefer.preprocess import Preprocessing
 from edgefer.reference import Reference
 from edgefer.utils.io import atomic_open, atomic_path, sha256_file, write_json
@@ -148,6 +148,13 @@ def test_metrics_hand_computed() -> None:
         confusion_matrix([0, 5], [0, 1], 3)
     p = softmax(np.array([[1000.0, 1000.0]]))
     np.testing.assert_allclose(p, [[0.5, 0.5]])
+
+
+def test_log_softmax_is_the_log_of_softmax_without_underflow() -> None:
+    z = np.random.default_rng(0).standard_normal((5, 7)) * 4
+    np.testing.assert_allclose(log_softmax(z, axis=1), np.log(softmax(z, axis=1)), rtol=1e-12, atol=1e-12)
+    far = log_softmax(np.array([[0.0, -2000.0]]), axis=1)  # softmax rounds the second to 0; log of it is -inf
+    assert np.isfinite(far).all() and far[0, 1] == pytest.approx(-2000.0)
 
 
 def test_cli_user_error_is_a_message_not_a_traceback(tmp_path: Path) -> None:

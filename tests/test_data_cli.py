@@ -27,11 +27,11 @@ def test_synth_then_info(tmp_path: Path) -> None:
             "21",
             "--n-test",
             "14",
-            "--size",
+            "--img-size",
             "32",
             "--seed",
             "1",
-            "--no-progress",
+            "--quiet",
         ],
     )
     assert result.exit_code == 0, result.output

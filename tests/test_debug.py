@@ -273,7 +273,8 @@ def test_ignore_list_round_trips_through_quantize(
 
     runner = CliRunner()
     for target, ignore_file in (("trt", out / "ignore.json"), ("openvino", ov_dir / "ignore.json")):
-        args = ["quantize", "--onnx", str(fp32_onnx), "--data", str(synth_data), "--target", target, "--method", "ptq"]
+        args = ["quantize", "--onnx", str(fp32_onnx), "--data", str(synth_data)]
+        args += ["--target", target, "--int8-method", "ptq"]
         args += ["--calib-size", str(CALIB), "--val-size", "30", "--ignore-from", str(ignore_file)]
         r = runner.invoke(app, [*args, "--out", str(tmp_path / target), "--quiet"])
         assert r.exit_code == 0, r.output

@@ -175,7 +175,7 @@ def test_cli_evaluate(tiny_checkpoint, synth_data, tmp_path):
     from edgefer.cli import app
 
     res = CliRunner().invoke(app, ["evaluate", "--checkpoint", str(tiny_checkpoint), "--data", str(synth_data),
-                                   "--out", str(tmp_path / "ev"), "--tta-flip", "--no-progress"])  # fmt: skip
+                                   "--out", str(tmp_path / "ev"), "--tta-flip", "--quiet"])  # fmt: skip
     assert res.exit_code == 0, res.output
     assert "mean class accuracy" in res.output and "Happiness" in res.output
     assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["flip_tta"] is True

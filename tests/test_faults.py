@@ -390,7 +390,7 @@ def test_every_flag_a_data_error_names_exists_on_that_command(
             "train",
             "--data",
             six,
-            "--model",
+            "--arch",
             "msff_mobilenetv3",
             "--out",
             tmp_path / "t",
@@ -398,9 +398,9 @@ def test_every_flag_a_data_error_names_exists_on_that_command(
             "1",
             "--img-size",
             "32",
-            "--no-progress",
+            "--quiet",
         ],
-        "evaluate": ["evaluate", "--checkpoint", checkpoint, "--data", six, "--split", "train", "--no-progress"],
+        "evaluate": ["evaluate", "--checkpoint", checkpoint, "--data", six, "--split", "train", "--quiet"],
         "quantize": ["quantize", "--onnx", onnx_model, "--data", six, "--out", tmp_path / "q", "-q"],
         "export": [
             "export",
@@ -410,7 +410,7 @@ def test_every_flag_a_data_error_names_exists_on_that_command(
             "onnx",
             "--precision",
             "int8",
-            "--calib-data",
+            "--data",
             six,
             "--out",
             tmp_path / "e",
@@ -681,7 +681,7 @@ def test_train_refuses_to_replace_an_earlier_run(tmp_path: Path, data: Path) -> 
         "train",
         "--data",
         data,
-        "--model",
+        "--arch",
         "resnet18",
         "--out",
         run,
@@ -689,7 +689,7 @@ def test_train_refuses_to_replace_an_earlier_run(tmp_path: Path, data: Path) -> 
         "1",
         "--img-size",
         SIZE,
-        "--no-progress",
+        "--quiet",
     )
     assert_user_error(proc, "--overwrite")
     assert snapshot(run) == before
@@ -855,7 +855,7 @@ def test_run_refuses_an_existing_folder_before_reading_a_frame(tmp_path: Path, o
     [
         (["benchmark", "{onnx}", "--data", "{data}", "--max-images", "-3"], "--max-images"),
         (["run", "--model", "{onnx}", "--source", "0", "--max-frames", "-1"], "--max-frames"),
-        (["data", "synth", "--out", "{tmp}/s", "--size", "100000"], "image_size"),
+        (["data", "synth", "--out", "{tmp}/s", "--img-size", "100000"], "image_size"),
         (["export", "--onnx", "{onnx}", "--batch", "0", "--out", "{tmp}/e"], "--batch"),
         (["quantize", "--onnx", "{onnx}", "--data", "{data}", "--val-size", "-1", "--out", "{tmp}/q"], "val_size"),
     ],
@@ -870,9 +870,7 @@ def test_bad_numbers_are_errors(args: list[str], needle: str, tmp_path: Path, on
 
 
 def test_evaluate_batch_size_zero_is_a_one_line_error(tmp_path: Path, checkpoint: Path, data: Path) -> None:
-    assert_user_error(
-        edgefer("evaluate", "--checkpoint", checkpoint, "--data", data, "--batch-size", "0"), "batch size"
-    )
+    assert_user_error(edgefer("evaluate", "--checkpoint", checkpoint, "--data", data, "--batch", "0"), "batch size")
 
 
 # == the CLI corpus ================================================================================
@@ -917,9 +915,9 @@ def corpus(tmp_path_factory: pytest.TempPathFactory, onnx_model: Path, checkpoin
 
 _CORPUS = [
     # (command, what is wrong with the input, expected words in the one-line error)
-    (["train", "--data", "{ws}/empty", "--model", "msff_mobilenetv3", "--out", "{ws}/o"], "no known dataset layout"),
-    (["train", "--data", "{ws}/labels_bad", "--model", "msff_mobilenetv3", "--out", "{ws}/o"], "label"),
-    (["train", "--data", "{ws}/partial", "--model", "nosuchmodel", "--out", "{ws}/o"], ""),
+    (["train", "--data", "{ws}/empty", "--arch", "msff_mobilenetv3", "--out", "{ws}/o"], "no known dataset layout"),
+    (["train", "--data", "{ws}/labels_bad", "--arch", "msff_mobilenetv3", "--out", "{ws}/o"], "label"),
+    (["train", "--data", "{ws}/partial", "--arch", "nosuchmodel", "--out", "{ws}/o"], ""),
     (["evaluate", "--checkpoint", "{ws}/evil.pt", "--data", "{data}"], "not a readable edgefer checkpoint"),
     (["evaluate", "--checkpoint", "{ws}/trunc.pt", "--data", "{data}"], "not a readable edgefer checkpoint"),
     (["evaluate", "--checkpoint", "{ws}/missing.pt", "--data", "{data}"], "does not exist"),
@@ -1195,22 +1193,22 @@ _SIZES = [
     (["benchmark", "{onnx}", "--data", "{data}", *QUICK_BENCH], "--batch", "MAX_BATCH", True),
     (
         ["evaluate", "--checkpoint", "{ckpt}", "--data", "{data}", "--out", "{tmp}/ev"],
-        "--batch-size",
+        "--batch",
         "MAX_BATCH",
         True,
     ),
     (["run", "--model", "{onnx}", "--source", "{video}", "--aligned", "-q"], "--queue-size", "MAX_QUEUE", True),
     (["export", "--onnx", "{onnx}", "--target", "openvino", "--out", "{tmp}/ex"], "--max-batch", "MAX_BATCH", False),
     (["export", "--onnx", "{onnx}", "--target", "trt", "--out", "{tmp}/ex"], "--batch", "MAX_BATCH", False),
-    (["deepstream", "--model", "{onnx}", "--out", "{tmp}/ds"], "--batch-size", "MAX_BATCH", True),
+    (["deepstream", "--model", "{onnx}", "--out", "{tmp}/ds"], "--batch", "MAX_BATCH", True),
     (
-        ["train", "--data", "{data}", "--model", "msff_mobilenetv3", "--out", "{tmp}/t"],
-        "--batch-size",
+        ["train", "--data", "{data}", "--arch", "msff_mobilenetv3", "--out", "{tmp}/t"],
+        "--batch",
         "MAX_BATCH",
         False,
     ),
     (
-        ["train", "--data", "{data}", "--model", "msff_mobilenetv3", "--out", "{tmp}/t"],
+        ["train", "--data", "{data}", "--arch", "msff_mobilenetv3", "--out", "{tmp}/t"],
         "--img-size",
         "MAX_IMG_SIZE",
         False,
@@ -1222,7 +1220,7 @@ _SIZES = [
         False,
     ),
     (["models"], "--img-size", "MAX_IMG_SIZE", False),
-    (["data", "synth", "--out", "{tmp}/s", "--n-train", "7", "--n-test", "7"], "--size", "MAX_IMG_SIZE", False),
+    (["data", "synth", "--out", "{tmp}/s", "--n-train", "7", "--n-test", "7"], "--img-size", "MAX_IMG_SIZE", False),
     (["predict", "{tmp}/face.png", "--model", "{onnx}"], "--margin", "MAX_MARGIN", True),
     (["predict", "{tmp}/face.png", "--model", "{onnx}", "--aligned"], "--threads", "MAX_THREADS", True),
 ]
@@ -1294,13 +1292,13 @@ def test_resume_refuses_contradicting_options_and_a_finished_run_stays_as_it_was
         with pytest.raises(CheckpointError, match=needle):
             train(TrainConfig(**{**cfg, **change, "resume": str(run)}))
         assert snapshot(run) == before
-    proc = edgefer("train", "--resume", run, "--img-size", "48", "--no-progress")
+    proc = edgefer("train", "--resume", run, "--img-size", "48", "--quiet")
     assert "img_size 32 -> 48" in assert_user_error(proc, "cannot resume")
     assert snapshot(run) == before
     # the same settings: a finished run reports itself and rewrites nothing (config.yaml, summary.json)
     again = train(TrainConfig(**{**cfg, "resume": str(run)}))
     assert len(again.history) == 1 and snapshot(run) == before
-    proc = edgefer("train", "--resume", run, "--workers", "1", "--no-progress")  # how it runs may change
+    proc = edgefer("train", "--resume", run, "--workers", "1", "--quiet")  # how it runs may change
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert snapshot(run) == before
 

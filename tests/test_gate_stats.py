@@ -194,3 +194,21 @@ def test_report_shows_images_next_to_points() -> None:
     assert "-4.55 (Fear, -1 img)" in md  # the worst-class column carries the image count
     assert "class-alpha=0.05" in md and "PASSED" in md
     assert math.isclose(row["accuracy"]["per_class_changes"][1]["p_drop"], 0.5)
+
+
+#: discordant counts for the SciPy cross-check: none, a few, and both sides of the exact/log switch
+_DISCORDANT = (0, 1, 2, 3, 7, 25, 100, 1000, 4990, 5000, 5001, 6000, 20000)
+
+
+def test_mcnemar_tail_matches_scipy_binomtest() -> None:
+    """The one-sided McNemar p equals SciPy's exact binomial test P(X >= lost), X ~ Bin(lost + gained, 1/2),
+    over a grid of lost/gained counts that includes 0 and n far above the exact-integer limit."""
+    stats = pytest.importorskip("scipy.stats")
+    for lost in _DISCORDANT:
+        for gained in _DISCORDANT:
+            ours = mcnemar_drop_p(lost, gained)
+            if lost + gained == 0:  # SciPy needs n >= 1; no discordant image is no evidence
+                assert ours == 1.0
+                continue
+            theirs = stats.binomtest(lost, lost + gained, 0.5, alternative="greater").pvalue
+            assert ours == pytest.approx(theirs, rel=1e-9, abs=1e-300), (lost, gained)

@@ -243,3 +243,42 @@ def test_batchnorm_momentum_tracks_short_from_scratch_training() -> None:
         model = create_model(name)
         slow = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d) and m.momentum != 0.1]
         assert not slow, f"{name}: {len(slow)} BatchNorm layers with momentum != 0.1"
+
+
+# sha256 (first 16 hex digits) of the sorted "key:shape" lines of each model's state dict, and its
+# parameter count, as they were before the PyConv blocks were merged into one implementation
+# (issue 24). Checkpoints and the demo numbers depend on both: a change here breaks old checkpoints.
+STATE_DICT_SNAPSHOT = {
+    "mask_cbam_resnet": ("74863df0cda74666", 25287825),
+    "mask_cbam_resnet18": ("6d50366d26a47d4d", 11283401),
+    "msff_mobilenetv3": ("27275741fecede06", 3295483),
+    "msff_mobilenetv3_lite": ("16970d197fba29fc", 629539),
+    "msff_resnet18": ("8af2ad06aff7dadf", 11477451),
+    "msff_resnet18[pyconv=lite]": ("6c893a5f44c84ebd", 11612619),
+    "msff_resnet18[pyconv=none]": ("7c5761bc90c4f93f", 11657675),
+    "msff_resnet18[pyconv=paper]": ("59bd7f75de3f0dc5", 11450699),
+    "msff_resnet50": ("062f8b7ad0ed3495", 25755883),
+    "msff_resnet50[pyconv=lite]": ("a6a5642288636e72", 26296555),
+    "msff_resnet50[pyconv=none]": ("8d63c5dc15e5f4cb", 26403563),
+    "msff_resnet50[pyconv=paper]": ("b2f3b49b1d6e8191", 25694251),
+    "resnet18": ("bb4c1ec140208722", 11180103),
+    "resnet50": ("e765c495cf2e3183", 23522375),
+}
+
+
+def _state_dict_fingerprint(model: nn.Module) -> tuple[str, int]:
+    import hashlib
+
+    lines = "\n".join(f"{k}:{tuple(v.shape)}" for k, v in sorted(model.state_dict().items()))
+    return hashlib.sha256(lines.encode()).hexdigest()[:16], sum(p.numel() for p in model.parameters())
+
+
+def test_state_dict_keys_of_every_registered_model_are_unchanged(models):
+    """Every registered model (and every PyConv preset) keeps its state-dict keys, shapes and
+    parameter count, so checkpoints written before a refactor still load."""
+    seen = {name: _state_dict_fingerprint(model) for name, model in models.items()}
+    with torch.device("meta"):  # shapes only: no weight initialisation, milliseconds per model
+        for name in ("msff_resnet18", "msff_resnet50"):
+            for preset in ("lite", "none", "paper"):
+                seen[f"{name}[pyconv={preset}]"] = _state_dict_fingerprint(create_model(name, pyconv=preset))
+    assert seen == STATE_DICT_SNAPSHOT

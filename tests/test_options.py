@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import typer
 
+from edgefer.bench.options import BenchOptions
 from edgefer.errors import EdgeferError, ExportError, QuantizationError
 from edgefer.export.options import ExportOptions
 from edgefer.quantize.options import DEFAULT_MAX_DROP, DEFAULT_METHOD, ENFORCING_METHODS, QuantizeOptions
@@ -27,7 +28,8 @@ from edgefer.utils.options import FLAG, FLAG_FALSE, to_argv
 #: data, and how the result is shown or what is run instead.
 NOT_FIELDS = {
     "export": {"--checkpoint", "--onnx", "--print-trtexec", "--json"},
-    "quantize": {"--checkpoint", "--onnx", "--data", "--sensitivity", "--ignore-from"},  # adds to --ignore
+    "quantize": {"--checkpoint", "--onnx", "--data", "--sensitivity", "--ignore-from", "--json"},  # adds to --ignore
+    "benchmark": {"--suite", "--data", "--reference", "--csv", "--json"},
 }
 
 
@@ -39,14 +41,23 @@ def _command(name: str) -> Any:
 
 
 def _cli_flags(name: str) -> set[str]:
-    return {o for p in _command(name).params for o in (*p.opts, *p.secondary_opts) if o.startswith("--")}
+    """The visible long flags of ``edgefer <name>`` (deprecated spellings are hidden)."""
+    return {
+        o
+        for p in _command(name).params
+        if not getattr(p, "hidden", False)
+        for o in (*p.opts, *p.secondary_opts)
+        if o.startswith("--")
+    }
 
 
 def _field_flags(cls: type) -> set[str]:
     return {f.metadata[k] for f in dataclasses.fields(cls) for k in (FLAG, FLAG_FALSE) if f.metadata.get(k)}
 
 
-@pytest.mark.parametrize(("cls", "command"), [(ExportOptions, "export"), (QuantizeOptions, "quantize")])
+@pytest.mark.parametrize(
+    ("cls", "command"), [(ExportOptions, "export"), (QuantizeOptions, "quantize"), (BenchOptions, "benchmark")]
+)
 def test_every_cli_option_is_an_options_field_and_back(cls, command):
     """The CLI and the options class name the same settings: no flag without a field, no field
     flag the CLI lacks."""
@@ -91,7 +102,7 @@ EXPORTS = [
         img_size=96,
         reference_data="data/raf db",
         reference_split="val",
-        calib_data="data/calib",
+        calib_data="data/raf db",
         calib_size=123,
         device_profile="export/jetson/orin_nano.yaml",
         onnx_only=True,
@@ -108,22 +119,24 @@ EXPORTS = [
         overwrite=True,
     ),
     ExportOptions(target="openvino", precision="fp16", dynamic=True, max_batch=32, opt_batch=8),
+    # calibration and reference data differ: the calibration set keeps its own (older) spelling
+    ExportOptions(target="openvino", precision="int8", reference_data="data/a", calib_data="data/b"),
 ]
 
 
-@pytest.mark.parametrize("options", EXPORTS, ids=["defaults", "every-flag", "dynamic"])
+@pytest.mark.parametrize("options", EXPORTS, ids=["defaults", "every-flag", "dynamic", "two-datasets"])
 def test_export_options_round_trip_through_the_cli(monkeypatch, tmp_path, options):
     seen = _record(monkeypatch, "edgefer.deploy.export")
     _run_cli(options.to_argv(onnx=tmp_path / "m.onnx"))
     ((args, kwargs),) = seen
     assert args[1] == options
-    assert kwargs == {"onnx": str(tmp_path / "m.onnx")}
+    assert kwargs == {"onnx": tmp_path / "m.onnx"}
 
 
 QUANTIZES = [
     QuantizeOptions(),
     QuantizeOptions(
-        target="onnx",
+        target="openvino",
         method="qat",
         calib_size=77,
         max_drop=0.25,
@@ -139,13 +152,14 @@ QUANTIZES = [
         val_size=50,
         calib_split="val",
         val_split="val",
+        seed=7,
         allow_missing_classes=True,
         overwrite=True,
     ),
     QuantizeOptions(method="ptq-acc"),  # the default budget appears on the command line
-    QuantizeOptions(method="wc", preset="mixed"),
+    QuantizeOptions(method="wc", target="openvino", preset="mixed"),
     QuantizeOptions(method="ptq-acc", target="trt", gate="max-drop=0.3,max-class-drop=2,min-agreement=0.99"),
-    QuantizeOptions(method="ptq"),  # plain PTQ is no longer the default: it must appear as --method ptq
+    QuantizeOptions(method="ptq"),  # plain PTQ is no longer the default: it must appear as --int8-method ptq
     QuantizeOptions(method="ptq", max_drop=1.0),
 ]
 
@@ -162,12 +176,48 @@ def test_quantize_options_round_trip_through_the_cli(monkeypatch, tmp_path, opti
     assert kwargs == {"onnx_path": None}
 
 
+BENCHES = [
+    BenchOptions(),
+    BenchOptions(
+        split="val",
+        batches=(1, 4, 16),
+        warmup=3,
+        seconds=2.5,
+        mode="throughput",
+        cache_dir="cache",
+        threads=2,
+        device="gpu",
+        gate="max-drop=0.5,min-agreement=0.99",
+        out_dir="runs/b b",
+        e2e=False,
+        max_images=20,
+        plots=False,
+        progress=False,
+        allow_partial=True,
+        allow_missing_classes=True,
+    ),
+    BenchOptions(iters=7),
+]
+
+
+@pytest.mark.parametrize("options", BENCHES, ids=["defaults", "every-flag", "iters"])
+def test_bench_options_round_trip_through_the_cli(monkeypatch, tmp_path, options):
+    """``BenchOptions.to_argv`` (what the pipeline prints for its benchmark stage) gives back the
+    same options through ``edgefer benchmark``."""
+    seen = _record(monkeypatch, "edgefer.bench.run_benchmark")
+    _run_cli(options.to_argv([tmp_path / "m.onnx"], tmp_path, reference=tmp_path / "ref.npz"))
+    ((_args, kwargs),) = seen
+    models, out_dir = kwargs.pop("models"), kwargs.pop("out_dir", None)
+    assert [Path(m) for m in models] == [tmp_path / "m.onnx"]
+    assert Path(kwargs.pop("data")) == tmp_path and Path(kwargs.pop("reference")) == tmp_path / "ref.npz"
+    assert BenchOptions(out_dir=out_dir, **kwargs) == options
+
+
 def test_a_setting_without_a_flag_is_refused_not_dropped():
-    assert to_argv(QuantizeOptions(method="ptq", seed=0)) == ["--method", "ptq"]
+    assert to_argv(QuantizeOptions(method="ptq", seed=0)) == ["--int8-method", "ptq"]
     # the default method's budget is written out, so the line says what the model was held to
     assert to_argv(QuantizeOptions(seed=0)) == ["--max-drop", "0.5"]
-    with pytest.raises(EdgeferError, match="seed=3 has no command-line flag"):
-        QuantizeOptions(seed=3).to_argv("data")
+    assert to_argv(QuantizeOptions(seed=3))[-2:] == ["--seed", "3"]
     with pytest.raises(EdgeferError, match="qat_max_steps"):
         QuantizeOptions(qat_max_steps=5).to_argv("data")
 
@@ -259,7 +309,7 @@ def test_int8_is_held_to_the_production_gate_by_default():
     # --max-drop / --gate say otherwise: that budget is the one held
     assert QuantizeOptions(max_drop=1.5).accuracy_gate().max_drop == 1.5
     assert str(QuantizeOptions(gate="max-drop=2,min-agreement=0.9").accuracy_gate()) == "max-drop=2,min-agreement=0.9"
-    # the CLI's defaults are the options' (a command line without --method is the default options)
+    # the CLI's defaults are the options' (a command line without --int8-method is the default options)
     params = {p.name: p.default for p in _command("quantize").params}
     assert params["method"] == DEFAULT_METHOD
     pipe = {p.name: p.default for p in _command("pipeline").params}
@@ -339,3 +389,28 @@ def test_every_pipeline_command_line_is_one_the_cli_accepts(tmp_path):
     quantize_line = flow.int8_stage("onnx").command
     assert quantize_line[quantize_line.index("--max-drop") + 1] == "0.5"
     assert "--onnx" in quantize_line  # PTQ starts from the exported ONNX, as the stage's run does
+
+
+def test_the_train_command_line_is_spelt_from_the_config_fields(monkeypatch, tmp_path):
+    """``train_argv`` (for the pipeline's train stage) writes each override with its field's flag,
+    and the real ``edgefer train`` builds the same configuration back from it."""
+    from edgefer.training.config import load_config, train_argv
+
+    values = {
+        "data": str(tmp_path / "d"),
+        "model": "msff_mobilenetv3",
+        "out": str(tmp_path / "o"),
+        "seed": 3,
+        "progress": False,
+        "epochs": 2,
+        "img_size": 48,
+        "batch_size": 16,
+        "val_split": 0.1,
+    }
+    argv = train_argv(values, "synthetic_edge")
+    assert "--arch" in argv and "--batch" in argv and "--val-fraction" in argv and "--quiet" in argv
+    assert not {"--model", "--batch-size", "--val-split", "--no-progress"} & set(argv)
+    seen = _record(monkeypatch, "edgefer.training.train")
+    _run_cli(argv)
+    ((args, _kwargs),) = seen
+    assert args[0] == load_config("synthetic_edge", values)

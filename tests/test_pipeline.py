@@ -54,7 +54,7 @@ def _cli_args(out: Path) -> list[str]:
         "3",
         "--img-size",
         "64",
-        "--batch-size",
+        "--train-batch",
         "32",
         "--workers",
         "0",
@@ -116,7 +116,7 @@ def test_pipeline_interrupt_resume_skip_and_partial_rerun(tmp_path: Path) -> Non
     assert any("tensorrt is not installed" in n for n in result.notes) or HAS_TRT
     trt_manifest = json.loads((out / "stages" / "trt-int8.json").read_text())
     assert trt_manifest["commands"] and Path(trt_manifest["artifact"]).exists()
-    assert len(summary_rows(report)) == len(report["rows"])
+    assert len(summary_rows(report)) == len(report["rows"]) * len(report["settings"]["batches"])
 
     # 3. a re-run does nothing
     events.clear()
@@ -280,7 +280,7 @@ def test_changed_options_rerun_exactly_the_stages_they_affect(tmp_path: Path) ->
             "1",
             "--img-size",
             "48",
-            "--batch-size",
+            "--train-batch",
             "32",
             "--workers",
             "0",

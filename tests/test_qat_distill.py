@@ -123,7 +123,7 @@ def _console_script() -> str:
 )
 def test_a_bad_qat_loss_on_the_command_line_is_exit_2(tmp_path: Path, flags: list[str], needle: str) -> None:
     """Refused when the options are made, before the (missing) checkpoint or data are opened."""
-    argv = ["quantize", "--checkpoint", str(tmp_path / "best.pt"), "--data", str(tmp_path), "--method", "qat"]
+    argv = ["quantize", "--checkpoint", str(tmp_path / "best.pt"), "--data", str(tmp_path), "--int8-method", "qat"]
     env = {k: v for k, v in os.environ.items() if k != "EDGEFER_DEBUG"}
     proc = subprocess.run([_console_script(), *argv, *flags], capture_output=True, text=True, timeout=120, env=env)
     assert proc.returncode == 2, (proc.returncode, proc.stderr)

@@ -219,8 +219,8 @@ def test_cli_train_then_resume_from_stored_config(small_data, tmp_path):
     from edgefer.cli import app
 
     out = tmp_path / "cli_run"
-    args = ["train", "--config", "synthetic_edge", "--data", str(small_data), "--out", str(out), "--model", "resnet18",
-            "--epochs", "1", "--img-size", str(SMALL), "--batch-size", "16", "--workers", "0", "--no-progress",
+    args = ["train", "--config", "synthetic_edge", "--data", str(small_data), "--out", str(out), "--arch", "resnet18",
+            "--epochs", "1", "--img-size", str(SMALL), "--batch", "16", "--workers", "0", "--quiet",
             "--set", "ema_decay=0.5", "--set", "crop_scale=[0.9, 1.0]"]  # fmt: skip
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output

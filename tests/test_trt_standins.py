@@ -446,10 +446,10 @@ def test_calibration_cache_for_another_onnx_without_data_is_refused(builder_env,
     build, cache = _calib_env(builder_env, monkeypatch, tmp_path)
     build("a")
     builder_env.onnx.write_bytes(b"the retrained model")
-    with pytest.raises(ExportError, match=r"m\.calib\.cache was made for another ONNX.*--calib-data"):
+    with pytest.raises(ExportError, match=r"m\.calib\.cache was made for another ONNX.*--data"):
         build(None)
     Path(str(cache) + ".json").unlink()  # a cache edgefer did not key (older edgefer, another tool)
-    with pytest.raises(ExportError, match=r"cannot tell which ONNX.*--calib-data"):
+    with pytest.raises(ExportError, match=r"cannot tell which ONNX.*--data"):
         build(None)
     events, _ = build("a")  # data given: recalibrated, keyed again
     assert _calibrated(events) and Path(str(cache) + ".json").exists()

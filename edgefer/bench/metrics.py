@@ -22,14 +22,8 @@ from typing import Any
 import numpy as np
 
 from edgefer.errors import EdgeferError
-from edgefer.metrics import classification_report
+from edgefer.metrics import classification_report, log_softmax
 from edgefer.reference import Reference
-
-
-def _log_softmax(logits: np.ndarray) -> np.ndarray:
-    z = np.asarray(logits, dtype=np.float64)
-    z = z - z.max(axis=1, keepdims=True)
-    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
 
 
 def _nan_to_none(values: Sequence[float]) -> list[float | None]:
@@ -44,7 +38,7 @@ def probability_divergence(logits: np.ndarray, ref_logits: np.ndarray) -> dict[s
         raise EdgeferError(f"logits {logits.shape} and reference logits {ref_logits.shape} differ in shape")
     if logits.size == 0:
         return {"mean_kl": float("nan"), "max_prob_dev": float("nan")}
-    log_p, log_q = _log_softmax(ref_logits), _log_softmax(logits)
+    log_p, log_q = log_softmax(ref_logits, axis=1), log_softmax(logits, axis=1)
     p = np.exp(log_p)
     kl = (p * (log_p - log_q)).sum(axis=1)
     return {
@@ -217,19 +211,19 @@ def compare_to_reference(
 
 
 def percentile(samples: Sequence[float] | np.ndarray, q: float) -> float:
-    """The ``q``-th percentile (0..100) with linear interpolation between order statistics.
+    """The ``q``-th percentile (0..100) of ``samples``: ``numpy.percentile``'s default (linear)
+    interpolation between order statistics, rank ``(n - 1) * q / 100``, with a one-line error for
+    an empty sample or ``q`` outside [0, 100].
 
-    The same definition as ``numpy.percentile(method="linear")``: rank ``(n - 1) * q / 100``.
+    The default method is passed implicitly: NumPy < 1.22 (JetPack 5) names it ``interpolation=``,
+    newer NumPy ``method=``.
     """
-    x = np.sort(np.asarray(samples, dtype=np.float64).ravel())
+    x = np.asarray(samples, dtype=np.float64).ravel()
     if x.size == 0:
         raise EdgeferError("percentile of an empty sample")
     if not 0.0 <= q <= 100.0:
         raise EdgeferError(f"percentile q must be in [0, 100], got {q}")
-    rank = (x.size - 1) * q / 100.0
-    lo = math.floor(rank)
-    hi = min(lo + 1, x.size - 1)
-    return float(x[lo] + (x[hi] - x[lo]) * (rank - lo))
+    return float(np.percentile(x, q))
 
 
 def latency_stats(seconds: Sequence[float] | np.ndarray, batch_size: int = 1) -> dict[str, float]:

@@ -11,12 +11,16 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 from edgefer.backends.base import MODES
 from edgefer.bench.gate import Gate
 from edgefer.errors import EdgeferError
 from edgefer.utils.limits import MAX_BATCH, MAX_THREADS, check_at_most
+from edgefer.utils.options import flag, to_argv
 
+#: untimed calls before each measurement (benchmark and pipeline alike).
+DEFAULT_WARMUP = 10
 #: timed calls per measurement on a workstation when neither ``iters`` nor ``seconds`` is given.
 DEFAULT_ITERS = 50
 #: time budget per measurement (s) on a device -- a bundle is benchmarked, or this is a Jetson --
@@ -26,7 +30,7 @@ DEVICE_SECONDS = 5.0
 
 @dataclass(frozen=True)
 class BenchOptions:
-    """How to benchmark (see :func:`edgefer.bench.run_benchmark`).
+    """How to benchmark (see :func:`edgefer.bench.run_benchmark`); each field's CLI flag is in its metadata.
 
     Attributes:
         split: the dataset split every model is scored on.
@@ -52,23 +56,41 @@ class BenchOptions:
         allow_missing_classes: accept a split that lacks some class.
     """
 
-    split: str = "test"
-    batches: tuple[int, ...] = (1, 8)
-    warmup: int = 10
-    iters: int | None = None
-    seconds: float | None = None
-    mode: str = "latency"
-    cache_dir: Path | None = None
-    threads: int | None = None
-    device: str = "cpu"
-    gate: Gate | None = None
-    out_dir: Path | None = None
-    e2e: bool = True
-    max_images: int | None = None
-    plots: bool = True
-    progress: bool = True
-    allow_partial: bool = False
-    allow_missing_classes: bool = False
+    split: str = flag("test", "--split", help="Split every model is scored on.")
+    batches: tuple[int, ...] = flag((1, 8), "--batch", sep=",", help="Batch sizes measured, comma-separated.")
+    warmup: int = flag(DEFAULT_WARMUP, "--warmup", help="Untimed warm-up calls.")
+    iters: int | None = flag(
+        None,
+        "--iters",
+        type=int,
+        help=f"Timed calls per measurement (default {DEFAULT_ITERS}; bundle or Jetson: --seconds {DEVICE_SECONDS:g}).",
+    )
+    seconds: float | None = flag(None, "--seconds", type=float, help="Time budget per measurement instead of --iters.")
+    mode: str = flag(
+        "latency", "--mode", help="latency (one request at a time) or throughput (requests in flight; FPS)."
+    )
+    cache_dir: Path | None = flag(
+        None,
+        "--cache-dir",
+        type=Path,
+        help="OpenVINO model cache: compile once, reopen from it (a camera that restarts).",
+    )
+    threads: int | None = flag(None, "--threads", type=int, help="Inference threads (the backend's default if unset).")
+    device: str = flag("cpu", "--device", help="cpu | gpu | cuda:N | npu | tensorrt.")
+    gate: Gate | None = flag(
+        None, "--gate", type=str, help="e.g. max-drop=0.5,max-class-drop=1.0,min-agreement=0.98 (exit 3 when broken)."
+    )
+    out_dir: Path | None = flag(None, "--out", type=Path, help="Report directory (report.json, report.md, PNGs).")
+    e2e: bool = flag(True, None, false="--no-e2e", help="Skip end-to-end (decode + preprocess) latency.")
+    max_images: int | None = flag(None, "--max-images", type=int, help="Use only the first N images (quick runs).")
+    plots: bool = flag(True, None, false="--no-plots", help="Do not draw PNG plots.")
+    progress: bool = flag(True, None, false="--quiet", help="No progress bars.")
+    allow_partial: bool = flag(
+        False, "--allow-partial", help="Let a gate pass although some reference images are not in the data."
+    )
+    allow_missing_classes: bool = flag(
+        False, "--allow-missing-classes", help="Benchmark on a split that lacks some class."
+    )
 
     def __post_init__(self) -> None:
         try:
@@ -99,6 +121,18 @@ class BenchOptions:
             value = getattr(self, name)
             if isinstance(value, (str, os.PathLike)):
                 object.__setattr__(self, name, Path(value))
+
+    def to_argv(
+        self,
+        models: Sequence[str | os.PathLike],
+        data: str | os.PathLike,
+        *,
+        reference: str | os.PathLike | None = None,
+    ) -> list[str]:
+        """The ``edgefer benchmark`` command line that runs these options on ``models`` and ``data``."""
+        ref = ["--reference", os.fspath(reference)] if reference is not None else []
+        models = [os.fspath(m) for m in models]
+        return ["edgefer", "benchmark", *models, "--data", os.fspath(data), *ref, *to_argv(self)]
 
     def timing(self, on_device: bool) -> tuple[int | None, float | None, str]:
         """``(iters, seconds, why)`` of each measurement: what was given, else the default for where it runs.

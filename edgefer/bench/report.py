@@ -3,9 +3,11 @@
 The Markdown table follows ``yolo benchmark``: one line per artifact and batch size with backend,
 precision, status, size, accuracy, Δ vs the FP32 reference, agreement, worst-class Δ, p50, p99, the
 coefficient of variation of the timed calls (CV), FPS, and the start-up a camera pays once: load
-time, the first call after it, and whether OpenVINO's model cache was hit. Every number in it is formatted from the
-JSON by :func:`table_rows` (one function, so the two cannot disagree). Under it, the reasons the
-latencies may not be trusted (:mod:`edgefer.bench.trust`). Plots need matplotlib (Agg); without it
+time, the first call after it, and whether OpenVINO's model cache was hit. Every number in it is
+formatted from the JSON by :func:`table_rows` (one function, so the two cannot disagree); the
+pipeline's terminal summary is the same function asked for the :data:`COMPACT_COLUMNS`, so a number
+reads the same in both. Under it, the reasons the latencies may not be trusted
+(:mod:`edgefer.bench.trust`). Plots need matplotlib (Agg); without it
 they are skipped with a note.
 """
 
@@ -13,12 +15,13 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from edgefer.utils.io import ensure_writable_dir, write_json, write_text
 
-#: (header, formatter) of the table's columns, in order.
+#: The headers of the report table's columns, in order.
 COLUMNS = (
     "Model",
     "Backend",
@@ -40,6 +43,22 @@ COLUMNS = (
     "1st call (ms)",
     "Cache",
 )
+#: The columns of a one-screen summary (``edgefer pipeline`` prints it): what an artifact is, what
+#: quantization did to its accuracy, and its latency and throughput at each batch size.
+COMPACT_COLUMNS = (
+    "Model",
+    "Backend",
+    "Precision",
+    "Batch",
+    "Status",
+    "Size (MB)",
+    "Acc (%)",
+    "Δ (pts)",
+    "Agree (%)",
+    "Worst-class Δ (pts)",
+    "p50 (ms)",
+    "FPS",
+)
 DASH = "—"
 
 
@@ -50,8 +69,22 @@ def _num(value: Any, digits: int, scale: float = 1.0, signed: bool = False) -> s
     return f"{v:+.{digits}f}" if signed else f"{v:.{digits}f}"
 
 
-def table_rows(report_dict: dict[str, Any]) -> list[list[str]]:
-    """The table's cells, formatted from the report JSON (a dict as in ``report.json``)."""
+def _column_indices(columns: Sequence[str]) -> list[int]:
+    unknown = [c for c in columns if c not in COLUMNS]
+    if unknown:
+        raise ValueError(f"unknown report column(s) {unknown}; the columns are {list(COLUMNS)}")
+    return [COLUMNS.index(c) for c in columns]
+
+
+def table_rows(report_dict: dict[str, Any], columns: Sequence[str] = COLUMNS) -> list[list[str]]:
+    """The table's cells, formatted from the report JSON (a dict as in ``report.json``): one line per
+    artifact and batch size, holding ``columns`` (names from :data:`COLUMNS`, in the order given)."""
+    keep = _column_indices(columns)
+    return [[cells[i] for i in keep] for cells in _all_cells(report_dict)]
+
+
+def _all_cells(report_dict: dict[str, Any]) -> list[list[str]]:
+    """Every column of :data:`COLUMNS` for every artifact and batch size, formatted."""
     out: list[list[str]] = []
     batches = report_dict["settings"]["batches"]
     for row in report_dict["rows"]:
@@ -91,15 +124,16 @@ def table_rows(report_dict: dict[str, Any]) -> list[list[str]]:
     return out
 
 
-def _md_table(header: list[str] | tuple[str, ...], rows: list[list[str]]) -> str:
+def _md_table(header: Sequence[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(lines)
 
 
-def markdown_table(report: Any) -> str:
+def markdown_table(report: Any, columns: Sequence[str] = COLUMNS) -> str:
+    """The report (a dict as in ``report.json``, or a report object) as a Markdown table of ``columns``."""
     d = report if isinstance(report, dict) else report.to_dict()
-    return _md_table(COLUMNS, table_rows(d))
+    return _md_table(columns, table_rows(d, columns))
 
 
 def _machine_line(m: dict[str, Any]) -> str:

@@ -11,20 +11,26 @@ fails on its first import, and :func:`main` turns that into one line naming the 
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import sys
 import traceback
+from pathlib import Path
 from typing import List, NoReturn, Optional
 
 import typer
 
+from edgefer.cli.logs import setup_logging
+from edgefer.cli.params import Param, Values, callback
 from edgefer.errors import EdgeferError
+
+log = logging.getLogger(__name__)
 
 app = typer.Typer(
     name="edgefer",
     help="Facial-expression recognition from training to the camera.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish, PowerShell
     pretty_exceptions_enable=False,
 )
 
@@ -54,17 +60,29 @@ def _print_version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
-def _root(
-    version: bool = typer.Option(
-        False, "--version", help="Print the version and exit.", is_eager=True, callback=_print_version
+#: the options every command shares, given before the command (``edgefer -v --log-file x.log train ...``)
+GLOBAL = [
+    Param("version", ("--version",), bool, False, "Print the version and exit.", eager=_print_version),
+    Param(
+        "debug", ("--debug",), bool, False, "Show the full traceback of an unexpected error (or set EDGEFER_DEBUG=1)."
     ),
-    debug: bool = typer.Option(
-        False, "--debug", help="Show the full traceback of an unexpected error (or set EDGEFER_DEBUG=1)."
-    ),
-) -> None:
-    if debug:
+    Param("verbose", ("--verbose", "-v"), int, 0, "More diagnostics on stderr (-v info, -vv debug).", count=True),
+    Param("log_file", ("--log-file",), Path, None, "Also write every diagnostic (debug level) to this file."),
+]
+
+
+@callback(app, GLOBAL)
+def _root(v: Values) -> None:
+    if v.debug:
         os.environ["EDGEFER_DEBUG"] = "1"
+    setup_logging(v.verbose, v.log_file)
+    log.debug("edgefer %s on Python %s", _version(), sys.version.split()[0])
+
+
+def _version() -> str:
+    from edgefer import __version__
+
+    return __version__
 
 
 def _register_all() -> None:
@@ -107,14 +125,14 @@ def main(argv: Optional[List[str]] = None) -> None:
         if isinstance(rc, int) and rc != 0:  # click returns typer.Exit(code) instead of raising it
             sys.exit(rc)
     except EdgeferError as exc:
-        _user_error(exc)
+        _user_error(exc, args)
     except ModuleNotFoundError as exc:  # an optional package this command needs is not installed
         from edgefer.extras import missing_extra
 
         missing = missing_extra(exc, feature=_command_of(args))
         if missing is None:  # not a module an extra provides: a bug, reported as one
             _internal_error(exc, args)
-        _user_error(missing)
+        _user_error(missing, args)
     except KeyboardInterrupt:
         typer.secho("interrupted", fg=typer.colors.YELLOW, err=True)
         sys.exit(130)
@@ -135,7 +153,7 @@ def main(argv: Optional[List[str]] = None) -> None:
 
         full = storage_error(exc)  # a full disk or a read-only folder is not a bug
         if full is not None:
-            _user_error(full)
+            _user_error(full, args)
         _internal_error(exc, args)
 
 
@@ -145,14 +163,16 @@ def _command_of(args: List[str]) -> str:
     return f"`edgefer {word}`" if word else ""
 
 
-def _user_error(exc: EdgeferError) -> NoReturn:
-    """The user's mistake or a missing extra: one line and exit status 2."""
+def _user_error(exc: EdgeferError, args: Optional[List[str]] = None) -> NoReturn:
+    """The user's mistake or a missing extra: one line and exit status 2 (the traceback in the log, at debug)."""
+    log.debug("user error in edgefer %s: %s", " ".join(args or []), exc, exc_info=exc)
     typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
     sys.exit(2)
 
 
 def _internal_error(exc: BaseException, args: List[str]) -> NoReturn:
-    """A bug: one line naming the exception, exit status 1; the traceback with --debug."""
+    """A bug: one line naming the exception, exit status 1; the traceback with --debug (and in the log)."""
+    log.debug("internal error in edgefer %s", " ".join(args), exc_info=exc)
     if _debug_enabled(args):
         traceback.print_exc()
     else:

@@ -12,10 +12,15 @@ Thin and torch-free: the library is imported inside the commands. Exit status of
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import List, Optional
+from typing import List
 
 import typer
+
+from edgefer.cli import groups
+from edgefer.cli.groups import recipe_overridable
+from edgefer.cli.params import Param, Values, command, from_fields
 
 
 def parse_batches(text: str) -> List[int]:
@@ -30,98 +35,121 @@ def parse_batches(text: str) -> List[int]:
     return values
 
 
-def register(app: typer.Typer) -> None:
-    @app.command("benchmark")
-    def benchmark(
-        models: List[Path] = typer.Argument(None, help="Artifacts (.onnx, .xml, .engine, .pt) and/or bundles."),
-        suite: Optional[Path] = typer.Option(None, "--suite", help="A benchmark suite YAML (benchmarks/NAME.yaml)."),
-        data: Optional[Path] = typer.Option(None, "--data", help="Dataset root (RAF-DB, FER2013, folders, synthetic)."),
-        split: Optional[str] = typer.Option(None, "--split", help="Split to evaluate on \\[default: test]."),
-        reference: Optional[Path] = typer.Option(None, "--reference", help="FP32 reference.npz to compare against."),
-        batch: Optional[str] = typer.Option(None, "--batch", help="Batch sizes, comma-separated \\[default: 1,8]."),
-        warmup: Optional[int] = typer.Option(None, "--warmup", help="Untimed warm-up calls \\[default: 10]."),
-        iters: Optional[int] = typer.Option(
-            None, "--iters", help="Timed calls per measurement \\[default: 50; bundle or Jetson: --seconds 5]."
-        ),
-        seconds: Optional[float] = typer.Option(
-            None, "--seconds", help="Time budget per measurement instead of --iters."
-        ),
-        cache_dir: Optional[Path] = typer.Option(
-            None, "--cache-dir", help="OpenVINO model cache: compile once, reopen from it (a camera that restarts)."
-        ),
-        mode: Optional[str] = typer.Option(
+def write_csv(report: object, path: Path) -> Path:
+    """The results table as CSV: the table's columns, one row per model and batch size (the same
+    cells :func:`edgefer.bench.report.table_rows` formats, so the CSV and the table cannot disagree)."""
+    import csv
+    import io
+
+    from edgefer.bench.report import COLUMNS, table_rows
+    from edgefer.utils.io import ensure_writable_dir, write_text
+
+    ensure_writable_dir(Path(path).parent if Path(path).parent != Path("") else Path("."))
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(COLUMNS)
+    writer.writerows(table_rows(report.to_dict()))  # type: ignore[attr-defined]
+    return write_text(path, buf.getvalue())
+
+
+def params() -> list:
+    """The flags of ``edgefer benchmark``: :class:`BenchOptions`' fields by group, without defaults of
+    their own (a ``--suite`` file's values stand unless a flag is given; ``--help`` shows the defaults)."""
+    from edgefer.bench.options import BenchOptions
+
+    return [
+        Param(
+            "models",
+            (),
+            Path,
             None,
-            "--mode",
-            help="latency (one request at a time) or throughput (requests in flight; FPS measured) "
-            "\\[default: latency].",
+            "Artifacts (.onnx, .xml, .engine, .pt) and/or bundles.",
+            argument=True,
+            multiple=True,
         ),
-        threads: Optional[int] = typer.Option(None, "--threads", help="Inference threads (backend default if unset)."),
-        device: Optional[str] = typer.Option(
-            None, "--device", help="cpu | gpu | cuda:N | npu | tensorrt \\[default: cpu]."
+        Param("suite", ("--suite",), Path, None, "A benchmark suite YAML (benchmarks/NAME.yaml)."),
+        recipe_overridable(
+            [
+                *groups.data(BenchOptions, only=("data", "split", "allow_missing_classes")),
+                Param("reference", ("--reference",), Path, None, "FP32 reference.npz to compare against."),
+                *groups.batches(BenchOptions),
+                *groups.timing(BenchOptions),
+                *from_fields(BenchOptions, "cache_dir"),
+                *groups.device(BenchOptions),
+                *from_fields(BenchOptions, "gate", "max_images", "e2e", "plots", "allow_partial"),
+                *groups.output(BenchOptions, dest="out_dir", only_out=True),
+            ]
         ),
-        gate: Optional[str] = typer.Option(
-            None, "--gate", help="e.g. max-drop=0.5,max-class-drop=1.0,min-agreement=0.98 (exit 3 when broken)."
-        ),
-        out: Optional[Path] = typer.Option(
-            None, "--out", "-o", help="Report directory (report.json, report.md, PNGs)."
-        ),
-        max_images: Optional[int] = typer.Option(
-            None, "--max-images", help="Use only the first N images (quick runs)."
-        ),
-        no_e2e: bool = typer.Option(False, "--no-e2e", help="Skip end-to-end (decode + preprocess) latency."),
-        no_plots: bool = typer.Option(False, "--no-plots", help="Do not draw PNG plots."),
-        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
-        allow_partial: bool = typer.Option(
-            False, "--allow-partial", help="Let a gate pass although some reference images are not in the data."
-        ),
-        allow_missing_classes: bool = typer.Option(
-            False, "--allow-missing-classes", help="Benchmark on a train split that lacks some class."
-        ),
-    ) -> None:
+        Param("csv", ("--csv",), Path, None, "Also write the results table as CSV (one row per latency row)."),
+        groups.json_output(),
+        groups.progress(BenchOptions),
+    ]
+
+
+BUNDLE = [
+    Param(
+        "artifacts",
+        (),
+        Path,
+        ...,
+        "Artifacts to pack (.onnx, .xml + .bin, .engine + sidecar).",
+        argument=True,
+        multiple=True,
+    ),
+    groups.output(
+        out={"default": ..., "help": "Bundle directory to create."},
+        overwrite={"help": "Replace an existing bundle (never another folder)."},
+    ),
+    Param("reference", ("--reference",), Path, None, "reference.npz to ship with the artifacts."),
+    Param("report", ("--report",), Path, None, "Benchmark report directory (or report.json)."),
+    Param("archive", ("--archive",), bool, False, "Also write OUT.tar.gz."),
+    Param(
+        "allow_failed_gate",
+        ("--allow-failed-gate",),
+        bool,
+        False,
+        "Bundle a report whose gate failed (the verdict is recorded as failed).",
+    ),
+    groups.json_output(),
+]
+
+
+def register(app: typer.Typer) -> None:
+    @command(app, "benchmark", params)
+    def benchmark(v: Values) -> None:
         """Accuracy vs the FP32 reference, latency and size of every artifact on the same images: one table."""
         from edgefer.bench import run_benchmark
         from edgefer.bench.gate import GATE_EXIT_CODE
+        from edgefer.bench.options import BenchOptions
         from edgefer.bench.suite import load_suite
         from edgefer.errors import EdgeferError
 
         kwargs: dict = {}
-        if suite is not None:
-            kwargs = load_suite(suite)
+        if v.suite is not None:
+            kwargs = load_suite(v.suite)
             kwargs.pop("name", None)
-            if models:
+            if v.models:
                 raise EdgeferError("give either MODEL arguments or --suite, not both")
-        elif not models:
+        elif not v.models:
             raise EdgeferError("nothing to benchmark: give MODEL paths (or a bundle) or --suite FILE")
         else:
-            kwargs["models"] = list(models)
-        overrides = {
-            "data": data,
-            "split": split,
-            "reference": reference,
-            "warmup": warmup,
-            "iters": iters,
-            "seconds": seconds,
-            "cache_dir": cache_dir,
-            "mode": mode,
-            "threads": threads,
-            "device": device,
-            "gate": gate,
-            "out": out,
-            "max_images": max_images,
+            kwargs["models"] = list(v.models)
+        # flags override the suite; a switch that says "off" (--no-e2e, --no-plots) counts when given
+        defaults = BenchOptions()
+        given = {
+            k: x
+            for k, x in v.pick(BenchOptions).items()
+            if x is not None and not (isinstance(x, bool) and x == getattr(defaults, k))
         }
-        kwargs.update({k: v for k, v in overrides.items() if v is not None})
-        if allow_partial:
-            kwargs["allow_partial"] = True
-        if allow_missing_classes:
-            kwargs["allow_missing_classes"] = True
-        if batch is not None:
-            kwargs["batches"] = parse_batches(batch)
-        if seconds is not None and iters is not None:
+        given.pop("progress", None)
+        if "batches" in given:
+            given["batches"] = parse_batches(given["batches"])
+        if v.seconds is not None and v.iters is not None:
             raise EdgeferError("give --iters or --seconds, not both")
-        if no_e2e:
-            kwargs["e2e"] = False
-        if no_plots:
-            kwargs["plots"] = False
+        kwargs.update(given)
+        for key in ("data", "reference"):
+            if v[key] is not None:
+                kwargs[key] = v[key]
         if kwargs.get("data") is None:
             raise EdgeferError("--data is required (the dataset whose images every model is scored on)")
         from edgefer.bench.harness import ModelSpec
@@ -131,10 +159,15 @@ def register(app: typer.Typer) -> None:
             path = ModelSpec.of(m).path
             if is_bundle(path):  # what the workstation decided, before the device measures anything
                 typer.echo(gate_line(read_manifest(path), f"bundle {path}"), err=True)
-        out_dir = kwargs.pop("out", None)
+        out_dir = kwargs.pop("out_dir", kwargs.pop("out", None))
         # the options (BenchOptions) check every value -- flags and suite keys alike -- before any work
-        report = run_benchmark(out_dir=out_dir, progress=not quiet, **kwargs)
-        typer.echo(report.table())
+        report = run_benchmark(out_dir=out_dir, progress=v.progress and not v.as_json, **kwargs)
+        if v.csv is not None:
+            write_csv(report, v.csv)
+        if v.as_json:
+            typer.echo(json.dumps(report.to_dict(), indent=2, default=str))
+        else:
+            typer.echo(report.table())
         for note in report.notes:
             typer.echo(f"note: {note}", err=True)
         for warning in report.warnings:
@@ -152,30 +185,17 @@ def register(app: typer.Typer) -> None:
                     typer.secho(f"gate failed: {failure}", fg=typer.colors.RED, err=True)
                 raise typer.Exit(GATE_EXIT_CODE)
 
-    @app.command("bundle")
-    def bundle(
-        artifacts: List[Path] = typer.Argument(..., help="Artifacts to pack (.onnx, .xml + .bin, .engine + sidecar)."),
-        out: Path = typer.Option(..., "--out", "-o", help="Bundle directory to create."),
-        reference: Optional[Path] = typer.Option(None, "--reference", help="reference.npz to ship with the artifacts."),
-        report: Optional[Path] = typer.Option(None, "--report", help="Benchmark report directory (or report.json)."),
-        archive: bool = typer.Option(False, "--archive", help="Also write OUT.tar.gz."),
-        overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing bundle (never another folder)."),
-        allow_failed_gate: bool = typer.Option(
-            False, "--allow-failed-gate", help="Bundle a report whose gate failed (the verdict is recorded as failed)."
-        ),
-    ) -> None:
+    @command(app, "bundle", BUNDLE)
+    def bundle(v: Values) -> None:
         """Pack artifacts + metadata + reference + report into one directory a device can re-verify."""
         from edgefer.bundle import gate_line, make_bundle, read_manifest
 
         path = make_bundle(
-            artifacts,
-            out,
-            reference=reference,
-            report=report,
-            archive=archive,
-            overwrite=overwrite,
-            allow_failed_gate=allow_failed_gate,
+            v.artifacts, v.out, **v.take("reference", "report", "archive", "overwrite", "allow_failed_gate")
         )
-        typer.echo(f"bundle: {path}")
+        if v.as_json:
+            typer.echo(json.dumps({"bundle": str(path), "manifest": read_manifest(path)}, indent=2, default=str))
+        else:
+            typer.echo(f"bundle: {path}")
         typer.echo(gate_line(read_manifest(path)), err=True)
         typer.echo(f"verify on the device: edgefer benchmark {path} --data DATASET --out REPORT_DIR", err=True)

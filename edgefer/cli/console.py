@@ -15,12 +15,12 @@ from rich.console import Console
 PIPED_WIDTH = 200
 
 
-def table_console() -> Console:
-    """A stdout console that does not wrap tables when the output is piped or logged."""
-    if sys.stdout.isatty():
-        return Console()
+def table_console(stderr: bool = False) -> Console:
+    """A stdout (``stderr``: stderr) console that does not wrap tables when the output is piped or logged."""
+    if (sys.stderr if stderr else sys.stdout).isatty():
+        return Console(stderr=stderr)
     try:
         width = int(os.environ.get("COLUMNS", PIPED_WIDTH))
     except ValueError:
         width = PIPED_WIDTH
-    return Console(width=max(width, 80))
+    return Console(width=max(width, 80), stderr=stderr)

@@ -11,23 +11,46 @@ from pathlib import Path
 
 import typer
 
+from edgefer.cli import groups
+from edgefer.cli.params import Param, Values, command
+
 data_app = typer.Typer(help="Datasets: the synthetic default set and dataset inspection.", no_args_is_help=True)
 
 
-@data_app.command("synth")
-def synth(
-    out: Path = typer.Option(..., "--out", "-o", help="Folder to write the RAF-DB-layout set into."),
-    n_train: int = typer.Option(3000, "--n-train", help="Training images."),
-    n_test: int = typer.Option(750, "--n-test", help="Test images."),
-    size: int = typer.Option(100, "--size", help="Image side in pixels (RAF-DB aligned is 100)."),
-    seed: int = typer.Option(0, "--seed", help="Random seed; the same seed gives the same bytes."),
-    label_noise: float = typer.Option(0.03, "--label-noise", help="Fraction of deliberately wrong labels."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing, different set in OUT."),
-    difficulty: float = typer.Option(
-        0.6, "--difficulty", help="0 (easy: strong expressions, no nuisances) .. 1 (hardest); 0.6 is the demo's."
+SYNTH = [
+    groups.output(
+        out={"default": ..., "help": "Folder to write the RAF-DB-layout set into."},
+        overwrite={"help": "Replace an existing, different set in OUT."},
     ),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
-) -> None:
+    Param("n_train", ("--n-train",), int, 3000, "Training images."),
+    Param("n_test", ("--n-test",), int, 750, "Test images."),
+    groups.shape(
+        only=("img_size",),
+        img_size={"default": 100, "aliases": ("--size",), "help": "Image side in pixels (RAF-DB aligned is 100)."},
+    ),
+    groups.seed(seed={"help": "Random seed; the same seed gives the same bytes."}),
+    Param("label_noise", ("--label-noise",), float, 0.03, "Fraction of deliberately wrong labels."),
+    Param(
+        "difficulty",
+        ("--difficulty",),
+        float,
+        0.6,
+        "0 (easy: strong expressions, no nuisances) .. 1 (hardest); 0.6 is the demo's.",
+    ),
+    groups.json_output(),
+    groups.progress(),
+]
+
+INFO = [
+    Param("path", (), Path, ..., "Dataset folder or FER2013 csv.", argument=True),
+    Param("validate", ("--validate",), bool, False, "Decode every image and count unreadable ones."),
+    groups.json_output(),
+    groups.progress(),
+]
+
+
+@command(data_app, "synth", SYNTH)
+def synth(v: Values) -> None:
     """Draw a synthetic face-expression set in the RAF-DB official layout (no download)."""
     import time
 
@@ -35,33 +58,35 @@ def synth(
 
     start = time.perf_counter()
     root = generate_synthetic(
-        out,
-        n_train=n_train,
-        n_test=n_test,
-        image_size=size,
-        seed=seed,
-        label_noise=label_noise,
-        progress=progress,
-        overwrite=overwrite,
-        difficulty=difficulty,
+        v.out,
+        n_train=v.n_train,
+        n_test=v.n_test,
+        image_size=v.img_size,
+        seed=v.seed,
+        label_noise=v.label_noise,
+        progress=v.progress and not v.as_json,
+        overwrite=v.overwrite,
+        difficulty=v.difficulty,
     )
+    seconds = time.perf_counter() - start
+    if v.as_json:
+        keys = ("n_train", "n_test", "img_size", "seed", "label_noise", "difficulty")
+        typer.echo(json.dumps({"root": str(root), **{k: v[k] for k in keys}, "seconds": round(seconds, 3)}, indent=2))
+        return
     typer.echo(
-        f"synthetic RAF-DB-layout set at {root} ({n_train} train + {n_test} test, {size}px, "
-        f"seed {seed}) in {time.perf_counter() - start:.1f}s"
+        f"synthetic RAF-DB-layout set at {root} ({v.n_train} train + {v.n_test} test, {v.img_size}px, "
+        f"seed {v.seed}) in {seconds:.1f}s"
     )
 
 
-@data_app.command("info")
-def info(
-    path: Path = typer.Argument(..., help="Dataset folder or FER2013 csv."),
-    validate: bool = typer.Option(False, "--validate", help="Decode every image and count unreadable ones."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
-) -> None:
+@command(data_app, "info", INFO)
+def info(v: Values) -> None:
     """Print the detected format, split sizes and the class histogram of a dataset."""
     from edgefer.data.readers import dataset_info
 
-    report = dataset_info(path, validate=validate, progress=validate and not as_json)
-    if as_json:
+    path, validate = v.path, v.validate
+    report = dataset_info(path, validate=validate, progress=validate and v.progress and not v.as_json)
+    if v.as_json:
         typer.echo(json.dumps(report, indent=2))
         return
     from rich.table import Table

@@ -5,50 +5,53 @@ Thin: everything is :func:`edgefer.quantize.debug.debug_int8`.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 
+from edgefer.cli import groups
+from edgefer.cli.params import Param, Values, command
+
+PARAMS = [
+    Param("fp32", (), Path, ..., "The FP32 ONNX the INT8 artifact was quantized from.", argument=True),
+    Param("int8", (), Path, ..., "The INT8 artifact: Q/DQ .onnx (trt/onnx) or OpenVINO INT8 .xml.", argument=True),
+    groups.data(
+        only=("data", "split"),
+        data={"default": ..., "help": "Dataset root; the sample comes from --split."},
+        split={"help": "Split the sample comes from."},
+    ),
+    groups.output(out={"default": Path("runs/debug")}, overwrite={"help": "Replace an earlier debug output in --out."}),
+    Param("samples", ("--samples",), int, 64, "Images compared (class-balanced, deterministic)."),
+    Param("top", ("--top",), int, 5, "Worst layers written to ignore.json."),
+    Param(
+        "keep_fp",
+        ("--keep-fp",),
+        bool,
+        False,
+        "Slower: agreement when each layer alone is kept in FP (Q/DQ ONNX only).",
+    ),
+    Param(
+        "keep_fp_max", ("--keep-fp-max",), int, None, "With --keep-fp: only the N worst-ranked layers (default all)."
+    ),
+    groups.seed(seed={"help": "Seed of the sample."}),
+    groups.data(only=("allow_missing_classes",)),
+    groups.json_output(),
+    groups.progress()[0].but(help="Print only the files written (no per-layer table)."),
+]
+
 
 def register(app: typer.Typer) -> None:
-    @app.command("debug")
-    def debug_cmd(
-        fp32: Path = typer.Argument(..., help="The FP32 ONNX the INT8 artifact was quantized from."),
-        int8: Path = typer.Argument(..., help="The INT8 artifact: Q/DQ .onnx (trt/onnx) or OpenVINO INT8 .xml."),
-        data: Path = typer.Option(..., "--data", help="Dataset root; the sample comes from --split."),
-        out: Path = typer.Option(Path("runs/debug"), "--out", "-o", help="Output directory."),
-        samples: int = typer.Option(64, "--samples", help="Images compared (class-balanced, deterministic)."),
-        top: int = typer.Option(5, "--top", help="Worst layers written to ignore.json."),
-        split: str = typer.Option("test", "--split", help="Split the sample comes from."),
-        keep_fp: bool = typer.Option(
-            False, "--keep-fp", help="Slower: agreement when each layer alone is kept in FP (Q/DQ ONNX only)."
-        ),
-        keep_fp_max: Optional[int] = typer.Option(
-            None, "--keep-fp-max", help="With --keep-fp: only the N worst-ranked layers (default all)."
-        ),
-        seed: int = typer.Option(0, "--seed", help="Seed of the sample."),
-        allow_missing_classes: bool = typer.Option(
-            False, "--allow-missing-classes", help="Accept a split that lacks some class."
-        ),
-        overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier debug output in --out."),
-    ) -> None:
+    @command(app, "debug", PARAMS)
+    def debug_cmd(v: Values) -> None:
         """Compare an INT8 artifact with its FP32 ONNX layer by layer; rank the layers by the error they add."""
         from edgefer.quantize.debug import debug_int8
 
-        res = debug_int8(
-            fp32,
-            int8,
-            data,
-            out_dir=out,
-            samples=samples,
-            top=top,
-            split=split,
-            keep_fp=keep_fp,
-            keep_fp_max=keep_fp_max,
-            seed=seed,
-            allow_missing_classes=allow_missing_classes,
-            overwrite=overwrite,
-        )
-        typer.echo(res.markdown)
+        names = ("samples", "top", "split", "keep_fp", "keep_fp_max", "seed", "allow_missing_classes", "overwrite")
+        res = debug_int8(v.fp32, v.int8, v.data, out_dir=v.out, **v.take(*names))
+        if v.as_json:
+            typer.echo(json.dumps({"files": [str(f) for f in res.files], "markdown": res.markdown}, indent=2))
+            return
+        if v.progress:
+            typer.echo(res.markdown)
         typer.echo("written: " + "  ".join(str(f) for f in res.files))

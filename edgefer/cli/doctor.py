@@ -6,12 +6,13 @@ import json
 
 import typer
 
+from edgefer.cli import groups
+from edgefer.cli.params import Values, command
+
 
 def register(app: typer.Typer) -> None:
-    @app.command("doctor")
-    def doctor(
-        as_json: bool = typer.Option(False, "--json", help="Print the findings as JSON (for scripts)."),
-    ) -> None:
+    @command(app, "doctor", groups.json_output())
+    def doctor(v: Values) -> None:
         """What this machine can run: Python, backends and their devices, OpenCV, CUDA, Jetson facts.
 
         Exit status 0 when at least one backend can run artifacts here, 1 when none can.
@@ -19,6 +20,6 @@ def register(app: typer.Typer) -> None:
         from edgefer.doctor import diagnose, render_text
 
         found = diagnose()
-        typer.echo(json.dumps(found.to_dict(), indent=2) if as_json else render_text(found))
+        typer.echo(json.dumps(found.to_dict(), indent=2) if v.as_json else render_text(found))
         if not found.usable:
             raise typer.Exit(1)

@@ -11,67 +11,83 @@ from typing import Optional
 
 import typer
 
+from edgefer.cli import groups
+from edgefer.cli.params import Param, Values, command
+
 
 def _values(text: Optional[str]) -> tuple:
     """``"0.5"`` or ``"0.485,0.456,0.406"`` -> a tuple of the comma-separated items (empty when not given)."""
     return tuple(v.strip() for v in text.split(",") if v.strip()) if text else ()
 
 
+PARAMS = [
+    Param("model", (), Path, ..., "The FP32 ONNX made outside edgefer.", argument=True),
+    groups.output(
+        out={"default": ..., "help": "Output folder for the imported ONNX (+ reference.npz)."},
+        overwrite={"help": "Replace an earlier import in --out."},
+    ),
+    Param(
+        "classes",
+        ("--classes",),
+        str,
+        ...,
+        "Class names in the MODEL'S OUTPUT ORDER, comma-separated (angry,disgust,...).",
+    ),
+    Param("color", ("--color",), str, ..., "What the input channels are: gray, rgb or bgr."),
+    Param("mean", ("--mean",), str, ..., "Mean subtracted: one value or one per channel (0-1 scale)."),
+    Param("std", ("--std",), str, ..., "Std divided by: one value or one per channel (0-1 scale)."),
+    Param("scale", ("--scale",), float, 1.0, "Unit of --mean/--std: 1 (pixels 0..1) or 255 (0..255)."),
+    Param("layout", ("--layout",), str, None, "nchw or nhwc (default: read from the graph)."),
+    groups.shape(
+        only=("img_size",),
+        img_size={"aliases": ("--input-size",), "help": "Square input side (default: read from the graph)."},
+    ),
+    Param("resize", ("--resize",), str, "stretch", "stretch or center_crop (face crop -> input)."),
+    Param("interpolation", ("--interpolation",), str, "linear", "linear, area, cubic or nearest."),
+    Param(
+        "outputs",
+        ("--outputs",),
+        str,
+        "auto",
+        "logits, probabilities or auto (probabilities if the graph ends in Softmax).",
+    ),
+    Param("name", ("--name",), str, None, "Model name and file stem (default: the file's)."),
+    groups.data(
+        only=("data", "allow_missing_classes"),
+        data={"type": str, "aliases": ("--reference-data",), "help": "Dataset for reference.npz (FP32)."},
+    ),
+    Param("reference_split", ("--reference-split",), str, "test", "Split reference.npz is predicted on."),
+    groups.json_output(),
+]
+
+
 def register(app: typer.Typer) -> None:
-    @app.command("import")
-    def import_cmd(
-        model: Path = typer.Argument(..., help="The FP32 ONNX made outside edgefer."),
-        out: Path = typer.Option(..., "--out", "-o", help="Output folder for the imported ONNX (+ reference.npz)."),
-        classes: str = typer.Option(
-            ..., "--classes", help="Class names in the MODEL'S OUTPUT ORDER, comma-separated (angry,disgust,...)."
-        ),
-        color: str = typer.Option(..., "--color", help="What the input channels are: gray, rgb or bgr."),
-        mean: str = typer.Option(..., "--mean", help="Mean subtracted: one value or one per channel (0-1 scale)."),
-        std: str = typer.Option(..., "--std", help="Std divided by: one value or one per channel (0-1 scale)."),
-        scale: float = typer.Option(1.0, "--scale", help="Unit of --mean/--std: 1 (pixels 0..1) or 255 (0..255)."),
-        layout: Optional[str] = typer.Option(None, "--layout", help="nchw or nhwc (default: read from the graph)."),
-        input_size: Optional[int] = typer.Option(
-            None, "--input-size", help="Square input side (default: read from the graph)."
-        ),
-        resize: str = typer.Option("stretch", "--resize", help="stretch or center_crop (face crop -> input)."),
-        interpolation: str = typer.Option("linear", "--interpolation", help="linear, area, cubic or nearest."),
-        outputs: str = typer.Option(
-            "auto", "--outputs", help="logits, probabilities or auto (probabilities if the graph ends in Softmax)."
-        ),
-        name: Optional[str] = typer.Option(None, "--name", help="Model name and file stem (default: the file's)."),
-        reference_data: Optional[str] = typer.Option(
-            None, "--reference-data", help="Dataset for reference.npz (FP32)."
-        ),
-        reference_split: str = typer.Option("test", "--reference-split"),
-        allow_missing_classes: bool = typer.Option(
-            False, "--allow-missing-classes", help="Reference on a split that lacks some class."
-        ),
-        overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier import in --out."),
-        as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
-    ) -> None:
+    @command(app, "import", PARAMS)
+    def import_cmd(v: Values) -> None:
         """Import an expression ONNX made outside edgefer: a copy with edgefer's metadata, nothing else changed."""
         from edgefer.export.importer import ImportOptions, import_model
 
         options = ImportOptions(
-            classes=_values(classes),
-            color=color,
-            mean=_values(mean),
-            std=_values(std),
-            scale=scale,
-            layout=layout,
-            input_size=input_size,
-            resize=resize,
-            interpolation=interpolation,
-            outputs=outputs,
-            name=name,
-            reference_data=reference_data,
-            reference_split=reference_split,
-            allow_missing_classes=allow_missing_classes,
-            overwrite=overwrite,
+            classes=_values(v.classes),
+            color=v.color,
+            mean=_values(v.mean),
+            std=_values(v.std),
+            scale=v.scale,
+            layout=v.layout,
+            input_size=v.img_size,
+            resize=v.resize,
+            interpolation=v.interpolation,
+            outputs=v.outputs,
+            name=v.name,
+            reference_data=v.data,
+            reference_split=v.reference_split,
+            allow_missing_classes=v.allow_missing_classes,
+            overwrite=v.overwrite,
         )
-        res = import_model(model, out, options)
+        model = v.model
+        res = import_model(model, v.out, options)
         meta = res.metadata
-        if as_json:
+        if v.as_json:
             typer.echo(
                 json.dumps(
                     {

@@ -6,22 +6,30 @@ import json
 
 import typer
 
+from edgefer.cli import groups
+from edgefer.cli.params import Param, Values, command
+
 
 def register(app: typer.Typer) -> None:
-    @app.command("models")
-    def models_cmd(
-        img_size: int = typer.Option(112, "--img-size", help="Input size (pixels) the GFLOPs are counted at."),
-        family: str = typer.Option("", "--family", help="Only this family: paper, edge or baseline."),
-        as_json: bool = typer.Option(False, "--json", help="Print the table as JSON instead."),
-    ) -> None:
+    params = [
+        groups.shape(
+            only=("img_size",), img_size={"default": 112, "help": "Input size (pixels) the GFLOPs are counted at."}
+        ),
+        Param("family", ("--family",), str, "", "Only this family: paper, edge or baseline."),
+        groups.json_output(),
+    ]
+
+    @command(app, "models", params)
+    def models_cmd(v: Values) -> None:
         """List the models: name, family, parameters, GFLOPs at --img-size, accuracy reported by the paper."""
         from rich.table import Table
 
         from edgefer.cli.console import table_console
         from edgefer.models.complexity import model_table
 
+        img_size, family = v.img_size, v.family
         rows = model_table(img_size, families=[family] if family else None)
-        if as_json:
+        if v.as_json:
             typer.echo(json.dumps(rows, indent=2))
             return
         table = Table(title=f"edgefer models (GFLOPs at {img_size}x{img_size}, 1 multiply-add = 2 FLOPs)")

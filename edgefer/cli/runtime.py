@@ -10,49 +10,156 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import List
 
 import typer
+
+from edgefer.cli import groups
+from edgefer.cli.params import Param, Values, command
 
 
 def _echo_err(msg: str) -> None:
     typer.echo(msg, err=True)
 
 
+MODEL = Param("model", ("--model", "-m"), Path, ..., "Artifact (.onnx, .xml, .engine) or bundle folder.")
 #: The face-detector options `predict` and `run` share (one definition, one help text).
-CACHE_DIR = typer.Option(
-    None, "--cache-dir", help="OpenVINO model cache: compile on the first start, read back on later ones."
-)
-DETECTOR = typer.Option("auto", "--detector", help="auto | haar[:cascade.xml] | yunet[:/path.onnx] | none")
-DETECTOR_MODEL = typer.Option(
+DETECTION = [
+    Param("aligned", ("--aligned",), bool, False, "Images are aligned face crops: skip detection."),
+    Param("detector", ("--detector",), str, "auto", "auto | haar[:cascade.xml] | yunet[:/path.onnx] | none"),
+    Param(
+        "detector_model",
+        ("--detector-model",),
+        Path,
+        None,
+        "Detector weights, e.g. --detector yunet --detector-model face_detection_yunet_2023mar.onnx "
+        "(github.com/opencv/opencv_zoo, models/face_detection_yunet).",
+    ),
+]
+CACHE_DIR = Param(
+    "cache_dir",
+    ("--cache-dir",),
+    Path,
     None,
-    "--detector-model",
-    help="Detector weights, e.g. --detector yunet --detector-model face_detection_yunet_2023mar.onnx "
-    "(github.com/opencv/opencv_zoo, models/face_detection_yunet).",
+    "OpenVINO model cache: compile on the first start, read back on later ones.",
 )
+
+PREDICT = [
+    Param("inputs", (), Path, ..., "Image files and/or folders (searched recursively).", argument=True, multiple=True),
+    MODEL,
+    groups.output(
+        out={"help": "Folder for annotated copies of the images."},
+        overwrite={"help": "Replace annotated images of an earlier run."},
+    ),
+    groups.json_output()[0].but(help="Print one JSON document (a list, one record per image)."),
+    DETECTION,
+    groups.device(),
+    CACHE_DIR,
+    Param("margin", ("--margin",), float, 0.15, "Border around a detected box without landmarks."),
+    groups.progress()[0].but(help="No summary line on stderr."),
+]
+
+RUN = [
+    MODEL,
+    Param(
+        "source",
+        ("--source", "-s"),
+        str,
+        "0",
+        "Camera index, video file, stream URL (rtsp://, http://) or GStreamer pipeline ending in appsink "
+        "(needs an OpenCV built with GStreamer, e.g. JetPack's).",
+    ),
+    groups.output(
+        out={"help": "Annotated output video (.mp4, mp4v codec)."},
+        overwrite={"help": "Replace the outputs of an earlier run."},
+    ),
+    Param("jsonl", ("--jsonl",), Path, None, "Events file: one JSON line per processed frame."),
+    Param("show", ("--show",), bool, False, "Show the annotated stream in a window (needs GUI OpenCV)."),
+    Param("max_frames", ("--max-frames",), int, None, "Stop after this many processed frames."),
+    DETECTION,
+    groups.device(),
+    CACHE_DIR,
+    Param("smoothing", ("--smoothing",), float, 0.5, "EMA weight of new probabilities (1 = off)."),
+    Param("queue_size", ("--queue-size",), int, 1, "Frames buffered between capture and inference."),
+    Param(
+        "realtime",
+        ("--realtime/--no-realtime",),
+        bool,
+        None,
+        "Drop stale frames (default: on for cameras/streams, off for files, which are read at their FPS when on).",
+    ),
+    Param(
+        "detect_every",
+        ("--detect-every",),
+        int,
+        5,
+        "Run the face detector every N frames (sooner when a face is lost); boxes are carried forward by "
+        "template matching in between. 1 = every frame.",
+    ),
+    Param(
+        "detect_width",
+        ("--detect-width",),
+        int,
+        480,
+        "Downscale frames to this width for detection only; boxes are mapped back (0 = the detector's "
+        "own size: Haar 480 px on the longer side, YuNet the full frame).",
+    ),
+    Param(
+        "reconnect",
+        ("--reconnect",),
+        int,
+        10,
+        "Attempts to reopen a dropped live stream (URL or GStreamer) before giving up.",
+    ),
+    Param(
+        "reconnect_delay",
+        ("--reconnect-delay",),
+        float,
+        1.0,
+        "Seconds before the first reconnect attempt; doubled per attempt (max 30).",
+    ),
+    Param("summary_json", ("--summary-json",), Path, None, "Write the run summary as JSON."),
+    groups.json_output()[0].but(help="Print the run summary as JSON (instead of the text summary)."),
+    groups.progress()[0].but(help="No status lines while running."),
+]
+
+DEEPSTREAM = [
+    MODEL.but(help="ONNX (preferred) or TensorRT engine with metadata."),
+    groups.output(only_out=True, out={"default": ..., "help": "Folder for the nvinfer config, labels and model."}),
+    Param("precision", ("--precision", "-p"), str, None, "fp32 | fp16 | int8 (network-mode)."),
+    groups.shape(only=("batch",), batch={"default": 16, "help": "Faces per nvinfer batch."}),
+    Param("gie_unique_id", ("--gie-unique-id",), int, 2, "gie-unique-id of this classifier."),
+    Param("operate_on_gie_id", ("--operate-on-gie-id",), int, 1, "gie-unique-id of the face detector."),
+    Param("operate_on_class_ids", ("--operate-on-class-ids",), str, "0", "Face class ids (a;b)."),
+    Param("threshold", ("--threshold",), float, 0.0, "classifier-threshold on the top probability."),
+    Param(
+        "approximate",
+        ("--approximate",),
+        bool,
+        False,
+        "Do not fold the per-channel std into the ONNX (one scale for all channels).",
+    ),
+    groups.json_output(),
+]
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("predict")
-    def predict(
-        inputs: List[Path] = typer.Argument(..., help="Image files and/or folders (searched recursively)."),
-        model: Path = typer.Option(..., "--model", "-m", help="Artifact (.onnx, .xml, .engine) or bundle folder."),
-        out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for annotated copies of the images."),
-        as_json: bool = typer.Option(False, "--json", help="Print one JSON document (a list, one record per image)."),
-        aligned: bool = typer.Option(False, "--aligned", help="Images are aligned face crops: skip detection."),
-        detector: str = DETECTOR,
-        detector_model: Optional[Path] = DETECTOR_MODEL,
-        device: str = typer.Option("cpu", "--device", help="Inference device (cpu, GPU, cuda:0, ...)."),
-        threads: Optional[int] = typer.Option(None, "--threads", help="Inference threads."),
-        cache_dir: Optional[Path] = CACHE_DIR,
-        margin: float = typer.Option(0.15, "--margin", help="Border around a detected box without landmarks."),
-        overwrite: bool = typer.Option(False, "--overwrite", help="Replace annotated images of an earlier run."),
-    ) -> None:
+    @command(app, "predict", PREDICT)
+    def predict(v: Values) -> None:
         """Faces and expressions in still images (annotated copies keep their sub-folders under --out)."""
         from edgefer.runtime import Predictor
         from edgefer.runtime.images import annotated_targets, check_predicted, predict_images
         from edgefer.utils.outputs import check_outputs
 
+        inputs, model, out, overwrite, as_json = v.inputs, v.model, v.out, v.overwrite, v.as_json
+        device, detector, detector_model, aligned, threads = (
+            v.device,
+            v.detector,
+            v.detector_model,
+            v.aligned,
+            v.threads,
+        )
+        cache_dir, margin = v.cache_dir, v.margin
         inside_out: List[Path] = []  # before the model is loaded: a refusal costs nothing
         targets = annotated_targets(inputs, out, skipped=inside_out)
         if out is not None:
@@ -86,64 +193,39 @@ def register(app: typer.Typer) -> None:
                 typer.echo(f"{rec['path']}: face {i} {face['label']} {face['score']:.2f} box={face['box']}")
         n_faces = sum(len(r["faces"]) for r in records)
         where = f"; annotated in {out}" if any(r.get("annotated") for r in records) else ""
-        _echo_err(f"{len(records)} images, {n_faces} faces, {bad} unreadable{where}")
+        if v.progress:
+            _echo_err(f"{len(records)} images, {n_faces} faces, {bad} unreadable{where}")
         check_predicted(records)  # every image unreadable: exit 2, not success
 
-    @app.command("run")
-    def run(
-        model: Path = typer.Option(..., "--model", "-m", help="Artifact (.onnx, .xml, .engine) or bundle folder."),
-        source: str = typer.Option(
-            "0",
-            "--source",
-            "-s",
-            help="Camera index, video file, stream URL (rtsp://, http://) or GStreamer pipeline ending in appsink "
-            "(needs an OpenCV built with GStreamer, e.g. JetPack's).",
-        ),
-        out: Optional[Path] = typer.Option(None, "--out", "-o", help="Annotated output video (.mp4, mp4v codec)."),
-        jsonl: Optional[Path] = typer.Option(None, "--jsonl", help="Events file: one JSON line per processed frame."),
-        show: bool = typer.Option(False, "--show", help="Show the annotated stream in a window (needs GUI OpenCV)."),
-        max_frames: Optional[int] = typer.Option(None, "--max-frames", help="Stop after this many processed frames."),
-        detector: str = DETECTOR,
-        detector_model: Optional[Path] = DETECTOR_MODEL,
-        aligned: bool = typer.Option(False, "--aligned", help="Frames are aligned face crops: skip detection."),
-        device: str = typer.Option("cpu", "--device", help="Inference device."),
-        threads: Optional[int] = typer.Option(None, "--threads", help="Inference threads."),
-        cache_dir: Optional[Path] = CACHE_DIR,
-        smoothing: float = typer.Option(0.5, "--smoothing", help="EMA weight of new probabilities (1 = off)."),
-        queue_size: int = typer.Option(1, "--queue-size", help="Frames buffered between capture and inference."),
-        realtime: Optional[bool] = typer.Option(
-            None,
-            "--realtime/--no-realtime",
-            help="Drop stale frames (default: on for cameras/streams, off for files, which are read at their FPS "
-            "when on).",
-        ),
-        detect_every: int = typer.Option(
-            5,
-            "--detect-every",
-            help="Run the face detector every N frames (sooner when a face is lost); boxes are carried forward by "
-            "template matching in between. 1 = every frame.",
-        ),
-        detect_width: Optional[int] = typer.Option(
-            480,
-            "--detect-width",
-            help="Downscale frames to this width for detection only; boxes are mapped back (0 = the detector's "
-            "own size: Haar 480 px on the longer side, YuNet the full frame).",
-        ),
-        reconnect: int = typer.Option(
-            10, "--reconnect", help="Attempts to reopen a dropped live stream (URL or GStreamer) before giving up."
-        ),
-        reconnect_delay: float = typer.Option(
-            1.0, "--reconnect-delay", help="Seconds before the first reconnect attempt; doubled per attempt (max 30)."
-        ),
-        summary_json: Optional[Path] = typer.Option(None, "--summary-json", help="Write the run summary as JSON."),
-        quiet: bool = typer.Option(False, "--quiet", "-q", help="No status lines while running."),
-        overwrite: bool = typer.Option(False, "--overwrite", help="Replace the outputs of an earlier run."),
-    ) -> None:
+    @command(app, "run", RUN)
+    def run(v: Values) -> None:
         """Faces and expressions on a camera, video file or stream; FPS and latency at the end."""
         from edgefer.runtime import Predictor
         from edgefer.runtime.predictor import DetectionOptions
         from edgefer.runtime.stream import StreamOptions, check_stream_outputs, parse_source, run_stream, save_summary
 
+        model, source, out, jsonl, show, max_frames = v.model, v.source, v.out, v.jsonl, v.show, v.max_frames
+        detector, detector_model, aligned, device, threads = (
+            v.detector,
+            v.detector_model,
+            v.aligned,
+            v.device,
+            v.threads,
+        )
+        cache_dir, smoothing, queue_size, realtime, overwrite = (
+            v.cache_dir,
+            v.smoothing,
+            v.queue_size,
+            v.realtime,
+            v.overwrite,
+        )
+        detect_every, detect_width, reconnect, reconnect_delay = (
+            v.detect_every,
+            v.detect_width,
+            v.reconnect,
+            v.reconnect_delay,
+        )
+        summary_json, quiet = v.summary_json, not v.progress
         # every setting, every output and the source's form are checked before the model is loaded
         detection = DetectionOptions(
             detector=detector,
@@ -175,7 +257,10 @@ def register(app: typer.Typer) -> None:
                 log=None if quiet else _echo_err,
                 warn=_echo_err,  # reconnect attempts are shown even with --quiet
             )
-        typer.echo(summary.format())
+        if v.as_json:
+            typer.echo(json.dumps(summary.to_dict(), indent=2, default=str))
+        else:
+            typer.echo(summary.format())
         if summary_json is not None:
             save_summary(summary, summary_json, overwrite=overwrite)
         if summary.output_error:  # a full disk: what was written is kept, and it is not success
@@ -186,25 +271,20 @@ def register(app: typer.Typer) -> None:
             _echo_err(f"error: {summary.stopped_by} after {summary.frames_processed} frames")
             raise typer.Exit(4)
 
-    @app.command("deepstream")
-    def deepstream(
-        model: Path = typer.Option(..., "--model", "-m", help="ONNX (preferred) or TensorRT engine with metadata."),
-        out: Path = typer.Option(..., "--out", "-o", help="Folder for the nvinfer config, labels and model."),
-        precision: Optional[str] = typer.Option(None, "--precision", help="fp32 | fp16 | int8 (network-mode)."),
-        batch_size: int = typer.Option(16, "--batch-size", help="Faces per nvinfer batch."),
-        gie_unique_id: int = typer.Option(2, "--gie-unique-id"),
-        operate_on_gie_id: int = typer.Option(1, "--operate-on-gie-id", help="gie-unique-id of the face detector."),
-        operate_on_class_ids: str = typer.Option("0", "--operate-on-class-ids", help="Face class ids (a;b)."),
-        threshold: float = typer.Option(0.0, "--threshold", help="classifier-threshold on the top probability."),
-        approximate: bool = typer.Option(
-            False, "--approximate", help="Do not fold the per-channel std into the ONNX (one scale for all channels)."
-        ),
-    ) -> None:
+    @command(app, "deepstream", DEEPSTREAM)
+    def deepstream(v: Values) -> None:
         """An nvinfer secondary-classifier config for DeepStream, from the artifact metadata."""
         from edgefer.metadata import read_metadata
         from edgefer.runtime.deepstream import deepstream_config
         from edgefer.runtime.predictor import resolve_artifact
 
+        model, out, precision, batch_size, threshold = v.model, v.out, v.precision, v.batch, v.threshold
+        gie_unique_id, operate_on_gie_id, operate_on_class_ids = (
+            v.gie_unique_id,
+            v.operate_on_gie_id,
+            v.operate_on_class_ids,
+        )
+        approximate = v.approximate
         artifact = resolve_artifact(model)
         try:
             ids = tuple(int(c) for c in operate_on_class_ids.split(";") if c.strip())
@@ -225,6 +305,9 @@ def register(app: typer.Typer) -> None:
             classifier_threshold=threshold,
             exact_normalization=not approximate,
         )
+        if v.as_json:
+            typer.echo(json.dumps({"files": [str(p) for p in res.paths], "values": res.values}, indent=2, default=str))
+            return
         for p in res.paths:
             typer.echo(str(p))
         norm = (

@@ -15,6 +15,10 @@ from typing import Dict, List
 
 import typer
 
+from edgefer.cli import groups
+from edgefer.cli.groups import recipe_overridable
+from edgefer.cli.params import Param, Values, command, from_field
+
 
 def _parse_sets(items: List[str]) -> Dict[str, object]:
     import yaml
@@ -30,70 +34,73 @@ def _parse_sets(items: List[str]) -> Dict[str, object]:
     return out
 
 
+#: the TrainConfig fields ``edgefer train`` sets by flag, in help order (the rest: --set key=value)
+TRAIN_FIELDS = (
+    "model", "epochs", "batch_size", "img_size", "lr", "optimizer", "weight_decay", "warmup_epochs",
+    "label_smoothing", "balance", "ema_decay", "grad_clip", "pretrained", "dropout", "teacher", "kd_temperature",
+    "kd_alpha", "val_split", "resume", "workers", "amp", "channels_last",
+)  # fmt: skip
+
+
+def train_params() -> list:
+    """The flags of ``edgefer train``: :class:`TrainConfig` fields, without defaults of their own (a
+    ``--config`` recipe's values stand unless a flag is given; ``--help`` shows the built-in ones)."""
+    from edgefer.training.config import TrainConfig
+
+    return [
+        recipe_overridable(
+            [
+                *groups.data(TrainConfig, only=("data",)),
+                *groups.output(TrainConfig),
+                *[from_field(TrainConfig, n) for n in TRAIN_FIELDS],
+                *groups.data(TrainConfig, only=("allow_missing_classes", "on_error")),
+                *groups.seed(TrainConfig),
+                *groups.device(TrainConfig, only=("device",)),
+            ]
+        ),
+        Param("config", ("--config",), str, None, "Recipe YAML path or shipped recipe name."),
+        Param("sets", ("--set",), str, None, "Any other option as key=value (repeatable).", multiple=True),
+        groups.json_output(),
+        groups.progress(TrainConfig),
+        Param("list_recipes", ("--list-recipes",), bool, False, "List the shipped recipes and exit."),
+    ]
+
+
+def evaluate_params() -> list:
+    """The flags of ``edgefer evaluate`` (the evaluation path has no options class: the groups' own)."""
+    return [
+        Param("checkpoint", ("--checkpoint", "-c"), str, ..., "A .pt checkpoint (e.g. runs/x/best.pt)."),
+        groups.data(data={"default": ..., "type": str}),
+        Param("tta_flip", ("--tta-flip",), bool, False, "Average with the mirrored image."),
+        groups.output(out={"type": str, "help": "Write metrics.json, confusion matrix PNG/JSON here."}),
+        groups.shape(only=("batch",), batch={"default": 64, "help": "Images per inference batch."}),
+        groups.device(only=("device",), device={"default": "auto", "help": "auto, cpu, cuda or cuda:N."}),
+        groups.json_output(),
+        groups.progress(),
+    ]
+
+
 def register(app: typer.Typer) -> None:
-    @app.command("train")
-    def train_cmd(
-        data: str = typer.Option(None, "--data", help="Dataset root (RAF-DB, FER2013 csv, image folders)."),
-        model: str = typer.Option(None, "--model", help="Registered model name (see `edgefer models`)."),
-        out: str = typer.Option(None, "--out", help="Run directory (default runs/<model>)."),
-        config: str = typer.Option(None, "--config", help="Recipe YAML path or shipped recipe name."),
-        epochs: int = typer.Option(None, "--epochs"),
-        batch_size: int = typer.Option(None, "--batch-size", help="Global batch (split across DDP processes)."),
-        img_size: int = typer.Option(None, "--img-size", help="Square input size in pixels."),
-        lr: float = typer.Option(None, "--lr", help="Peak learning rate (after warm-up)."),
-        optimizer: str = typer.Option(None, "--optimizer", help="sgd or adamw."),
-        weight_decay: float = typer.Option(None, "--weight-decay"),
-        warmup_epochs: float = typer.Option(None, "--warmup-epochs"),
-        label_smoothing: float = typer.Option(None, "--label-smoothing"),
-        balance: str = typer.Option(None, "--balance", help="none, loss (class-weighted CE) or sampler."),
-        ema_decay: float = typer.Option(None, "--ema-decay", help="Weight EMA decay per step (0 = off)."),
-        grad_clip: float = typer.Option(None, "--grad-clip", help="Max gradient norm (0 = off)."),
-        pretrained: str = typer.Option(None, "--pretrained", help="none or imagenet."),
-        dropout: float = typer.Option(None, "--dropout"),
-        teacher: str = typer.Option(None, "--teacher", help="Teacher checkpoint for knowledge distillation."),
-        kd_temperature: float = typer.Option(None, "--kd-temperature"),
-        kd_alpha: float = typer.Option(None, "--kd-alpha", help="Weight of the soft (teacher) loss."),
-        val_split: float = typer.Option(None, "--val-split", help="Hold out this train fraction (0 = use test)."),
-        resume: str = typer.Option(None, "--resume", help="Checkpoint (or run directory) to continue."),
-        overwrite: bool = typer.Option(
-            None, "--overwrite", help="Start afresh in an --out that holds an earlier run (its files are removed)."
-        ),
-        allow_missing_classes: bool = typer.Option(
-            None, "--allow-missing-classes", help="Train even if the train split lacks some class."
-        ),
-        on_error: str = typer.Option(None, "--on-error", help="Unreadable images: skip (counted) or raise."),
-        seed: int = typer.Option(None, "--seed"),
-        workers: int = typer.Option(None, "--workers", help="Data-loader worker processes."),
-        device: str = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N."),
-        amp: bool = typer.Option(None, "--amp/--no-amp", help="Mixed precision (CUDA only)."),
-        channels_last: bool = typer.Option(None, "--channels-last/--no-channels-last", help="CUDA only."),
-        sets: List[str] = typer.Option([], "--set", help="Any other option as key=value (repeatable)."),
-        no_progress: bool = typer.Option(
-            False, "--no-progress", "--quiet", "-q", help="No progress bars or epoch lines."
-        ),
-        list_recipes: bool = typer.Option(False, "--list-recipes", help="List the shipped recipes and exit."),
-    ) -> None:
+    @command(app, "train", train_params)
+    def train_cmd(v: Values) -> None:
         """Train a model; writes last.pt, best.pt, metrics.csv and training_curves.png into --out."""
         from edgefer.training import config as C
 
-        if list_recipes:
+        if v.list_recipes:
             for name in C.list_recipes():
                 typer.echo(name)
             return
-        overrides: Dict[str, object] = {
-            "data": data, "model": model, "out": out, "epochs": epochs, "batch_size": batch_size,
-            "img_size": img_size, "lr": lr, "optimizer": optimizer, "weight_decay": weight_decay,
-            "warmup_epochs": warmup_epochs, "label_smoothing": label_smoothing, "balance": balance,
-            "ema_decay": ema_decay, "grad_clip": grad_clip, "dropout": dropout, "teacher": teacher,
-            "kd_temperature": kd_temperature, "kd_alpha": kd_alpha, "val_split": val_split, "resume": resume,
-            "seed": seed, "workers": workers, "device": device, "amp": amp, "channels_last": channels_last,
-            "allow_missing_classes": allow_missing_classes, "on_error": on_error, "overwrite": overwrite,
-        }  # fmt: skip
-        if pretrained is not None:
-            overrides["pretrained"] = None if pretrained.lower() in ("", "none") else pretrained
-        if no_progress:
-            overrides["progress"] = False
-        overrides.update(_parse_sets(sets))
+        overrides: Dict[str, object] = v.pick(C.TrainConfig, given_only=True)
+        for switch in ("overwrite", "allow_missing_classes"):  # a switch not given leaves the recipe's value
+            if overrides.get(switch) is False:
+                del overrides[switch]
+        if overrides.get("progress") is True:
+            del overrides["progress"]
+        pretrained = overrides.get("pretrained")
+        if isinstance(pretrained, str) and pretrained.lower() in ("", "none"):
+            overrides["pretrained"] = None
+        overrides.update(_parse_sets(v.sets or []))
+        resume, config = overrides.get("resume"), v.config
         if resume and not config:
             cfg = C.config_from_checkpoint(resume, overrides)
         else:
@@ -107,41 +114,29 @@ def register(app: typer.Typer) -> None:
 
         result = train(cfg)
         m = result.metrics
+        if v.as_json:
+            typer.echo(json.dumps({**m, "best_checkpoint": str(result.best_checkpoint)}, indent=2, default=str))
+            return
         typer.echo(
             f"best val acc {m['best_val_acc']:.4f} (epoch {m['best_epoch'] + 1}); last: val acc {m['val_acc']:.4f}, "
             f"mean class acc {m['val_mean_class_acc']:.4f}\nbest checkpoint: {result.best_checkpoint}"
         )
 
-    @app.command("evaluate")
-    def evaluate_cmd(
-        checkpoint: str = typer.Option(..., "--checkpoint", help="A .pt checkpoint (e.g. runs/x/best.pt)."),
-        data: str = typer.Option(..., "--data", help="Dataset root."),
-        split: str = typer.Option("test", "--split"),
-        tta_flip: bool = typer.Option(False, "--tta-flip", help="Average with the mirrored image."),
-        out: str = typer.Option(None, "--out", help="Write metrics.json, confusion matrix PNG/JSON here."),
-        batch_size: int = typer.Option(64, "--batch-size"),
-        device: str = typer.Option("auto", "--device"),
-        as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
-        no_progress: bool = typer.Option(False, "--no-progress", "--quiet", "-q", help="No progress bars."),
-        on_error: str = typer.Option("skip", "--on-error", help="Unreadable images: skip (counted) or raise."),
-        allow_missing_classes: bool = typer.Option(
-            False, "--allow-missing-classes", help="Evaluate a train split that lacks some class."
-        ),
-        overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier evaluation in --out."),
-    ) -> None:
+    @command(app, "evaluate", evaluate_params)
+    def evaluate_cmd(v: Values) -> None:
         """Overall and mean class accuracy, per-class precision/recall/F1, confusion matrix."""
         from edgefer.training.evaluation import evaluate, format_report
 
         result = evaluate(
-            checkpoint, data, split=split, flip_tta=tta_flip, out=out, batch_size=batch_size,
-            progress=not no_progress, device=device, on_error=on_error, allow_missing_classes=allow_missing_classes,
-            overwrite=overwrite,
+            v.checkpoint, v.data, split=v.split, flip_tta=v.tta_flip, out=v.out, batch_size=v.batch,
+            progress=v.progress and not v.as_json, device=v.device, on_error=v.on_error,
+            allow_missing_classes=v.allow_missing_classes, overwrite=v.overwrite,
         )  # fmt: skip
         if result.skipped:
             typer.echo(f"note: {result.skipped} unreadable images skipped (each readable image scored once)", err=True)
-        if as_json:
+        if v.as_json:
             typer.echo(json.dumps(result.to_dict(), indent=2))
         else:
             typer.echo(format_report(result))
-            if out:
-                typer.echo(f"\nwrote {Path(out) / 'metrics.json'} and confusion_matrix.png/json")
+            if v.out:
+                typer.echo(f"\nwrote {Path(v.out) / 'metrics.json'} and confusion_matrix.png/json")

@@ -160,7 +160,7 @@ def make_entropy_calibrator(
     if data is None:
         problem = cache_problem(cache, onnx_sha256)
         if problem is not None:
-            raise ExportError(f"INT8 calibration needs --calib-data: {problem}; pass --calib-data to recalibrate")
+            raise ExportError(f"INT8 calibration needs --data: {problem}; pass --data to recalibrate")
         key = read_calibration_key(cache)
         reuse = True
     else:

@@ -243,10 +243,10 @@ def resolve_size(facts: GraphFacts, layout: str, told: int | None, src: Path) ->
         raise ExportError(f"{src.name} takes {h}x{w} inputs; edgefer models take square inputs")
     if told is not None:
         if static and told != h:
-            raise ExportError(f"--input-size {told} contradicts {src.name}'s static input of {h}x{w}")
+            raise ExportError(f"--img-size {told} contradicts {src.name}'s static input of {h}x{w}")
         return int(told)
     if not static:
-        raise ExportError(f"{src.name}'s input size is dynamic ({_show(d)}): pass --input-size")
+        raise ExportError(f"{src.name}'s input size is dynamic ({_show(d)}): pass --img-size")
     return int(h)
 
 
@@ -360,7 +360,7 @@ def _check_identical(src: Path, copy: Path, pp: Preprocessing, batch: int | None
         except Exception as exc:
             raise ExportError(
                 f"ONNX Runtime cannot run {src.name} on a {pp.batch_shape(batch or 2)} input "
-                f"({type(exc).__name__}: {str(exc).strip().splitlines()[0][:200]}); check --layout/--color/--input-size"
+                f"({type(exc).__name__}: {str(exc).strip().splitlines()[0][:200]}); check --layout/--color/--img-size"
             ) from None
     if outs[0].shape != outs[1].shape or not np.array_equal(outs[0], outs[1]):
         raise ExportError(f"the imported copy of {src.name} does not reproduce its outputs; nothing was written")

@@ -45,43 +45,38 @@ DEFAULT_OPSET = 17
 _EXPORTERS = ("auto", "torchscript", "dynamo")
 
 
-def _export_torchscript(model: nn.Module, x: Any, path: Path, opset: int, dynamic_batch: bool) -> None:
-    import torch
-
+def _torchscript_args(opset: int, dynamic_batch: bool) -> dict[str, Any]:
+    """``torch.onnx.export`` arguments of the TorchScript exporter: the requested opset, exactly."""
     dynamic_axes = {INPUT_NAME: {0: BATCH_DIM}, OUTPUT_NAME: {0: BATCH_DIM}} if dynamic_batch else None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer warnings
-        torch.onnx.export(
-            model,
-            (x,),
-            str(path),
-            input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
-            dynamic_axes=dynamic_axes,
-            opset_version=opset,
-            do_constant_folding=True,
-            dynamo=False,
-        )
+    return {"dynamic_axes": dynamic_axes, "opset_version": opset, "do_constant_folding": True, "dynamo": False}
 
 
-def _export_dynamo(model: nn.Module, x: Any, path: Path, opset: int, dynamic_batch: bool) -> None:
-    import torch
+def _dynamo_args(opset: int, dynamic_batch: bool) -> dict[str, Any]:
+    """``torch.onnx.export`` arguments of the ``torch.export`` exporter (opset >= 18, one file)."""
     from torch.export import Dim
 
     dynamic_shapes = ({0: Dim(BATCH_DIM, min=1, max=4096)},) if dynamic_batch else None
-    # The dynamo exporter reports its passes on stdout; keep the CLI output ours.
+    return {"dynamic_shapes": dynamic_shapes, "opset_version": max(opset, 18), "external_data": False, "dynamo": True}
+
+
+#: The exporters ``torch_to_onnx`` can use, each as the function giving its own export arguments.
+_EXPORTER_ARGS = {"torchscript": _torchscript_args, "dynamo": _dynamo_args}
+
+
+def _torch_export(model: nn.Module, x: Any, path: Path, exporter: str, opset: int, dynamic_batch: bool) -> None:
+    """One ``torch.onnx.export`` call with the input/output names every edgefer ONNX file has and
+    ``exporter``'s own arguments; the exporters' warnings and stdout chatter are kept out of the CLI."""
+    import torch
+
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-        warnings.simplefilter("ignore")
+        warnings.simplefilter("ignore")  # deprecation and tracer warnings
         torch.onnx.export(
             model,
             (x,),
             str(path),
             input_names=[INPUT_NAME],
             output_names=[OUTPUT_NAME],
-            dynamic_shapes=dynamic_shapes,
-            opset_version=max(opset, 18),
-            external_data=False,
-            dynamo=True,
+            **_EXPORTER_ARGS[exporter](opset, dynamic_batch),
         )
 
 
@@ -117,10 +112,9 @@ def torch_to_onnx(
         errors: list[str] = []
         order = {"auto": ("torchscript", "dynamo"), "torchscript": ("torchscript",), "dynamo": ("dynamo",)}[exporter]
         for name in order:
-            fn = _export_torchscript if name == "torchscript" else _export_dynamo
             try:
                 with torch.no_grad():
-                    fn(model, x, tmp, opset, dynamic_batch)
+                    _torch_export(model, x, tmp, name, opset, dynamic_batch)
                 break
             except Exception as exc:  # both exporters raise many exception types
                 errors.append(f"{name}: {type(exc).__name__}: {str(exc).strip().splitlines()[0][:300]}")

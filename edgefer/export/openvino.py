@@ -44,7 +44,7 @@ def export_openvino(
     if precision not in ("fp32", "fp16"):
         raise ExportError(
             f"export_openvino converts fp32 or fp16, not {precision!r} (INT8 IRs come from `edgefer quantize` "
-            "or `edgefer export --target openvino --precision int8 --calib-data PATH`)"
+            "or `edgefer export --target openvino --precision int8 --data PATH`)"
         )
     onnx_path = Path(onnx_path)
     meta = read_metadata(onnx_path)

@@ -60,31 +60,41 @@ class ExportOptions:
         overwrite: replace earlier artifacts of the same name (a file edgefer did not write, never).
     """
 
-    target: str = flag("onnx", "--target")
-    precision: str | None = flag(None, "--precision")
-    out_dir: PathLike = flag(Path("runs/export"), "--out")
-    batch: int | None = flag(None, "--batch")
-    dynamic: bool | None = flag(None, "--dynamic", false="--static")
-    max_batch: int | None = flag(None, "--max-batch")
-    opt_batch: int | None = flag(None, "--opt-batch")
-    img_size: int | None = flag(None, "--img-size")
-    reference_data: PathLike | None = flag(None, "--reference-data")
-    reference_split: str = flag("test", "--reference-split")
-    calib_data: PathLike | None = flag(None, "--calib-data")
-    calib_size: int = flag(300, "--calib-size")
-    device_profile: PathLike | DeviceProfile | None = flag(None, "--profile")
-    onnx_only: bool = flag(False, "--onnx-only")
-    workspace_mib: int | None = flag(None, "--workspace")
-    dla_core: int | None = flag(None, "--dla-core")
-    trt_version: str | None = flag(None, "--trt-version")
-    fp16_mode: str = flag("auto", "--fp16-mode")
-    int8_mode: str = flag("qdq", "--int8-mode")
-    timing_cache: PathLike | None = flag(None, "--timing-cache")
-    opset: int = flag(17, "--opset")
-    name: str | None = flag(None, "--name")
-    progress: bool = flag(True, None, false="--quiet")
-    allow_missing_classes: bool = flag(False, "--allow-missing-classes")
-    overwrite: bool = flag(False, "--overwrite")
+    target: str = flag("onnx", "--target", help="onnx, openvino or trt.")
+    precision: str | None = flag(None, "--precision", help="fp32, fp16 or int8 (default: the profile's, else fp32).")
+    out_dir: PathLike = flag(Path("runs/export"), "--out", help="Output directory.")
+    batch: int | None = flag(None, "--batch", type=int, help="Static batch size.", aliases=("--batch-size",))
+    dynamic: bool | None = flag(None, "--dynamic", false="--static", type=bool, help="Dynamic batch (the default).")
+    max_batch: int | None = flag(None, "--max-batch", type=int, help="Largest batch of a dynamic export.")
+    opt_batch: int | None = flag(
+        None, "--opt-batch", type=int, help="Batch TensorRT optimises for (default min(4, max))."
+    )
+    img_size: int | None = flag(None, "--img-size", type=int, help="Input size (default: the checkpoint's).")
+    reference_data: PathLike | None = flag(
+        None, "--data", type=Path, aliases=("--reference-data",), help="Dataset for reference.npz."
+    )
+    reference_split: str = flag("test", "--reference-split", help="Split reference.npz is predicted on.")
+    calib_data: PathLike | None = flag(
+        None, "--data", type=Path, aliases=("--calib-data",), help="Dataset for INT8 calibration."
+    )
+    calib_size: int = flag(300, "--calib-size", help="Calibration images (deterministic subset).")
+    device_profile: PathLike | DeviceProfile | None = flag(
+        None, "--profile", type=Path, help="Device profile YAML (export/jetson/*.yaml)."
+    )
+    onnx_only: bool = flag(False, "--onnx-only", help="trt: write the ONNX + device commands only.")
+    workspace_mib: int | None = flag(None, "--workspace", type=int, help="TensorRT workspace limit in MiB.")
+    dla_core: int | None = flag(None, "--dla-core", type=int, help="Jetson DLA core (GPU fallback on).")
+    trt_version: str | None = flag(None, "--trt-version", help="Device TensorRT for printed commands.")
+    fp16_mode: str = flag("auto", "--fp16-mode", help="auto, strongly-typed or flag.")
+    int8_mode: str = flag("qdq", "--int8-mode", help="qdq (default) or entropy (TensorRT <= 10).")
+    timing_cache: PathLike | None = flag(None, "--timing-cache", type=Path, help="TensorRT timing cache file.")
+    opset: int = flag(17, "--opset", help="ONNX opset.")
+    name: str | None = flag(None, "--name", help="File stem (default: the model name).")
+    progress: bool = flag(True, None, false="--quiet", help="No progress bars.")
+    allow_missing_classes: bool = flag(
+        False, "--allow-missing-classes", help="Calibrate/reference on a split that lacks some class."
+    )
+    overwrite: bool = flag(False, "--overwrite", help="Replace earlier artifacts of the same name.")
 
     def __post_init__(self) -> None:
         as_paths(self, "out_dir", "reference_data", "calib_data", "device_profile", "timing_cache")

@@ -1,4 +1,4 @@
-"""FP32 reference predictions from the exported ONNX (``edgefer export --reference-data``).
+"""FP32 reference predictions from the exported ONNX (``edgefer export --data``).
 
 The reference is computed from the *exported FP32 ONNX* on ONNX Runtime, not from PyTorch: it is
 the artifact every INT8/FP16 model is derived from, so "agreement with the reference" measures

@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import nn
 from torchvision import models as tvm
 
-from edgefer.models.registry import register_model
+from edgefer.models.registration import register_model
 
 
 def _resnet(arch: str, weights_enum, num_classes: int, pretrained: str | None, dropout: float) -> nn.Module:

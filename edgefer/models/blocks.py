@@ -270,14 +270,17 @@ def _replace_conv(old: nn.Conv2d, kernels: Sequence[int]) -> PyConv2d:
     return new
 
 
-class PyConvBottleneck(Bottleneck):
-    """torchvision's ResNet bottleneck (1x1 -> 3x3 -> 1x1, expansion 4, stride on the 3x3) with the
-    3x3 convolution replaced by a :class:`PyConv2d` (the PyConvResNet block of Duta et al. 2020).
+class _PyConvBlock(nn.Module):
+    """What the PyConv ResNet blocks share: build torchvision's block, then swap one of its 3x3
+    convolutions (named by ``_pyconv_attr``) for a :class:`PyConv2d`.
 
-    The attribute names are torchvision's (conv1/bn1/conv2/bn2/conv3/bn3/downsample), so an ImageNet
-    ResNet-50 state dict loads into everything except ``conv2`` (use :meth:`from_bottleneck` or
-    :meth:`PyConv2d.inherit_from` to reuse part of it).
+    The swap re-assigns an existing attribute, so the state-dict keys, their order and the parameter
+    initialisation order are those of the subclass's torchvision block; only that convolution changes.
+    Subclasses list this class first and a torchvision block second (the cooperative ``super()``
+    chain reaches the torchvision ``__init__``).
     """
+
+    _pyconv_attr = ""  # set by each subclass
 
     def __init__(
         self,
@@ -287,17 +290,33 @@ class PyConvBottleneck(Bottleneck):
         downsample: nn.Module | None = None,
         kernels: Sequence[int] = (3, 5, 7, 9),
     ) -> None:
-        super().__init__(inplanes, planes, stride=stride, downsample=downsample)
-        self.conv2 = _replace_conv(self.conv2, kernels)
+        super().__init__(inplanes, planes, stride=stride, downsample=downsample)  # type: ignore[call-arg]
+        self._swap_in_pyconv(self, kernels)
 
     @classmethod
-    def convert(cls, block: Bottleneck, kernels: Sequence[int]) -> Bottleneck:
-        """Turn an existing (possibly pretrained) torchvision Bottleneck into a PyConv one in place."""
-        block.conv2 = _replace_conv(block.conv2, kernels)
+    def _swap_in_pyconv(cls, block: nn.Module, kernels: Sequence[int]) -> None:
+        setattr(block, cls._pyconv_attr, _replace_conv(getattr(block, cls._pyconv_attr), kernels))
+
+    @classmethod
+    def convert(cls, block: nn.Module, kernels: Sequence[int]) -> nn.Module:
+        """Turn an existing (possibly pretrained) torchvision block into a PyConv one in place."""
+        cls._swap_in_pyconv(block, kernels)
         return block
 
 
-class PyConvBasicBlock(BasicBlock):
+class PyConvBottleneck(_PyConvBlock, Bottleneck):
+    """torchvision's ResNet bottleneck (1x1 -> 3x3 -> 1x1, expansion 4, stride on the 3x3) with the
+    3x3 convolution replaced by a :class:`PyConv2d` (the PyConvResNet block of Duta et al. 2020).
+
+    The attribute names are torchvision's (conv1/bn1/conv2/bn2/conv3/bn3/downsample), so an ImageNet
+    ResNet-50 state dict loads into everything except ``conv2`` (use :meth:`convert` or
+    :meth:`PyConv2d.inherit_from` to reuse part of it).
+    """
+
+    _pyconv_attr = "conv2"
+
+
+class PyConvBasicBlock(_PyConvBlock, BasicBlock):
     """torchvision's ResNet basic block with its first (possibly strided) 3x3 convolution replaced by
     a :class:`PyConv2d`; the second 3x3 stays a plain convolution.
 
@@ -306,22 +325,7 @@ class PyConvBasicBlock(BasicBlock):
     its ImageNet weights intact.
     """
 
-    def __init__(
-        self,
-        inplanes: int,
-        planes: int,
-        stride: int = 1,
-        downsample: nn.Module | None = None,
-        kernels: Sequence[int] = (3, 5, 7, 9),
-    ) -> None:
-        super().__init__(inplanes, planes, stride=stride, downsample=downsample)
-        self.conv1 = _replace_conv(self.conv1, kernels)
-
-    @classmethod
-    def convert(cls, block: BasicBlock, kernels: Sequence[int]) -> BasicBlock:
-        """Turn an existing (possibly pretrained) torchvision BasicBlock into a PyConv one in place."""
-        block.conv1 = _replace_conv(block.conv1, kernels)
-        return block
+    _pyconv_attr = "conv1"
 
 
 # --------------------------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from torchvision.models.resnet import ResNet
 
 from edgefer.errors import ModelError
 from edgefer.models.blocks import CBAM, MaskBlock, Res2NetBottleneck
-from edgefer.models.registry import register_model
+from edgefer.models.registration import register_model
 from edgefer.models.weights import fetch_state_dict, load_matching
 
 

@@ -39,7 +39,7 @@ from torchvision.models.resnet import ResNet
 
 from edgefer.errors import ModelError
 from edgefer.models.blocks import ImprovedHybridAttention, MultiScaleFusion, PyConvBasicBlock, PyConvBottleneck
-from edgefer.models.registry import register_model
+from edgefer.models.registration import register_model
 from edgefer.models.weights import fetch_state_dict, load_matching
 
 #: PyConv kernel sizes per ResNet stage (layer1..layer4).

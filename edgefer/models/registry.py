@@ -7,36 +7,13 @@ name and the keyword arguments, so ``create_model(**ckpt['model'])`` rebuilds th
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from edgefer.errors import ModelError
 from edgefer.labels import NUM_CLASSES
+from edgefer.models.registration import _REGISTRY, ModelEntry, register_model
 
-
-@dataclass(frozen=True)
-class ModelEntry:
-    name: str
-    factory: Callable[..., Any]
-    description: str
-    family: str  # "paper", "edge" or "baseline"
-    paper_accuracy: dict[str, float] | None = None  # e.g. {"RAF-DB": 83.67}
-
-
-_REGISTRY: dict[str, ModelEntry] = {}
-
-
-def register_model(
-    name: str, *, description: str, family: str, paper_accuracy: dict[str, float] | None = None
-) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    def deco(factory: Callable[..., Any]) -> Callable[..., Any]:
-        if name in _REGISTRY:
-            raise ModelError(f"model {name!r} registered twice")
-        _REGISTRY[name] = ModelEntry(name, factory, description, family, paper_accuracy)
-        return factory
-
-    return deco
+__all__ = ["ModelEntry", "create_model", "get_entry", "list_models", "register_model"]
 
 
 def _ensure_loaded() -> None:

@@ -3,7 +3,7 @@
 data -> train (or ``--checkpoint``) -> ONNX + FP32 reference -> FP16 / INT8 per target ->
 benchmark with the gate -> bundle -> summary. Every stage is an ordinary library call (the same
 one its CLI command makes), declared as a :class:`~edgefer.pipeline.stages.Stage` with the files
-it reads and writes, so a re-run skips what is up to date and ``--force`` redoes everything.
+it reads and writes, so a re-run skips what is up to date and ``--overwrite`` redoes everything.
 
 Each artifact stage writes ``<out>/stages/<stage>.json`` listing the files it produced; those
 files are the stage's outputs, so deleting any one of them reruns that stage and everything
@@ -23,6 +23,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgefer.bench.options import DEFAULT_ITERS, DEFAULT_WARMUP
+from edgefer.bench.report import COMPACT_COLUMNS, table_rows
 from edgefer.errors import EdgeferError
 from edgefer.export.options import ExportOptions
 from edgefer.formats import TARGETS, format_named  # one list for export, quantize and the pipeline
@@ -84,8 +86,10 @@ class PipelineConfig:
     max_drop: float | None = None
     gate: str = DEFAULT_GATE
     batches: tuple[int, ...] = (1, 8)
-    warmup: int = 5
-    iters: int = 30
+    warmup: int = DEFAULT_WARMUP  # the timing defaults are edgefer benchmark's (one vocabulary, issue 24)
+    iters: int = DEFAULT_ITERS
+    seconds: float | None = None  # a time budget per measurement instead of iters
+    mode: str = "latency"  # latency | throughput, as edgefer benchmark --mode
     threads: int | None = None
     force: bool = False
     progress: bool = True
@@ -144,6 +148,8 @@ class PipelineConfig:
         )
         check(self.warmup >= 0, f"warmup must be >= 0, got {self.warmup}")
         check(self.iters >= 1, f"iters must be >= 1, got {self.iters}")
+        check(self.mode in ("latency", "throughput"), f"mode must be latency or throughput, got {self.mode!r}")
+        check(self.seconds is None or self.seconds > 0, f"seconds must be positive, got {self.seconds}")
         check(self.threads is None or self.threads >= 1, f"threads must be >= 1, got {self.threads}")
         if self.checkpoint is None:
             from edgefer.models import get_entry
@@ -357,7 +363,7 @@ class _Flow:
         return True
 
     def train_stage(self) -> Stage:
-        from edgefer.training.config import load_config
+        from edgefer.training.config import load_config, train_argv
 
         done = self.train_dir / "complete.json"
         params = train_params(load_config(self.recipe(), self.train_overrides()).to_dict())
@@ -378,12 +384,8 @@ class _Flow:
             result = train(load_config(self.recipe(), overrides))
             write_json(done, {"best": str(result.best_checkpoint), "metrics": result.metrics})
 
-        command = ["edgefer", "train"]
-        if self.recipe():
-            command += ["--config", str(self.recipe())]
-        for key, value in self.train_overrides().items():
-            if key != "progress":
-                command += [f"--{key.replace('_', '-')}", str(value)]
+        # spelt from TrainConfig's field flags, like every other stage's command
+        command = train_argv(self.train_overrides(), self.recipe())
         return Stage(
             "train", run, outputs=[done, self.checkpoint], inputs=self.data_inputs(), command=command, params=params
         )
@@ -545,45 +547,38 @@ class _Flow:
         return [self.checkpoint, *arts]
 
     def bench_stage(self) -> Stage:
+        import dataclasses
+
         from edgefer.bench.gate import Gate
+        from edgefer.bench.options import BenchOptions
 
         report_json = self.report_dir / "report.json"
         cfg = self.cfg
+        opts = BenchOptions(
+            split="test",
+            batches=cfg.batches,
+            warmup=cfg.warmup,
+            iters=cfg.iters,
+            seconds=cfg.seconds,
+            mode=cfg.mode,
+            threads=cfg.threads,
+            gate=cfg.gate,
+            out_dir=self.report_dir,
+            progress=cfg.progress,
+        )
 
         def run() -> None:
             from edgefer.bench.harness import run_benchmark
 
+            # the report is saved below, with the pipeline's notes added
             report = run_benchmark(
-                self.bench_models(),
-                self.data,
-                split="test",
-                reference=self.reference,
-                batches=cfg.batches,
-                warmup=cfg.warmup,
-                iters=cfg.iters,
-                threads=cfg.threads,
-                gate=cfg.gate,
-                progress=cfg.progress,
+                self.bench_models(), self.data, dataclasses.replace(opts, out_dir=None), reference=self.reference
             )
             report.notes.extend(self.notes)
             report.save(self.report_dir)
 
         models = [str(p) for p in self.bench_models()]
-        command = [
-            "edgefer",
-            "benchmark",
-            *models,
-            "--data",
-            str(self.data),
-            "--reference",
-            str(self.reference),
-            "--batch",
-            ",".join(str(b) for b in cfg.batches),
-            "--gate",
-            cfg.gate,
-            "--out",
-            str(self.report_dir),
-        ]
+        command = opts.to_argv(models, self.data, reference=self.reference)
         inputs = [Path(p) for p in models] + [self.reference]
         params = {
             "models": models,
@@ -593,6 +588,8 @@ class _Flow:
             "batches": list(cfg.batches),
             "warmup": cfg.warmup,
             "iters": cfg.iters,
+            "seconds": cfg.seconds,
+            "mode": cfg.mode,
             "threads": cfg.threads,
         }
         return Stage(
@@ -693,51 +690,12 @@ def run_pipeline(cfg: PipelineConfig, on_event: Callable[[str], None] = print) -
     )
 
 
-SUMMARY_COLUMNS = (
-    "model",
-    "backend",
-    "prec",
-    "status",
-    "MB",
-    "acc %",
-    "Δ pt",
-    "agree %",
-    "worst Δ pt",
-    "p50 ms",
-    "FPS",
-)
+#: The pipeline's terminal summary: the benchmark report's own compact columns.
+SUMMARY_COLUMNS = COMPACT_COLUMNS
 
 
 def summary_rows(report: dict[str, Any]) -> list[list[str]]:
-    """One terminal line per artifact (the Markdown report has every batch size and column):
-    accuracy and its damage against the FP32 reference, batch-1 p50 latency, best throughput."""
-
-    def num(value: Any, fmt: str) -> str:
-        return "-" if value is None else format(value, fmt)
-
-    rows = []
-    for row in report["rows"]:
-        acc = row.get("accuracy") or {}
-        lat = row.get("latency") or {}
-        b1 = (lat.get("1") or {}).get("model") or {}
-        fps = max(((v.get("model") or {}).get("fps") or 0.0 for v in lat.values()), default=0.0)
-        worst = acc.get("worst_class_delta_pts")
-        rows.append(
-            [
-                row["label"],
-                row.get("backend") or "-",
-                row.get("precision") or "-",
-                "ok" if row["status"] == "ok" else row["status"][:60],
-                num(row.get("size_mb"), ".1f"),
-                num(None if acc.get("accuracy") is None else 100 * acc["accuracy"], ".2f"),
-                num(acc.get("delta_pts"), "+.2f"),
-                num(None if acc.get("agreement") is None else 100 * acc["agreement"], ".2f"),
-                "-"
-                if worst is None
-                else f"{worst:+.2f} {acc.get('worst_class', '')}".strip()
-                + ("" if acc.get("worst_class_net_images") is None else f" ({acc['worst_class_net_images']:+d} img)"),
-                num(b1.get("p50_ms"), ".2f"),
-                num(fps or None, ".0f"),
-            ]
-        )
-    return rows
+    """The terminal summary's lines, one per artifact and batch size (``report.md`` has every
+    column): the benchmark report's formatter asked for :data:`SUMMARY_COLUMNS`, so the pipeline and
+    ``edgefer benchmark`` cannot print one number two ways."""
+    return table_rows(report, SUMMARY_COLUMNS)

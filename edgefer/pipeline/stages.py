@@ -141,7 +141,7 @@ class StageOutcome:
     seconds: float = 0.0
     result: Any = None
     command: str = ""
-    reason: str = ""  # why a stage that ran was not fresh ("" on its first run or under --force)
+    reason: str = ""  # why a stage that ran was not fresh ("" on its first run or under --overwrite)
 
 
 @dataclass

@@ -41,7 +41,7 @@ ENFORCING_METHODS = ("ptq-acc", "qat")
 #: has labelled data at hand -- the dataset it calibrates on is opened by :mod:`edgefer.data`, whose
 #: readers all carry labels, and the INT8 model is scored on its labelled ``val_split`` anyway -- so
 #: the gate can always be held, and plain PTQ changed 3-6 % of the FP32 decisions on real faces
-#: (issue 26). Plain PTQ stays available as ``method="ptq"`` (``--method ptq``).
+#: (issue 26). Plain PTQ stays available as ``method="ptq"`` (``--int8-method ptq``).
 DEFAULT_METHOD = "ptq-acc"
 
 if TYPE_CHECKING:
@@ -63,7 +63,7 @@ class QuantizeOptions:
     """How to quantize (see :func:`edgefer.quantize.quantize`); each field's CLI flag is in its metadata.
 
     Attributes:
-        target: "openvino" (INT8 IR), "trt" or "onnx" (explicit Q/DQ ONNX, TensorRT-compatible).
+        target: "onnx" (the default: explicit Q/DQ ONNX, TensorRT-compatible), "openvino" (INT8 IR) or "trt".
         method: "ptq-acc" (the default, :data:`DEFAULT_METHOD`: PTQ, then layers put back into
             floating point until ``gate`` holds -- the production gate, ``max-drop``
             :data:`DEFAULT_MAX_DROP` + :data:`DEFAULT_GATE_TERMS`, when none is given), "ptq"
@@ -92,33 +92,56 @@ class QuantizeOptions:
         progress: progress bars and NNCF's logs.
         val_size: validation images scored (None = the whole ``val_split``).
         calib_split / val_split: the splits calibration and validation images come from.
-        seed: the subset draws (Python API only).
+        seed: the subset draws.
         allow_missing_classes: accept a split that lacks some class.
         overwrite: replace an earlier INT8 model of the same name (refused otherwise, before any work).
     """
 
-    target: str = flag("openvino", "--target")
-    method: str = flag(DEFAULT_METHOD, "--method")
-    calib_size: int = flag(300, "--calib-size")
-    max_drop: float | None = flag(None, "--max-drop")
-    gate: str | None = flag(None, "--gate")
-    preset: str = flag("performance", "--preset")
-    ignore: tuple[str, ...] = flag((), "--ignore")
-    out_dir: PathLike = flag(Path("runs/quantize"), "--out")
-    img_size: int | None = flag(None, "--img-size")
-    fast_bias_correction: bool = flag(True, None, false="--accurate-bias-correction")
-    qat_epochs: int = flag(2, "--qat-epochs")
-    qat_lr: float = flag(1e-4, "--qat-lr")
+    target: str = flag("onnx", "--target", help="onnx (Q/DQ ONNX) | openvino (INT8 IR) | trt.")
+    method: str = flag(
+        DEFAULT_METHOD,
+        "--int8-method",
+        aliases=("--method",),
+        help="ptq-acc (default: PTQ, then layers kept in floating point until --gate holds, the production "
+        "gate unless given) | ptq (plain PTQ, every layer INT8; the gate only checked) | qat | wc (INT8 weights "
+        "only).",
+    )
+    calib_size: int = flag(300, "--calib-size", help="Calibration images (deterministic subset).")
+    max_drop: float | None = flag(
+        None,
+        "--max-drop",
+        type=float,
+        help="Accuracy budget in points (ptq-acc, qat: enforced, default 0.5; else checked, exit 3).",
+    )
+    gate: str | None = flag(
+        None,
+        "--gate",
+        help="Accuracy rules as for benchmark --gate (ptq-acc, qat: enforced, default "
+        "max-drop=<max-drop>,max-class-drop=1.0,min-agreement=0.98; else checked, exit 3).",
+    )
+    preset: str = flag("performance", "--preset", help="performance (symmetric) | mixed (OpenVINO).")
+    ignore: tuple[str, ...] = flag((), "--ignore", type=str, help="Regex of graph node names to keep in FP (repeat).")
+    out_dir: PathLike = flag(Path("runs/quantize"), "--out", help="Output directory.")
+    img_size: int | None = flag(None, "--img-size", type=int, help="Export size (default: the checkpoint's).")
+    fast_bias_correction: bool = flag(
+        True, None, false="--accurate-bias-correction", help="NNCF's slower, more accurate bias correction."
+    )
+    qat_epochs: int = flag(2, "--qat-epochs", help="QAT fine-tuning epochs.")
+    qat_lr: float = flag(1e-4, "--qat-lr", help="QAT learning rate.")
     qat_max_steps: int | None = flag(None, None)
-    qat_loss: str = flag("distill", "--qat-loss")
-    qat_temperature: float = flag(1.0, "--qat-temperature")
-    progress: bool = flag(True, None, false="--quiet")
-    val_size: int | None = flag(None, "--val-size")
-    calib_split: str = flag("train", "--calib-split")
-    val_split: str = flag("test", "--val-split")
-    seed: int = flag(0, None)
-    allow_missing_classes: bool = flag(False, "--allow-missing-classes")
-    overwrite: bool = flag(False, "--overwrite")
+    qat_loss: str = flag(
+        "distill", "--qat-loss", help="QAT fine-tunes towards: distill (the FP32 model's logits) | labels."
+    )
+    qat_temperature: float = flag(1.0, "--qat-temperature", help="QAT distillation temperature.")
+    progress: bool = flag(True, None, false="--quiet", help="No progress bars.")
+    val_size: int | None = flag(None, "--val-size", type=int, help="Score on N validation images (default all).")
+    calib_split: str = flag("train", "--calib-split", help="Split the calibration images come from.")
+    val_split: str = flag("test", "--val-split", help="Split INT8 is scored (and controlled) on.")
+    seed: int = flag(0, "--seed", help="Seed of the calibration and validation subsets.")
+    allow_missing_classes: bool = flag(
+        False, "--allow-missing-classes", help="Calibrate on a split that lacks some class (model trained so)."
+    )
+    overwrite: bool = flag(False, "--overwrite", help="Replace an earlier INT8 model of the same name.")
 
     def __post_init__(self) -> None:
         as_paths(self, "out_dir")

@@ -33,7 +33,7 @@ quantizer scales) adapt to the INT8 grid.
    ONNX or OpenVINO backend; it has none for PyTorch) map each layer back onto its FP32 weights;
    converting the NNCF module straight to OpenVINO gave weights NNCF's OpenVINO graph cannot
    trace back to constants;
-4. with a budget (``--max-drop``/``--gate``; ``edgefer quantize --method qat`` has the same default
+4. with a budget (``--max-drop``/``--gate``; ``edgefer quantize --int8-method qat`` has the same default
    as ``ptq-acc``), the fine-tuned model is held to it like ``ptq-acc``'s PTQ model: NNCF's
    accuracy restorer puts layers back into floating point, with their FP32 weights, until the gate
    holds on the validation images (:func:`edgefer.quantize.accuracy_control.restore_accuracy`).

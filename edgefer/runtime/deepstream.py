@@ -154,7 +154,7 @@ def deepstream_config(
         raise ExportError(f"model {src} does not exist")
     if batch_size < 1:
         raise ExportError(f"batch_size must be >= 1, got {batch_size}")
-    check_at_most("--batch-size", batch_size, MAX_BATCH, ExportError)
+    check_at_most("--batch", batch_size, MAX_BATCH, ExportError)
     out = ensure_writable_dir(out_dir)
     pp = metadata.preprocessing
     # one value of mean/std means the same for every channel: nvinfer wants one offset per channel

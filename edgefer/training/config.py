@@ -9,7 +9,7 @@ always win. A recipe can be named by path or by the name of a recipe shipped in
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,7 @@ from typing import Any
 from edgefer.errors import EdgeferError
 from edgefer.preprocess import IMAGENET_MEAN, IMAGENET_STD
 from edgefer.utils.limits import MAX_BATCH, MAX_IMG_SIZE
+from edgefer.utils.options import flag
 
 
 class ConfigError(EdgeferError):
@@ -59,35 +60,48 @@ class TrainConfig:
     ``test`` split validates); ``val_split=0.1`` instead holds out a stratified 10 % of train,
     chosen deterministically from ``seed``, and leaves test untouched.
 
+    Each field a flag sets carries it in its metadata (``--val-fraction`` for ``val_split``, ``--arch``
+    for ``model``, ``--batch`` for ``batch_size``); ``edgefer train`` is built from them.
+
     ``batch_size`` is the *global* batch: under ``torchrun`` each of N processes gets
     ``batch_size / N`` samples per step, so a recipe means the same on 1 or 8 GPUs.
     """
 
-    data: str
-    model: str
-    out: str
-    epochs: int = 30
-    batch_size: int = 64
-    img_size: int = 112
-    lr: float | None = None  # None: default_lr(optimizer, pretrained), resolved on construction
-    seed: int = 0
-    workers: int = 2
-    progress: bool = True
+    data: str = flag(MISSING, "--data", help="Dataset root (RAF-DB, FER2013 csv, image folders).")
+    model: str = flag(
+        MISSING, "--arch", aliases=("--model",), help="Registered architecture name (see `edgefer models`)."
+    )
+    out: str = flag(MISSING, "--out", help="Run directory (default runs/<arch>).")
+    epochs: int = flag(30, "--epochs", help="Training epochs.")
+    batch_size: int = flag(64, "--batch", aliases=("--batch-size",), help="Global batch (split across DDP processes).")
+    img_size: int = flag(112, "--img-size", help="Square input size in pixels.")
+    lr: float | None = flag(
+        None, "--lr", type=float, help="Peak learning rate (after warm-up; default by optimizer)."
+    )  # None: default_lr(optimizer, pretrained), resolved on construction
+    seed: int = flag(0, "--seed", help="Random seed (the same seed gives the same run).")
+    workers: int = flag(2, "--workers", help="Data-loader worker processes.")
+    progress: bool = flag(True, None, false="--quiet", help="No progress bars or epoch lines.")
 
     # optimisation
-    optimizer: str = "adamw"  # sgd | adamw
+    optimizer: str = flag("adamw", "--optimizer", help="sgd or adamw.")  # sgd | adamw
     momentum: float = 0.9
     nesterov: bool = False
-    weight_decay: float = 0.05  # not applied to biases and norm weights
-    warmup_epochs: float = 1.0
+    weight_decay: float = flag(
+        0.05, "--weight-decay", help="Weight decay (not on biases and norm weights)."
+    )  # not applied to biases and norm weights
+    warmup_epochs: float = flag(1.0, "--warmup-epochs", help="Linear learning-rate warm-up, in epochs.")
     warmup_start_factor: float = 0.01
     min_lr_ratio: float = 0.01  # cosine floor as a fraction of lr
-    label_smoothing: float = 0.1
-    balance: str = "none"  # none | loss (class-weighted CE) | sampler (WeightedRandomSampler-like)
+    label_smoothing: float = flag(0.1, "--label-smoothing", help="Label smoothing of the cross-entropy.")
+    balance: str = flag(
+        "none", "--balance", help="none, loss (class-weighted CE) or sampler."
+    )  # none | loss (class-weighted CE) | sampler (WeightedRandomSampler-like)
     balance_method: str = "inverse"  # inverse | effective (Cui et al., CVPR 2019)
     balance_beta: float = 0.999
-    grad_clip: float = 5.0  # max global grad norm; 0 disables
-    ema_decay: float = 0.0  # 0 disables; e.g. 0.999 (per step)
+    grad_clip: float = flag(5.0, "--grad-clip", help="Max gradient norm (0 = off).")  # max global grad norm; 0 disables
+    ema_decay: float = flag(
+        0.0, "--ema-decay", help="Weight EMA decay per step (0 = off)."
+    )  # 0 disables; e.g. 0.999 (per step)
 
     # augmentation (train only; eval uses edgefer.preprocess.preprocess_image). The defaults are
     # deliberately light, for short runs and fine-tuning; the shipped recipes for long runs use the
@@ -100,8 +114,8 @@ class TrainConfig:
     random_erasing: float = 0.0  # probability
 
     # model
-    pretrained: str | None = None  # None | "imagenet"
-    dropout: float = 0.0
+    pretrained: str | None = flag(None, "--pretrained", type=str, help="none or imagenet.")  # None | "imagenet"
+    dropout: float = flag(0.0, "--dropout", help="Dropout before the classifier.")
     model_args: dict[str, Any] = field(default_factory=dict)
 
     # preprocessing recorded in the checkpoint (the one source of truth downstream)
@@ -110,23 +124,38 @@ class TrainConfig:
     resize: str = "stretch"  # stretch | center_crop
 
     # knowledge distillation
-    teacher: str | None = None  # path of a trained teacher checkpoint
-    kd_temperature: float = 4.0
-    kd_alpha: float = 0.7
+    teacher: str | None = flag(
+        None, "--teacher", type=str, help="Teacher checkpoint for knowledge distillation."
+    )  # path of a trained teacher checkpoint
+    kd_temperature: float = flag(4.0, "--kd-temperature", help="Distillation temperature.")
+    kd_alpha: float = flag(0.7, "--kd-alpha", help="Weight of the soft (teacher) loss.")
 
     # data
-    val_split: float = 0.0  # 0: validate on the test split (RAF-DB papers); else a train fraction
-    on_error: str = "skip"  # unreadable images: skip (counted) | raise
-    allow_missing_classes: bool = False  # a train split without some class is an error unless set
+    val_split: float = flag(
+        0.0,
+        "--val-fraction",
+        aliases=("--val-split",),
+        help="Hold out this train fraction for validation (0 = use test).",
+    )  # 0: validate on the test split (RAF-DB papers); else a train fraction
+    on_error: str = flag(
+        "skip", "--on-error", help="Unreadable images: skip (counted) or raise."
+    )  # unreadable images: skip (counted) | raise
+    allow_missing_classes: bool = flag(
+        False, "--allow-missing-classes", help="Train even if the train split lacks some class."
+    )  # a train split without some class is an error unless set
 
     # runtime
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    amp: bool = True  # CUDA only
-    channels_last: bool = True  # CUDA only
+    device: str = flag("auto", "--device", help="auto, cpu, cuda or cuda:N.")  # auto | cpu | cuda | cuda:N
+    amp: bool = flag(True, "--amp", false="--no-amp", help="Mixed precision (CUDA only).")  # CUDA only
+    channels_last: bool = flag(
+        True, "--channels-last", false="--no-channels-last", help="Channels-last memory format (CUDA only)."
+    )  # CUDA only
     sync_bn: bool = False  # SyncBatchNorm under DDP on CUDA
     deterministic: bool = True
-    resume: str | None = None
-    overwrite: bool = False  # start afresh in an ``out`` that holds an earlier run (its files are removed)
+    resume: str | None = flag(None, "--resume", type=str, help="Checkpoint (or run directory) to continue.")
+    overwrite: bool = flag(
+        False, "--overwrite", help="Start afresh in an --out that holds an earlier run (its files are removed)."
+    )  # start afresh in an ``out`` that holds an earlier run (its files are removed)
 
     def __post_init__(self) -> None:
         if self.lr is None:
@@ -143,7 +172,7 @@ class TrainConfig:
                 raise ConfigError(msg)
 
         check(bool(self.data), "data is required (--data PATH)")
-        check(bool(self.model), "model is required (--model NAME)")
+        check(bool(self.model), "model is required (--arch NAME)")
         check(bool(self.out), "out is required (--out DIR)")
         check(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
         check(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
@@ -282,6 +311,32 @@ def load_config(yaml_path: str | os.PathLike | None, overrides: dict[str, Any] |
     values: dict[str, Any] = read_recipe(yaml_path) if yaml_path else {}
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})
     return config_from_dict(values)
+
+
+def train_argv(values: dict[str, Any], recipe: str | os.PathLike | None = None) -> list[str]:
+    """The ``edgefer train`` command line that trains with ``recipe`` overridden by ``values``
+    (:class:`TrainConfig` field names), spelt with each field's flag from its metadata -- what the
+    pipeline prints for its train stage. A field with no flag is a :class:`ConfigError` naming
+    ``--set``'s form instead of a command that would train something else."""
+    from edgefer.utils.options import cli_field
+
+    argv = ["edgefer", "train"] + (["--config", os.fspath(recipe)] if recipe else [])
+    for key, value in values.items():
+        if value is None:
+            continue
+        f = cli_field(TrainConfig, key)
+        if isinstance(value, bool):
+            chosen = f.flag if value else f.flag_false
+            if chosen is None and value == f.default:
+                continue  # the built-in value, which only a recipe could have changed
+            if chosen is None:
+                raise ConfigError(f"{key}={value} has no flag: use --set {key}={str(value).lower()}")
+            argv.append(chosen)
+        elif f.flag is None:
+            raise ConfigError(f"{key} has no flag: use --set {key}=...")
+        else:
+            argv += [f.flag, os.fspath(value) if isinstance(value, os.PathLike) else str(value)]
+    return argv
 
 
 def config_from_checkpoint(checkpoint: str | os.PathLike, overrides: dict[str, Any] | None = None) -> TrainConfig:

@@ -15,7 +15,7 @@ import os
 #: crop twice the box's side (four times its area); more only adds black border.
 MAX_MARGIN = 1.0
 #: every batch size a user chooses (benchmark ``--batch``, ``export --batch/--max-batch/--opt-batch``,
-#: ``evaluate`` / ``train --batch-size``, ``deepstream --batch-size``).
+#: ``evaluate`` / ``train --batch``, ``deepstream --batch``).
 MAX_BATCH = 256
 #: ``run --queue-size``: decoded frames held between capture and inference (a 4K frame is 25 MB).
 MAX_QUEUE = 64
@@ -28,7 +28,7 @@ FALLBACK_AVAILABLE = 4 * 1024**3
 #: ``--threads`` (inference threads of a backend): each thread reserves its stack, and more threads
 #: than cores only wait on each other
 MAX_THREADS = 64
-#: ``--img-size`` of train / export / quantize / models (``data synth --size`` has the same bound).
+#: ``--img-size`` of train / export / quantize / models (and ``data synth --img-size``).
 MAX_IMG_SIZE = 1024
 
 

@@ -148,7 +148,7 @@ esac
 # retraining would give this engine the old scales silently. edgefer keys each cache to its ONNX
 # (CALIB_CACHE.json, "onnx_sha256", edgefer/export/calibrator.py): use it only for that ONNX.
 if [[ -n "$CALIB" ]]; then
-  MAKE="make it with \`edgefer export --onnx $ONNX --target trt --precision int8 --int8-mode entropy --calib-data DATA\`"
+  MAKE="make it with \`edgefer export --onnx $ONNX --target trt --precision int8 --int8-mode entropy --data DATA\`"
   [[ -f "$CALIB.json" ]] || fail "calibration cache $CALIB has no key $(basename "$CALIB").json, so it cannot be tied to $(basename "$ONNX"): $MAKE"
   WANT=$(sed -n 's/.*"onnx_sha256": *"\([0-9a-fA-F]*\)".*/\1/p' "$CALIB.json" | head -n1)
   HAVE=$(sha256sum "$ONNX" | cut -d' ' -f1)
