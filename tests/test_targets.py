@@ -113,15 +113,13 @@ def test_a_non_fp32_onnx_is_refused_in_one_wording(tmp_path: Path) -> None:
     """The given-ONNX checks live in edgefer.export.source: export (a target that needs FP32) and
     quantize refuse an FP16 ONNX in the same words, before any work."""
     onnx = pytest.importorskip("onnx")
-    from onnx import TensorProto, helper
+    from _identity_onnx import identity_onnx
 
     from edgefer.export import export
     from edgefer.export.source import check_img_size, require_fp32
     from edgefer.metadata import ModelMetadata, read_metadata, set_onnx_metadata
 
-    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 8, 8])
-    y = helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 3, 8, 8])
-    model = helper.make_model(helper.make_graph([helper.make_node("Identity", ["input"], ["logits"])], "g", [x], [y]))
+    model = identity_onnx(16)
     set_onnx_metadata(model, ModelMetadata(model_name="tiny", precision="fp16"))
     src = tmp_path / "tiny_fp16.onnx"
     onnx.save(model, str(src))
