@@ -21,8 +21,12 @@ def _echo_err(msg: str) -> None:
 
 #: The face-detector options `predict` and `run` share (one definition, one help text).
 CACHE_DIR = typer.Option(
-    None, "--cache-dir", help="OpenVINO model cache: compile on the first start, read back on later ones."
+    None,
+    "--cache-dir",
+    help="OpenVINO model cache: compile on the first start, read back on later ones [default: the bundle's "
+    "ov_cache/ if writable, else $XDG_CACHE_HOME/edgefer/openvino].",
 )
+NO_CACHE = typer.Option(False, "--no-cache", help="No OpenVINO model cache: compile on every start.")
 DETECTOR = typer.Option("auto", "--detector", help="auto | haar[:cascade.xml] | yunet[:/path.onnx] | none")
 DETECTOR_MODEL = typer.Option(
     None,
@@ -45,11 +49,13 @@ def register(app: typer.Typer) -> None:
         device: str = typer.Option("cpu", "--device", help="Inference device (cpu, GPU, cuda:0, ...)."),
         threads: Optional[int] = typer.Option(None, "--threads", help="Inference threads."),
         cache_dir: Optional[Path] = CACHE_DIR,
+        no_cache: bool = NO_CACHE,
         margin: float = typer.Option(0.15, "--margin", help="Border around a detected box without landmarks."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace annotated images of an earlier run."),
     ) -> None:
         """Faces and expressions in still images (annotated copies keep their sub-folders under --out)."""
         from edgefer.runtime import Predictor
+        from edgefer.runtime.cache import model_cache_dir
         from edgefer.runtime.images import annotated_targets, check_predicted, predict_images
         from edgefer.utils.outputs import check_outputs
 
@@ -66,7 +72,7 @@ def register(app: typer.Typer) -> None:
             detector_model=detector_model,
             aligned=aligned,
             threads=threads,
-            cache_dir=cache_dir,
+            cache_dir=model_cache_dir(model, cache_dir, enabled=not no_cache),
             margin=margin,
         ) as predictor:
             records = predict_images(predictor, inputs, out_dir=out, overwrite=overwrite)
@@ -92,15 +98,19 @@ def register(app: typer.Typer) -> None:
     @app.command("run")
     def run(
         model: Path = typer.Option(..., "--model", "-m", help="Artifact (.onnx, .xml, .engine) or bundle folder."),
-        source: str = typer.Option(
-            "0",
+        source: List[str] = typer.Option(
+            ["0"],
             "--source",
             "-s",
             help="Camera index, video file, stream URL (rtsp://, http://) or GStreamer pipeline ending in appsink "
-            "(needs an OpenCV built with GStreamer, e.g. JetPack's).",
+            "(needs an OpenCV built with GStreamer, e.g. JetPack's). Repeat for several streams sharing one model.",
         ),
-        out: Optional[Path] = typer.Option(None, "--out", "-o", help="Annotated output video (.mp4, mp4v codec)."),
-        jsonl: Optional[Path] = typer.Option(None, "--jsonl", help="Events file: one JSON line per processed frame."),
+        out: Optional[Path] = typer.Option(
+            None, "--out", "-o", help="Annotated output video (.mp4, mp4v codec); stream i of several: NAME.s<i>.mp4."
+        ),
+        jsonl: Optional[Path] = typer.Option(
+            None, "--jsonl", help="Events file: one JSON line per processed frame (with a 'stream' id when several)."
+        ),
         show: bool = typer.Option(False, "--show", help="Show the annotated stream in a window (needs GUI OpenCV)."),
         max_frames: Optional[int] = typer.Option(None, "--max-frames", help="Stop after this many processed frames."),
         detector: str = DETECTOR,
@@ -109,6 +119,7 @@ def register(app: typer.Typer) -> None:
         device: str = typer.Option("cpu", "--device", help="Inference device."),
         threads: Optional[int] = typer.Option(None, "--threads", help="Inference threads."),
         cache_dir: Optional[Path] = CACHE_DIR,
+        no_cache: bool = NO_CACHE,
         smoothing: float = typer.Option(0.5, "--smoothing", help="EMA weight of new probabilities (1 = off)."),
         queue_size: int = typer.Option(1, "--queue-size", help="Frames buffered between capture and inference."),
         realtime: Optional[bool] = typer.Option(
@@ -141,8 +152,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Faces and expressions on a camera, video file or stream; FPS and latency at the end."""
         from edgefer.runtime import Predictor
+        from edgefer.runtime.cache import model_cache_dir
         from edgefer.runtime.predictor import DetectionOptions
-        from edgefer.runtime.stream import StreamOptions, check_stream_outputs, parse_source, run_stream, save_summary
+        from edgefer.runtime.stream import StreamOptions, check_run_outputs, parse_source, run_sources, save_summary
 
         # every setting, every output and the source's form are checked before the model is loaded
         detection = DetectionOptions(
@@ -163,12 +175,12 @@ def register(app: typer.Typer) -> None:
             reconnect=reconnect,
             reconnect_delay=reconnect_delay,
         )
-        check_stream_outputs(out, jsonl, summary_json, overwrite=overwrite)
-        parse_source(source)
-        with Predictor(
-            model, device, detection, threads=threads, smoothing=smoothing, cache_dir=cache_dir
-        ) as predictor:
-            summary = run_stream(
+        check_run_outputs(len(source), out, jsonl, summary_json, overwrite=overwrite)
+        for s in source:
+            parse_source(s)
+        cache = model_cache_dir(model, cache_dir, enabled=not no_cache)
+        with Predictor(model, device, detection, threads=threads, smoothing=smoothing, cache_dir=cache) as predictor:
+            summary = run_sources(
                 predictor,
                 source,
                 stream,
@@ -183,7 +195,7 @@ def register(app: typer.Typer) -> None:
 
             raise StorageError(summary.output_error)
         if summary.source_lost:  # not success: a supervisor must see it (the frames done are kept)
-            _echo_err(f"error: {summary.stopped_by} after {summary.frames_processed} frames")
+            _echo_err(f"error: {summary.failure_line()}")
             raise typer.Exit(4)
 
     @app.command("deepstream")
