@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 import pytest
 from _fake_runtime import MeanBackend, run_cli
+from test_sources import FakeCamera
 
 from edgefer.errors import EdgeferError
 from edgefer.runtime import Predictor, run_streams
@@ -33,30 +34,9 @@ def _clip(path: Path, frames: int, shade: int) -> str:
     return str(path)
 
 
-class _LostCamera:
-    """A live source that serves two frames, then nothing (and never reopens)."""
-
-    def __init__(self) -> None:
-        self.left = 2
-
-    def isOpened(self) -> bool:  # OpenCV's name
-        return True
-
-    def read(self) -> tuple[bool, np.ndarray | None]:
-        if self.left <= 0:
-            return False, None
-        self.left -= 1
-        return True, np.zeros((48, 64, 3), np.uint8)
-
-    def get(self, prop_id: int) -> float:
-        return 25.0 if prop_id == cv2.CAP_PROP_FPS else 0.0
-
-    def release(self) -> None:
-        pass
-
-
 def _factory(source: int | str):
-    return _LostCamera() if source == LIVE else cv2.VideoCapture(source)
+    """Files through OpenCV; :data:`LIVE` is a live stand-in that serves two frames and is gone for good."""
+    return FakeCamera([2])(source) if source == LIVE else cv2.VideoCapture(source)
 
 
 def _predictor(max_batch: int | None = None) -> Predictor:

@@ -325,7 +325,7 @@ class FrameLoop:
         if lane.active:
             lane.stop(sm.stopped_by)
         end = t_end if self.alone or lane.t_end is None else lane.t_end
-        sm.wall_s = round(end - t_start, 3)
+        sm.wall_s = round(max(0.0, end - t_start), 3)  # a source that never opened stopped before the start
         if lane.source is not None:
             sm.frames_captured = lane.source.captured
             sm.frames_dropped = lane.source.dropped
