@@ -172,3 +172,25 @@ def test_default_model_cache_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPa
             assert model_cache_dir(bundle) is None
         finally:
             bundle.chmod(0o755)
+
+
+def test_streams_started_together_detect_on_different_frames() -> None:
+    from edgefer.runtime import Detection
+    from edgefer.runtime.tracking import BoxCarrier
+
+    grey = np.random.default_rng(0).integers(0, 256, (96, 128), dtype=np.uint8)
+    face = Detection(box=(30, 20, 40, 40))
+    detected: dict[int, list[int]] = {}
+    for phase in range(4):
+        carrier, frames = BoxCarrier(5, phase=phase), []
+        for k in range(12):
+            if k == 0 or carrier.due(grey.shape):
+                frames.append(k)
+                carrier.refresh(grey, [face])
+            else:
+                assert carrier.carry(grey) is not None
+        detected[phase] = frames
+    # all detect the first frame; then each every 5th frame, each on its own frames
+    assert detected == {0: [0, 5, 10], 1: [0, 4, 9], 2: [0, 3, 8], 3: [0, 2, 7]}
+    predictor = Predictor(MeanBackend(), detector="haar", detect_every=5)
+    assert [predictor.new_state(phase=i).carrier.phase for i in range(6)] == [0, 1, 2, 3, 4, 0]

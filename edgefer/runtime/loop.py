@@ -128,7 +128,8 @@ class FrameLoop:
         self.totals = RunTotals()
         self.events: EventLog | None = None
         self.lanes = [
-            _Lane(i, StreamSummary(source=str(s)), predictor.state if self.alone else predictor.new_state())
+            # each stream its own tracks and carried boxes, its detections staggered against the others'
+            _Lane(i, StreamSummary(source=str(s)), predictor.state if self.alone else predictor.new_state(phase=i))
             for i, s in enumerate(sources)
         ]
         self._open_sources(sources, capture_factory)

@@ -313,12 +313,13 @@ class Predictor:
         self.state = self.new_state()  # the stream of predict(); others bring their own
         self.infer_calls = 0  # backend calls so far (a batch larger than max_batch takes several)
 
-    def new_state(self) -> StreamState:
-        """Fresh per-stream memory (tracks, carried boxes) for one more video on this predictor."""
+    def new_state(self, phase: int = 0) -> StreamState:
+        """Fresh per-stream memory (tracks, carried boxes) for one more video on this predictor;
+        ``phase`` staggers its detections against the other streams' (see :class:`BoxCarrier`)."""
         carries = self.detect_every > 1 and not isinstance(self.detector, FullFrameDetector)
         return StreamState(
             tracker=IoUTracker(alpha=self.smoothing) if self.smoothing is not None else None,
-            carrier=BoxCarrier(self.detect_every) if carries else None,
+            carrier=BoxCarrier(self.detect_every, phase=phase) if carries else None,
         )
 
     @property
