@@ -23,8 +23,8 @@ def _echo_err(msg: str) -> None:
 CACHE_DIR = typer.Option(
     None,
     "--cache-dir",
-    help="OpenVINO model cache: compile on the first start, read back on later ones [default: the bundle's "
-    "ov_cache/ if writable, else $XDG_CACHE_HOME/edgefer/openvino].",
+    help="OpenVINO model cache: compile on the first start, read back on later ones. By default the bundle's "
+    "ov_cache/ if writable, else $XDG_CACHE_HOME/edgefer/openvino (see --no-cache).",
 )
 NO_CACHE = typer.Option(False, "--no-cache", help="No OpenVINO model cache: compile on every start.")
 DETECTOR = typer.Option("auto", "--detector", help="auto | haar[:cascade.xml] | yunet[:/path.onnx] | none")
