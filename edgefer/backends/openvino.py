@@ -26,14 +26,12 @@ iGPU whose compile takes seconds. ``info()`` says whether the model came from th
 
 from __future__ import annotations
 
-import time
-from collections import deque
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
-from edgefer.backends.base import Backend, ThroughputRun, register_backend
+from edgefer.backends.base import Backend, ThroughputRun, register_backend, ring_throughput
 from edgefer.backends.devices import parse_device
 from edgefer.errors import BackendError
 from edgefer.metadata import PROPS_KEY, ModelMetadata, read_metadata
@@ -276,7 +274,7 @@ class OpenVinoBackend(Backend):
         A ring of plain requests rather than ``AsyncInferQueue`` with a Python callback: the queue's
         destructor can throw from its callback's Python state and abort the process at exit
         (std::terminate; openvinotoolkit/openvino#37485, fixed in 2026.x, not in the 2024.4 that Python 3.8
-        gets). Requests finish in about the order they start, so waiting on the oldest loses nothing.
+        gets). The loop is :func:`~edgefer.backends.base.ring_throughput`'s.
 
         As in ``benchmark_app``, each request gets its input once, before the loop (an ``ov.Tensor`` of its
         own, copied from ``batch``): a restart is then ``start_async()`` alone, with no input dispatched.
@@ -286,7 +284,6 @@ class OpenVinoBackend(Backend):
         if (calls is None) == (seconds is None):
             raise BackendError("give either calls or seconds for a throughput measurement")
         x = self.check_batch(batch)
-        latencies: list[float] = []
         try:
             compiled = self._batches.compiled_for(x.shape[0])
             try:
@@ -298,30 +295,16 @@ class OpenVinoBackend(Backend):
                 request.set_input_tensor(ov.Tensor(x, shared_memory=False))
             for i in range(warmup):
                 ring[i % n].infer()
-            pending: deque[Any] = deque()
-            submitted, start = 0, time.perf_counter()
 
-            def more() -> bool:
-                return (submitted < calls) if calls is not None else (time.perf_counter() - start < seconds)
+            def finish(i: int) -> float:
+                ring[i].wait()
+                return float(ring[i].latency) / 1000.0
 
-            for request in ring:
-                if not more():
-                    break
-                request.start_async()
-                pending.append(request)
-                submitted += 1
-            while pending:
-                request = pending.popleft()
-                request.wait()
-                latencies.append(float(request.latency) / 1000.0)
-                if more():
-                    request.start_async()
-                    pending.append(request)
-                    submitted += 1
-            elapsed = time.perf_counter() - start
+            return ring_throughput(n, lambda i: ring[i].start_async(), finish, calls, seconds)
+        except BackendError:
+            raise
         except Exception as exc:
             raise BackendError(f"openvino failed on {self.path.name}: {str(exc).strip()[:300]}") from exc
-        return ThroughputRun(n, len(latencies), elapsed, latencies)
 
     @staticmethod
     def _text(value: Any) -> str:
