@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -177,3 +178,19 @@ def test_openvino_fast_call_is_bitwise_the_plain_call_and_its_results_stay_put(t
         assert np.array_equal(b.infer(x3), y3) and np.allclose(y3[[0, 1]], np.concatenate([y1, y2]), atol=1e-5)
         with pytest.raises(BackendError, match="input must be"):
             b.infer(x1[:, :, :-1])
+        wrong: list[int] = []  # two threads on the one request take turns: each gets its own input's logits
+
+        def hammer(x: np.ndarray, y: np.ndarray) -> None:
+            for _ in range(60):
+                try:
+                    ok = np.array_equal(b.infer(x), y)
+                except BackendError:  # OpenVINO's "request is busy": also a call that did not take its turn
+                    ok = False
+                wrong.extend([] if ok else [1])
+
+        pool = [threading.Thread(target=hammer, args=xy) for xy in ((x1, y1), (x2, y2))]
+        for t in pool:
+            t.start()
+        for t in pool:
+            t.join()
+        assert wrong == []

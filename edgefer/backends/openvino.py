@@ -26,12 +26,14 @@ iGPU whose compile takes seconds. ``info()`` says whether the model came from th
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
-from edgefer.backends.base import Backend, ThroughputRun, register_backend, ring_throughput
+from edgefer.backends.base import Backend, ThroughputRun, register_backend
 from edgefer.backends.devices import parse_device
 from edgefer.errors import BackendError
 from edgefer.metadata import PROPS_KEY, ModelMetadata, read_metadata
@@ -103,6 +105,10 @@ class StaticCall:
     Measured on ``msff_mobilenetv3_lite`` (0.3 ms): this path costs ~15 us over the request's own
     latency, the ``infer({0: x}, share_inputs=True)`` + ``np.array(result[output])`` it replaces ~40 us.
     Results are the same bits: the same compiled kernels read the same input values.
+
+    A lock makes two threads' calls take turns: without it the second would overwrite the first's
+    input while it runs (OpenVINO's own busy-request error came too late to catch that). Uncontended,
+    it costs a fraction of a microsecond.
     """
 
     def __init__(self, request: Any) -> None:
@@ -110,11 +116,13 @@ class StaticCall:
         self.input = request.get_input_tensor(0).data  # static shape: these views stay valid
         self.output = request.get_output_tensor(0).data
         self.shape = tuple(self.input.shape)
+        self._lock = threading.Lock()
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        self.input[...] = x
-        self.request.infer(share_outputs=True)
-        return np.array(self.output, dtype=np.float32, copy=True)
+        with self._lock:
+            self.input[...] = x
+            self.request.infer(share_outputs=True)
+            return np.array(self.output, dtype=np.float32, copy=True)
 
 
 class StaticBatches:
@@ -267,17 +275,19 @@ class OpenVinoBackend(Backend):
         self, batch: np.ndarray, calls: int | None = None, seconds: float | None = None, warmup: int = 0
     ) -> ThroughputRun:
         """benchmark_app's async loop: the compiled model's optimal number of infer requests for this batch
-        kept busy, each restarted as soon as it is done, until ``calls`` were submitted or ``seconds``
-        passed (open the model with ``mode="throughput"`` for ``-hint throughput``). Each call's latency
-        is the request's own (``InferRequest.latency``).
-
-        A ring of plain requests rather than ``AsyncInferQueue`` with a Python callback: the queue's
-        destructor can throw from its callback's Python state and abort the process at exit
-        (std::terminate; openvinotoolkit/openvino#37485, fixed in 2026.x, not in the 2024.4 that Python 3.8
-        gets). The loop is :func:`~edgefer.backends.base.ring_throughput`'s.
+        in an ``AsyncInferQueue``, the request that finished first restarted at once, until ``calls`` were
+        submitted or ``seconds`` passed (open the model with ``mode="throughput"`` for ``-hint
+        throughput``). Each call's latency is the request's own (``InferRequest.latency``).
 
         As in ``benchmark_app``, each request gets its input once, before the loop (an ``ov.Tensor`` of its
         own, copied from ``batch``): a restart is then ``start_async()`` alone, with no input dispatched.
+
+        Why the queue and not a ring of requests waited on oldest-first: on a busy or hybrid CPU one stream
+        runs slower than another, requests finish out of order, and a ring leaves the fast stream's request
+        idle until the slow one is done (0.63x benchmark_app's FPS on a 2-core machine at load average 6,
+        benchmarks/ov_side_by_side.md). The queue has no Python callback, is drained with ``wait_all`` (also
+        when a call fails) and dropped before this returns: a queue left alive until interpreter exit, its
+        requests or a Python callback outliving the compiled model, is what aborts a process.
         """
         import openvino as ov
 
@@ -290,21 +300,38 @@ class OpenVinoBackend(Backend):
                 n = max(1, int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
             except Exception:
                 n = super().requests_in_flight()
-            ring = [compiled.create_infer_request() for _ in range(n)]
-            for request in ring:
-                request.set_input_tensor(ov.Tensor(x, shared_memory=False))
-            for i in range(warmup):
-                ring[i % n].infer()
-
-            def finish(i: int) -> float:
-                ring[i].wait()
-                return float(ring[i].latency) / 1000.0
-
-            return ring_throughput(n, lambda i: ring[i].start_async(), finish, calls, seconds)
+            queue = ov.AsyncInferQueue(compiled, n)
+            try:
+                for i in range(n):  # each request its own copy of the input, set once
+                    queue[i].set_input_tensor(ov.Tensor(x, shared_memory=False))
+                return self._run_queue(queue, n, calls, seconds, warmup)
+            finally:
+                queue.wait_all()
+                del queue
         except BackendError:
             raise
         except Exception as exc:
             raise BackendError(f"openvino failed on {self.path.name}: {str(exc).strip()[:300]}") from exc
+
+    @staticmethod
+    def _run_queue(queue: Any, n: int, calls: int | None, seconds: float | None, warmup: int) -> ThroughputRun:
+        """:meth:`throughput`'s loop on ``queue`` (``n`` requests), as benchmark_app's ``-api async``."""
+        for i in range(warmup):
+            queue[i % n].infer()
+        latencies: list[float] = []
+        started: set[int] = set()
+        submitted, begin = 0, time.perf_counter()
+        while submitted < calls if calls is not None else time.perf_counter() - begin < seconds:
+            i = queue.get_idle_request_id()  # the first to finish; start_async() below restarts this one
+            if i in started:
+                latencies.append(float(queue[i].latency) / 1000.0)
+            started.add(i)
+            queue.start_async()
+            submitted += 1
+        queue.wait_all()
+        elapsed = time.perf_counter() - begin
+        latencies += [float(queue[i].latency) / 1000.0 for i in started]
+        return ThroughputRun(n, len(latencies), elapsed, latencies)
 
     @staticmethod
     def _text(value: Any) -> str:
