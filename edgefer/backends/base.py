@@ -75,9 +75,11 @@ def ring_throughput(
 
     ``start(i)`` submits request ``i`` and returns at once; ``finish(i)`` waits for it and returns its
     latency in seconds. Each slot is started, then the oldest is waited on and restarted at once, until
-    ``calls`` were submitted or ``seconds`` have passed; the run ends when the last one is done. Requests
-    on one device finish in about the order they start, so waiting on the oldest loses nothing. One
-    thread: the engines run the requests on their own threads or streams.
+    ``calls`` were submitted or ``seconds`` have passed; the run ends when the last one is done. One
+    thread: the engines run the requests on their own threads or streams. Waiting on the oldest costs
+    throughput where requests finish out of order (a CPU stream slowed by a neighbour: OpenVINO uses its
+    own ``AsyncInferQueue`` for that reason); TensorRT's streams on one GPU share its SMs and run equal
+    requests in about the order they were queued.
     """
     if (calls is None) == (seconds is None):
         raise BackendError("give either calls or seconds for a throughput measurement")

@@ -284,10 +284,13 @@ class OpenVinoBackend(Backend):
 
         Why the queue and not a ring of requests waited on oldest-first: on a busy or hybrid CPU one stream
         runs slower than another, requests finish out of order, and a ring leaves the fast stream's request
-        idle until the slow one is done (0.63x benchmark_app's FPS on a 2-core machine at load average 6,
-        benchmarks/ov_side_by_side.md). The queue has no Python callback, is drained with ``wait_all`` (also
-        when a call fails) and dropped before this returns: a queue left alive until interpreter exit, its
-        requests or a Python callback outliving the compiled model, is what aborts a process.
+        idle until the slow one is done (0.63x benchmark_app's FPS on mask_cbam_resnet18, 9 interleaved
+        rounds on a 2-core machine at load average 6, 2026-12-06; the queue: 0.91-0.95x in an A/B there).
+        The queue has no Python callback, is drained with ``wait_all`` (also when a call fails) and dropped
+        before this returns, so no request or callback outlives the call; a backend still open at interpreter
+        exit after a throughput run exits cleanly (checked with OpenVINO 2026.4 and 2024.4, the Python 3.8
+        one). The ring had been chosen for an abort at exit seen with a queue that had a Python callback;
+        that is not reproduced here without one.
         """
         import openvino as ov
 
