@@ -901,8 +901,13 @@ def test_throughput_mode_keeps_one_context_per_stream_busy(engine_env) -> None:
     expected = x.mean(axis=(1, 2, 3))[:, None] + np.arange(N_CLASSES)
     np.testing.assert_allclose(backend.infer(x), expected, rtol=1e-5)
     trt.contexts[1].execute_async_v3 = lambda stream: False
+    synced = []
+    for a in lanes:
+        a.synchronize = lambda a=a: synced.append(a.stream_handle)
     with pytest.raises(BackendError, match="execution failed"):
         backend.throughput(x, calls=4)
+    # waited on lane 0 (fine, restarted), lane 1 (failed), then every stream drained before the error surfaced
+    assert synced == [1234, 1235, 1234, 1235]
     backend.close()
     assert all(a.closed for a in lanes)
 

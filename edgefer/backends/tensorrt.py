@@ -370,7 +370,12 @@ class TensorRTBackend(Backend):
                     raise BackendError(f"tensorrt execution failed on {self.path.name}")
                 return lane.alloc.elapsed_ms(lane.events[0], lane.events[3]) / 1000.0
 
-            return ring_throughput(len(lanes), start, finish, calls, seconds)
+            try:
+                return ring_throughput(len(lanes), start, finish, calls, seconds)
+            except BaseException:
+                for lane in lanes:  # nothing left queued on a stream when the error reaches the caller
+                    lane.alloc.synchronize()
+                raise
 
     def _finish(self, lane: Lane, host_in: np.ndarray, out: np.ndarray) -> None:
         """One untimed request on ``lane`` (a warm-up call), waited for."""
