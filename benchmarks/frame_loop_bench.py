@@ -18,6 +18,11 @@ decode, detect or carry, align, preprocess, infer, events); configurations are i
 repeated, and the medians reported.
 
     .venv/bin/python benchmarks/frame_loop_bench.py --out benchmarks/runtime_frame_loop.md
+
+``--streams 1,2,4`` measures several streams instead: one ``edgefer run`` with that many ``--source``
+copies of the video (default settings: one shared detector and classifier, the faces of every stream
+classified in one call per tick) and reports frames/s per stream and each stage's share of the wall
+time, in its own section of the Markdown file.
 """
 
 from __future__ import annotations
@@ -101,6 +106,10 @@ def run_once(edgefer: list[str], model: Path, video: Path, opts: list[str], work
     summary = work / f"summary-{tag}.json"
     cmd = [*edgefer, "run", "--model", str(model), "--source", str(video), "--quiet", "--overwrite"]
     cmd += ["--summary-json", str(summary), *opts]
+    return _run_cmd(cmd, summary)
+
+
+def _run_cmd(cmd: list[str], summary: Path) -> dict:
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stderr}")
@@ -109,6 +118,70 @@ def run_once(edgefer: list[str], model: Path, video: Path, opts: list[str], work
 
 MARK_START = "<!-- frame-loop:start (benchmarks/frame_loop_bench.py writes this section) -->"
 MARK_END = "<!-- frame-loop:end -->"
+STREAMS_START = "<!-- streams:start (benchmarks/frame_loop_bench.py --streams writes this section) -->"
+STREAMS_END = "<!-- streams:end -->"
+#: the stages of a frame, as the run summary names them (``total`` is their sum plus softmax/tracking)
+STAGE_KEYS = ("detect", "align", "preprocess", "infer")
+
+
+def run_streams_once(edgefer: list[str], model: Path, video: Path, n: int, work: Path, tag: str) -> dict:
+    """One ``edgefer run`` with ``n`` copies of ``video`` as sources, default settings; its summary."""
+    summary = work / f"streams-{tag}.json"
+    cmd = [*edgefer, "run", "--model", str(model), "--quiet", "--overwrite", "--summary-json", str(summary)]
+    for _ in range(n):
+        cmd += ["--source", str(video)]
+    return _run_cmd(cmd, summary)
+
+
+def stream_row(s: dict) -> dict[str, float]:
+    """Per-stream frames/s and each stage's share of the run's wall time, for one run summary (one source
+    or several: the stages run one after another in the loop, so their times over all streams add up)."""
+    streams = s.get("streams", [s])
+    wall = s["wall_s"]
+    frames = sum(x["frames_processed"] for x in streams)
+    spent = {k: sum(x["stage_ms"][k]["mean"] * x["frames_processed"] for x in streams) / 1e3 for k in STAGE_KEYS}
+    row = {"fps": statistics.median(x["fps"] for x in streams), "fps_min": min(x["fps"] for x in streams)}
+    row.update({k: 100.0 * v / wall for k, v in spent.items()})
+    row["other"] = max(0.0, 100.0 - sum(row[k] for k in STAGE_KEYS))
+    row["total_fps"] = frames / wall
+    row["faces_per_call"] = s["batched_faces"] / s["infer_calls"] if s.get("infer_calls") else float("nan")
+    row["frames"] = frames
+    return row
+
+
+def streams_table(runs: dict[int, list[dict]]) -> str:
+    lines = [
+        "| streams | frames/s per stream, median (min-max over runs) | per stream / 1 stream (same round) "
+        "| all streams, frames/s | detect (or carry) | align | preprocess | infer | other (loop, events, waiting "
+        "for frames) | faces per classifier call |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    ones = [stream_row(s)["fps"] for s in runs.get(1, [])]
+    for n, rs in sorted(runs.items()):
+        rows = [stream_row(s) for s in rs]
+        med = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
+        per = [r["fps"] for r in rows]
+        ratio = f"{statistics.median(r / o for r, o in zip(per, ones, strict=True)):.2f}" if ones else "-"
+        calls = f"{med['faces_per_call']:.1f}" if n > 1 else "(one stream: per frame)"
+        lines.append(
+            f"| {n} | {med['fps']:.1f} ({min(r['fps_min'] for r in rows):.1f}-{max(per):.1f}) | {ratio} | "
+            f"{med['total_fps']:.1f} | {med['detect']:.0f} % | {med['align']:.1f} % | {med['preprocess']:.0f} % | "
+            f"{med['infer']:.0f} % | {med['other']:.0f} % | {calls} |"
+        )
+    return "\n".join(lines)
+
+
+def measure_streams(exe: str, artifact: Path, video: Path, work: Path, counts: list[int], rounds: int) -> tuple:
+    """Every stream count once per round, interleaved; the summaries by count and the load averages."""
+    runs: dict[int, list[dict]] = {n: [] for n in counts}
+    loads = []
+    for r in range(rounds):
+        for n in counts:
+            loads.append(os.getloadavg()[0])
+            s = run_streams_once([exe], artifact, video, n, work, f"{r}-{n}")
+            runs[n].append(s)
+            print(f"round {r}, {n} streams: {stream_row(s)['fps']:.1f} frames/s per stream", flush=True)
+    return runs, loads
 
 
 def load_runs(work: Path) -> tuple[dict[str, list[dict]], list[float]]:
@@ -155,13 +228,14 @@ def table(runs: dict[str, list[dict]], frames: int, true_faces: int) -> str:
     return "\n".join(lines)
 
 
-def write_section(path: Path, text: str) -> None:
-    """Put ``text`` between the frame-loop markers of ``path`` (appended when they are not there yet)."""
+def write_section(path: Path, text: str, marks: tuple[str, str] = (MARK_START, MARK_END)) -> None:
+    """Put ``text`` between the ``marks`` of ``path`` (appended when they are not there yet)."""
+    start, end = marks
     old = path.read_text(encoding="utf-8") if path.exists() else ""
-    block = f"{MARK_START}\n{text.rstrip()}\n{MARK_END}"
-    if MARK_START in old and MARK_END in old:
-        head, rest = old.split(MARK_START, 1)
-        new = head + block + rest.split(MARK_END, 1)[1]
+    block = f"{start}\n{text.rstrip()}\n{end}"
+    if start in old and end in old:
+        head, rest = old.split(start, 1)
+        new = head + block + rest.split(end, 1)[1]
     else:
         new = old.rstrip() + ("\n\n" if old else "") + block + "\n"
     path.write_text(new, encoding="utf-8")
@@ -174,6 +248,7 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=None, help="keep the model, video and summaries here (reused)")
     ap.add_argument("--report-only", action="store_true", help="no runs: tabulate the summaries saved in --work")
     ap.add_argument("--out", type=Path, default=None, help="print the table only, or write it into this Markdown file")
+    ap.add_argument("--streams", default=None, help="measure these stream counts instead, e.g. 1,2,4")
     args = ap.parse_args()
 
     work = args.work or Path(tempfile.mkdtemp(prefix="edgefer-loopbench-"))
@@ -186,6 +261,22 @@ def main() -> None:
     else:
         artifact, kind = build_model(work / "model")
         model.write_text(f"{artifact}\n{kind}\n")
+    if args.streams:
+        counts = [int(c) for c in args.streams.split(",")]
+        exe = shutil.which("edgefer") or str(Path(sys.executable).with_name("edgefer"))
+        if args.report_only:  # the summaries saved in --work (loads not saved: see the section's text)
+            runs_n = {n: [json.loads(p.read_text()) for p in sorted(work.glob(f"streams-*-{n}.json"))] for n in counts}
+            loads_n = [os.getloadavg()[0]]
+        else:
+            runs_n, loads_n = measure_streams(exe, artifact, video, work, counts, args.rounds)
+        text = streams_table(runs_n)
+        print(text)
+        if args.out:
+            stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+            machine = machine_line(f"{min(loads_n):.1f}-{max(loads_n):.1f}")
+            body = streams_report(text, kind, args.rounds, args.frames, machine, stamp, args.streams)
+            write_section(args.out, body, (STREAMS_START, STREAMS_END))
+        return
     if not args.report_only:
         for old in [*work.glob("summary-*.json"), *work.glob("load-*.txt")]:
             old.unlink()
@@ -198,17 +289,47 @@ def main() -> None:
     runs, loads = load_runs(work)
     text = table(runs, args.frames, sum(counts))
     print(text)
-    import openvino
-
     rounds = min(len(v) for v in runs.values())
-    load = f"{min(loads):.1f}-{max(loads):.1f}" if loads else "not recorded"
-    machine = (
-        f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, OpenVINO "
-        f"{openvino.__version__}, OpenCV {cv2.__version__}; 1-minute load average {load} when the runs started"
-    )
+    machine = machine_line(f"{min(loads):.1f}-{max(loads):.1f}" if loads else "not recorded")
     if args.out:
         stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
         write_section(args.out, report(text, kind, rounds, args.frames, sum(counts), machine, stamp))
+
+
+def machine_line(load: str) -> str:
+    """The machine, versions and the load average range the runs started under."""
+    import openvino
+
+    return (
+        f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, OpenVINO "
+        f"{openvino.__version__}, OpenCV {cv2.__version__}; 1-minute load average {load} when the runs started"
+    )
+
+
+def streams_report(text: str, kind: str, rounds: int, frames: int, machine: str, stamp: str, counts: str) -> str:
+    return f"""## Several streams: one `edgefer run` with N sources
+
+Measured {stamp} with `benchmarks/frame_loop_bench.py --streams {counts}` ({rounds} interleaved rounds of
+every stream count, medians; each run is one `edgefer run --quiet --summary-json` process with N
+`--source` copies of the video, default settings: `--detect-every 5 --detect-width 480`):
+
+    PATH=.venv/bin:$PATH .venv/bin/python benchmarks/frame_loop_bench.py --streams {counts} --out benchmarks/runtime.md
+
+Video: the frame-loop video above ({frames} frames, 640x480, 1-3 moving real faces). Model:
+`msff_mobilenetv3`, {kind}, untrained weights, Haar cascade detector, one detector and one
+classifier shared by all streams. Machine: {machine}.
+
+{text}
+
+- **frames/s per stream**: each stream's frames processed / its wall time (files are read without
+  drops, so this is throughput); the range is over every stream of every round.
+- Stage columns: the time all streams spent in the stage over the run's wall time (the loop runs the
+  stages one after another, so the shares add up with `other` to 100 %). `infer` is the shared
+  classifier calls; `other` is what the loop does beside the stages (events, summary, waking for
+  frames) and the time it waited for a capture thread to decode the next frame.
+- **faces per classifier call**: the mean batch of the shared call (faces of every stream with a
+  frame ready on the tick).
+"""
 
 
 def report(text: str, kind: str, rounds: int, frames: int, true_faces: int, machine: str, stamp: str) -> str:

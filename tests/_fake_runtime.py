@@ -17,13 +17,16 @@ from edgefer.runtime import Predictor
 
 
 class MeanBackend(Backend):
-    """Logits ``[mean, 0, 0, ...]`` per crop; counts the faces it was given."""
+    """Logits ``[mean, 0, 0, ...]`` per crop; counts the faces it was given and records each call's batch size
+    (``max_batch`` set: a static-batch artifact, which the predictor must chunk to)."""
 
     name = "mean"
 
-    def __init__(self) -> None:
+    def __init__(self, max_batch: int | None = None) -> None:
         self.faces = 0
+        self.batches: list[int] = []
         super().__init__("mean.fake")
+        self.max_batch = max_batch
 
     @classmethod
     def can_load(cls, path: Path) -> bool:
@@ -34,6 +37,7 @@ class MeanBackend(Backend):
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         self.faces += batch.shape[0]
+        self.batches.append(batch.shape[0])
         logits = np.zeros((batch.shape[0], len(self.metadata.class_names)), dtype=np.float32)
         logits[:, 0] = batch.reshape(batch.shape[0], -1).mean(axis=1)
         return logits

@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import random
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,9 @@ from edgefer.formats import format_named
 
 # Two cores on CI: keep torch/OpenVINO/ORT from oversubscribing them.
 os.environ.setdefault("OMP_NUM_THREADS", "2")
+# `edgefer run`/`predict` keep OpenVINO's compiled models in the user cache folder by default
+# (edgefer/runtime/cache.py): the tests', and the commands they start, go to a folder of this run instead.
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="edgefer-test-cache-")
 
 #: Small input size used by tests (models must also work at 100/112/224; tested in test_models).
 TEST_IMG_SIZE = 64

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -153,3 +154,43 @@ def test_mode_is_checked_before_any_work(tp_setup) -> None:
         BenchOptions(mode="fastest")
     res = _cli("benchmark", onnx, "--data", data, "--mode", "fastest", "-q")
     assert res.exit_code == 2 and "--mode must be one of latency, throughput" in res.output
+
+
+def test_openvino_fast_call_is_bitwise_the_plain_call_and_its_results_stay_put(tp_setup) -> None:
+    """The pre-allocated path (StaticCall: input copied into the request's own tensor, output view copied
+    out) gives the bits ``InferRequest.infer`` gives, and a result the caller keeps is not overwritten."""
+    onnx, _ = tp_setup
+    with open_model(onnx, backend="openvino") as b:
+        rng = np.random.default_rng(1)
+        x1, x2 = _batch(b), rng.random(b.metadata.preprocessing.batch_shape(1)).astype(np.float32)
+        y1 = b.infer(x1)
+        y2 = b.infer(x2)  # the fast path now (shape seen before): must not touch y1
+        assert not np.array_equal(y1, y2)
+        request, output = b._batches.request_for(1)
+        for x, y in ((x1, y1), (x2, y2)):
+            plain = np.array(request.infer({0: x})[output], dtype=np.float32)
+            assert np.array_equal(y, plain) and np.array_equal(b.infer(x), y)
+        assert np.array_equal(b.infer(x1.astype(np.float64)), y1)  # cast as before, via check_batch
+        wide = np.stack([x1, x1 + 1], axis=-1)[..., 0]  # same values, not contiguous
+        assert not wide.flags.c_contiguous and np.array_equal(b.infer(wide), y1)
+        x3 = np.concatenate([x1, x2, x1])
+        y3 = b.infer(x3)  # another batch size: its own static request
+        assert np.array_equal(b.infer(x3), y3) and np.allclose(y3[[0, 1]], np.concatenate([y1, y2]), atol=1e-5)
+        with pytest.raises(BackendError, match="input must be"):
+            b.infer(x1[:, :, :-1])
+        wrong: list[int] = []  # two threads on the one request take turns: each gets its own input's logits
+
+        def hammer(x: np.ndarray, y: np.ndarray) -> None:
+            for _ in range(60):
+                try:
+                    ok = np.array_equal(b.infer(x), y)
+                except BackendError:  # OpenVINO's "request is busy": also a call that did not take its turn
+                    ok = False
+                wrong.extend([] if ok else [1])
+
+        pool = [threading.Thread(target=hammer, args=xy) for xy in ((x1, y1), (x2, y2))]
+        for t in pool:
+            t.start()
+        for t in pool:
+            t.join()
+        assert wrong == []

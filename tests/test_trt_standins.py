@@ -458,8 +458,12 @@ def test_calibration_cache_for_another_onnx_without_data_is_refused(builder_env,
 # --- backend: DLA core, page-locked buffers -------------------------------------------------------
 
 
-def fake_runtime_trt(version: str, max_batch: int, events: list, no_context: bool = False) -> Any:
-    """A ``tensorrt`` module with the runtime calls the backend makes; the engine returns per-image means."""
+def fake_runtime_trt(
+    version: str, max_batch: int, events: list, no_context: bool = False, static_batch: int | None = None
+) -> Any:
+    """A ``tensorrt`` module with the runtime calls the backend makes; the engine returns per-image means.
+    Its input batch is dynamic (one optimisation profile up to ``max_batch``) unless ``static_batch``;
+    each context records the streams it ran on (``contexts``)."""
     trt = types.ModuleType("tensorrt")
     trt.__version__ = version
     trt.TensorIOMode = _Enum(INPUT=0, OUTPUT=1)
@@ -476,6 +480,8 @@ def fake_runtime_trt(version: str, max_batch: int, events: list, no_context: boo
             self.shape: tuple[int, ...] = ()
             self.addr: dict[str, int] = {}
             self.alloc_ref = alloc_ref
+            self.streams: list[int] = []
+            trt.contexts.append(self)
 
         def set_input_shape(self, name: str, shape: tuple[int, ...]) -> bool:
             self.shape = tuple(shape)
@@ -489,6 +495,7 @@ def fake_runtime_trt(version: str, max_batch: int, events: list, no_context: boo
 
         def execute_async_v3(self, stream: int) -> bool:
             assert self.alloc_ref["alloc"].active, "TensorRT ran outside the backend's CUDA context"
+            self.streams.append(stream)
             mem = self.alloc_ref["alloc"].mem
             n = self.shape[0]
             x = mem[self.addr["input"]][: n * 3 * IMG * IMG * 4].view(np.float32).reshape(self.shape)
@@ -509,7 +516,8 @@ def fake_runtime_trt(version: str, max_batch: int, events: list, no_context: boo
             return 0 if name == "input" else 1
 
         def get_tensor_shape(self, name: str) -> tuple[int, ...]:
-            return (-1, 3, IMG, IMG) if name == "input" else (-1, N_CLASSES)
+            batch = static_batch or -1
+            return (batch, 3, IMG, IMG) if name == "input" else (batch, N_CLASSES)
 
         def get_tensor_dtype(self, name: str) -> str:
             return "float32"
@@ -534,6 +542,7 @@ def fake_runtime_trt(version: str, max_batch: int, events: list, no_context: boo
 
     trt.Logger, trt.Runtime = Logger, Runtime
     trt.alloc_ref = {}
+    trt.contexts = []
     return trt
 
 
@@ -554,15 +563,31 @@ def engine_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
         engine_sha256: str | None = None,
         tamper: bool = False,
         no_context: bool = False,
+        mode: str = "latency",
+        static_batch: int | None = None,
     ):
         events: list = []
         load.last_events = events  # type: ignore[attr-defined]
-        trt = fake_runtime_trt(version, max_batch, events, no_context)
+        trt = fake_runtime_trt(version, max_batch, events, no_context, static_batch)
+        load.trt = trt  # type: ignore[attr-defined]
         monkeypatch.setitem(sys.modules, "tensorrt", trt)
         alloc = FakeAllocator()
         allocs.append(alloc)
         trt.alloc_ref["alloc"] = alloc
-        monkeypatch.setattr(cuda_mem, "open_allocator", lambda device=0, prefer=None: alloc)
+
+        def open_fake(device: int = 0, prefer: str | None = None) -> FakeAllocator:
+            """The first allocator, then one per extra stream: its own stream handle, the same (fake) GPU."""
+            if not any(a is alloc for a in trt.alloc_ref.get("opened", [])):
+                trt.alloc_ref["opened"] = [alloc]
+                return alloc
+            extra = FakeAllocator()
+            k = len(trt.alloc_ref["opened"])
+            extra.mem, extra._next, extra.stream_handle = alloc.mem, 4096 + k * 10**7, 1234 + k
+            trt.alloc_ref["opened"].append(extra)
+            allocs.append(extra)
+            return extra
+
+        monkeypatch.setattr(cuda_mem, "open_allocator", open_fake)
         onnx = tmp_path / "m.onnx"
         onnx.write_bytes(b"only hashed")
         meta = ModelMetadata("msff_resnet18", preprocessing=Preprocessing(input_size=IMG))
@@ -575,7 +600,7 @@ def engine_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
         sidecar_path(engine).write_text(json.dumps(sc))
         if tamper:
             engine.write_bytes(b"another engine, copied over the one the sidecar describes")
-        return TensorRTBackend(engine, device="cuda"), alloc, events
+        return TensorRTBackend(engine, device="cuda", mode=mode), alloc, events
 
     load.allocs = allocs  # type: ignore[attr-defined]
     return load
@@ -850,3 +875,53 @@ def test_printed_trtexec_calib_needs_the_cache_first(tmp_path: Path, monkeypatch
     write_json(calib_key_path(cache), calibration_key(sha256_file(onnx), x))
     res = export(onnx_only=True, progress=False, **kw)
     assert not res.engine_built and f"--calib={cache}" in res.commands[0]
+
+
+# --- backend: throughput mode, one execution context per CUDA stream -------------------------------
+
+
+def test_throughput_mode_keeps_one_context_per_stream_busy(engine_env) -> None:
+    """trtexec --streams: each lane has its own context, stream and buffers; a dynamic engine is
+    deserialised once per stream (contexts in concurrent use may not share an optimisation profile)."""
+    from edgefer.backends.tensorrt import THROUGHPUT_STREAMS
+
+    backend, _, events = engine_env(mode="throughput")
+    trt = engine_env.trt
+    assert backend.requests_in_flight() == THROUGHPUT_STREAMS == 2
+    assert [e[0] for e in events] == ["deserialize", "context", "deserialize", "context"]
+    x = np.random.default_rng(0).standard_normal((2, 3, IMG, IMG)).astype(np.float32)
+    run = backend.throughput(x, calls=10, warmup=2)
+    assert run.requests == 2 and run.calls == 10 and run.latencies == [0.5e-3] * 10  # events: queued -> done
+    lanes = trt.alloc_ref["opened"]
+    assert [a.stream_handle for a in lanes] == [1234, 1235]
+    assert [set(c.streams) for c in trt.contexts] == [{1234}, {1235}]  # each context on its own stream
+    assert [len(c.streams) for c in trt.contexts] == [6, 6]  # warm-up 1 + 5 each: both kept busy
+    assert all(a.mallocs and all(a.malloc_active) for a in lanes)  # each lane's own device buffers
+    assert all(np.array_equal(a.copies[-1], x) for a in lanes)
+    expected = x.mean(axis=(1, 2, 3))[:, None] + np.arange(N_CLASSES)
+    np.testing.assert_allclose(backend.infer(x), expected, rtol=1e-5)
+    trt.contexts[1].execute_async_v3 = lambda stream: False
+    synced = []
+    for a in lanes:
+        a.synchronize = lambda a=a: synced.append(a.stream_handle)
+    with pytest.raises(BackendError, match="execution failed"):
+        backend.throughput(x, calls=4)
+    # waited on lane 0 (fine, restarted), lane 1 (failed), then every stream drained before the error surfaced
+    assert synced == [1234, 1235, 1234, 1235]
+    backend.close()
+    assert all(a.closed for a in lanes)
+
+
+def test_static_engine_shares_one_engine_and_latency_mode_has_one_lane(engine_env) -> None:
+    backend, _, events = engine_env(mode="throughput", static_batch=2, max_batch=2)
+    assert [e[0] for e in events] == ["deserialize", "context", "context"]  # static: contexts on one engine
+    x = np.ones((2, 3, IMG, IMG), dtype=np.float32)
+    assert backend.throughput(x, calls=3).requests == 2
+    backend.close()
+    backend, _, events = engine_env()
+    assert backend.requests_in_flight() == 1 and [e[0] for e in events] == ["deserialize", "context"]
+    run = backend.throughput(x, calls=3)
+    assert run.requests == 1 and run.calls == 3
+    with pytest.raises(BackendError, match="either calls or seconds"):
+        backend.throughput(x)
+    backend.close()

@@ -32,6 +32,8 @@ import os
 import threading
 import time
 from abc import ABC, abstractmethod
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -60,6 +62,48 @@ class ThroughputRun:
     def fps(self, batch: int) -> float:
         """Images per second, measured: every completed call's images over the wall time."""
         return self.calls * batch / self.seconds if self.seconds > 0 else float("inf")
+
+
+def ring_throughput(
+    slots: int,
+    start: Callable[[int], None],
+    finish: Callable[[int], float],
+    calls: int | None = None,
+    seconds: float | None = None,
+) -> ThroughputRun:
+    """Keep ``slots`` asynchronous requests busy, as ``benchmark_app -api async`` and ``trtexec --streams`` do.
+
+    ``start(i)`` submits request ``i`` and returns at once; ``finish(i)`` waits for it and returns its
+    latency in seconds. Each slot is started, then the oldest is waited on and restarted at once, until
+    ``calls`` were submitted or ``seconds`` have passed; the run ends when the last one is done. One
+    thread: the engines run the requests on their own threads or streams. Waiting on the oldest costs
+    throughput where requests finish out of order (a CPU stream slowed by a neighbour: OpenVINO uses its
+    own ``AsyncInferQueue`` for that reason); TensorRT's streams on one GPU share its SMs and run equal
+    requests in about the order they were queued.
+    """
+    if (calls is None) == (seconds is None):
+        raise BackendError("give either calls or seconds for a throughput measurement")
+    latencies: list[float] = []
+    pending: deque[int] = deque()
+    submitted, begin = 0, time.perf_counter()
+
+    def more() -> bool:
+        return submitted < calls if calls is not None else time.perf_counter() - begin < seconds
+
+    for i in range(slots):
+        if not more():
+            break
+        start(i)
+        pending.append(i)
+        submitted += 1
+    while pending:
+        i = pending.popleft()
+        latencies.append(finish(i))
+        if more():
+            start(i)
+            pending.append(i)
+            submitted += 1
+    return ThroughputRun(slots, len(latencies), time.perf_counter() - begin, latencies)
 
 
 class Backend(ABC):

@@ -98,6 +98,9 @@ class OnnxRuntimeBackend(Backend):
             raise BackendError(f"{path.name}: expected one image input and a logits output, got {len(inputs)} inputs")
         self._input = inputs[0]
         self._output_name = outputs[0].name
+        # made once: a call passes these as they are (NodeArg.name is a pybind property, read per access)
+        self._run_outputs = [self._output_name]
+        self._input_name = self._input.name
         self._input_dtype = _NP_TYPES.get(self._input.type, np.float32)
         batch_dim = self._input.shape[0] if self._input.shape else None
         self.max_batch = batch_dim if isinstance(batch_dim, int) and batch_dim > 0 else None
@@ -107,7 +110,7 @@ class OnnxRuntimeBackend(Backend):
         if self._input_dtype is not np.float32:
             x = x.astype(self._input_dtype)
         try:
-            (out,) = self._session.run([self._output_name], {self._input.name: x})
+            (out,) = self._session.run(self._run_outputs, {self._input_name: x})
         except Exception as exc:
             raise BackendError(f"onnxruntime failed on {self.path.name}: {str(exc).strip()[:300]}") from exc
         return np.asarray(out, dtype=np.float32)

@@ -25,6 +25,13 @@ host buffers the copies go through are made once per input shape and reused, so 
 allocates nothing after its shape's first call. The GPU time of the last ``infer`` (CUDA events
 around the execute call, copies excluded) is ``last_device_ms``.
 
+Throughput mode (``mode="throughput"``, ``edgefer benchmark --mode throughput``): :data:`THROUGHPUT_STREAMS`
+execution contexts, each on its own CUDA stream with its own buffers (a :class:`Lane`), kept busy from one
+host thread as ``trtexec --streams`` does; an engine with a dynamic batch is deserialised once per extra
+stream, because contexts in concurrent use may not share an optimisation profile. Written against the
+TensorRT 8.5-10 Python API and tested with stand-ins for ``tensorrt`` and the CUDA allocator
+(tests/test_trt_standins.py); not yet run on a GPU.
+
 A DLA engine (the sidecar's ``build.dla_core``) is deserialised after ``Runtime.DLA_core`` is set
 to that core ("The DLA core that the engine executes on", TensorRT Python API, Runtime:
 https://docs.nvidia.com/deeplearning/tensorrt/latest/_static/python-api/infer/Core/Runtime.html);
@@ -40,7 +47,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from edgefer.backends.base import Backend, register_backend
+from edgefer.backends.base import Backend, ThroughputRun, register_backend, ring_throughput
 from edgefer.backends.devices import parse_device
 from edgefer.engine_sidecar import dla_unsupported_reason, parse_trt_version
 from edgefer.errors import BackendError
@@ -131,6 +138,59 @@ def set_runtime_dla_core(runtime: Any, trt_version: str, dla_core: int | None) -
     runtime.DLA_core = int(dla_core)
 
 
+#: execution contexts, each on its own CUDA stream, that throughput mode keeps busy (``trtexec --streams=2``)
+THROUGHPUT_STREAMS = 2
+
+
+class Lane:
+    """One execution context with its own CUDA stream (its allocator's), device buffers and page-locked
+    host buffers: what one request in flight needs. Latency mode has one lane; throughput mode
+    :data:`THROUGHPUT_STREAMS`. ``engine`` is the lane's own deserialised engine where it needs one (an
+    engine with a dynamic input: "each execution context in concurrent use must use a separate
+    optimization profile", TensorRT's IExecutionContext documentation, and edgefer builds one profile; so,
+    as ``trtexec --streams``, one engine per stream), None where it shares the backend's.
+    """
+
+    def __init__(self, context: Any, alloc: Any, engine: Any = None) -> None:
+        self.context, self.alloc, self.engine = context, alloc, engine
+        self.ptrs: dict[str, int] = {}
+        self.capacity = 0
+        self.host: dict[tuple[int, ...], tuple[np.ndarray, np.ndarray]] = {}
+        self.ok = True
+        self.events: tuple[Any, ...] = ()  # (queued, execute start, execute end, done) of the last submit
+
+    def ensure_capacity(self, io: list[IOTensor], batch: int) -> None:
+        """(Re)allocate device buffers for at least ``batch`` images (grows, never shrinks)."""
+        if batch <= self.capacity:
+            return
+        with self.alloc.activate():  # the device this lane's stream is on (the backend's: same context)
+            self.free_buffers()
+            for t in io:
+                shape = concrete_shape(t.shape, batch)
+                self.ptrs[t.name] = self.alloc.malloc(int(np.prod(shape)) * np.dtype(t.dtype).itemsize)
+        self.capacity = batch
+
+    def host_buffers(
+        self, in_t: IOTensor, out_t: IOTensor, in_shape: tuple[int, ...], out_shape: tuple[int, ...]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The page-locked (input, output) host buffers for one input shape, made on its first use.
+
+        Page-locked allocation is slow (a driver call that pins pages), so it stays out of the timed
+        path after the first call of a shape; a dynamic engine holds at most one pair per batch size.
+        """
+        bufs = self.host.get(in_shape)
+        if bufs is None:
+            bufs = (self.alloc.host_buffer(in_shape, in_t.dtype), self.alloc.host_buffer(out_shape, out_t.dtype))
+            self.host[in_shape] = bufs
+        return bufs
+
+    def free_buffers(self) -> None:
+        for ptr in self.ptrs.values():
+            self.alloc.free(ptr)
+        self.ptrs = {}
+        self.capacity = 0
+
+
 @register_backend
 class TensorRTBackend(Backend):
     """A TensorRT engine on one CUDA GPU."""
@@ -154,15 +214,16 @@ class TensorRTBackend(Backend):
         blob = path.read_bytes()
         check_engine_bytes(blob, sidecar, path.name)  # the sidecar describes these very bytes
         self._trt = trt
-        self._host: dict[tuple[int, ...], tuple[np.ndarray, np.ndarray]] = {}
-        self._ptrs: dict[str, int] = {}
-        self._capacity = 0
+        self._lanes: list[Lane] = []
         self.last_device_ms: float | None = None
         dla_core = sidecar_dla_core(sidecar)
         self._alloc = open_allocator(dev.ordinal)
         try:
             with self._alloc.activate():  # the engine lives in this device's context
                 self._open_engine(path, blob, trt, dla_core)
+                self._lanes.append(Lane(self._context, self._alloc))
+                if self.mode == "throughput":
+                    self._open_lanes(path, blob, lambda: open_allocator(dev.ordinal))
         except BaseException:
             self.close()  # the allocator's stream/context and any buffers: nothing leaks from a refused load
             raise
@@ -176,16 +237,7 @@ class TensorRTBackend(Backend):
         if engine is None:
             raise BackendError(f"TensorRT could not deserialize {path.name} (see the TensorRT log above)")
         self._engine = engine
-        # ICudaEngine.create_execution_context() returns None when TensorRT cannot make one (it
-        # allocates the activation memory, so typically out of device memory); every later call on
-        # it would fail with an AttributeError far from the cause.
-        context = engine.create_execution_context()
-        if context is None:
-            raise BackendError(
-                f"TensorRT could not create an execution context for {path.name} (out of GPU memory? "
-                "see the TensorRT log above)"
-            )
-        self._context = context
+        self._context = self._new_context(engine, path)
         self._named = uses_named_tensors(trt.__version__)
         self._io = read_io_tensors(engine, trt)
         inputs = [t for t in self._io if t.is_input]
@@ -195,76 +247,142 @@ class TensorRTBackend(Backend):
         self._input = inputs[0]
         self._min_batch, self.max_batch = batch_limits(self._input)
 
-    def _ensure_capacity(self, batch: int) -> None:
-        """(Re)allocate device buffers for at least ``batch`` images (grows, never shrinks)."""
-        if batch <= self._capacity:
-            return
-        for ptr in self._ptrs.values():
-            self._alloc.free(ptr)
-        self._ptrs = {}
-        for t in self._io:
-            shape = concrete_shape(t.shape, batch)
-            self._ptrs[t.name] = self._alloc.malloc(int(np.prod(shape)) * np.dtype(t.dtype).itemsize)
-        self._capacity = batch
-
-    def _host_buffers(self, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
-        """The page-locked (input, output) host buffers for one input shape, made on its first use.
-
-        Page-locked allocation is slow (a driver call that pins pages), so it stays out of the timed
-        path after the first call of a shape; a dynamic engine holds at most one pair per batch size.
-        """
-        bufs = self._host.get(in_shape)
-        if bufs is None:
-            bufs = (
-                self._alloc.host_buffer(in_shape, self._input.dtype),
-                self._alloc.host_buffer(out_shape, self._outputs[0].dtype),
+    def _new_context(self, engine: Any, path: Path) -> Any:
+        """``engine.create_execution_context()``, which returns None when TensorRT cannot make one (it
+        allocates the activation memory, so typically out of device memory): a clear error, not an
+        AttributeError far from the cause on the first call."""
+        context = engine.create_execution_context()
+        if context is None:
+            raise BackendError(
+                f"TensorRT could not create an execution context for {path.name} (out of GPU memory? "
+                "see the TensorRT log above)"
             )
-            self._host[in_shape] = bufs
-        return bufs
+        return context
+
+    def _open_lanes(self, path: Path, blob: bytes, new_alloc: Any) -> None:
+        """Throughput mode: :data:`THROUGHPUT_STREAMS` lanes in all, each with its own context and stream
+        (see :class:`Lane` for why a dynamic engine is deserialised once more per lane)."""
+        dynamic = any(d < 0 for d in self._input.shape)
+        for _ in range(1, THROUGHPUT_STREAMS):
+            engine = None
+            if dynamic:
+                engine = self._runtime.deserialize_cuda_engine(blob)
+                if engine is None:
+                    raise BackendError(f"TensorRT could not deserialize {path.name} again for another stream")
+            lane = Lane(None, new_alloc(), engine)
+            self._lanes.append(lane)  # in the list first: close() releases its stream if the context fails
+            lane.context = self._new_context(engine or self._engine, path)
+
+    def requests_in_flight(self) -> int:
+        """One request per lane: :data:`THROUGHPUT_STREAMS` when opened with ``mode="throughput"``, else 1."""
+        return len(self._lanes)
+
+    def _check_input(self, batch: np.ndarray) -> np.ndarray:
+        """:meth:`check_batch`, the profile's minimum batch, and the engine's input dtype."""
+        x = self.check_batch(batch)
+        if x.shape[0] < self._min_batch:
+            raise BackendError(f"tensorrt: batch {x.shape[0]} is below the engine profile's minimum {self._min_batch}")
+        return np.ascontiguousarray(x, dtype=self._input.dtype)
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
-        x = self.check_batch(batch)
-        n = x.shape[0]
-        if n < self._min_batch:
-            raise BackendError(f"tensorrt: batch {n} is below the engine profile's minimum {self._min_batch}")
-        x = np.ascontiguousarray(x, dtype=self._input.dtype)
+        x = self._check_input(batch)
         # This backend's CUDA context for the whole call (pycuda pushes and pops it): another backend
         # on another GPU, or a call from another thread, must not run in whatever context is current.
         with self._alloc.activate():
             return self._infer(x)
 
     def _infer(self, x: np.ndarray) -> np.ndarray:
-        """:meth:`infer` with the backend's CUDA context current."""
-        n = x.shape[0]
-        self._ensure_capacity(n)
+        """:meth:`infer` with the backend's CUDA context current, on the first lane."""
+        lane = self._lanes[0]
+        host_in, out = self._bind(lane, x.shape)
+        np.copyto(host_in, x)
+        self._submit(lane, host_in, out)
+        lane.alloc.synchronize()
+        if not lane.ok:
+            raise BackendError(f"tensorrt execution failed on {self.path.name}")
+        self.last_device_ms = lane.alloc.elapsed_ms(lane.events[1], lane.events[2])
+        return np.array(out, dtype=np.float32, copy=True)
+
+    def _bind(self, lane: Lane, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+        """Set ``lane``'s input shape (and, named-tensor API, its tensor addresses) for a batch of ``shape``;
+        its (input, output) host buffers."""
+        lane.ensure_capacity(self._io, shape[0])
         out_t = self._outputs[0]
-        ctx = self._context
+        ctx = lane.context
         if self._named:
-            if not ctx.set_input_shape(self._input.name, x.shape):
-                raise BackendError(f"tensorrt rejected input shape {x.shape}")
+            if not ctx.set_input_shape(self._input.name, shape):
+                raise BackendError(f"tensorrt rejected input shape {shape}")
             out_shape = tuple(ctx.get_tensor_shape(out_t.name))
             for t in self._io:
-                ctx.set_tensor_address(t.name, self._ptrs[t.name])
+                ctx.set_tensor_address(t.name, lane.ptrs[t.name])
         else:
-            if not ctx.set_binding_shape(self._input.index, x.shape):
-                raise BackendError(f"tensorrt rejected input shape {x.shape}")
+            if not ctx.set_binding_shape(self._input.index, shape):
+                raise BackendError(f"tensorrt rejected input shape {shape}")
             out_shape = tuple(ctx.get_binding_shape(out_t.index))
-        host_in, out = self._host_buffers(tuple(x.shape), out_shape)
-        np.copyto(host_in, x)
-        self._alloc.htod_async(self._ptrs[self._input.name], host_in)
-        start = self._alloc.record()
+        return lane.host_buffers(self._input, out_t, tuple(shape), out_shape)
+
+    def _submit(self, lane: Lane, host_in: np.ndarray, out: np.ndarray) -> None:
+        """Queue copy in, execute, copy out on ``lane``'s stream; returns at once (the caller synchronises).
+
+        Events: queued, execute start/end (``last_device_ms``: the GPU time of the network alone), done
+        (queued to done: the request's latency in throughput mode, copies included).
+        """
+        alloc, ctx = lane.alloc, lane.context
+        queued = alloc.record()
+        alloc.htod_async(lane.ptrs[self._input.name], host_in)
+        start = alloc.record()
         if self._named:
-            ok = ctx.execute_async_v3(self._alloc.stream_handle)
+            lane.ok = bool(ctx.execute_async_v3(alloc.stream_handle))
         else:
-            bindings = [self._ptrs[t.name] for t in sorted(self._io, key=lambda t: t.index)]
-            ok = ctx.execute_async_v2(bindings, self._alloc.stream_handle)
-        end = self._alloc.record()
-        self._alloc.dtoh_async(out, self._ptrs[out_t.name])
-        self._alloc.synchronize()
-        if not ok:
+            bindings = [lane.ptrs[t.name] for t in sorted(self._io, key=lambda t: t.index)]
+            lane.ok = bool(ctx.execute_async_v2(bindings, alloc.stream_handle))
+        end = alloc.record()
+        alloc.dtoh_async(out, lane.ptrs[self._outputs[0].name])
+        lane.events = (queued, start, end, alloc.record())
+
+    def throughput(
+        self, batch: np.ndarray, calls: int | None = None, seconds: float | None = None, warmup: int = 0
+    ) -> ThroughputRun:
+        """Every lane kept busy (:func:`~edgefer.backends.base.ring_throughput`): each lane's input is
+        copied to its page-locked buffer once, then a request is copy in, execute, copy out queued on the
+        lane's stream, and a lane is restarted as soon as its stream is done. With ``mode="throughput"``
+        there are :data:`THROUGHPUT_STREAMS` lanes (``trtexec --streams``); in latency mode one.
+        A request's latency is its stream's, queued to done (CUDA events).
+        """
+        if (calls is None) == (seconds is None):
+            raise BackendError("give either calls or seconds for a throughput measurement")
+        x = self._check_input(batch)
+        lanes = self._lanes
+        with self._alloc.activate():
+            bound = [self._bind(lane, x.shape) for lane in lanes]
+            for host_in, _ in bound:
+                np.copyto(host_in, x)
+            for i in range(warmup):
+                self._finish(lanes[i % len(lanes)], *bound[i % len(lanes)])
+
+            def start(i: int) -> None:
+                self._submit(lanes[i], *bound[i])
+
+            def finish(i: int) -> float:
+                lane = lanes[i]
+                lane.alloc.synchronize()
+                if not lane.ok:
+                    raise BackendError(f"tensorrt execution failed on {self.path.name}")
+                return lane.alloc.elapsed_ms(lane.events[0], lane.events[3]) / 1000.0
+
+            try:
+                return ring_throughput(len(lanes), start, finish, calls, seconds)
+            except BaseException:
+                for lane in lanes:  # nothing left queued on a stream when the error reaches the caller
+                    lane.alloc.synchronize()
+                raise
+
+    def _finish(self, lane: Lane, host_in: np.ndarray, out: np.ndarray) -> None:
+        """One untimed request on ``lane`` (a warm-up call), waited for."""
+        self._submit(lane, host_in, out)
+        lane.alloc.synchronize()
+        if not lane.ok:
             raise BackendError(f"tensorrt execution failed on {self.path.name}")
-        self.last_device_ms = self._alloc.elapsed_ms(start, end)
-        return np.array(out, dtype=np.float32, copy=True)
 
     def info(self) -> dict[str, Any]:
         return {
@@ -284,14 +402,18 @@ class TensorRTBackend(Backend):
         alloc = getattr(self, "_alloc", None)
         if alloc is None:
             return
+        lanes, self._lanes = getattr(self, "_lanes", []), []
         try:
-            with alloc.activate():  # buffers, context and engine are released in their own CUDA context
-                for ptr in self._ptrs.values():
-                    alloc.free(ptr)
-                self._ptrs = {}
-                self._host = {}  # page-locked host buffers: dropped before the allocator frees them
+            with alloc.activate():  # buffers, contexts and engines are released in their own CUDA context
+                for lane in lanes:
+                    lane.free_buffers()
+                    lane.host = {}  # page-locked host buffers: dropped before the allocator frees them
+                    lane.context = lane.engine = None  # a context before its engine
                 self._context = None
                 self._engine = None
         finally:
+            for lane in lanes:
+                if lane.alloc is not alloc:
+                    lane.alloc.close()  # each extra lane's stream
             alloc.close()
             self._alloc = None

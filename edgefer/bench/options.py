@@ -40,8 +40,9 @@ class BenchOptions:
             :meth:`timing` picks -- :data:`DEVICE_SECONDS` on a device, :data:`DEFAULT_ITERS` calls
             on a workstation.
         mode: ``"latency"`` -- one request at a time, what a camera's frame waits for -- or
-            ``"throughput"``: requests in flight (OpenVINO's THROUGHPUT hint and async queue, ONNX
-            Runtime's parallel requests), frames per second measured over the calls or the time budget.
+            ``"throughput"``: requests in flight (OpenVINO's THROUGHPUT hint and async requests, ONNX
+            Runtime's parallel requests, TensorRT's execution contexts on their own CUDA streams), frames
+            per second measured over the calls or the time budget.
         cache_dir: OpenVINO model cache folder (compiled models are kept there and read back on the
             next open, so a restart is not a compile); None: no cache.
         threads / device: CPU threads per backend (None: the backend's default); the device.

@@ -41,8 +41,10 @@ CACHE_DIR = Param(
     ("--cache-dir",),
     Path,
     None,
-    "OpenVINO model cache: compile on the first start, read back on later ones.",
+    "OpenVINO model cache: compile on the first start, read back on later ones. By default the bundle's "
+    "ov_cache/ if writable, else $XDG_CACHE_HOME/edgefer/openvino (see --no-cache).",
 )
+NO_CACHE = Param("no_cache", ("--no-cache",), bool, False, "No OpenVINO model cache: compile on every start.")
 
 PREDICT = [
     Param("inputs", (), Path, ..., "Image files and/or folders (searched recursively).", argument=True, multiple=True),
@@ -55,6 +57,7 @@ PREDICT = [
     DETECTION,
     groups.device(),
     CACHE_DIR,
+    NO_CACHE,
     Param("margin", ("--margin",), float, 0.15, "Border around a detected box without landmarks."),
     groups.progress()[0].but(help="No summary line on stderr."),
 ]
@@ -65,20 +68,28 @@ RUN = [
         "source",
         ("--source", "-s"),
         str,
-        "0",
+        ("0",),
         "Camera index, video file, stream URL (rtsp://, http://) or GStreamer pipeline ending in appsink "
-        "(needs an OpenCV built with GStreamer, e.g. JetPack's).",
+        "(needs an OpenCV built with GStreamer, e.g. JetPack's). Repeat for several streams sharing one model.",
+        multiple=True,
     ),
     groups.output(
-        out={"help": "Annotated output video (.mp4, mp4v codec)."},
+        out={"help": "Annotated output video (.mp4, mp4v codec); stream i of several: NAME.s<i>.mp4."},
         overwrite={"help": "Replace the outputs of an earlier run."},
     ),
-    Param("jsonl", ("--jsonl",), Path, None, "Events file: one JSON line per processed frame."),
+    Param(
+        "jsonl",
+        ("--jsonl",),
+        Path,
+        None,
+        "Events file: one JSON line per processed frame (with a 'stream' id when several).",
+    ),
     Param("show", ("--show",), bool, False, "Show the annotated stream in a window (needs GUI OpenCV)."),
     Param("max_frames", ("--max-frames",), int, None, "Stop after this many processed frames."),
     DETECTION,
     groups.device(),
     CACHE_DIR,
+    NO_CACHE,
     Param("smoothing", ("--smoothing",), float, 0.5, "EMA weight of new probabilities (1 = off)."),
     Param("queue_size", ("--queue-size",), int, 1, "Frames buffered between capture and inference."),
     Param(
@@ -148,6 +159,7 @@ def register(app: typer.Typer) -> None:
     def predict(v: Values) -> None:
         """Faces and expressions in still images (annotated copies keep their sub-folders under --out)."""
         from edgefer.runtime import Predictor
+        from edgefer.runtime.cache import model_cache_dir
         from edgefer.runtime.images import annotated_targets, check_predicted, predict_images
         from edgefer.utils.outputs import check_outputs
 
@@ -173,7 +185,7 @@ def register(app: typer.Typer) -> None:
             detector_model=detector_model,
             aligned=aligned,
             threads=threads,
-            cache_dir=cache_dir,
+            cache_dir=model_cache_dir(model, cache_dir, enabled=not v.no_cache),
             margin=margin,
         ) as predictor:
             records = predict_images(predictor, inputs, out_dir=out, overwrite=overwrite)
@@ -201,8 +213,9 @@ def register(app: typer.Typer) -> None:
     def run(v: Values) -> None:
         """Faces and expressions on a camera, video file or stream; FPS and latency at the end."""
         from edgefer.runtime import Predictor
+        from edgefer.runtime.cache import model_cache_dir
         from edgefer.runtime.predictor import DetectionOptions
-        from edgefer.runtime.stream import StreamOptions, check_stream_outputs, parse_source, run_stream, save_summary
+        from edgefer.runtime.stream import StreamOptions, check_run_outputs, parse_source, run_sources, save_summary
 
         model, source, out, jsonl, show, max_frames = v.model, v.source, v.out, v.jsonl, v.show, v.max_frames
         detector, detector_model, aligned, device, threads = (
@@ -245,12 +258,13 @@ def register(app: typer.Typer) -> None:
             reconnect=reconnect,
             reconnect_delay=reconnect_delay,
         )
-        check_stream_outputs(out, jsonl, summary_json, overwrite=overwrite)
-        parse_source(source)
-        with Predictor(
-            model, device, detection, threads=threads, smoothing=smoothing, cache_dir=cache_dir
-        ) as predictor:
-            summary = run_stream(
+        source = list(source) or ["0"]
+        check_run_outputs(len(source), out, jsonl, summary_json, overwrite=overwrite)
+        for s in source:
+            parse_source(s)
+        cache = model_cache_dir(model, cache_dir, enabled=not v.no_cache)
+        with Predictor(model, device, detection, threads=threads, smoothing=smoothing, cache_dir=cache) as predictor:
+            summary = run_sources(
                 predictor,
                 source,
                 stream,
@@ -268,7 +282,7 @@ def register(app: typer.Typer) -> None:
 
             raise StorageError(summary.output_error)
         if summary.source_lost:  # not success: a supervisor must see it (the frames done are kept)
-            _echo_err(f"error: {summary.stopped_by} after {summary.frames_processed} frames")
+            _echo_err(f"error: {summary.failure_line()}")
             raise typer.Exit(4)
 
     @command(app, "deepstream", DEEPSTREAM)

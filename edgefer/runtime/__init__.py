@@ -18,8 +18,24 @@ from edgefer.runtime.detect import (
     make_detector,
 )
 from edgefer.runtime.draw import draw_result
-from edgefer.runtime.predictor import DetectionOptions, Face, FrameError, FrameResult, Predictor, as_bgr_frame
-from edgefer.runtime.stream import FrameSource, StreamError, StreamOptions, StreamSummary, run_stream
+from edgefer.runtime.predictor import (
+    DetectionOptions,
+    Face,
+    FrameError,
+    FrameResult,
+    Predictor,
+    StreamState,
+    as_bgr_frame,
+)
+from edgefer.runtime.stream import (
+    FrameSource,
+    MultiStreamSummary,
+    StreamError,
+    StreamOptions,
+    StreamSummary,
+    run_stream,
+    run_streams,
+)
 from edgefer.runtime.tracking import IoUTracker
 
 __all__ = [
@@ -34,13 +50,16 @@ __all__ = [
     "FullFrameDetector",
     "HaarDetector",
     "IoUTracker",
+    "MultiStreamSummary",
     "Predictor",
     "StreamError",
     "StreamOptions",
+    "StreamState",
     "StreamSummary",
     "YuNetDetector",
     "as_bgr_frame",
     "draw_result",
     "make_detector",
     "run_stream",
+    "run_streams",
 ]

@@ -16,6 +16,11 @@ Pipeline per frame (each stage timed, milliseconds):
 ``infer``       the backend, all faces of the frame as one batch (chunked by ``max_batch``)
 ``total``       everything, including softmax and tracking
 
+Several streams share one predictor (one detector, one classifier): each has its own
+:class:`StreamState` (tracks and carried boxes), and :meth:`Predictor.predict_many` classifies the
+faces of one frame per stream in one backend call; each frame's ``infer`` is then its share of that
+call (by faces), so per-stream stage times still add up to the run's time.
+
 Bad frames (``None``, empty arrays, wrong rank or channel count) give a :class:`FrameResult`
 with no faces and ``error`` set, so a camera loop never dies on one broken frame; pass
 ``strict=True`` to get a :class:`FrameError` instead. Grey, BGRA, 16-bit and float frames are
@@ -178,6 +183,35 @@ def resolve_artifact(path: str | os.PathLike, backend: str | None = None) -> Pat
     return bundle.root / usable[0]["path"]
 
 
+@dataclass
+class StreamState:
+    """What a predictor remembers about one video between frames: the face tracks (smoothing) and
+    the boxes carried between detections. One per stream; :meth:`Predictor.new_state` makes them."""
+
+    tracker: IoUTracker | None = None
+    carrier: BoxCarrier | None = None
+
+    def reset(self) -> None:
+        """Forget tracks and carried boxes (a new, unrelated video)."""
+        if self.tracker is not None:
+            self.tracker.reset()
+        if self.carrier is not None:
+            self.carrier.reset()
+
+
+@dataclass
+class _Located:
+    """One frame between its own stages (detect, align, preprocess) and the shared classifier call."""
+
+    t0: float
+    timings: dict[str, float]
+    dets: list[Detection] = field(default_factory=list)
+    batch: np.ndarray | None = None
+    frame_size: tuple[int, int] | None = None
+    error: str | None = None
+    detected: bool = True
+
+
 @dataclass(frozen=True)
 class DetectionOptions:
     """How a :class:`Predictor` finds faces, checked when made (see the Predictor's arguments).
@@ -274,11 +308,27 @@ class Predictor:
         self.detect_max_side = det.detect_max_side
         self.detect_width = det.detect_width
         self.detect_every = detect_every
-        self.carrier = (
-            BoxCarrier(detect_every) if detect_every > 1 and not isinstance(self.detector, FullFrameDetector) else None
-        )
+        self.smoothing = smoothing
         self.strict = strict
-        self.tracker = IoUTracker(alpha=smoothing) if smoothing is not None else None
+        self.state = self.new_state()  # the stream of predict(); others bring their own
+        self.infer_calls = 0  # backend calls so far (a batch larger than max_batch takes several)
+
+    def new_state(self, phase: int = 0) -> StreamState:
+        """Fresh per-stream memory (tracks, carried boxes) for one more video on this predictor;
+        ``phase`` staggers its detections against the other streams' (see :class:`BoxCarrier`)."""
+        carries = self.detect_every > 1 and not isinstance(self.detector, FullFrameDetector)
+        return StreamState(
+            tracker=IoUTracker(alpha=self.smoothing) if self.smoothing is not None else None,
+            carrier=BoxCarrier(self.detect_every, phase=phase) if carries else None,
+        )
+
+    @property
+    def tracker(self) -> IoUTracker | None:
+        return self.state.tracker
+
+    @property
+    def carrier(self) -> BoxCarrier | None:
+        return self.state.carrier
 
     # -- stages ---------------------------------------------------------------------------
     def crop(self, frame_bgr: np.ndarray, det: Detection) -> np.ndarray:
@@ -300,7 +350,10 @@ class Predictor:
         if n == 0:
             return np.zeros((0, len(self.class_names)), dtype=np.float32)
         step = self.backend.max_batch or n
-        outs = [np.asarray(self.backend.infer(batch[i : i + step]), dtype=np.float32) for i in range(0, n, step)]
+        outs = []
+        for i in range(0, n, step):
+            outs.append(np.asarray(self.backend.infer(batch[i : i + step]), dtype=np.float32))
+            self.infer_calls += 1
         logits = np.concatenate(outs, axis=0).reshape(n, -1)
         if logits.shape[1] != len(self.class_names):
             raise BackendError(
@@ -311,6 +364,40 @@ class Predictor:
     # -- the whole frame ------------------------------------------------------------------
     def predict(self, frame: Any, detections: list[Detection] | None = None) -> FrameResult:
         """Detect (unless ``detections`` are given), align, classify all faces of one BGR frame."""
+        return self.predict_many([frame], [self.state], None if detections is None else [detections])[0]
+
+    def predict_many(
+        self,
+        frames: list[Any],
+        states: list[StreamState],
+        detections: list[list[Detection] | None] | None = None,
+    ) -> list[FrameResult]:
+        """One frame of each of several streams: each found and cropped with its stream's ``states[i]``,
+        the faces of all of them classified in one backend call (chunked by ``max_batch``).
+
+        A frame's ``infer`` time is its share of the call by faces; ``total`` is its own stages, that
+        share and its softmax/tracking."""
+        if len(states) != len(frames) or (detections is not None and len(detections) != len(frames)):
+            raise EdgeferError(f"predict_many: {len(frames)} frames need as many states (got {len(states)})")
+        located = [
+            self._locate(f, st, None if detections is None else detections[i])
+            for i, (f, st) in enumerate(zip_strict(frames, states))
+        ]
+        parts = [x.batch for x in located if x.batch is not None and len(x.batch)]
+        t_infer = time.perf_counter()
+        logits = self.infer(np.concatenate(parts, axis=0) if parts else np.empty((0,), np.float32))
+        infer_ms = (time.perf_counter() - t_infer) * 1e3
+        n_faces = max(1, len(logits))
+        results, at = [], 0
+        for x, st in zip_strict(located, states):
+            n = len(x.dets)
+            x.timings["infer"] = infer_ms * n / n_faces if parts else 0.0
+            results.append(self._finish(x, logits[at : at + n], st))
+            at += n
+        return results
+
+    def _locate(self, frame: Any, state: StreamState, detections: list[Detection] | None) -> _Located:
+        """The frame's own stages: check it, find faces (detect or carry), crop and preprocess them."""
         t0 = time.perf_counter()
         timings = dict.fromkeys(STAGES, 0.0)
         try:
@@ -318,25 +405,33 @@ class Predictor:
         except FrameError as exc:
             if self.strict:
                 raise
-            timings["total"] = (time.perf_counter() - t0) * 1e3
-            return FrameResult(faces=[], timings=timings, frame_size=None, error=str(exc))
+            return _Located(t0, timings, error=str(exc))
         h, w = img.shape[:2]
         detected = True
         if detections is not None:
             dets = list(detections)
-        elif self.carrier is None:
+        elif state.carrier is None:
             dets = self.detect(img)
         else:
-            dets, detected = self._detect_or_carry(img)
+            dets, detected = self._detect_or_carry(img, state.carrier)
         t1 = time.perf_counter()
         crops = [self.crop(img, d) for d in dets]
         t2 = time.perf_counter()
-        batch = self.preprocess(crops)
+        batch = self.preprocess(crops) if crops else None
         t3 = time.perf_counter()
-        logits = self.infer(batch)
+        timings.update(detect=(t1 - t0) * 1e3, align=(t2 - t1) * 1e3, preprocess=(t3 - t2) * 1e3)
+        timings["total"] = (t3 - t0) * 1e3  # so far: infer's share and the finish are added later
+        return _Located(t0, timings, dets, batch, (w, h), None, detected)
+
+    def _finish(self, x: _Located, logits: np.ndarray, state: StreamState) -> FrameResult:
+        """Softmax, tracking and the :class:`FrameResult` of one located frame."""
+        if x.error is not None:
+            x.timings["total"] = (time.perf_counter() - x.t0) * 1e3
+            return FrameResult(faces=[], timings=x.timings, frame_size=None, error=x.error)
         t4 = time.perf_counter()
-        probs = _softmax(logits)
-        tracked = self.tracker.update([d.box for d in dets], probs) if self.tracker is not None else None
+        dets = x.dets
+        probs = _softmax(logits) if len(dets) else np.zeros((0, len(self.class_names)), np.float32)
+        tracked = state.tracker.update([d.box for d in dets], probs) if state.tracker is not None else None
         faces = []
         for i, d in enumerate(dets):
             track_id, p = tracked[i] if tracked is not None else (None, probs[i])
@@ -354,15 +449,8 @@ class Predictor:
                     raw_probs=probs[i],
                 )
             )
-        t5 = time.perf_counter()
-        timings.update(
-            detect=(t1 - t0) * 1e3,
-            align=(t2 - t1) * 1e3,
-            preprocess=(t3 - t2) * 1e3,
-            infer=(t4 - t3) * 1e3,
-            total=(t5 - t0) * 1e3,
-        )
-        return FrameResult(faces=faces, timings=timings, frame_size=(w, h), detected=detected)
+        x.timings["total"] += x.timings["infer"] + (time.perf_counter() - t4) * 1e3
+        return FrameResult(faces=faces, timings=x.timings, frame_size=x.frame_size, detected=x.detected)
 
     __call__ = predict
 
@@ -370,26 +458,22 @@ class Predictor:
         """Faces of one frame: the detector on a copy downscaled to ``detect_width`` / ``detect_max_side``."""
         return detect_scaled(self.detector, frame_bgr, self.detect_max_side, width=self.detect_width)
 
-    def _detect_or_carry(self, img: np.ndarray) -> tuple[list[Detection], bool]:
+    def _detect_or_carry(self, img: np.ndarray, carrier: BoxCarrier) -> tuple[list[Detection], bool]:
         """The boxes carried from the last detection, or a fresh detection when one is due or a face was lost."""
         import cv2
 
-        assert self.carrier is not None
         grey = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
-        if not self.carrier.due(img.shape):
-            carried = self.carrier.carry(grey)
+        if not carrier.due(img.shape):
+            carried = carrier.carry(grey)
             if carried is not None:
                 return carried, False
         dets = self.detect(img)
-        self.carrier.refresh(grey, dets)
+        carrier.refresh(grey, dets)
         return dets, True
 
     def reset(self) -> None:
-        """Forget tracks and carried boxes (call between unrelated videos)."""
-        if self.tracker is not None:
-            self.tracker.reset()
-        if self.carrier is not None:
-            self.carrier.reset()
+        """Forget tracks and carried boxes of :meth:`predict`'s stream (call between unrelated videos)."""
+        self.state.reset()
 
     def info(self) -> dict[str, Any]:
         info = dict(self.backend.info())

@@ -119,9 +119,16 @@ class BoxCarrier:
     covered, left the window or moved faster than the window); :meth:`carry` then returns
     ``None`` and the caller detects on that very frame. New faces are found at the next scheduled
     detection, at most ``every - 1`` frames late.
+
+    ``phase`` shortens the first interval after a start (or :meth:`reset`) by that many frames: the
+    streams of one run, started together, get phases 0, 1, 2... so their detections fall on different
+    frames instead of all on the same tick (same work, but no tick that waits for every stream's
+    detector at once).
     """
 
-    def __init__(self, every: int, search: float = 0.5, min_score: float = 0.6, template_side: int = 32) -> None:
+    def __init__(
+        self, every: int, search: float = 0.5, min_score: float = 0.6, template_side: int = 32, phase: int = 0
+    ) -> None:
         if every < 1:
             raise EdgeferError(f"detect every N frames needs N >= 1, got {every}")
         if search <= 0 or not 0.0 < min_score <= 1.0 or template_side < 8:
@@ -137,12 +144,15 @@ class BoxCarrier:
         self._since = 0  # frames since the last detection
         self._size: tuple[int, int] | None = None
         self._fresh = False
+        self.phase = phase % every
+        self._started = False  # the first detection since the start or reset is offset by ``phase``
 
     def reset(self) -> None:
         """Forget everything: the next frame is detected."""
         self._faces.clear()
         self._since = 0
         self._size = None
+        self._started = False
 
     def due(self, frame_shape: tuple[int, ...]) -> bool:
         """Whether the next frame must go to the detector (schedule, first frame, new frame size)."""
@@ -151,7 +161,8 @@ class BoxCarrier:
     def refresh(self, grey: np.ndarray, detections: list[Any]) -> None:
         """Keep templates of the faces just detected on ``grey`` (the frame, one channel)."""
         self._size = (grey.shape[1], grey.shape[0])
-        self._since = 0
+        self._since = 0 if self._started else self.phase
+        self._started = True
         self._faces = [c for c in (_Carried.make(grey, d, self.template_side) for d in detections) if c is not None]
         # a box with no texture (or off the frame) cannot be followed: detect next frame
         self._fresh = len(self._faces) == len(detections)
