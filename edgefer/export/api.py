@@ -80,7 +80,7 @@ def export(
     needs_calib = opts.precision == "int8" and not (src_meta is not None and src_meta.precision == "int8")
     if needs_calib and opts.calib_data is None:
         raise ExportError(
-            "--precision int8 needs calibration data: pass --calib-data PATH (a dataset; 300 training "
+            "--precision int8 needs calibration data: pass --data PATH (a dataset; 300 training "
             "images are used to set the INT8 ranges)"
         )
     if needs_calib and int8 is None and target.needs_quantizer(opts):

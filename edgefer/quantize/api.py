@@ -186,7 +186,7 @@ def quantize(
     if opts.method == "qat" and checkpoint is None:
         raise QuantizationError(
             "QAT fine-tunes the PyTorch module: pass its --checkpoint (an ONNX alone, e.g. an imported model, "
-            "has none; use --method ptq-acc to hold it to a budget)"
+            "has none; use --int8-method ptq-acc to hold it to a budget)"
         )
     require("nncf", "openvino", "INT8 quantization")
     out = Path(opts.out_dir)

@@ -113,7 +113,7 @@ class Target(ABC):
     name: str
     #: what its INT8 artifact is
     int8: Int8Form
-    #: the ``edgefer quantize --method`` values it takes
+    #: the ``edgefer quantize --int8-method`` values it takes
     methods: tuple[str, ...]
     #: the ``edgefer export --int8-mode`` values it takes ("qdq": the INT8 quantizer's Q/DQ or IR)
     int8_modes: tuple[str, ...] = ("qdq",)

@@ -164,7 +164,7 @@ def _check_printed_calib(job: Job, source: Path, calib_cache: Path) -> None:
     onnx = str(job.src) if not job.from_checkpoint else "<the FP32 ONNX from `edgefer export --target onnx`>"
     make = (
         f"edgefer export --onnx {onnx} --target trt --precision int8 --int8-mode entropy "
-        f"--calib-data {job.opts.calib_data} --out {job.out}"
+        f"--data {job.opts.calib_data} --out {job.out}"
     )
     raise ExportError(
         f"the printed `trtexec --int8 --calib={calib_cache}` needs a calibration cache of this ONNX and {problem} "
