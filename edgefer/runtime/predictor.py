@@ -41,6 +41,7 @@ import numpy as np
 from edgefer.backends.base import Backend
 from edgefer.errors import BackendError, EdgeferError
 from edgefer.metadata import ModelMetadata
+from edgefer.metrics import softmax
 from edgefer.preprocess import preprocess_batch, to_three_channels
 from edgefer.runtime.align import align_by_landmarks, crop_square
 from edgefer.runtime.detect import Detection, FaceDetector, FullFrameDetector, detect_scaled, make_detector
@@ -430,7 +431,7 @@ class Predictor:
             return FrameResult(faces=[], timings=x.timings, frame_size=None, error=x.error)
         t4 = time.perf_counter()
         dets = x.dets
-        probs = _softmax(logits) if len(dets) else np.zeros((0, len(self.class_names)), np.float32)
+        probs = softmax(logits, axis=1).astype(np.float32) if len(dets) else np.zeros((0, len(self.class_names)), np.float32)
         tracked = state.tracker.update([d.box for d in dets], probs) if state.tracker is not None else None
         faces = []
         for i, d in enumerate(dets):
@@ -492,9 +493,3 @@ class Predictor:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
