@@ -431,7 +431,8 @@ class Predictor:
             return FrameResult(faces=[], timings=x.timings, frame_size=None, error=x.error)
         t4 = time.perf_counter()
         dets = x.dets
-        probs = softmax(logits, axis=1).astype(np.float32) if len(dets) else np.zeros((0, len(self.class_names)), np.float32)
+        n_classes = len(self.class_names)
+        probs = softmax(logits, axis=1).astype(np.float32) if len(dets) else np.zeros((0, n_classes), np.float32)
         tracked = state.tracker.update([d.box for d in dets], probs) if state.tracker is not None else None
         faces = []
         for i, d in enumerate(dets):
