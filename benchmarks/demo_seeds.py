@@ -23,18 +23,10 @@ import sys
 import time
 from pathlib import Path
 
+from edgefer.bench.system import cpu_model
+
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_ARGS = ["pipeline", "--data", "synthetic", "--arch", "msff_mobilenetv3", "--targets", "openvino,onnx,trt"]
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def run_seed(seed: int, out: Path, extra: list[str]) -> dict:
@@ -119,7 +111,7 @@ def write_markdown(results: list[dict], path: Path, argv: list[str]) -> None:
         ".venv/bin/python benchmarks/demo_seeds.py " + " ".join(argv),
         "```",
         "",
-        f"Machine: {_cpu_name()}, {platform.system()} {platform.machine()}, Python {platform.python_version()}; "
+        f"Machine: {cpu_model()}, {platform.system()} {platform.machine()}, Python {platform.python_version()}; "
         f"date {time.strftime('%Y-%m-%d')}. Wall time is the whole pipeline (data, training, export, quantization, "
         "benchmark, bundle) without the venv set-up, measured on a shared 2-core machine (±30 % between runs).",
         "",

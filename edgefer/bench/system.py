@@ -36,7 +36,8 @@ _PACKAGES = (
 )
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
+    """The CPU's name from /proc/cpuinfo (x86 "model name", Arm "Model"/"Hardware"), else what platform says."""
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
             key, _, value = line.partition(":")
@@ -105,7 +106,7 @@ def machine_info() -> dict[str, Any]:
     except AttributeError:  # not Linux
         usable = os.cpu_count()
     info: dict[str, Any] = {
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "cpu_flags": _cpu_flags(),
         "cores_logical": os.cpu_count(),
         "cores_usable": usable,
