@@ -147,8 +147,11 @@ def test_cli_runs_several_sources_and_exits_4_when_one_was_lost(
     assert seen["cache_dir"] == tmp_path / "xdg" / "edgefer" / "openvino"  # the cache is on by default
     from edgefer.cli import main
 
-    main([*args[:3], "-s", clips[0], "-q", "--no-cache"])  # one source that ends: success, no exit
+    capsys.readouterr()
+    main([*args[:3], "-s", clips[0], "-q", "--no-cache", "--json"])  # one source that ends: success, no exit
     assert seen["cache_dir"] is None
+    printed = json.loads(capsys.readouterr().out)  # --json: the summary as one JSON document on stdout
+    assert printed["frames_processed"] == 6
 
 
 def test_default_model_cache_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
