@@ -248,6 +248,7 @@ def latency_stats(seconds: Sequence[float] | np.ndarray, batch_size: int = 1) ->
         "min_ms": float(ms.min()),
         "p50_ms": percentile(ms, 50),
         "p90_ms": percentile(ms, 90),
+        "p95_ms": percentile(ms, 95),
         "p99_ms": percentile(ms, 99),
         "max_ms": float(ms.max()),
         "fps": batch_size * 1000.0 / mean if mean > 0 else float("inf"),

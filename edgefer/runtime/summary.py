@@ -12,20 +12,18 @@ from typing import Any
 
 import numpy as np
 
+from edgefer.bench.metrics import latency_stats
 from edgefer.runtime.capture import SOURCE_LOST
 
 
 def stats(values: list[float]) -> dict[str, float]:
-    """Mean, median, 95th percentile and maximum of ``values`` (ms), rounded; zeros when empty."""
+    """Mean, median, 95th percentile and maximum of ``values`` (ms), rounded; zeros when empty (a
+    stream that never delivered a frame). The numbers are the benchmark's own
+    (:func:`edgefer.bench.metrics.latency_stats`), so a run summary and a benchmark row agree."""
     if not values:
         return {"mean": 0.0, "p50": 0.0, "p95": 0.0, "max": 0.0}
-    a = np.asarray(values, dtype=np.float64)
-    return {
-        "mean": round(float(a.mean()), 3),
-        "p50": round(float(np.percentile(a, 50)), 3),
-        "p95": round(float(np.percentile(a, 95)), 3),
-        "max": round(float(a.max()), 3),
-    }
+    s = latency_stats(np.asarray(values, dtype=np.float64) / 1000.0)
+    return {key: round(s[f"{key}_ms"], 3) for key in ("mean", "p50", "p95", "max")}
 
 
 @dataclass
