@@ -54,6 +54,10 @@ def test_every_target_is_complete(name: str) -> None:
     assert (set(target.presets) == set(PRESETS)) == (target.int8.preset_refusal == ""), "a refused preset says why"
     assert "qdq" in target.int8_modes and set(target.int8_modes) <= set(INT8_MODES)
     assert target.stage_name("fp16") == f"{name}-fp16"
+    from edgefer.pipeline.flow import ARTIFACT_STAGES
+
+    assert target.pipeline_stages and set(target.pipeline_stages) <= set(ARTIFACT_STAGES)
+    assert f"{name}-int8" in target.pipeline_stages, "the pipeline makes every target's INT8 artifact"
     built = type(target).build
     assert built is not Target.build and not getattr(built, "__isabstractmethod__", False)
 
@@ -134,3 +138,16 @@ def test_a_non_fp32_onnx_is_refused_in_one_wording(tmp_path: Path) -> None:
     check_img_size(src, meta, size, ExportError)
     with pytest.raises(ExportError, match=rf"exported at {size} px, not {size + 1}; re-export it or drop --img-size"):
         check_img_size(src, meta, size + 1, ExportError)
+
+
+def test_the_pipeline_runs_the_stages_its_targets_name() -> None:
+    """Each target names its stages; the pipeline runs their union once each, in one fixed order (the
+    order it always had: OpenVINO, then the ONNX the TensorRT engines are built from, then the engines)."""
+    from edgefer.pipeline.flow import planned_stages
+
+    ov = ["openvino-fp32", "openvino-fp16", "openvino-int8"]
+    assert planned_stages(["openvino"]) == ov
+    assert planned_stages(["onnx"]) == ["onnx-fp16", "onnx-int8"]
+    assert planned_stages(["trt"]) == ["onnx-fp16", "onnx-int8", "trt-fp16", "trt-int8"]
+    both = planned_stages(["trt", "onnx", "openvino"])
+    assert both == [*ov, "onnx-fp16", "onnx-int8", "trt-fp16", "trt-int8"]

@@ -58,6 +58,31 @@ __all__ = [
 ]
 
 
+#: Every artifact stage after the FP32 export, in the order they run, with the format each one writes.
+#: A target lists the ones it needs (:attr:`edgefer.export.targets.base.Target.pipeline_stages`).
+ARTIFACT_STAGES: dict[str, str] = {
+    "openvino-fp32": "openvino",
+    "openvino-fp16": "openvino",
+    "openvino-int8": "openvino",
+    "onnx-fp16": "onnx",
+    "onnx-int8": "onnx",
+    "trt-fp16": "trt",
+    "trt-int8": "trt",
+}
+
+
+def _targets(names: Any) -> list[Any]:
+    from edgefer.export.targets import target_named
+
+    return [target_named(n) for n in names]
+
+
+def planned_stages(targets: Any) -> list[str]:
+    """The artifact stages the chosen ``targets`` need, each once, in :data:`ARTIFACT_STAGES` order."""
+    wanted = {s for t in _targets(targets) for s in t.pipeline_stages}
+    return [s for s in ARTIFACT_STAGES if s in wanted]
+
+
 class _Flow:
     """Builds the stage list for one :class:`PipelineConfig` and keeps the paths in one place."""
 
@@ -373,15 +398,25 @@ class _Flow:
             {"model": self.cfg.model, "precision": precision, "source": str(inputs[0]), "engine": build},
         )
 
+    def artifact_stage(self, name: str) -> Stage:
+        """The artifact stage called ``name`` (one of :data:`ARTIFACT_STAGES`)."""
+        builders: dict[str, Callable[[], Stage]] = {
+            "openvino-fp32": lambda: self.openvino_stage("fp32"),
+            "openvino-fp16": lambda: self.openvino_stage("fp16"),
+            "openvino-int8": lambda: self.int8_stage("openvino"),
+            "onnx-fp16": self.onnx_fp16_stage,
+            "onnx-int8": lambda: self.int8_stage("onnx"),
+            "trt-fp16": lambda: self.trt_stage("fp16", lambda: self.artifact("onnx-fp16"), "onnx-fp16"),
+            "trt-int8": lambda: self.trt_stage("int8", lambda: self.artifact("onnx-int8"), "onnx-int8"),
+        }
+        return builders[name]()
+
     def bench_models(self) -> list[Path]:
-        """Every artifact the benchmark compares: the checkpoint (PyTorch FP32) first, then the exports."""
-        names = ["export"]
-        if "openvino" in self.cfg.targets:
-            names += ["openvino-fp32", "openvino-fp16", "openvino-int8"]
-        if "onnx" in self.cfg.targets or "trt" in self.cfg.targets:
-            names += ["onnx-fp16", "onnx-int8"]
-        if "trt" in self.cfg.targets and format_named("trt").installed():
-            names += ["trt-fp16", "trt-int8"]
+        """Every artifact the benchmark compares: the checkpoint (PyTorch FP32) first, then the exports
+        whose runtime is installed here (a TensorRT engine is benchmarked on the device)."""
+        names = ["export"] + [
+            s for s in planned_stages(self.cfg.targets) if format_named(ARTIFACT_STAGES[s]).installed()
+        ]
         arts = [a for a in (self.artifact(n) for n in names) if a is not None]
         return [self.checkpoint, *arts]
 
@@ -497,21 +532,11 @@ def run_pipeline(cfg: PipelineConfig, on_event: Callable[[str], None] = print) -
         runner.run(flow.train_stage())
     # Stages are built just before they run: their inputs are the outputs of the stages before.
     runner.run(flow.export_stage())
-    if "openvino" in cfg.targets:
-        for precision in ("fp32", "fp16"):
-            runner.run(flow.openvino_stage(precision))
-        runner.run(flow.int8_stage("openvino"))
-    if "onnx" in cfg.targets or "trt" in cfg.targets:
-        runner.run(flow.onnx_fp16_stage())
-        runner.run(flow.int8_stage("onnx"))
-    if "trt" in cfg.targets:
-        runner.run(flow.trt_stage("fp16", lambda: flow.artifact("onnx-fp16"), "onnx-fp16"))
-        runner.run(flow.trt_stage("int8", lambda: flow.artifact("onnx-int8"), "onnx-int8"))
-    if not format_named("trt").installed() and "trt" in cfg.targets:
-        flow.notes.append(
-            "TensorRT engines were not built or benchmarked here: tensorrt is not installed. "
-            "The FP16 and Q/DQ INT8 ONNX rows run the numerics TensorRT will execute on ONNX Runtime."
-        )
+    for name in planned_stages(cfg.targets):  # each target names the stages it needs
+        runner.run(flow.artifact_stage(name))
+    for target in _targets(cfg.targets):
+        if target.missing_note and not format_named(target.name).installed():
+            flow.notes.append(target.missing_note)
     runner.run(flow.bench_stage())
     runner.run(flow.bundle_stage())
     report = json.loads((flow.report_dir / "report.json").read_text())

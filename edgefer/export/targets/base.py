@@ -121,6 +121,11 @@ class Target(ABC):
     device_commands: bool = False
     #: builds from an FP16 or Q/DQ ONNX as well as from the FP32 one
     builds_from_lower_precision: bool = False
+    #: the pipeline's artifact stages this target needs (names from
+    #: :data:`edgefer.pipeline.flow.ARTIFACT_STAGES`), e.g. TensorRT's engines need the FP16 and Q/DQ ONNX
+    pipeline_stages: tuple[str, ...] = ()
+    #: the pipeline's note when this target's own package is not installed here ("" when none is due)
+    missing_note: str = ""
 
     @property
     def presets(self) -> tuple[str, ...]:

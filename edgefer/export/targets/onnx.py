@@ -20,6 +20,7 @@ class OnnxTarget(Target):
     name = "onnx"
     int8 = QDQ_ONNX
     methods = ("ptq", "ptq-acc", "qat")
+    pipeline_stages = ("onnx-fp16", "onnx-int8")
 
     def build(self, job: Job, fp32_onnx: Path | None, stem: str, meta: ModelMetadata) -> Built:
         return Built(onnx_at(job, fp32_onnx, str(job.opts.precision), stem, meta))

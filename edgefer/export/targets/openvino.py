@@ -21,6 +21,7 @@ class OpenVINOTarget(Target):
     name = "openvino"
     int8 = FQ_IR
     methods = ("ptq", "ptq-acc", "qat", "wc")
+    pipeline_stages = ("openvino-fp32", "openvino-fp16", "openvino-int8")
 
     def build(self, job: Job, fp32_onnx: Path | None, stem: str, meta: ModelMetadata) -> Built:
         precision = str(job.opts.precision)

@@ -32,6 +32,12 @@ class TensorRTTarget(Target):
     int8_modes = ("qdq", "entropy")
     device_commands = True
     builds_from_lower_precision = True
+    # the engines are built from the FP16 and Q/DQ INT8 ONNX, which run TensorRT's numerics on ONNX Runtime
+    pipeline_stages = ("onnx-fp16", "onnx-int8", "trt-fp16", "trt-int8")
+    missing_note = (
+        "TensorRT engines were not built or benchmarked here: tensorrt is not installed. "
+        "The FP16 and Q/DQ INT8 ONNX rows run the numerics TensorRT will execute on ONNX Runtime."
+    )
 
     def needs_quantizer(self, opts: ExportOptions) -> bool:
         """The entropy calibrator is TensorRT's own: only ``qdq`` needs the INT8 quantizer."""
