@@ -45,20 +45,8 @@ COLUMNS = (
 )
 #: The columns of a one-screen summary (``edgefer pipeline`` prints it): what an artifact is, what
 #: quantization did to its accuracy, and its latency and throughput at each batch size.
-COMPACT_COLUMNS = (
-    "Model",
-    "Backend",
-    "Precision",
-    "Batch",
-    "Status",
-    "Size (MB)",
-    "Acc (%)",
-    "Δ (pts)",
-    "Agree (%)",
-    "Worst-class Δ (pts)",
-    "p50 (ms)",
-    "FPS",
-)
+_DETAIL_ONLY = ("Device", "p99 (ms)", "CV (%)", "E2E p50 (ms)", "Load (s)", "1st call (ms)", "Cache")
+COMPACT_COLUMNS = tuple(c for c in COLUMNS if c not in _DETAIL_ONLY)
 DASH = "—"
 
 
