@@ -26,6 +26,7 @@ from typing import Any
 
 from edgefer.errors import EdgeferError
 from edgefer.export.options import ExportOptions
+from edgefer.export.targets import target_named
 from edgefer.formats import TARGETS, format_named  # one list for export, quantize and the pipeline
 from edgefer.pipeline.config import (  # re-exported: the names callers import from here
     DEFAULT_GATE,
@@ -71,15 +72,9 @@ ARTIFACT_STAGES: dict[str, str] = {
 }
 
 
-def _targets(names: Any) -> list[Any]:
-    from edgefer.export.targets import target_named
-
-    return [target_named(n) for n in names]
-
-
 def planned_stages(targets: Any) -> list[str]:
     """The artifact stages the chosen ``targets`` need, each once, in :data:`ARTIFACT_STAGES` order."""
-    wanted = {s for t in _targets(targets) for s in t.pipeline_stages}
+    wanted = {s for name in targets for s in target_named(name).pipeline_stages}
     return [s for s in ARTIFACT_STAGES if s in wanted]
 
 
@@ -373,8 +368,6 @@ class _Flow:
 
     def trt_stage(self, precision: str, source: Callable[[], Path | None], source_stage: str) -> Stage:
         """Build a TensorRT engine where tensorrt imports; else prepare the device's ONNX and command."""
-        from edgefer.export.targets import target_named
-
         trt = target_named("trt")
         name = trt.stage_name(precision)
         build = format_named(trt.name).installed()
@@ -534,7 +527,7 @@ def run_pipeline(cfg: PipelineConfig, on_event: Callable[[str], None] = print) -
     runner.run(flow.export_stage())
     for name in planned_stages(cfg.targets):  # each target names the stages it needs
         runner.run(flow.artifact_stage(name))
-    for target in _targets(cfg.targets):
+    for target in map(target_named, cfg.targets):
         if target.missing_note and not format_named(target.name).installed():
             flow.notes.append(target.missing_note)
     runner.run(flow.bench_stage())
