@@ -91,7 +91,7 @@ def edgefer_latency(xml: Path, shape: list[int], iters: int, warmup: int = 30) -
         x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
         for _ in range(warmup):
             backend.infer(x)
-        request = backend._batches.request_for(shape[0])[0]  # the request infer() runs this shape on
+        request = backend._batches.call_for(shape[0]).request  # the request infer() runs this shape on
         times, engine = [], []
         for _ in range(iters):
             t0 = time.perf_counter()

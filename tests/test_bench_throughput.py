@@ -157,8 +157,9 @@ def test_mode_is_checked_before_any_work(tp_setup) -> None:
 
 
 def test_openvino_fast_call_is_bitwise_the_plain_call_and_its_results_stay_put(tp_setup) -> None:
-    """The pre-allocated path (StaticCall: input copied into the request's own tensor, output view copied
-    out) gives the bits ``InferRequest.infer`` gives, and a result the caller keeps is not overwritten."""
+    """The pre-allocated path (StaticCall: the caller's array bound to a request of its own, output view
+    copied out) gives the bits ``InferRequest.infer`` gives, reads the array as it is when called (written
+    in place since), and a result the caller keeps is not overwritten."""
     onnx, _ = tp_setup
     with open_model(onnx, backend="openvino") as b:
         rng = np.random.default_rng(1)
@@ -171,6 +172,14 @@ def test_openvino_fast_call_is_bitwise_the_plain_call_and_its_results_stay_put(t
             plain = np.array(request.infer({0: x})[output], dtype=np.float32)
             assert np.array_equal(y, plain) and np.array_equal(b.infer(x), y)
         assert np.array_equal(b.infer(x1.astype(np.float64)), y1)  # cast as before, via check_batch
+        buffer = x1.copy()
+        assert np.array_equal(b.infer(buffer), y1) and b._calls[buffer.shape]._bound is buffer  # shared, no copy
+        buffer[...] = x2  # a reused input buffer, written in place: the next call infers what it holds now
+        assert np.array_equal(b.infer(buffer), y2) and np.array_equal(x1, _batch(b))  # x1 untouched throughout
+        frozen = x2.copy()
+        frozen.flags.writeable = False  # cannot be shared: copied into the request's own input tensor
+        assert np.array_equal(b.infer(frozen), y2) and b._calls[frozen.shape]._bound is None
+        assert np.array_equal(b.infer(x1), y1)  # and shared again after that
         wide = np.stack([x1, x1 + 1], axis=-1)[..., 0]  # same values, not contiguous
         assert not wide.flags.c_contiguous and np.array_equal(b.infer(wide), y1)
         x3 = np.concatenate([x1, x2, x1])
