@@ -148,6 +148,56 @@ def test_benchmark_throughput_mode_measures_fps(tp_setup, tmp_path: Path) -> Non
     assert report.rows[0]["latency"]["1"]["model"]["requests"] == _usable_cores()
 
 
+def test_streams_sets_the_requests_in_flight(tp_setup, tmp_path: Path) -> None:
+    """``--streams N``: N ONNX Runtime requests side by side; OpenVINO compiles N streams (NUM_STREAMS)
+    and keeps one request each busy, as benchmark_app -nstreams N; the report says how many ran."""
+    onnx, data = tp_setup
+    with open_model(onnx, mode="throughput", streams=3) as b:
+        run = b.throughput(_batch(b), calls=12)
+        assert run.requests == 3 and run.calls == 12
+    with open_model(onnx, backend="openvino", mode="throughput", streams=1) as b:
+        assert b.info()["num_streams"] == "1" and b.requests_in_flight() == 1
+        assert b.throughput(_batch(b), calls=5).requests == 1
+    with open_model(onnx, backend="openvino", mode="throughput", streams=3) as b:
+        # the CPU plugin compiles at most one stream per core (info says how many it made); 3 requests all the same
+        assert 1 <= int(b.info()["num_streams"]) <= 3 and b.throughput(_batch(b), calls=6).requests == 3
+    out = tmp_path / "report"
+    run_benchmark(
+        [onnx],
+        data,
+        mode="throughput",
+        streams=2,
+        batches=(1,),
+        iters=8,
+        warmup=1,
+        e2e=False,
+        plots=False,
+        progress=False,
+        out_dir=out,
+    )
+    d = json.loads((out / "report.json").read_text())
+    assert d["settings"]["streams"] == 2 and d["rows"][0]["latency"]["1"]["model"]["requests"] == 2
+    assert "2 requests in flight (--streams)" in (out / "report.md").read_text()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--streams", "0"], "--streams must be a whole number in 1..64, got 0"),
+        (["--streams", "65", "--mode", "throughput"], "--streams must be a whole number in 1..64, got 65"),
+        (["--streams", "2"], "--streams 2 sets the requests in flight of --mode throughput; add --mode throughput"),
+    ],
+)
+def test_streams_is_checked_before_any_work(tp_setup, argv: list[str], message: str) -> None:
+    onnx, data = tp_setup
+    res = _cli("benchmark", onnx, "--data", data, *argv, "-q")
+    assert res.exit_code == 2 and message in res.output
+    res = _cli("pipeline", "--data", "synthetic", "--out", str(data.parent / "never"), *argv, "-q")
+    assert res.exit_code == 2 and message in res.output and not (data.parent / "never").exists()
+    with pytest.raises(BackendError, match="add --mode throughput"):
+        open_model(onnx, streams=2)
+
+
 def test_mode_is_checked_before_any_work(tp_setup) -> None:
     onnx, data = tp_setup
     with pytest.raises(EdgeferError, match="--mode must be one of latency, throughput"):

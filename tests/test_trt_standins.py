@@ -565,6 +565,7 @@ def engine_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
         no_context: bool = False,
         mode: str = "latency",
         static_batch: int | None = None,
+        streams: int | None = None,
     ):
         events: list = []
         load.last_events = events  # type: ignore[attr-defined]
@@ -600,7 +601,7 @@ def engine_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
         sidecar_path(engine).write_text(json.dumps(sc))
         if tamper:
             engine.write_bytes(b"another engine, copied over the one the sidecar describes")
-        return TensorRTBackend(engine, device="cuda", mode=mode), alloc, events
+        return TensorRTBackend(engine, device="cuda", mode=mode, streams=streams), alloc, events
 
     load.allocs = allocs  # type: ignore[attr-defined]
     return load
@@ -910,6 +911,24 @@ def test_throughput_mode_keeps_one_context_per_stream_busy(engine_env) -> None:
     assert synced == [1234, 1235, 1234, 1235]
     backend.close()
     assert all(a.closed for a in lanes)
+
+
+def test_streams_sets_the_number_of_contexts(engine_env) -> None:
+    """``--streams N`` (trtexec --streams=N): N lanes, each its own context, stream and (dynamic engine)
+    engine copy; --streams in latency mode is refused before anything is deserialised."""
+    backend, _, events = engine_env(mode="throughput", streams=3)
+    assert backend.requests_in_flight() == 3
+    assert [e[0] for e in events] == ["deserialize", "context"] * 3
+    x = np.ones((2, 3, IMG, IMG), dtype=np.float32)
+    run = backend.throughput(x, calls=9)
+    assert run.requests == 3 and run.calls == 9
+    assert [a.stream_handle for a in engine_env.trt.alloc_ref["opened"]] == [1234, 1235, 1236]
+    backend.close()
+    backend, _, events = engine_env(mode="throughput", streams=1)
+    assert backend.requests_in_flight() == 1 and [e[0] for e in events] == ["deserialize", "context"]
+    backend.close()
+    with pytest.raises(BackendError, match="add --mode throughput"):
+        engine_env(streams=2)
 
 
 def test_static_engine_shares_one_engine_and_latency_mode_has_one_lane(engine_env) -> None:

@@ -43,10 +43,21 @@ import numpy as np
 from edgefer.errors import BackendError, MissingDependencyError
 from edgefer.formats import FORMATS, format_for_backend, known_suffixes
 from edgefer.metadata import ModelMetadata
-from edgefer.utils.limits import MAX_THREADS
+from edgefer.utils.limits import MAX_STREAMS, MAX_THREADS
 
 #: how an artifact is opened: for one request at a time (a camera's frame) or for many in flight
 MODES = ("latency", "throughput")
+
+
+def check_streams(streams: int | None, mode: str, error: type[Exception]) -> None:
+    """Refuse a ``--streams`` that cannot be meant: not a whole number in 1..MAX_STREAMS, or given in
+    latency mode (one request at a time has no streams to choose)."""
+    if streams is None:
+        return
+    if isinstance(streams, bool) or not isinstance(streams, int) or not 1 <= streams <= MAX_STREAMS:
+        raise error(f"--streams must be a whole number in 1..{MAX_STREAMS}, got {streams!r}")
+    if mode != "throughput":
+        raise error(f"--streams {streams} sets the requests in flight of --mode throughput; add --mode throughput")
 
 
 @dataclass
@@ -124,12 +135,16 @@ class Backend(ABC):
         threads: int | None = None,
         cache_dir: str | os.PathLike | None = None,
         mode: str = "latency",
+        streams: int | None = None,
     ) -> None:
         if mode not in MODES:
             raise BackendError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+        check_streams(streams, mode, BackendError)
         self.path = Path(path)
         self.device = device
         self.mode = mode
+        #: requests in flight in throughput mode (None: the engine's own choice)
+        self.streams = streams
         self.threads = threads
         #: where a backend that compiles on load keeps compiled models (OpenVINO); others ignore it
         self.cache_dir = None if cache_dir is None else Path(cache_dir)
@@ -174,7 +189,10 @@ class Backend(ABC):
         return batch
 
     def requests_in_flight(self) -> int:
-        """How many requests :meth:`throughput` keeps in flight: one per usable core by default."""
+        """How many requests :meth:`throughput` keeps in flight: ``streams`` when given, else one per
+        usable core."""
+        if self.streams is not None:
+            return self.streams
         try:
             return max(1, len(os.sched_getaffinity(0)))
         except AttributeError:  # not Linux
@@ -278,6 +296,7 @@ def open_model(
     backend: str | None = None,
     cache_dir: str | os.PathLike | None = None,
     mode: str = "latency",
+    streams: int | None = None,
 ) -> Backend:
     """Load an artifact with the backend that understands it (or the one named by ``backend``).
 
@@ -288,7 +307,10 @@ def open_model(
     ``cache_dir``: a folder where a backend that compiles on load (OpenVINO) keeps the compiled
     model, so that the next open on the same device reads it instead of compiling again.
     ``mode``: ``"latency"`` (one request at a time, a camera's frame) or ``"throughput"`` (set up for
-    :meth:`Backend.throughput`: many requests in flight).
+    :meth:`Backend.throughput`: many requests in flight). ``streams``: how many, in throughput mode
+    (OpenVINO's ``NUM_STREAMS`` and as many requests, TensorRT execution contexts on their own CUDA
+    streams, ONNX Runtime requests side by side: ``benchmark_app -nstreams``, ``trtexec --streams``);
+    None lets the engine choose.
     """
     p = Path(path)
     if threads is not None and not 1 <= threads <= MAX_THREADS:
@@ -306,6 +328,6 @@ def open_model(
         raise BackendError(f"no backend can load {p.name} (known: {known_suffixes()})")
     cls = candidates[0]
     try:
-        return cls(p, device=device, threads=threads, cache_dir=cache_dir, mode=mode)
+        return cls(p, device=device, threads=threads, cache_dir=cache_dir, mode=mode, streams=streams)
     except ImportError as exc:
         raise MissingDependencyError(exc.name or cls.name, cls.extra, f"the {cls.name} backend") from exc

@@ -72,15 +72,19 @@ def compile_config(
     threads: int | None = None,
     cache_dir: str | Path | None = None,
     mode: str = "latency",
+    streams: int | None = None,
 ) -> dict[str, Any]:
     """The ``compile_model`` config for a model of ``precision`` on OpenVINO device ``device_name``.
 
     One place for it, so a model scored in memory (:mod:`edgefer.quantize.evaluate`) runs with the
     same hints as the saved artifact in the benchmark. ``cache_dir`` sets OpenVINO's ``CACHE_DIR``;
     ``mode`` the performance hint (``LATENCY``, or ``THROUGHPUT``: several streams, as
-    ``benchmark_app -hint throughput``).
+    ``benchmark_app -hint throughput``); ``streams`` the number of those streams (``NUM_STREAMS``, as
+    ``benchmark_app -nstreams``; None: the hint chooses).
     """
     config: dict[str, Any] = {"PERFORMANCE_HINT": "THROUGHPUT" if mode == "throughput" else "LATENCY"}
+    if streams is not None and mode == "throughput":
+        config["NUM_STREAMS"] = int(streams)
     if precision in ("fp32", "int8"):
         # OpenVINO would otherwise pick bf16 on CPUs with AVX512-BF16/AMX and f16 on GPUs for every
         # non-quantized op: "FP32" would not be FP32's accuracy, and INT8 layers kept in floating
@@ -262,7 +266,9 @@ class OpenVinoBackend(Backend):
         self.max_batch = batch_dim.get_length() if batch_dim.is_static else None
         if self.cache_dir is not None:
             ensure_writable_dir(self.cache_dir)  # a clear error now, not OpenVINO's at compile time
-        config = compile_config(self.metadata.precision, self._device_name, self.threads, self.cache_dir, self.mode)
+        config = compile_config(
+            self.metadata.precision, self._device_name, self.threads, self.cache_dir, self.mode, self.streams
+        )
         try:
             self._batches = StaticBatches(core, model, self._device_name, config)
         except Exception as exc:
@@ -297,7 +303,10 @@ class OpenVinoBackend(Backend):
             raise BackendError(f"openvino failed on {self.path.name}: {str(exc).strip()[:300]}") from exc
 
     def requests_in_flight(self) -> int:
-        """What the compiled model asks for (``OPTIMAL_NUMBER_OF_INFER_REQUESTS``, as benchmark_app uses)."""
+        """``streams`` when given (one request per stream), else what the compiled model asks for
+        (``OPTIMAL_NUMBER_OF_INFER_REQUESTS``, as benchmark_app uses)."""
+        if self.streams is not None:
+            return self.streams
         try:
             return max(1, int(self._compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
         except Exception:
@@ -332,7 +341,7 @@ class OpenVinoBackend(Backend):
         try:
             compiled = self._batches.compiled_for(x.shape[0])
             try:
-                n = max(1, int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
+                n = self.streams or max(1, int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
             except Exception:
                 n = super().requests_in_flight()
             queue = ov.AsyncInferQueue(compiled, n)

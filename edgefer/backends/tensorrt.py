@@ -25,12 +25,12 @@ host buffers the copies go through are made once per input shape and reused, so 
 allocates nothing after its shape's first call. The GPU time of the last ``infer`` (CUDA events
 around the execute call, copies excluded) is ``last_device_ms``.
 
-Throughput mode (``mode="throughput"``, ``edgefer benchmark --mode throughput``): :data:`THROUGHPUT_STREAMS`
-execution contexts, each on its own CUDA stream with its own buffers (a :class:`Lane`), kept busy from one
-host thread as ``trtexec --streams`` does; an engine with a dynamic batch is deserialised once per extra
-stream, because contexts in concurrent use may not share an optimisation profile. Written against the
-TensorRT 8.5-10 Python API and tested with stand-ins for ``tensorrt`` and the CUDA allocator
-(tests/test_trt_standins.py); not yet run on a GPU.
+Throughput mode (``mode="throughput"``, ``edgefer benchmark --mode throughput [--streams N]``): N
+execution contexts (:data:`THROUGHPUT_STREAMS` by default), each on its own CUDA stream with its own
+buffers (a :class:`Lane`), kept busy from one host thread as ``trtexec --streams`` does; an engine with a
+dynamic batch is deserialised once per extra stream, because contexts in concurrent use may not share an
+optimisation profile. Written against the TensorRT 8.5-10 Python API and tested with stand-ins for
+``tensorrt`` and the CUDA allocator (tests/test_trt_standins.py); not yet run on a GPU.
 
 A DLA engine (the sidecar's ``build.dla_core``) is deserialised after ``Runtime.DLA_core`` is set
 to that core ("The DLA core that the engine executes on", TensorRT Python API, Runtime:
@@ -138,7 +138,8 @@ def set_runtime_dla_core(runtime: Any, trt_version: str, dla_core: int | None) -
     runtime.DLA_core = int(dla_core)
 
 
-#: execution contexts, each on its own CUDA stream, that throughput mode keeps busy (``trtexec --streams=2``)
+#: execution contexts, each on its own CUDA stream, that throughput mode keeps busy when ``streams`` is not
+#: given (``trtexec --streams=2``)
 THROUGHPUT_STREAMS = 2
 
 
@@ -260,10 +261,11 @@ class TensorRTBackend(Backend):
         return context
 
     def _open_lanes(self, path: Path, blob: bytes, new_alloc: Any) -> None:
-        """Throughput mode: :data:`THROUGHPUT_STREAMS` lanes in all, each with its own context and stream
-        (see :class:`Lane` for why a dynamic engine is deserialised once more per lane)."""
+        """Throughput mode: ``streams`` lanes in all (:data:`THROUGHPUT_STREAMS` when not given), each with
+        its own context and stream (see :class:`Lane` for why a dynamic engine is deserialised once more
+        per lane)."""
         dynamic = any(d < 0 for d in self._input.shape)
-        for _ in range(1, THROUGHPUT_STREAMS):
+        for _ in range(1, self.streams or THROUGHPUT_STREAMS):
             engine = None
             if dynamic:
                 engine = self._runtime.deserialize_cuda_engine(blob)
@@ -274,7 +276,8 @@ class TensorRTBackend(Backend):
             lane.context = self._new_context(engine or self._engine, path)
 
     def requests_in_flight(self) -> int:
-        """One request per lane: :data:`THROUGHPUT_STREAMS` when opened with ``mode="throughput"``, else 1."""
+        """One request per lane: ``streams`` (or :data:`THROUGHPUT_STREAMS`) when opened with
+        ``mode="throughput"``, else 1."""
         return len(self._lanes)
 
     def _check_input(self, batch: np.ndarray) -> np.ndarray:
@@ -346,7 +349,8 @@ class TensorRTBackend(Backend):
         """Every lane kept busy (:func:`~edgefer.backends.base.ring_throughput`): each lane's input is
         copied to its page-locked buffer once, then a request is copy in, execute, copy out queued on the
         lane's stream, and a lane is restarted as soon as its stream is done. With ``mode="throughput"``
-        there are :data:`THROUGHPUT_STREAMS` lanes (``trtexec --streams``); in latency mode one.
+        there are ``streams`` lanes, :data:`THROUGHPUT_STREAMS` by default (``trtexec --streams``); in
+        latency mode one.
         A request's latency is its stream's, queued to done (CUDA events).
         """
         if (calls is None) == (seconds is None):

@@ -190,6 +190,7 @@ def _bench_one(
     e2e: bool,
     cache_dir: Path | None = None,
     mode: str = "latency",
+    streams: int | None = None,
 ) -> tuple[dict[str, Any], np.ndarray | None, Any]:
     """Benchmark one artifact; never raises for a model problem (the row says what went wrong)."""
     from edgefer.bundle import artifact_size
@@ -221,7 +222,9 @@ def _bench_one(
         reset_ok = reset_peak_rss()
         rss0 = rss_mb()
         t0 = time.perf_counter()
-        backend = open_model(spec.path, device=dev, threads=thr, backend=spec.backend, cache_dir=cache_dir, mode=mode)
+        backend = open_model(
+            spec.path, device=dev, threads=thr, backend=spec.backend, cache_dir=cache_dir, mode=mode, streams=streams
+        )
         row["load_s"] = _fp(time.perf_counter() - t0, 3)
         rss_loaded = rss_mb()
     except Exception as exc:  # a broken artifact is a row, not a crash
@@ -423,6 +426,7 @@ def run_benchmark(
                     e2e,
                     opts.cache_dir,
                     opts.mode,
+                    opts.streams,
                 )
                 rows.append(row)
                 if logits is not None:
@@ -477,6 +481,7 @@ def run_benchmark(
             "seconds": seconds,
             "timing": timing,
             "mode": opts.mode,
+            "streams": opts.streams,
             "cache_dir": None if opts.cache_dir is None else str(opts.cache_dir),
             "threads": threads,
             "device": device,

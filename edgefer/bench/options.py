@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from edgefer.backends.base import MODES
+from edgefer.backends.base import MODES, check_streams
 from edgefer.bench.gate import Gate
 from edgefer.errors import EdgeferError
 from edgefer.utils.limits import MAX_BATCH, MAX_THREADS, check_at_most
@@ -43,6 +43,10 @@ class BenchOptions:
             ``"throughput"``: requests in flight (OpenVINO's THROUGHPUT hint and async requests, ONNX
             Runtime's parallel requests, TensorRT's execution contexts on their own CUDA streams), frames
             per second measured over the calls or the time budget.
+        streams: in throughput mode, how many requests are in flight: OpenVINO's ``NUM_STREAMS`` (one
+            request each), TensorRT's execution contexts, ONNX Runtime's parallel requests --
+            ``benchmark_app -nstreams`` and ``trtexec --streams``. None: the engine's choice (OpenVINO's
+            hint, 2 TensorRT contexts, one ONNX Runtime request per core).
         cache_dir: OpenVINO model cache folder (compiled models are kept there and read back on the
             next open, so a restart is not a compile); None: no cache.
         threads / device: CPU threads per backend (None: the backend's default); the device.
@@ -69,6 +73,12 @@ class BenchOptions:
     seconds: float | None = flag(None, "--seconds", type=float, help="Time budget per measurement instead of --iters.")
     mode: str = flag(
         "latency", "--mode", help="latency (one request at a time) or throughput (requests in flight; FPS)."
+    )
+    streams: int | None = flag(
+        None,
+        "--streams",
+        type=int,
+        help="Throughput mode: requests in flight (OpenVINO streams, TensorRT contexts); default: the engine's choice.",
     )
     cache_dir: Path | None = flag(
         None,
@@ -117,6 +127,7 @@ class BenchOptions:
             object.__setattr__(self, "iters", None)  # a time budget replaces the call count
         if self.mode not in MODES:
             raise EdgeferError(f"--mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        check_streams(self.streams, self.mode, EdgeferError)
         object.__setattr__(self, "gate", Gate.from_value(self.gate))
         for name in ("out_dir", "cache_dir"):
             value = getattr(self, name)

@@ -137,9 +137,14 @@ def _timing_line(s: dict[str, Any], timing: str) -> str:
     """How latency was measured: one request at a time, or (throughput mode) with requests in flight."""
     where = f"threads {s.get('threads') or 'default'}, device {s['device']}"
     if s.get("mode") == "throughput":
+        inflight = (
+            f"{s['streams']} requests in flight (--streams)"
+            if s.get("streams")
+            else "several requests in flight (OpenVINO: THROUGHPUT hint, its optimal number of requests; "
+            "ONNX Runtime: one request per core; TensorRT: 2 contexts)"
+        )
         return (
-            f"- **Throughput mode**: after {s['warmup']} warm-up calls, {timing} with several requests in flight "
-            f"(OpenVINO: THROUGHPUT hint, its optimal number of requests; ONNX Runtime: one request per core); "
+            f"- **Throughput mode**: after {s['warmup']} warm-up calls, {timing} with {inflight}; "
             f"{where}. FPS is measured (images completed / wall time); p50/p99 are per request."
         )
     return (

@@ -109,7 +109,7 @@ def device(cls: Optional[type] = None, only: Optional[Sequence[str]] = None, **c
 
 
 def timing(cls: Optional[type] = None, **changes: Any) -> List[Param]:
-    """``--warmup``, ``--iters``, ``--seconds``, ``--mode``: how each latency is measured."""
+    """``--warmup``, ``--iters``, ``--seconds``, ``--mode``, ``--streams``: how each latency is measured."""
     std = [
         Param("warmup", ("--warmup",), int, 10, "Untimed warm-up calls."),
         Param("iters", ("--iters",), int, None, "Timed calls per measurement.", show_default="50"),
@@ -117,6 +117,7 @@ def timing(cls: Optional[type] = None, **changes: Any) -> List[Param]:
         Param(
             "mode", ("--mode",), str, "latency", "latency (one request at a time) or throughput (requests in flight)."
         ),
+        Param("streams", ("--streams",), int, None, "Throughput mode: requests in flight (default: the engine's)."),
     ]
     return _pick(std, cls, None, **changes)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from edgefer.backends.base import check_streams
 from edgefer.bench.options import DEFAULT_ITERS, DEFAULT_WARMUP
 from edgefer.errors import EdgeferError
 from edgefer.formats import TARGETS  # one list for export, quantize and the pipeline
@@ -75,6 +76,7 @@ class PipelineConfig:
     iters: int = DEFAULT_ITERS
     seconds: float | None = None  # a time budget per measurement instead of iters
     mode: str = "latency"  # latency | throughput, as edgefer benchmark --mode
+    streams: int | None = None  # requests in flight in throughput mode, as edgefer benchmark --streams
     threads: int | None = None
     force: bool = False
     progress: bool = True
@@ -134,6 +136,7 @@ class PipelineConfig:
         check(self.warmup >= 0, f"warmup must be >= 0, got {self.warmup}")
         check(self.iters >= 1, f"iters must be >= 1, got {self.iters}")
         check(self.mode in ("latency", "throughput"), f"mode must be latency or throughput, got {self.mode!r}")
+        check_streams(self.streams, self.mode, EdgeferError)
         check(self.seconds is None or self.seconds > 0, f"seconds must be positive, got {self.seconds}")
         check(self.threads is None or self.threads >= 1, f"threads must be >= 1, got {self.threads}")
         if self.checkpoint is None:

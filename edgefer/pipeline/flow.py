@@ -428,6 +428,7 @@ class _Flow:
             iters=cfg.iters,
             seconds=cfg.seconds,
             mode=cfg.mode,
+            streams=cfg.streams,
             threads=cfg.threads,
             gate=cfg.gate,
             out_dir=self.report_dir,
@@ -459,6 +460,8 @@ class _Flow:
             "mode": cfg.mode,
             "threads": cfg.threads,
         }
+        if cfg.streams is not None:  # only when set: a run made before --streams existed keeps its benchmark
+            params["streams"] = cfg.streams
         return Stage(
             "benchmark",
             run,

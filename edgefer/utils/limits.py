@@ -28,6 +28,9 @@ FALLBACK_AVAILABLE = 4 * 1024**3
 #: ``--threads`` (inference threads of a backend): each thread reserves its stack, and more threads
 #: than cores only wait on each other
 MAX_THREADS = 64
+#: ``--streams`` (requests in flight in throughput mode): each holds its own buffers, and on a GPU its
+#: own execution context and engine copy; trtexec and benchmark_app users go to a few dozen at most
+MAX_STREAMS = 64
 #: ``--img-size`` of train / export / quantize / models (and ``data synth --img-size``).
 MAX_IMG_SIZE = 1024
 
