@@ -197,3 +197,29 @@ def test_streams_started_together_detect_on_different_frames() -> None:
     assert detected == {0: [0, 5, 10], 1: [0, 4, 9], 2: [0, 3, 8], 3: [0, 2, 7]}
     predictor = Predictor(MeanBackend(), detector="haar", detect_every=5)
     assert [predictor.new_state(phase=i).carrier.phase for i in range(6)] == [0, 1, 2, 3, 4, 0]
+
+
+def test_a_stream_that_drops_reconnects_while_the_others_run_on(clips: list[str], tmp_path: Path) -> None:
+    """A live source that drops after 3 frames comes back (one reconnect) and serves 4 more; when it drops
+    again and stays away it is lost. The files beside it are read to their end all the while."""
+    camera = FakeCamera([3, 4])  # connects, 3 frames, drops; reconnects, 4 frames, drops; then refuses
+    warned: list[str] = []
+    summary = run_streams(
+        _predictor(),
+        [clips[1], LIVE, clips[2]],
+        reconnect=2,
+        reconnect_delay=0.01,
+        realtime=False,
+        capture_factory=lambda s: camera(s) if s == LIVE else cv2.VideoCapture(s),
+        warn=warned.append,
+        jsonl=tmp_path / "events.jsonl",
+    )
+    live = summary.streams[1]
+    assert live.frames_processed == 7 and live.reconnects == 1 and live.source_lost
+    assert [(s.frames_processed, s.stopped_by) for s in (summary.streams[0], summary.streams[2])] == [
+        (8, "end of stream"),
+        (10, "end of stream"),
+    ]
+    assert summary.lost == [1] and any(m.startswith("[stream 1]") and "reconnect" in m for m in warned)
+    lines = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
+    assert len([e for e in lines if e["stream"] == 1]) == 7
