@@ -230,6 +230,10 @@ def test_openvino_fast_call_is_bitwise_the_plain_call_and_its_results_stay_put(t
         frozen.flags.writeable = False  # cannot be shared: copied into the request's own input tensor
         assert np.array_equal(b.infer(frozen), y2) and b._calls[frozen.shape]._bound is None
         assert np.array_equal(b.infer(x1), y1)  # and shared again after that
+        raw = np.zeros(x2.nbytes + 1, np.uint8)
+        odd = np.frombuffer(raw.data, np.float32, count=x2.size, offset=1).reshape(x2.shape)
+        odd[...] = x2  # float32 at an odd address: copied, not shared
+        assert not odd.flags.aligned and np.array_equal(b.infer(odd), y2) and b._calls[odd.shape]._bound is None
         wide = np.stack([x1, x1 + 1], axis=-1)[..., 0]  # same values, not contiguous
         assert not wide.flags.c_contiguous and np.array_equal(b.infer(wide), y1)
         x3 = np.concatenate([x1, x2, x1])

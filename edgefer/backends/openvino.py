@@ -107,8 +107,8 @@ class StaticCall:
     fills its input tensors once. The request reads the array when the call runs, so what was written
     into it in place since the last call is what is inferred. The bound array is referenced here until
     the next array replaces it, so its memory cannot be freed while the request points to it. An array
-    that cannot be shared (read-only, or not C-contiguous) is copied into the request's own input tensor
-    instead, which is then bound back.
+    that cannot be shared (read-only, not C-contiguous) is copied into the request's own input tensor
+    instead, which is then bound back; so is one not aligned for its dtype (a buffer at an odd offset).
 
     ``infer(share_outputs=True)`` returns no output dict copy; the call returns a *copy* of the output
     view. The copy is what keeps results safe: the view is overwritten by the next call, and a caller
@@ -148,7 +148,7 @@ class StaticCall:
     def _bind(self, x: np.ndarray) -> None:
         """Make ``x`` the request's input: shared where it can be, else copied into the request's own tensor."""
         flags = x.flags
-        if flags.c_contiguous and flags.writeable:
+        if flags.c_contiguous and flags.writeable and flags.aligned:
             self.request.set_input_tensor(self._tensor(x, shared_memory=True))
             self._bound = x
             return
