@@ -181,22 +181,17 @@ def _bench_one(
     spec: ModelSpec,
     label: str,
     evalset: EvalSet,
-    batches: Sequence[int],
-    warmup: int,
+    opts: BenchOptions,
     iters: int | None,
     seconds: float | None,
-    threads: int | None,
-    device: str,
-    e2e: bool,
-    cache_dir: Path | None = None,
-    mode: str = "latency",
-    streams: int | None = None,
 ) -> tuple[dict[str, Any], np.ndarray | None, Any]:
-    """Benchmark one artifact; never raises for a model problem (the row says what went wrong)."""
+    """Benchmark one artifact as ``opts`` say, ``iters`` calls or ``seconds`` per measurement (resolved
+    by :meth:`BenchOptions.timing`); never raises for a model problem (the row says what went wrong)."""
     from edgefer.bundle import artifact_size
 
-    dev = spec.device or device
-    thr = spec.threads if spec.threads is not None else threads
+    batches, warmup, e2e, mode = opts.batches, opts.warmup, opts.e2e, opts.mode
+    dev = spec.device or opts.device
+    thr = spec.threads if spec.threads is not None else opts.threads
     row: dict[str, Any] = {
         "label": label,
         "path": str(spec.path),
@@ -223,7 +218,13 @@ def _bench_one(
         rss0 = rss_mb()
         t0 = time.perf_counter()
         backend = open_model(
-            spec.path, device=dev, threads=thr, backend=spec.backend, cache_dir=cache_dir, mode=mode, streams=streams
+            spec.path,
+            device=dev,
+            threads=thr,
+            backend=spec.backend,
+            cache_dir=opts.cache_dir,
+            mode=mode,
+            streams=opts.streams,
         )
         row["load_s"] = _fp(time.perf_counter() - t0, 3)
         rss_loaded = rss_mb()
@@ -413,21 +414,7 @@ def run_benchmark(
             for spec in specs:
                 label = _row_label(spec, taken, spec.device or device)
                 prog.update(task, description=f"benchmark {label}")
-                row, logits, meta = _bench_one(
-                    spec,
-                    label,
-                    evalset,
-                    batches,
-                    warmup,
-                    iters,
-                    seconds,
-                    threads,
-                    device,
-                    e2e,
-                    opts.cache_dir,
-                    opts.mode,
-                    opts.streams,
-                )
+                row, logits, meta = _bench_one(spec, label, evalset, opts, iters, seconds)
                 rows.append(row)
                 if logits is not None:
                     logits_by_row[label] = (logits, meta)
