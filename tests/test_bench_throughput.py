@@ -180,6 +180,16 @@ def test_streams_sets_the_requests_in_flight(tp_setup, tmp_path: Path) -> None:
     assert "2 requests in flight (--streams)" in (out / "report.md").read_text()
 
 
+def test_cli_streams_and_what_the_report_line_names(tp_setup, tmp_path: Path) -> None:
+    onnx, data = tp_setup
+    out = tmp_path / "r"
+    argv = ["--mode", "throughput", "--streams", "1", "--iters", "4", "--batch", "1", "--no-e2e", "--out", out]
+    res = _cli("benchmark", onnx, "--data", data, *argv, "--no-plots", "-q")
+    assert res.exit_code == 0, res.output
+    assert f"report: {out / 'report.md'} (+ report.json)" in res.output  # no plots were asked for, none named
+    assert "1 request in flight (--streams)" in (out / "report.md").read_text()
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [

@@ -138,7 +138,7 @@ def _timing_line(s: dict[str, Any], timing: str) -> str:
     where = f"threads {s.get('threads') or 'default'}, device {s['device']}"
     if s.get("mode") == "throughput":
         inflight = (
-            f"{s['streams']} requests in flight (--streams)"
+            f"{s['streams']} request{'s' if s['streams'] != 1 else ''} in flight (--streams)"
             if s.get("streams")
             else "several requests in flight (OpenVINO: THROUGHPUT hint, its optimal number of requests; "
             "ONNX Runtime: one request per core; TensorRT: 2 contexts)"

@@ -173,7 +173,8 @@ def register(app: typer.Typer) -> None:
         for warning in report.warnings:
             typer.secho(f"warning: {warning}", fg=typer.colors.YELLOW, err=True)
         if out_dir is not None:
-            typer.echo(f"report: {Path(out_dir) / 'report.md'} (+ report.json, plots)", err=True)
+            also = "report.json, plots" if set(getattr(report, "files", {})) - {"json", "markdown"} else "report.json"
+            typer.echo(f"report: {Path(out_dir) / 'report.md'} (+ {also})", err=True)
         if not report.ok_rows and report.gate is None:
             first = report.rows[0]["status"] if report.rows else "no rows"
             raise EdgeferError(f"no model ran: all {len(report.rows)} rows failed (first: {first})")
