@@ -219,8 +219,8 @@ class StaticBatches:
 
     def call_for(self, n: int) -> StaticCall | None:
         """The :class:`StaticCall` that runs a batch of exactly ``n`` on a static shape (on an infer request
-        of its own), made once; None
-        where ``n`` runs on a model with a dynamic batch (the caller then passes its array per call)."""
+        of its own), made once; None where ``n`` runs on a model with a dynamic batch (the caller then
+        passes its array per call)."""
         if n in self._calls:
             return self._calls[n]
         request, _ = self.request_for(n)
@@ -302,13 +302,13 @@ class OpenVinoBackend(Backend):
         except Exception as exc:
             raise BackendError(f"openvino failed on {self.path.name}: {str(exc).strip()[:300]}") from exc
 
-    def requests_in_flight(self) -> int:
-        """``streams`` when given (one request per stream), else what the compiled model asks for
-        (``OPTIMAL_NUMBER_OF_INFER_REQUESTS``, as benchmark_app uses)."""
+    def requests_in_flight(self, compiled: Any = None) -> int:
+        """``streams`` when given (one request per stream), else what ``compiled`` (by default the model
+        compiled at load) asks for: ``OPTIMAL_NUMBER_OF_INFER_REQUESTS``, as benchmark_app uses."""
         if self.streams is not None:
             return self.streams
         try:
-            return max(1, int(self._compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
+            return max(1, int((compiled or self._compiled).get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
         except Exception:
             return super().requests_in_flight()
 
@@ -340,10 +340,7 @@ class OpenVinoBackend(Backend):
         x = self.check_batch(batch)
         try:
             compiled = self._batches.compiled_for(x.shape[0])
-            try:
-                n = self.streams or max(1, int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
-            except Exception:
-                n = super().requests_in_flight()
+            n = self.requests_in_flight(compiled)
             queue = ov.AsyncInferQueue(compiled, n)
             try:
                 for i in range(n):  # each request its own copy of the input, set once
