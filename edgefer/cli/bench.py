@@ -173,7 +173,7 @@ def register(app: typer.Typer) -> None:
         for warning in report.warnings:
             typer.secho(f"warning: {warning}", fg=typer.colors.YELLOW, err=True)
         if out_dir is not None:
-            also = "report.json, plots" if set(getattr(report, "files", {})) - {"json", "markdown"} else "report.json"
+            also = "report.json, plots" if set(report.files) - {"json", "markdown"} else "report.json"
             typer.echo(f"report: {Path(out_dir) / 'report.md'} (+ {also})", err=True)
         if not report.ok_rows and report.gate is None:
             first = report.rows[0]["status"] if report.rows else "no rows"
